@@ -1,0 +1,130 @@
+"""`attributes` / `excludedAttributes` (RFC 7644 §3.9) and `returned` (RFC 7643 §7).
+
+A `Projection` is built once per request and applied to every resource returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from app.errors import InvalidValue
+from scim_schemas import Attribute, ResourceType
+
+_Key = tuple[str, str]  # (schema URN, top-level attribute name)
+
+
+def split_list(text: str | Iterable[str] | None) -> list[str]:
+    """Comma-separated attribute paths (query string) or a JSON list (.search body)."""
+    if text is None:
+        return []
+    if isinstance(text, str):
+        items = text.split(",")
+    elif isinstance(text, list) and all(isinstance(item, str) for item in text):
+        items = text
+    else:
+        raise InvalidValue("attributes must be a list of attribute names.")
+    return [item.strip() for item in items if item.strip()]
+
+
+class Projection:
+    """Which attributes of a resource to return, from the request and the schema."""
+
+    def __init__(
+        self,
+        rtype: ResourceType,
+        attributes: list[str] | None = None,
+        excluded: list[str] | None = None,
+    ):
+        self.rtype = rtype
+        self.included = self._parse(attributes or [])
+        self.excluded = self._parse(excluded or [])
+        self.has_request = bool(attributes)
+        self.trivial = (
+            not attributes
+            and not excluded
+            and not any(a.returned in ("never", "request") for a in rtype.all_attributes())
+        )
+
+    def _parse(self, paths: list[str]) -> dict[_Key | str, set[str] | None]:
+        """{(urn, attribute): None for the whole attribute, or the set of sub-attributes}."""
+        parsed: dict[_Key | str, set[str] | None] = {}
+        for path in paths:
+            urn = self.rtype.canonical_urn(path)
+            if urn is not None and urn != self.rtype.schema:
+                parsed[urn] = None
+                continue
+            resolved = self.rtype.resolve(path)
+            if resolved is None:
+                raise InvalidValue(f"Unknown attribute {path!r} in attributes/excludedAttributes.")
+            key = (resolved.attribute.schema, resolved.attribute.name)
+            if resolved.sub_attribute is None:
+                parsed[key] = None
+            elif key not in parsed or parsed[key] is not None:
+                parsed.setdefault(key, set()).add(resolved.sub_attribute.name)  # type: ignore[union-attr]
+        return parsed
+
+    def wants(self, urn: str, name: str) -> bool:
+        """Whether a top-level attribute would be returned at all (to skip loading it)."""
+        attribute = next((a for a in self.rtype.attributes(urn) if a.name == name), None)
+        return attribute is not None and self._keep(attribute) is not False
+
+    def _keep(self, attribute: Attribute) -> bool | set[str] | None:
+        """False to drop, True to keep whole, or a set of sub-attribute names to keep."""
+        key = (attribute.schema, attribute.name)
+        if attribute.returned == "never":
+            return False
+        if attribute.returned == "always":
+            return True
+        if self.has_request:
+            if key in self.included or attribute.schema in self.included:
+                subs = self.included.get(key)
+                return True if subs is None else subs
+            return False
+        if attribute.returned == "request":
+            return False
+        if key in self.excluded or attribute.schema in self.excluded:
+            subs = self.excluded.get(key)
+            if subs is None:
+                return False
+            return {
+                s.name for s in attribute.subs() if s.name not in subs and s.returned != "never"
+            }
+        return True
+
+    def apply(self, resource: dict[str, Any]) -> dict[str, Any]:
+        if self.trivial:
+            return resource
+        out: dict[str, Any] = {"schemas": resource.get("schemas", [self.rtype.schema])}
+        for urn in self.rtype.schemas:
+            source = resource if urn == self.rtype.schema else resource.get(urn)
+            if not source:
+                continue
+            target: dict[str, Any] = {}
+            for attribute in self.rtype.attributes(urn):
+                if attribute.name not in source:
+                    continue
+                keep = self._keep(attribute)
+                if keep is False:
+                    continue
+                value = source[attribute.name]
+                if keep is not True and isinstance(keep, set):
+                    value = _only(value, keep)
+                    if not value:
+                        continue
+                target[attribute.name] = value
+            if urn == self.rtype.schema:
+                out.update(target)
+            elif target:
+                out[urn] = target
+        out["schemas"] = [s for s in out["schemas"] if s == self.rtype.schema or s in out]
+        return out
+
+
+def _only(value: Any, subs: set[str]) -> Any:
+    if isinstance(value, list):
+        kept = [{k: v for k, v in element.items() if k in subs} for element in value]
+        return [element for element in kept if element]
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if k in subs}
+    return value

@@ -1,0 +1,108 @@
+"""marshmallow fields for SCIM's data types (RFC 7643 §2.3), built from attribute definitions."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from functools import cache
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields
+
+from scim_schemas import Attribute
+
+
+class ScimBoolean(fields.Field):
+    """A JSON boolean; also "True"/"False" strings in any case, which Entra ID sends in PATCH."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().casefold() in ("true", "false"):
+            return value.strip().casefold() == "true"
+        raise ValidationError("Not a boolean.")
+
+
+class ScimString(fields.String):
+    """A JSON string; numbers are refused rather than silently turned into text."""
+
+
+class ScimInteger(fields.Integer):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool):
+            raise ValidationError("Not a valid integer.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class ScimDecimal(fields.Float):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_nan=False, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValidationError("Not a valid number.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class ScimDateTime(fields.Field):
+    """An xsd:dateTime (RFC 7643 §2.3.5), kept as a normalised UTC ISO-8601 string."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if not isinstance(value, str):
+            raise ValidationError("Not a valid dateTime.")
+        try:
+            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError as exc:
+            raise ValidationError("Not a valid dateTime (ISO 8601 expected).") from exc
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        return parsed.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+class ScimBinary(fields.String):
+    """Base64-encoded binary (RFC 7643 §2.3.6), validated and kept as sent."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValidationError("Not valid base64.") from exc
+        return text
+
+
+_SIMPLE = {
+    "string": ScimString,
+    "reference": ScimString,
+    "boolean": ScimBoolean,
+    "integer": ScimInteger,
+    "decimal": ScimDecimal,
+    "dateTime": ScimDateTime,
+    "binary": ScimBinary,
+}
+
+
+def _single_field(attribute: Attribute, **kwargs: Any) -> fields.Field:
+    if attribute.is_complex:
+        return fields.Nested(complex_schema(attribute), **kwargs)
+    return _SIMPLE[attribute.type](**kwargs)
+
+
+@cache
+def field_for(attribute: Attribute) -> fields.Field:
+    """The marshmallow field that validates one attribute's value (a list when multi-valued)."""
+    if attribute.multi_valued:
+        return fields.List(_single_field(attribute), data_key=attribute.name)
+    return _single_field(attribute, data_key=attribute.name)
+
+
+@cache
+def complex_schema(attribute: Attribute) -> Schema:
+    """A schema instance for one complex attribute's sub-attributes (RFC 7643 §2.3.8)."""
+    declared = {sub.name: field_for(sub) for sub in attribute.subs()}
+    cls = Schema.from_dict(declared, name=f"{attribute.path}Schema")
+    return cls()

@@ -1,0 +1,35 @@
+"""The `/scim/v2` blueprint: every route requires a bearer token (RFC 7644 §2)."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint, Response, g, request
+
+from app import auth
+
+bp = Blueprint("scim", __name__, url_prefix="/scim/v2")
+
+
+@bp.before_request
+def _authenticate() -> None:
+    g.principal = auth.verify(request.headers.get("Authorization"))
+
+
+def _request_id() -> None:
+    supplied = request.headers.get("X-Request-Id", "")
+    g.request_id = supplied[:64] if supplied.isprintable() and supplied else uuid.uuid4().hex
+
+
+def _echo_request_id(response: Response) -> Response:
+    if "request_id" in g:
+        response.headers["X-Request-Id"] = g.request_id
+    return response
+
+
+def register(app) -> None:
+    from app.scim import discovery, users  # noqa: F401 - routes attach to bp
+
+    app.before_request(_request_id)
+    app.after_request(_echo_request_id)
+    app.register_blueprint(bp)

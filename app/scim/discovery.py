@@ -1,0 +1,81 @@
+"""Discovery (RFC 7644 §4): ServiceProviderConfig, ResourceTypes and Schemas, from scim_schemas/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app
+
+from app.errors import NotFound, scim_response
+from app.scim import bp
+from app.scim.http import base_url
+from scim_schemas import (
+    LIST_RESPONSE,
+    resource_type_documents,
+    schema_documents,
+    service_provider_config_template,
+)
+
+
+def _located(doc: dict[str, Any], path: str) -> dict[str, Any]:
+    doc.setdefault("meta", {})["location"] = f"{base_url()}{path}"
+    return doc
+
+
+def _list(resources: list[dict[str, Any]]) -> Response:
+    return scim_response(
+        {
+            "schemas": [LIST_RESPONSE],
+            "totalResults": len(resources),
+            "startIndex": 1,
+            "itemsPerPage": len(resources),
+            "Resources": resources,
+        }
+    )
+
+
+def service_provider_config() -> dict[str, Any]:
+    """The template with the numbers this deployment actually enforces."""
+    config = current_app.config["SCIM"]
+    doc = service_provider_config_template()
+    doc["filter"]["maxResults"] = config.max_page_size
+    return _located(doc, "/ServiceProviderConfig")
+
+
+@bp.get("/ServiceProviderConfig")
+def get_service_provider_config() -> Response:
+    return scim_response(service_provider_config())
+
+
+def _schemas() -> list[dict[str, Any]]:
+    return [_located(doc, f"/Schemas/{doc['id']}") for doc in schema_documents()]
+
+
+@bp.get("/Schemas")
+def list_schemas() -> Response:
+    return _list(_schemas())
+
+
+@bp.get("/Schemas/<path:urn>")
+def get_schema(urn: str) -> Response:
+    for doc in _schemas():
+        if doc["id"].casefold() == urn.casefold():
+            return scim_response(doc)
+    raise NotFound(f"No schema {urn}.")
+
+
+def _resource_types() -> list[dict[str, Any]]:
+    return [_located(doc, f"/ResourceTypes/{doc['id']}") for doc in resource_type_documents()]
+
+
+@bp.get("/ResourceTypes")
+def list_resource_types() -> Response:
+    return _list(_resource_types())
+
+
+@bp.get("/ResourceTypes/<name>")
+def get_resource_type(name: str) -> Response:
+    for doc in _resource_types():
+        if doc["id"].casefold() == name.casefold():
+            return scim_response(doc)
+    raise NotFound(f"No resource type {name}.")

@@ -1,0 +1,164 @@
+"""`/Users`: create, read, replace, patch, delete and list (RFC 7644 §3.2 to §3.6)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Response, current_app, request
+
+from app import marshal, passwords, patch
+from app.errors import Mutability
+from app.scim import bp
+from app.scim.http import (
+    actor,
+    if_match,
+    list_response,
+    projection,
+    read_json,
+    resource_response,
+)
+from app.scim.listing import parse_list_query, search_request
+from app.store import search as store_search
+from app.store import users as store
+from scim_schemas import resource_type
+
+USER = resource_type("User")
+
+
+def _config() -> Any:
+    return current_app.config["SCIM"]
+
+
+def _apply_defaults(resource: dict[str, Any]) -> dict[str, Any]:
+    """LMS defaults for what the IdP left out (user type and timezone)."""
+    config = _config()
+    resource.setdefault("userType", config.default_user_type)
+    resource.setdefault("timezone", config.default_timezone)
+    return resource
+
+
+def _hash(password: str | None) -> str | None:
+    if not password or _config().password_policy == "ignore":  # noqa: S105 - a policy name
+        return None
+    return passwords.hash_password(password)
+
+
+def _not_modified(resource: dict[str, Any]) -> bool:
+    tags = [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]
+    return resource["meta"]["version"] in tags or "*" in tags
+
+
+@bp.post("/Users")
+def create_user() -> Response:
+    resource = marshal.load_resource(USER, read_json())
+    password_hash = _hash(resource.pop("password", None))
+    created = store.create(_apply_defaults(resource), password_hash, actor())
+    return resource_response(USER, created, 201)
+
+
+@bp.get("/Users/<user_id>")
+def get_user(user_id: str) -> Response:
+    resource = store.get(user_id)
+    if _not_modified(resource):
+        return Response(status=304, headers={"ETag": resource["meta"]["version"]})
+    return resource_response(USER, resource)
+
+
+def _check_immutable(current: dict[str, Any], new: dict[str, Any]) -> None:
+    """RFC 7644 §3.5.1: immutable values in a PUT must match what is stored."""
+    for urn in USER.schemas:
+        old_part = current if urn == USER.schema else current.get(urn) or {}
+        new_part = new if urn == USER.schema else new.get(urn) or {}
+        for attribute in USER.attributes(urn):
+            if attribute.mutability != "immutable":
+                continue
+            old, value = old_part.get(attribute.name), new_part.get(attribute.name)
+            if old is not None and value is not None and old != value:
+                raise Mutability(f"{attribute.name} is immutable.")
+
+
+def _password_hashes(password: str | None) -> dict[str, str]:
+    hashed = _hash(password)
+    return {password: hashed} if password and hashed else {}
+
+
+@bp.put("/Users/<user_id>")
+def replace_user(user_id: str) -> Response:
+    new = marshal.load_resource(USER, read_json())
+    password = new.pop("password", None)
+    hashes = _password_hashes(password)
+
+    def change(current: dict[str, Any]) -> dict[str, Any]:
+        _check_immutable(current, new)
+        replacement = _apply_defaults(dict(new))
+        # An omitted `active` keeps the LMS state: clearing it would silently reactivate a leaver.
+        replacement.setdefault("active", current.get("active", True))
+        if hashes:
+            replacement["password"] = password
+        return replacement
+
+    updated = store.modify(
+        user_id,
+        change,
+        password_hashes=hashes,
+        if_match=if_match(),
+        actor=actor(),
+        operation="replace",
+    )
+    return resource_response(USER, updated)
+
+
+@bp.patch("/Users/<user_id>")
+def patch_user(user_id: str) -> Response:
+    body = read_json()
+    operations = patch.parse_patch_request(USER, body)
+    hashes: dict[str, str] = {}
+    if "password" in json.dumps(body).lower():
+        # Find a new password on an unlocked snapshot first, so hashing holds no lock.
+        preview = patch.apply_operations(USER, store.get(user_id), operations)
+        hashes = _password_hashes(preview.get("password"))
+
+    def change(current: dict[str, Any]) -> dict[str, Any]:
+        patched = patch.apply_operations(USER, current, operations)
+        password = patched.pop("password", None)
+        result = marshal.load_resource(USER, patched)
+        result.setdefault("active", current.get("active", True))
+        if password and password in hashes:
+            result["password"] = password
+        return result
+
+    updated = store.modify(
+        user_id,
+        change,
+        password_hashes=hashes,
+        if_match=if_match(),
+        actor=actor(),
+        operation="patch",
+    )
+    return resource_response(USER, updated)
+
+
+@bp.delete("/Users/<user_id>")
+def delete_user(user_id: str) -> Response:
+    store.delete(user_id, actor(), if_match=if_match())
+    return Response(status=204)
+
+
+def _list(source: Any) -> Response:
+    query = parse_list_query(USER, source)
+    plan = projection(USER, source)
+    condition = store_search.USER_COMPILER.compile(query.expr) if query.expr else None
+    order = store_search.user_order(query.sort_by, query.descending)
+    total, resources = store.search(condition, order, query.start_index, query.count)
+    return list_response(USER, total, query.start_index, resources, plan)
+
+
+@bp.get("/Users")
+def list_users() -> Response:
+    return _list(request.args)
+
+
+@bp.post("/Users/.search")
+def search_users() -> Response:
+    return _list(search_request(read_json()))

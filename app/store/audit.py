@@ -1,0 +1,54 @@
+"""The audit trail: who changed what, written in the same transaction as the change."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from app.store.models import AuditEvent
+
+_NEVER_RECORDED = frozenset({"password", "meta", "schemas", "groups", "id"})
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asked for a change: the token's name and the request id, or the CLI."""
+
+    token_name: str | None = None
+    request_id: str | None = None
+
+
+SYSTEM = Actor(token_name="cli")  # noqa: S106 - the actor name for CLI changes
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Changed attributes with before/after values; extension attributes by their URN path."""
+    changes: dict[str, Any] = {}
+    for key in sorted(set(before) | set(after), key=str):
+        if key in _NEVER_RECORDED:
+            continue
+        old, new = before.get(key), after.get(key)
+        if key.startswith("urn:") and isinstance(old or new, dict):
+            for sub, change in diff(old or {}, new or {}).items():
+                changes[f"{key}:{sub}"] = change
+        elif old != new:
+            changes[key] = {"before": old, "after": new}
+    return changes
+
+
+def record(
+    actor: Actor,
+    resource_type: str,
+    resource_id: str,
+    operation: str,
+    changes: dict[str, Any] | None = None,
+) -> None:
+    AuditEvent.insert(
+        token_name=actor.token_name,
+        request_id=actor.request_id,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        operation=operation,
+        changes=json.dumps(changes, default=str, sort_keys=True) if changes else None,
+    ).execute()

@@ -1,0 +1,81 @@
+"""The database handle: one `DatabaseProxy`, initialised from `DATABASE_URL`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import peewee
+from playhouse import db_url
+
+from app.config import Config
+from scim_schemas import fold
+
+database = peewee.DatabaseProxy()
+
+# WAL lets readers run beside the one writer; synchronous=NORMAL is durable in WAL mode against
+# process crashes (a kill -9 loses nothing committed) and only an OS crash or power loss can drop
+# the last transactions — FULL would fsync on every commit and halve write throughput.
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "synchronous": "normal",
+    "foreign_keys": 1,
+    "busy_timeout": 10_000,
+    "cache_size": -32_000,
+}
+
+
+def _fold(value: object) -> object:
+    return fold(value) if isinstance(value, str) else value
+
+
+def make_database(config: Config) -> peewee.Database:
+    """A peewee database for the configured URL, pooled for PostgreSQL."""
+    url = config.database_url
+    path = config.sqlite_path()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("sqlite"):
+        # IMMEDIATE: a write transaction takes the write lock when it begins, so two writers
+        # never both read and then deadlock on the upgrade.
+        db = db_url.connect(
+            url, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE", check_same_thread=False
+        )
+        # SQLite's own lower() folds ASCII only; this one agrees with `scim_schemas.fold`.
+        db.register_function(_fold, "scim_fold", 1, deterministic=True)
+        return db
+    if url.startswith(("postgres://", "postgresql://")):
+        url = url.replace("://", "+pool://", 1)
+        return db_url.connect(
+            url, max_connections=config.extra.get("db_pool_size", 8), stale_timeout=300, timeout=10
+        )
+    return db_url.connect(url)
+
+
+_open: dict[str, peewee.Database] = {}
+
+
+def init(config: Config) -> peewee.Database:
+    """Point the proxy at the configured database, reusing one handle (and pool) per URL."""
+    db = _open.get(config.database_url)
+    if db is None:
+        db = _open[config.database_url] = make_database(config)
+    database.initialize(db)
+    return db
+
+
+def is_postgres() -> bool:
+    return isinstance(database.obj, peewee.PostgresqlDatabase)
+
+
+@contextlib.contextmanager
+def write_transaction() -> Iterator[Any]:
+    """One transaction for a read-modify-write; rows read inside it are locked (see `locked`)."""
+    with database.atomic() as txn:
+        yield txn
+
+
+def locked(query: peewee.ModelSelect) -> peewee.ModelSelect:
+    """Lock the selected rows until the transaction ends (SQLite's IMMEDIATE lock already does)."""
+    return query.for_update() if is_postgres() else query

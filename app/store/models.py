@@ -1,0 +1,160 @@
+"""The LMS user store's tables.
+
+Case-insensitive uniqueness (userName, e-mail) is enforced by unique indexes on normalised
+`*_key` columns, never by check-then-insert, which races (RFC 7643 §2.4 `uniqueness: server`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import peewee
+
+from app.store.db import database
+
+# Longest string accepted in an indexed column: PostgreSQL's btree entries are limited to about
+# 2,700 bytes, and 512 characters of UTF-8 stay below that.
+MAX_INDEXED_LENGTH = 512
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC, to the millisecond — the same on SQLite and PostgreSQL."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class User(BaseModel):
+    class Meta:
+        table_name = "lms_user"
+
+    id = peewee.CharField(max_length=32, primary_key=True)
+    user_name = peewee.TextField()
+    user_name_key = peewee.TextField(unique=True)
+    external_id = peewee.TextField(null=True, index=True)
+    formatted_name = peewee.TextField(null=True)
+    family_name = peewee.TextField(null=True)
+    given_name = peewee.TextField(null=True)
+    middle_name = peewee.TextField(null=True)
+    honorific_prefix = peewee.TextField(null=True)
+    honorific_suffix = peewee.TextField(null=True)
+    display_name = peewee.TextField(null=True)
+    nick_name = peewee.TextField(null=True)
+    profile_url = peewee.TextField(null=True)
+    title = peewee.TextField(null=True)
+    user_type = peewee.TextField(null=True)
+    preferred_language = peewee.TextField(null=True)
+    locale = peewee.TextField(null=True)
+    timezone = peewee.TextField(null=True)
+    active = peewee.BooleanField(default=True, index=True)
+    password_hash = peewee.TextField(null=True)
+    employee_number = peewee.TextField(null=True)
+    cost_center = peewee.TextField(null=True)
+    organization = peewee.TextField(null=True)
+    division = peewee.TextField(null=True)
+    department = peewee.TextField(null=True)
+    manager_id = peewee.TextField(null=True, index=True)
+    branch = peewee.TextField(null=True)
+    job_role = peewee.TextField(null=True)
+    hire_date = peewee.DateTimeField(null=True)
+    created = peewee.DateTimeField(default=utcnow, index=True)
+    last_modified = peewee.DateTimeField(default=utcnow, index=True)
+    version = peewee.IntegerField(default=1)
+
+
+class UserValue(BaseModel):
+    """One element of a multi-valued attribute with value/type/primary/display sub-attributes.
+
+    `value_key` is the value as filters compare it (casefolded unless the attribute is caseExact);
+    `unique_key` is set only where the value must be unique across users (e-mails, by default).
+    """
+
+    user = peewee.ForeignKeyField(User, on_delete="CASCADE", backref="values")
+    attr = peewee.CharField(max_length=32)
+    position = peewee.IntegerField()
+    value = peewee.TextField(null=True)
+    value_key = peewee.TextField(null=True)
+    type = peewee.TextField(null=True)
+    primary = peewee.BooleanField(default=False)
+    display = peewee.TextField(null=True)
+    unique_key = peewee.TextField(null=True, unique=True)
+
+    class Meta:
+        indexes = ((("attr", "value_key"), False), (("user", "attr", "position"), True))
+
+
+class UserAddress(BaseModel):
+    user = peewee.ForeignKeyField(User, on_delete="CASCADE", backref="address_rows")
+    position = peewee.IntegerField()
+    formatted = peewee.TextField(null=True)
+    street_address = peewee.TextField(null=True)
+    locality = peewee.TextField(null=True)
+    region = peewee.TextField(null=True)
+    postal_code = peewee.TextField(null=True)
+    country = peewee.TextField(null=True)
+    type = peewee.TextField(null=True)
+    primary = peewee.BooleanField(default=False)
+
+    class Meta:
+        indexes = ((("user", "position"), True),)
+
+
+class Group(BaseModel):
+    class Meta:
+        table_name = "lms_group"
+
+    id = peewee.CharField(max_length=32, primary_key=True)
+    display_name = peewee.TextField()
+    display_name_key = peewee.TextField(index=True)
+    external_id = peewee.TextField(null=True, index=True)
+    created = peewee.DateTimeField(default=utcnow, index=True)
+    last_modified = peewee.DateTimeField(default=utcnow, index=True)
+    version = peewee.IntegerField(default=1)
+
+
+class Membership(BaseModel):
+    group = peewee.ForeignKeyField(Group, on_delete="CASCADE", backref="memberships")
+    user = peewee.ForeignKeyField(User, on_delete="CASCADE", backref="memberships")
+
+    class Meta:
+        primary_key = peewee.CompositeKey("group", "user")
+        indexes = ((("user", "group"), False),)
+
+
+class ApiToken(BaseModel):
+    """A bearer token, stored only as the SHA-256 of its secret."""
+
+    name = peewee.TextField(index=True)
+    prefix = peewee.TextField()
+    token_hash = peewee.CharField(max_length=64, unique=True)
+    read_only = peewee.BooleanField(default=False)
+    created = peewee.DateTimeField(default=utcnow)
+    expires_at = peewee.DateTimeField(null=True)
+    revoked_at = peewee.DateTimeField(null=True)
+    last_used_at = peewee.DateTimeField(null=True)
+
+
+class AuditEvent(BaseModel):
+    """What happened to whom, written in the same transaction as the change. Never secrets."""
+
+    at = peewee.DateTimeField(default=utcnow, index=True)
+    token_name = peewee.TextField(null=True)
+    request_id = peewee.TextField(null=True)
+    resource_type = peewee.CharField(max_length=16)
+    resource_id = peewee.CharField(max_length=32, index=True)
+    operation = peewee.CharField(max_length=32)
+    changes = peewee.TextField(null=True)
+
+
+class SchemaMigration(BaseModel):
+    number = peewee.IntegerField(primary_key=True)
+    name = peewee.TextField()
+    applied_at = peewee.DateTimeField(default=utcnow)
+
+
+ALL_MODELS = (User, UserValue, UserAddress, Group, Membership, ApiToken, AuditEvent)

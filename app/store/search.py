@@ -1,0 +1,265 @@
+"""Filter ASTs (from `app.filters`) compiled into Peewee expressions, and sort orders.
+
+Only attributes in the store's field maps can reach SQL; values are always bound parameters.
+`co`/`sw`/`ew` use instr/substr rather than LIKE, so `%`, `_` and `\\` in a value match
+literally, and comparisons are null-safe so that `not (…)` matches what the in-memory evaluator
+(the RFC reference) matches. Multi-valued attributes become one EXISTS per value path, so
+`emails[type eq "work" and value co "@x"]` binds both conditions to the same e-mail row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import peewee
+from peewee import SQL, NodeList, fn
+
+from app import filters as f
+from app.errors import InvalidFilter
+from app.store.db import is_postgres
+from app.store.models import Group, Membership, User, UserAddress, UserValue
+from app.store.user_mapping import (
+    ADDRESS_COLUMNS,
+    SCALAR_BY_PATH,
+    VALUE_ATTRIBUTES,
+    VALUE_COLUMNS,
+)
+from scim_schemas import Attribute, fold
+
+Expression = Any
+
+
+def _fold_sql(column: Expression) -> Expression:
+    return fn.LOWER(column) if is_postgres() else fn.scim_fold(column)
+
+
+def _binary(column: Expression) -> Expression:
+    """Code-point ordering on both databases (PostgreSQL would otherwise use the locale)."""
+    return NodeList((column, SQL('COLLATE "C"'))) if is_postgres() else column
+
+
+def _sql_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
+    return value
+
+
+def compare(
+    column: Expression, op: str, value: Any, attribute: Attribute, folded: bool = False
+) -> Expression:
+    """`column op value` with the attribute's case rules; `folded` means the column is folded."""
+    if value is None:
+        if op == "eq":
+            return column.is_null()
+        if op == "ne":
+            return column.is_null(False)
+        raise InvalidFilter(f"{op} null is not a meaningful comparison.")
+    value = _sql_value(value)
+    caseless = (
+        isinstance(value, str)
+        and attribute.type in ("string", "reference")
+        and not attribute.case_exact
+    )
+    if caseless:
+        value = fold(value)
+        if not folded:
+            column = _fold_sql(column)
+    if op == "ne":
+        return column.is_null() | (column != value)
+    if op == "eq":
+        condition = column == value
+    elif op == "co":
+        condition = (fn.strpos(column, value) if is_postgres() else fn.instr(column, value)) > 0
+    elif op == "sw":
+        condition = fn.substr(column, 1, len(value)) == value
+    elif op == "ew":
+        if not value:
+            condition = SQL("1 = 1")
+        elif is_postgres():
+            condition = fn.right(column, len(value)) == value
+        else:
+            condition = fn.substr(column, -len(value)) == value
+    else:
+        ordered = _binary(column) if isinstance(value, str) else column
+        condition = {
+            "gt": ordered > value,
+            "ge": ordered >= value,
+            "lt": ordered < value,
+            "le": ordered <= value,
+        }[op]
+    return column.is_null(False) & condition
+
+
+def _present(column: Expression) -> Expression:
+    return column.is_null(False) & (column != "") if _is_text(column) else column.is_null(False)
+
+
+def _is_text(column: Expression) -> bool:
+    return isinstance(column, peewee.TextField | peewee.CharField)
+
+
+class ChildTable:
+    """How one multi-valued attribute's elements are stored and joined to their owner."""
+
+    def __init__(
+        self,
+        model: type[peewee.Model],
+        columns: dict[str, peewee.Field],
+        owner: Callable[[Any], Expression],
+        folded: frozenset[str] = frozenset(),
+        extra: Callable[[], Expression] | None = None,
+    ):
+        self.model, self.columns, self.owner, self.folded = model, columns, owner, folded
+        self.extra = extra
+
+    def exists(self, condition: Expression | None, owner_id: Expression) -> Expression:
+        query = self.model.select(SQL("1"))
+        where = self.owner(owner_id)
+        if self.extra is not None:
+            where &= self.extra()
+        if condition is not None:
+            where &= condition
+        return fn.EXISTS(query.where(where))
+
+    def condition(self, expr: f.Expr) -> Expression:
+        """An element-level filter (inside `attr[...]`) over this table's columns."""
+        if isinstance(expr, f.And):
+            return self.condition(expr.left) & self.condition(expr.right)
+        if isinstance(expr, f.Or):
+            return self.condition(expr.left) | self.condition(expr.right)
+        if isinstance(expr, f.Not):
+            return ~self.condition(expr.expr)
+        if isinstance(expr, f.Present | f.Compare):
+            sub = expr.attr.sub or expr.attr.attribute
+            column = self.columns.get(sub.name)
+            if column is None:
+                raise InvalidFilter(f"{expr.attr.attribute.name}.{sub.name} cannot be filtered.")
+            if isinstance(expr, f.Present):
+                return _present(column)
+            return compare(column, expr.op, expr.value, sub, folded=sub.name in self.folded)
+        raise InvalidFilter("Nested value paths are not allowed.")
+
+
+def _value_table(attr: str) -> ChildTable:
+    return ChildTable(
+        UserValue,
+        dict(VALUE_COLUMNS),
+        lambda owner: UserValue.user == owner,
+        folded=frozenset({"value"}),
+        extra=lambda: UserValue.attr == attr,
+    )
+
+
+_USER_CHILDREN: dict[str, ChildTable] = {name: _value_table(name) for name in VALUE_ATTRIBUTES}
+_USER_CHILDREN["addresses"] = ChildTable(
+    UserAddress, dict(ADDRESS_COLUMNS), lambda owner: UserAddress.user == owner
+)
+_GROUPS_DISPLAY = Group.select(Group.display_name).where(Group.id == Membership.group)
+_USER_CHILDREN["groups"] = ChildTable(
+    Membership,
+    {"value": Membership.group, "display": _GROUPS_DISPLAY},
+    lambda owner: Membership.user == owner,
+)
+
+
+class Compiler:
+    """Compiles a filter for one resource type through its allow-list of columns."""
+
+    def __init__(
+        self,
+        resource: str,
+        owner_id: Expression,
+        scalars: dict[tuple[str, str], Any],
+        children: dict[str, ChildTable],
+    ):
+        self.resource, self.owner_id = resource, owner_id
+        self.scalars, self.children = scalars, children
+
+    def compile(self, expr: f.Expr) -> Expression:
+        if isinstance(expr, f.And):
+            return self.compile(expr.left) & self.compile(expr.right)
+        if isinstance(expr, f.Or):
+            return self.compile(expr.left) | self.compile(expr.right)
+        if isinstance(expr, f.Not):
+            return ~self.compile(expr.expr)
+        if isinstance(expr, f.ValuePath):
+            table = self._child(expr.attr.attribute)
+            return table.exists(table.condition(expr.filter), self.owner_id)
+        attribute, sub = expr.attr.attribute, expr.attr.sub
+        if attribute.multi_valued:
+            table = self._child(attribute)
+            return table.exists(None if sub is None else table.condition(expr), self.owner_id)
+        if isinstance(expr, f.Present) and sub is None and attribute.is_complex:
+            parts = [self._scalar(attribute, s) for s in attribute.subs()]
+            parts = [_present(p.field) for p in parts if p is not None]
+            if not parts:
+                raise InvalidFilter(f"{attribute.name} cannot be filtered.")
+            result = parts[0]
+            for part in parts[1:]:
+                result |= part
+            return result
+        target = sub or attribute
+        if attribute.name == "meta" and target.name == "resourceType":
+            matched = expr.value == self.resource if isinstance(expr, f.Compare) else True
+            if isinstance(expr, f.Compare) and expr.op not in ("eq", "ne"):
+                raise InvalidFilter("meta.resourceType supports eq and ne only.")
+            if isinstance(expr, f.Compare) and expr.op == "ne":
+                matched = not matched
+            return SQL("1 = 1") if matched else SQL("1 = 0")
+        scalar = self._scalar(attribute, sub)
+        if scalar is None:
+            raise InvalidFilter(f"{target.path} cannot be filtered.")
+        if isinstance(expr, f.Present):
+            return _present(scalar.field)
+        if (
+            scalar.key_field is not None
+            and isinstance(expr.value, str)
+            and expr.op in ("eq", "ne", "sw", "co", "ew")
+        ):
+            return compare(scalar.key_field, expr.op, expr.value, target, folded=True)
+        return compare(scalar.field, expr.op, expr.value, target)
+
+    def _scalar(self, attribute: Attribute, sub: Attribute | None) -> Any:
+        path = f"{attribute.name}.{sub.name}" if sub is not None else attribute.name
+        return self.scalars.get((attribute.schema, path))
+
+    def _child(self, attribute: Attribute) -> ChildTable:
+        table = self.children.get(attribute.name) if not attribute.is_extension else None
+        if table is None:
+            raise InvalidFilter(f"{attribute.name} cannot be filtered.")
+        return table
+
+
+USER_COMPILER = Compiler("User", User.id, SCALAR_BY_PATH, _USER_CHILDREN)
+
+
+def user_order(attribute: Attribute | None, descending: bool) -> list[Expression]:
+    """ORDER BY for `sortBy` (RFC 7644 §3.4.2.3); always ends in the id so pages are stable."""
+    tie = User.id.desc() if descending else User.id.asc()
+    if attribute is None:
+        return [tie]
+    if attribute.multi_valued:
+        table = _USER_CHILDREN.get(attribute.name)
+        if table is None or attribute.name not in VALUE_ATTRIBUTES:
+            raise InvalidFilter(f"Cannot sort by {attribute.name}.")
+        column = (
+            UserValue.select(UserValue.value_key)
+            .where((UserValue.user == User.id) & (UserValue.attr == attribute.name))
+            .order_by(UserValue.primary.desc(), UserValue.position)
+            .limit(1)
+        )
+    else:
+        scalar = USER_COMPILER.scalars.get((attribute.schema, attribute.path))
+        if scalar is None:
+            raise InvalidFilter(f"Cannot sort by {attribute.path}.")
+        column = scalar.key_field or scalar.field
+        if scalar.key_field is None and attribute.type == "string" and not attribute.case_exact:
+            column = _fold_sql(column)
+    column = _binary(column)
+    nulls_last = peewee.Case(
+        None, [(column.is_null() if hasattr(column, "is_null") else SQL("0"), 1)], 0
+    )
+    ordered = column.desc() if descending else column.asc()
+    return [nulls_last, ordered, tie]

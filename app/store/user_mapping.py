@@ -1,0 +1,233 @@
+"""Where each User attribute lives in the database, and the conversions both ways.
+
+This map is also the allow-list that filters and `sortBy` compile through: an attribute that is
+not here cannot reach SQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+
+from app.store.models import MAX_INDEXED_LENGTH, User, UserAddress, UserValue
+from scim_schemas import CORE_USER, ENTERPRISE_USER, LMS_USER, fold
+
+C, E, L = CORE_USER, ENTERPRISE_USER, LMS_USER
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """A single-valued attribute (or sub-attribute of a single-valued complex) in one column."""
+
+    schema: str
+    path: str
+    field: peewee.Field
+    key_field: peewee.Field | None = None  # normalised copy, indexed, for caseless compares
+
+
+SCALARS: tuple[Scalar, ...] = (
+    Scalar(C, "id", User.id),
+    Scalar(C, "externalId", User.external_id),
+    Scalar(C, "userName", User.user_name, User.user_name_key),
+    Scalar(C, "name.formatted", User.formatted_name),
+    Scalar(C, "name.familyName", User.family_name),
+    Scalar(C, "name.givenName", User.given_name),
+    Scalar(C, "name.middleName", User.middle_name),
+    Scalar(C, "name.honorificPrefix", User.honorific_prefix),
+    Scalar(C, "name.honorificSuffix", User.honorific_suffix),
+    Scalar(C, "displayName", User.display_name),
+    Scalar(C, "nickName", User.nick_name),
+    Scalar(C, "profileUrl", User.profile_url),
+    Scalar(C, "title", User.title),
+    Scalar(C, "userType", User.user_type),
+    Scalar(C, "preferredLanguage", User.preferred_language),
+    Scalar(C, "locale", User.locale),
+    Scalar(C, "timezone", User.timezone),
+    Scalar(C, "active", User.active),
+    Scalar(C, "meta.created", User.created),
+    Scalar(C, "meta.lastModified", User.last_modified),
+    Scalar(E, "employeeNumber", User.employee_number),
+    Scalar(E, "costCenter", User.cost_center),
+    Scalar(E, "organization", User.organization),
+    Scalar(E, "division", User.division),
+    Scalar(E, "department", User.department),
+    Scalar(E, "manager.value", User.manager_id),
+    Scalar(L, "branch", User.branch),
+    Scalar(L, "jobRole", User.job_role),
+    Scalar(L, "hireDate", User.hire_date),
+)
+SCALAR_BY_PATH = {(s.schema, s.path): s for s in SCALARS}
+
+# Multi-valued attributes whose elements are {value, type, primary, display}, in UserValue.
+VALUE_ATTRIBUTES = (
+    "emails",
+    "phoneNumbers",
+    "ims",
+    "photos",
+    "entitlements",
+    "roles",
+    "x509Certificates",
+)
+VALUE_COLUMNS = {
+    "value": UserValue.value_key,
+    "type": UserValue.type,
+    "primary": UserValue.primary,
+    "display": UserValue.display,
+}
+ADDRESS_COLUMNS = {
+    "formatted": UserAddress.formatted,
+    "streetAddress": UserAddress.street_address,
+    "locality": UserAddress.locality,
+    "region": UserAddress.region,
+    "postalCode": UserAddress.postal_code,
+    "country": UserAddress.country,
+    "type": UserAddress.type,
+    "primary": UserAddress.primary,
+}
+_CASE_EXACT_VALUES = frozenset({"x509Certificates"})
+_UNINDEXED_VALUES = frozenset({"x509Certificates", "photos"})
+
+
+def iso(moment: dt.datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def parse_iso(text: str) -> dt.datetime:
+    parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    return parsed
+
+
+def _get(resource: dict[str, Any], schema: str, path: str) -> Any:
+    container = resource if schema == C else resource.get(schema) or {}
+    head, _, tail = path.partition(".")
+    value = container.get(head)
+    if tail:
+        value = value.get(tail) if isinstance(value, dict) else None
+    return value
+
+
+def _check_indexable(path: str, value: str) -> None:
+    from app.errors import InvalidValue
+
+    if len(value) > MAX_INDEXED_LENGTH:
+        raise InvalidValue(f"{path} is longer than {MAX_INDEXED_LENGTH} characters.")
+
+
+def row_values(resource: dict[str, Any]) -> dict[str, Any]:
+    """Column values for the User row (every mapped column, None where absent)."""
+    values: dict[str, Any] = {}
+    for scalar in SCALARS:
+        if scalar.path in ("id", "meta.created", "meta.lastModified"):
+            continue
+        value = _get(resource, scalar.schema, scalar.path)
+        if scalar.path == "hireDate" and value is not None:
+            value = parse_iso(value)
+        if isinstance(value, str) and scalar.field.name in ("user_name", "external_id"):
+            _check_indexable(scalar.path, value)
+        values[scalar.field.name] = value
+        if scalar.key_field is not None:
+            values[scalar.key_field.name] = fold(value) if value is not None else None
+    if values.get("active") is None:
+        values["active"] = True
+    return values
+
+
+def value_key(attr: str, value: Any) -> str | None:
+    if not isinstance(value, str) or attr in _UNINDEXED_VALUES:
+        return None
+    key = value if attr in _CASE_EXACT_VALUES else fold(value)
+    return key[:MAX_INDEXED_LENGTH]
+
+
+def child_rows(
+    user_id: str, resource: dict[str, Any], unique_emails: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows for UserValue and UserAddress, in the order the client sent the elements."""
+    values: list[dict[str, Any]] = []
+    for attr in VALUE_ATTRIBUTES:
+        seen: set[str] = set()
+        for position, element in enumerate(resource.get(attr) or ()):
+            value = element.get("value")
+            key = value_key(attr, value)
+            unique_key = None
+            if attr == "emails" and unique_emails and key is not None and key not in seen:
+                _check_indexable("emails.value", value)
+                unique_key = key
+                seen.add(key)
+            values.append(
+                {
+                    "user": user_id,
+                    "attr": attr,
+                    "position": position,
+                    "value": value,
+                    "value_key": key,
+                    "type": element.get("type"),
+                    "primary": bool(element.get("primary", False)),
+                    "display": element.get("display"),
+                    "unique_key": unique_key,
+                }
+            )
+    addresses = []
+    for position, element in enumerate(resource.get("addresses") or ()):
+        row = {column.name: element.get(name) for name, column in ADDRESS_COLUMNS.items()}
+        row["primary"] = bool(row["primary"])
+        addresses.append({"user": user_id, "position": position, **row})
+    return values, addresses
+
+
+def _put(resource: dict[str, Any], schema: str, path: str, value: Any) -> None:
+    if value is None:
+        return
+    container = resource if schema == C else resource.setdefault(schema, {})
+    head, _, tail = path.partition(".")
+    if tail:
+        container.setdefault(head, {})[tail] = value
+    else:
+        container[head] = value
+
+
+def to_resource(
+    user: User, values: list[UserValue], addresses: list[UserAddress], groups: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The canonical resource dict for one stored user (no password, no location)."""
+    resource: dict[str, Any] = {}
+    for scalar in SCALARS:
+        if scalar.path.startswith("meta."):
+            continue
+        value = getattr(user, scalar.field.name)
+        if scalar.path == "hireDate":
+            value = iso(value)
+        _put(resource, scalar.schema, scalar.path, value)
+    for row in sorted(values, key=lambda r: (r.attr, r.position)):
+        element = {
+            "value": row.value,
+            "type": row.type,
+            "primary": row.primary or None,
+            "display": row.display,
+        }
+        resource.setdefault(row.attr, []).append(
+            {k: v for k, v in element.items() if v is not None}
+        )
+    for row in sorted(addresses, key=lambda r: r.position):
+        element = {name: getattr(row, column.name) for name, column in ADDRESS_COLUMNS.items()}
+        element["primary"] = element["primary"] or None
+        resource.setdefault("addresses", []).append(
+            {k: v for k, v in element.items() if v is not None}
+        )
+    if groups:
+        resource["groups"] = groups
+    resource["schemas"] = [C, *(urn for urn in (E, L) if urn in resource)]
+    resource["meta"] = {
+        "resourceType": "User",
+        "created": iso(user.created),
+        "lastModified": iso(user.last_modified),
+        "version": f'W/"{user.version}"',
+    }
+    return resource

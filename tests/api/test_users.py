@@ -1,0 +1,393 @@
+"""/Users from the client's side: requests in, responses and stored state out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.store.models import AuditEvent, User, UserValue
+from scim_schemas import CORE_USER, ENTERPRISE_USER, ERROR, LIST_RESPONSE, LMS_USER, PATCH_OP
+
+
+def user_body(user_name: str = "alice@example.com", **extra: Any) -> dict[str, Any]:
+    body = {
+        "schemas": [CORE_USER],
+        "userName": user_name,
+        "name": {"givenName": "Alice", "familyName": "Liddell"},
+        "emails": [{"value": user_name, "type": "work", "primary": True}],
+        "active": True,
+    }
+    body.update(extra)
+    return body
+
+
+def create(scim: Any, user_name: str = "alice@example.com", **extra: Any) -> dict[str, Any]:
+    response = scim.post("/Users", user_body(user_name, **extra))
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def assert_error(response: Any, status: int, scim_type: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/scim+json"
+    body = response.get_json()
+    assert body["schemas"] == [ERROR]
+    assert body["status"] == str(status)
+    assert body.get("scimType") == scim_type
+    assert body["detail"]
+    return body
+
+
+def test_create_returns_the_resource_with_location_and_no_password(scim: Any) -> None:
+    response = scim.post("/Users", user_body(password="S3cret-pass!"))
+    assert response.status_code == 201
+    assert response.mimetype == "application/scim+json"
+    body = response.get_json()
+    assert body["userName"] == "alice@example.com"
+    assert body["active"] is True
+    assert "password" not in body
+    assert body["meta"]["resourceType"] == "User"
+    assert body["meta"]["location"].endswith(f"/scim/v2/Users/{body['id']}")
+    assert response.headers["Location"] == body["meta"]["location"]
+    assert response.headers["ETag"] == body["meta"]["version"]
+    stored = User.get_by_id(body["id"])
+    assert stored.password_hash.startswith("$argon2id$")
+    assert "S3cret-pass!" not in stored.password_hash
+
+
+def test_create_applies_lms_defaults_for_user_type_and_timezone(scim: Any) -> None:
+    body = create(scim)
+    assert body["userType"] == "learner"
+    assert body["timezone"] == "UTC"
+    explicit = create(scim, "bob@example.com", userType="instructor", timezone="Europe/Paris")
+    assert explicit["userType"] == "instructor"
+    assert explicit["timezone"] == "Europe/Paris"
+
+
+def test_user_name_is_unique_without_regard_to_case(scim: Any) -> None:
+    first = create(scim)
+    response = scim.post(
+        "/Users", user_body("ALICE@Example.com", emails=[{"value": "other@example.com"}])
+    )
+    body = assert_error(response, 409, "uniqueness")
+    assert first["id"] in body["detail"]
+    assert User.select().count() == 1
+
+
+def test_email_is_unique_across_users(scim: Any) -> None:
+    first = create(scim)
+    response = scim.post("/Users", user_body("bob", emails=[{"value": "Alice@Example.com"}]))
+    body = assert_error(response, 409, "uniqueness")
+    assert first["id"] in body["detail"]
+    assert User.select().count() == 1
+    assert UserValue.select().count() == 1
+
+
+def test_one_user_may_list_the_same_email_twice(scim: Any) -> None:
+    body = create(
+        scim, emails=[{"value": "a@x.org", "type": "work"}, {"value": "A@x.org", "type": "home"}]
+    )
+    assert [e["type"] for e in body["emails"]] == ["work", "home"]
+
+
+def test_extension_attributes_round_trip(scim: Any) -> None:
+    body = create(
+        scim,
+        schemas=[CORE_USER, ENTERPRISE_USER, LMS_USER],
+        **{
+            ENTERPRISE_USER: {
+                "department": "Physics",
+                "employeeNumber": "42",
+                "manager": {"value": "boss-id"},
+            },
+            LMS_USER: {"branch": "North", "jobRole": "Tutor", "hireDate": "2024-09-01T00:00:00Z"},
+        },
+    )
+    fetched = scim.get(f"/Users/{body['id']}").get_json()
+    assert fetched[ENTERPRISE_USER] == {
+        "department": "Physics",
+        "employeeNumber": "42",
+        "manager": {"value": "boss-id"},
+    }
+    assert fetched[LMS_USER]["branch"] == "North"
+    assert fetched[LMS_USER]["hireDate"].startswith("2024-09-01T00:00:00")
+    assert set(fetched["schemas"]) == {CORE_USER, ENTERPRISE_USER, LMS_USER}
+
+
+def test_attribute_names_are_case_insensitive_and_null_means_absent(scim: Any) -> None:
+    response = scim.post(
+        "/Users",
+        {
+            "schemas": [CORE_USER],
+            "UserName": "carol",
+            "Active": "False",
+            "NAME": {"GivenName": "Carol"},
+            "nickName": None,
+            "roles": None,
+        },
+    )
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    assert body["userName"] == "carol"
+    assert body["active"] is False
+    assert body["name"] == {"givenName": "Carol"}
+    assert "nickName" not in body
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "scim_type"),
+    [
+        ({"schemas": [CORE_USER]}, 400, "invalidValue"),
+        ({"schemas": [CORE_USER], "userName": 7}, 400, "invalidValue"),
+        ({"schemas": [CORE_USER], "userName": "x", "active": "maybe"}, 400, "invalidValue"),
+        ({"schemas": [CORE_USER], "userName": "x", "emails": "a@b"}, 400, "invalidValue"),
+        ({"schemas": [CORE_USER], "userName": "x", "shoeSize": 9}, 400, "invalidValue"),
+        ({"schemas": ["urn:example:nope"], "userName": "x"}, 400, "invalidValue"),
+        ({"schemas": [CORE_USER], "userName": "x" * 600}, 400, "invalidValue"),
+        (["not", "an", "object"], 400, "invalidSyntax"),
+    ],
+)
+def test_bad_bodies_get_a_scim_error_and_store_nothing(
+    scim: Any, body: Any, status: int, scim_type: str
+) -> None:
+    assert_error(scim.post("/Users", body), status, scim_type)
+    assert User.select().count() == 0
+
+
+def test_malformed_json_is_invalid_syntax(scim: Any) -> None:
+    response = scim.client.post(
+        "/scim/v2/Users",
+        data="{not json",
+        headers={**scim.headers, "Content-Type": "application/scim+json"},
+    )
+    assert_error(response, 400, "invalidSyntax")
+
+
+def test_plain_json_is_accepted_and_other_media_types_are_refused(scim: Any) -> None:
+    import json
+
+    ok = scim.client.post(
+        "/scim/v2/Users",
+        data=json.dumps(user_body()),
+        headers={**scim.headers, "Content-Type": "application/json"},
+    )
+    assert ok.status_code == 201
+    refused = scim.client.post(
+        "/scim/v2/Users", data="userName=x", headers={**scim.headers, "Content-Type": "text/plain"}
+    )
+    assert_error(refused, 415, "invalidSyntax")
+
+
+def test_a_body_over_the_limit_is_413(scim: Any) -> None:
+    huge = user_body(displayName="x" * (1024 * 1024 + 10))
+    assert_error(scim.post("/Users", huge), 413)
+
+
+def test_unknown_id_is_404_in_the_scim_envelope(scim: Any) -> None:
+    assert_error(scim.get("/Users/does-not-exist"), 404)
+    assert_error(scim.put("/Users/does-not-exist", user_body()), 404)
+    assert_error(scim.delete("/Users/does-not-exist"), 404)
+
+
+def test_unknown_route_and_wrong_method(scim: Any) -> None:
+    assert_error(scim.get("/Nope"), 404)
+    assert_error(scim.request("DELETE", "/Users"), 405)
+
+
+def test_missing_or_wrong_token_is_401_with_bearer_challenge(client: Any, token: str) -> None:
+    for headers in ({}, {"Authorization": "Bearer lmsscim_wrong"}, {"Authorization": "Basic x"}):
+        response = client.get("/scim/v2/Users", headers=headers)
+        assert_error(response, 401)
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_put_replaces_ignoring_read_only_and_clearing_omitted(scim: Any) -> None:
+    created = create(scim, nickName="Ally", title="Dr")
+    replacement = user_body(name={"givenName": "Alicia"}, title="Prof")
+    replacement.update(id="someone-else", meta={"resourceType": "User"}, groups=[])
+    response = scim.put(f"/Users/{created['id']}", replacement)
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["id"] == created["id"]
+    assert body["name"] == {"givenName": "Alicia"}
+    assert body["title"] == "Prof"
+    assert "nickName" not in body
+    assert body["meta"]["version"] != created["meta"]["version"]
+    assert scim.get(f"/Users/{created['id']}").get_json() == body
+
+
+def test_put_without_active_keeps_the_user_deactivated(scim: Any) -> None:
+    created = create(scim, active=False)
+    body = user_body()
+    del body["active"]
+    assert scim.put(f"/Users/{created['id']}", body).get_json()["active"] is False
+
+
+def test_put_that_changes_nothing_keeps_the_version(scim: Any) -> None:
+    created = create(scim)
+    body = scim.put(f"/Users/{created['id']}", user_body()).get_json()
+    assert body["meta"]["version"] == created["meta"]["version"]
+
+
+def test_okta_patch_deactivates_and_reactivates_without_deleting(scim: Any) -> None:
+    created = create(scim)
+    for active in (False, True):
+        response = scim.patch(
+            f"/Users/{created['id']}",
+            {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": active}}]},
+        )
+        assert response.status_code == 200, response.get_json()
+        assert response.get_json()["active"] is active
+        assert User.get_by_id(created["id"]).active is active
+    operations = [e.operation for e in AuditEvent.select().order_by(AuditEvent.id)]
+    assert operations[-2:] == ["deactivate", "activate"]
+
+
+def test_okta_password_push_is_hashed_and_never_returned(scim: Any) -> None:
+    created = create(scim)
+    assert User.get_by_id(created["id"]).password_hash is None
+    response = scim.patch(
+        f"/Users/{created['id']}",
+        {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"password": "n3w!"}}]},
+    )
+    assert response.status_code == 200
+    assert "password" not in response.get_json()
+    from app.passwords import verify_password
+
+    assert verify_password(User.get_by_id(created["id"]).password_hash, "n3w!")
+    audit = AuditEvent.select().order_by(AuditEvent.id.desc()).first()
+    assert "n3w!" not in (audit.changes or "")
+
+
+def test_patch_replace_with_a_simple_path(scim: Any) -> None:
+    created = create(scim)
+    response = scim.patch(
+        f"/Users/{created['id']}",
+        {
+            "schemas": [PATCH_OP],
+            "Operations": [{"op": "replace", "path": "displayName", "value": "Alice L."}],
+        },
+    )
+    assert response.get_json()["displayName"] == "Alice L."
+
+
+def test_delete_frees_user_name_and_email_at_once(scim: Any) -> None:
+    created = create(scim)
+    assert scim.delete(f"/Users/{created['id']}").status_code == 204
+    assert_error(scim.get(f"/Users/{created['id']}"), 404)
+    again = create(scim)
+    assert again["id"] != created["id"]
+
+
+def test_list_pages_with_true_totals_and_stable_order(scim: Any) -> None:
+    ids = {create(scim, f"user{i}@example.com")["id"] for i in range(7)}
+    seen: list[str] = []
+    for start in (1, 4, 7):
+        body = scim.get(f"/Users?startIndex={start}&count=3").get_json()
+        assert body["schemas"] == [LIST_RESPONSE]
+        assert body["totalResults"] == 7
+        assert body["startIndex"] == start
+        assert body["itemsPerPage"] == len(body["Resources"])
+        seen += [r["id"] for r in body["Resources"]]
+    assert sorted(seen) == sorted(ids)
+    assert len(seen) == len(set(seen))
+
+
+@pytest.mark.parametrize(
+    ("query", "total", "items", "start"),
+    [
+        ("count=0", 3, 0, 1),
+        ("count=-5", 3, 0, 1),
+        ("startIndex=0&count=2", 3, 2, 1),
+        ("startIndex=-3", 3, 3, 1),
+        ("startIndex=10", 3, 0, 10),
+    ],
+)
+def test_paging_edges(scim: Any, query: str, total: int, items: int, start: int) -> None:
+    for i in range(3):
+        create(scim, f"u{i}")
+    body = scim.get(f"/Users?{query}").get_json()
+    assert (body["totalResults"], body["itemsPerPage"], body["startIndex"]) == (total, items, start)
+    assert len(body["Resources"]) == items
+
+
+def test_non_integer_paging_is_invalid_value(scim: Any) -> None:
+    assert_error(scim.get("/Users?count=ten"), 400, "invalidValue")
+
+
+def test_lookup_filters_okta_and_entra_use(scim: Any) -> None:
+    alice = create(scim, externalId="00u-Alice")
+    create(scim, "bob@example.com", externalId="00u-bob")
+    cases = {
+        'userName eq "ALICE@example.com"': [alice["id"]],
+        'externalId eq "00u-Alice"': [alice["id"]],
+        'externalId eq "00u-alice"': [],  # externalId is caseExact
+        'emails.value eq "Alice@Example.com"': [alice["id"]],
+        'emails[type eq "work"].value eq "alice@example.com"': [alice["id"]],
+        f'id eq "{alice["id"]}"': [alice["id"]],
+        'userName eq "nobody"': [],
+    }
+    for text, expected in cases.items():
+        response = scim.get("/Users", query_string={"filter": text})
+        body = response.get_json()
+        assert [r["id"] for r in body["Resources"]] == expected, text
+        assert body["totalResults"] == len(expected)
+
+
+def test_unknown_filter_attribute_is_refused_not_ignored(scim: Any) -> None:
+    create(scim)
+    assert_error(
+        scim.get("/Users", query_string={"filter": 'shoeSize eq "9"'}), 400, "invalidFilter"
+    )
+    assert_error(scim.get("/Users", query_string={"filter": "userName eq"}), 400, "invalidFilter")
+
+
+def test_search_endpoint_takes_a_search_request(scim: Any) -> None:
+    alice = create(scim)
+    response = scim.post(
+        "/Users/.search",
+        {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "filter": 'userName eq "alice@example.com"',
+            "attributes": ["userName"],
+        },
+    )
+    body = response.get_json()
+    assert body["totalResults"] == 1
+    assert body["Resources"][0] == {
+        "schemas": [CORE_USER],
+        "id": alice["id"],
+        "userName": "alice@example.com",
+    }
+
+
+def test_attributes_and_excluded_attributes(scim: Any) -> None:
+    alice = create(scim)
+    only = scim.get(f"/Users/{alice['id']}?attributes=name.givenName,active").get_json()
+    assert only == {
+        "schemas": [CORE_USER],
+        "id": alice["id"],
+        "name": {"givenName": "Alice"},
+        "active": True,
+    }
+    without = scim.get(f"/Users/{alice['id']}?excludedAttributes=emails,meta").get_json()
+    assert "emails" not in without
+    assert "meta" not in without
+    assert without["id"] == alice["id"]
+    assert_error(scim.get(f"/Users/{alice['id']}?attributes=shoeSize"), 400, "invalidValue")
+
+
+def test_if_none_match_gives_304(scim: Any) -> None:
+    alice = create(scim)
+    response = scim.get(
+        f"/Users/{alice['id']}", headers={"If-None-Match": alice["meta"]["version"]}
+    )
+    assert response.status_code == 304
+
+
+def test_if_match_mismatch_is_412(scim: Any) -> None:
+    alice = create(scim)
+    assert_error(
+        scim.put(f"/Users/{alice['id']}", user_body(), headers={"If-Match": 'W/"999"'}), 412
+    )
