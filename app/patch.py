@@ -7,7 +7,7 @@ whether anything changed, so that a no-op PATCH leaves `meta.version` alone.
 
 Attribute names are case-insensitive everywhere (RFC 7643 §2.1), every value goes through
 `app.marshal.coerce`, and mutability is enforced as RFC 7644 §3.5.2 asks. The dialects of the
-two IdPs we serve (see `/work/shared/idp-behaviour.md`) are accepted where they are handled and
+two IdPs we serve (see the README's IdP notes) are accepted where they are handled and
 commented there: Entra ID's capitalised ops, string booleans, bare manager ids, `path: manager`,
 creating an element on `attr[type eq "x"].sub`, member removal by value array and dotted or
 URN-qualified keys in a path-less value; Okta's own `id` inside a rename.
@@ -501,11 +501,23 @@ class _Applier:
         new = [element for element in new if not _absent(element)]
         _check_one_primary(attribute, new)
         if op == REPLACE:
-            if self.may_write(attribute, current, new):
-                self.store(attribute, new)
+            # Okta's full member replace may repeat a member: keep each value once.
+            elements, _ = self.union(attribute, [], new)
+            if self.may_write(attribute, current, elements):
+                self.store(attribute, elements)
             return
+        elements, touched = self.union(attribute, current, new)
+        if len(elements) != len(current) and attribute.mutability == "immutable" and current:
+            raise Mutability(f"{attribute.path} is immutable and already has values.")
+        _keep_one_primary(attribute, elements, touched)
+        self.store(attribute, elements)
+
+    def union(
+        self, attribute: Attribute, current: list[Any], new: list[Any]
+    ) -> tuple[list[Any], list[Any]]:
+        """`current` plus the values of `new` not already there, and the values that changed."""
         elements = list(current)
-        touched: list[dict[str, Any]] = []
+        touched: list[Any] = []
         for element in new:
             index = _find_same(attribute, element, elements)
             if index is None:
@@ -514,10 +526,7 @@ class _Applier:
             elif attribute.is_complex and not _contains(attribute, elements[index], element):
                 elements[index] = self.merge(attribute, elements[index], element)
                 touched.append(elements[index])
-        if len(elements) != len(current) and attribute.mutability == "immutable" and current:
-            raise Mutability(f"{attribute.path} is immutable and already has values.")
-        _keep_one_primary(attribute, elements, touched)
-        self.store(attribute, elements)
+        return elements, touched
 
     def set_in_elements(self, op: str, path: Path, value: Any) -> None:
         """A value path (`emails[type eq "work"]`, `emails[type eq "work"].value`): sets the
@@ -579,10 +588,12 @@ class _Applier:
         elements = [dict(e) for e in (current or [])]
         matched = _matching(path, elements)
         if not matched and path.value_filter is not None:
-            # RFC 7644 §3.12, Table 9, noTarget: "The specified "path" did not yield an
-            # attribute or attribute value that could be operated on.  This occurs when the
-            # specified "path" value contains a filter that yields no match."
-            raise NoTarget(f"No value of {attribute.name} matches {path.text!r}.")
+            # Removing what is already absent leaves the state the client asked for, so it is a
+            # no-op rather than noTarget: Okta retries `remove members[value eq "x"]` together
+            # with an add, and Entra removes `emails[type eq "work"].value` from users without
+            # one; failing the whole request would stall provisioning (RFC 7644 §3.5.2.2 names
+            # no error for this case; noTarget stays for replace, §3.5.2.3).
+            return
         if sub is None:
             if attribute.mutability == "immutable":
                 raise Mutability(f"{attribute.path} is immutable and cannot be removed.")

@@ -24,7 +24,7 @@ from scim_schemas import CORE_GROUP, CORE_USER, ENTERPRISE_USER, PATCH_OP, resou
 
 USER = resource_type("User")
 GROUP = resource_type("Group")
-FIXTURES = FsPath(__file__).resolve().parents[3] / "shared" / "idp-fixtures"
+FIXTURES = FsPath(__file__).resolve().parents[1] / "idp" / "fixtures"
 
 # Identifiers and values from RFC 7644 §3.5.2's examples.
 BJENSEN = "2819c223-7f76-453a-919d-413861904646"
@@ -102,7 +102,7 @@ def member(value: str, **extra: str) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------------
-# RFC 7644 §3.5.2.1–§3.5.2.3: the request bodies of the RFC's examples.
+# RFC 7644 §3.5.2.1 to §3.5.2.3: the request bodies of the RFC's examples.
 
 RFC_CASES = [
     pytest.param(
@@ -132,9 +132,7 @@ RFC_CASES = [
                 },
             }
         ],
-        changed(
-            user(), emails=[{"value": "babs@jensen.org", "type": "home"}], nickName="Babs"
-        ),
+        changed(user(), emails=[{"value": "babs@jensen.org", "type": "home"}], nickName="Babs"),
         id="3.5.2.1 add without path (nickname in lower case)",
     ),
     pytest.param(
@@ -300,7 +298,7 @@ def test_rfc_examples(
 
 
 # --------------------------------------------------------------------------------------------
-# Okta and Entra ID (see /work/shared/idp-behaviour.md).
+# Okta and Entra ID (see the IdP notes in the README).
 
 IDP_CASES = [
     pytest.param(
@@ -492,7 +490,9 @@ IDP_CASES = [
                 "value": [{"$ref": None, "value": OTHER}, {"$ref": None, "value": JSMITH}],
             }
         ],
-        changed(group(BJENSEN), members=[member(BJENSEN, type="User"), member(OTHER), member(JSMITH)]),
+        changed(
+            group(BJENSEN), members=[member(BJENSEN, type="User"), member(OTHER), member(JSMITH)]
+        ),
         id="entra add several members",
     ),
     pytest.param(
@@ -530,12 +530,10 @@ def test_idp_forms(
 
 
 # --------------------------------------------------------------------------------------------
-# The recorded requests in /work/shared/idp-fixtures.
+# The recorded requests in tests/idp/fixtures.
 
 
 def _fixture(name: str) -> dict[str, Any]:
-    if not FIXTURES.is_dir():
-        pytest.skip(f"IdP fixtures not found at {FIXTURES} (they live beside the checkout)")
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
@@ -594,54 +592,99 @@ def test_fixture_okta_update_user_patch() -> None:
 
 ERROR_BODIES = [
     pytest.param([], InvalidSyntax, id="body not an object"),
-    pytest.param({"Operations": [{"op": "add", "path": "title", "value": "x"}]}, InvalidSyntax,
-                 id="no schemas"),
-    pytest.param({"schemas": [CORE_USER], "Operations": [{"op": "remove", "path": "title"}]},
-                 InvalidSyntax, id="wrong schema"),
+    pytest.param(
+        {"Operations": [{"op": "add", "path": "title", "value": "x"}]},
+        InvalidSyntax,
+        id="no schemas",
+    ),
+    pytest.param(
+        {"schemas": [CORE_USER], "Operations": [{"op": "remove", "path": "title"}]},
+        InvalidSyntax,
+        id="wrong schema",
+    ),
     pytest.param({"schemas": [PATCH_OP]}, InvalidSyntax, id="no Operations"),
     pytest.param({"schemas": [PATCH_OP], "Operations": []}, InvalidSyntax, id="empty Operations"),
-    pytest.param({"schemas": [PATCH_OP], "Operations": {"op": "add"}}, InvalidSyntax,
-                 id="Operations not a list"),
+    pytest.param(
+        {"schemas": [PATCH_OP], "Operations": {"op": "add"}},
+        InvalidSyntax,
+        id="Operations not a list",
+    ),
     pytest.param(body("add"), InvalidSyntax, id="operation not an object"),
     pytest.param(body({"path": "title", "value": "x"}), InvalidSyntax, id="no op"),
-    pytest.param(body({"op": "move", "path": "title", "value": "x"}), InvalidSyntax,
-                 id="unknown op"),
+    pytest.param(
+        body({"op": "move", "path": "title", "value": "x"}), InvalidSyntax, id="unknown op"
+    ),
     pytest.param(body({"op": "add", "path": "title"}), InvalidSyntax, id="add without value"),
-    pytest.param(body({"op": "Replace", "path": "title"}), InvalidSyntax,
-                 id="replace without value"),
-    pytest.param(body({"op": "replace", "value": "x"}), InvalidSyntax,
-                 id="path-less value not an object"),
+    pytest.param(
+        body({"op": "Replace", "path": "title"}), InvalidSyntax, id="replace without value"
+    ),
+    pytest.param(
+        body({"op": "replace", "value": "x"}), InvalidSyntax, id="path-less value not an object"
+    ),
     pytest.param(body({"op": "remove"}), NoTarget, id="remove without path"),
     pytest.param(body({"op": "remove", "path": ""}), NoTarget, id="remove with empty path"),
     pytest.param(body({"op": "add", "path": 42, "value": "x"}), InvalidPath, id="path not text"),
-    pytest.param(body({"op": "add", "path": "nickname.x", "value": "x"}), InvalidPath,
-                 id="sub-attribute of a simple attribute"),
-    pytest.param(body({"op": "add", "path": "name.middle", "value": "x"}), InvalidPath,
-                 id="unknown sub-attribute"),
-    pytest.param(body({"op": "add", "path": "shoeSize", "value": "x"}), InvalidPath,
-                 id="unknown attribute"),
-    pytest.param(body({"op": "add", "path": "urn:example:ext:1.0:User:shoeSize", "value": 1}),
-                 InvalidPath, id="unknown schema URN"),
-    pytest.param(body({"op": "remove", "path": f"{ENTERPRISE_USER}:shoeSize"}), InvalidPath,
-                 id="unknown extension attribute"),
-    pytest.param(body({"op": "remove", "path": 'emails[type eq "work"'}), InvalidPath,
-                 id="unclosed bracket"),
+    pytest.param(
+        body({"op": "add", "path": "nickname.x", "value": "x"}),
+        InvalidPath,
+        id="sub-attribute of a simple attribute",
+    ),
+    pytest.param(
+        body({"op": "add", "path": "name.middle", "value": "x"}),
+        InvalidPath,
+        id="unknown sub-attribute",
+    ),
+    pytest.param(
+        body({"op": "add", "path": "shoeSize", "value": "x"}), InvalidPath, id="unknown attribute"
+    ),
+    pytest.param(
+        body({"op": "add", "path": "urn:example:ext:1.0:User:shoeSize", "value": 1}),
+        InvalidPath,
+        id="unknown schema URN",
+    ),
+    pytest.param(
+        body({"op": "remove", "path": f"{ENTERPRISE_USER}:shoeSize"}),
+        InvalidPath,
+        id="unknown extension attribute",
+    ),
+    pytest.param(
+        body({"op": "remove", "path": 'emails[type eq "work"'}), InvalidPath, id="unclosed bracket"
+    ),
     pytest.param(body({"op": "remove", "path": "emails]"}), InvalidPath, id="stray bracket"),
     pytest.param(body({"op": "remove", "path": "emails[]"}), InvalidPath, id="empty filter"),
-    pytest.param(body({"op": "remove", "path": '[type eq "work"]'}), InvalidPath,
-                 id="filter without attribute"),
-    pytest.param(body({"op": "remove", "path": 'userName[value eq "x"]'}), InvalidPath,
-                 id="filter on a single-valued attribute"),
-    pytest.param(body({"op": "remove", "path": 'emails[type eq "work"].nope'}), InvalidPath,
-                 id="unknown sub-attribute after a filter"),
-    pytest.param(body({"op": "remove", "path": 'emails[type eq "work"]value'}), InvalidPath,
-                 id="no dot after the filter"),
-    pytest.param(body({"op": "remove", "path": 'emails[type eq "work"'}), InvalidPath,
-                 id="quote and bracket unbalanced"),
-    pytest.param(body({"op": "remove", "path": "emails[type qq 1]"}), InvalidFilter,
-                 id="bad filter"),
-    pytest.param(body({"op": "remove", "path": 'emails[shoeSize eq "x"]'}), InvalidFilter,
-                 id="unknown attribute inside the filter"),
+    pytest.param(
+        body({"op": "remove", "path": '[type eq "work"]'}),
+        InvalidPath,
+        id="filter without attribute",
+    ),
+    pytest.param(
+        body({"op": "remove", "path": 'userName[value eq "x"]'}),
+        InvalidPath,
+        id="filter on a single-valued attribute",
+    ),
+    pytest.param(
+        body({"op": "remove", "path": 'emails[type eq "work"].nope'}),
+        InvalidPath,
+        id="unknown sub-attribute after a filter",
+    ),
+    pytest.param(
+        body({"op": "remove", "path": 'emails[type eq "work"]value'}),
+        InvalidPath,
+        id="no dot after the filter",
+    ),
+    pytest.param(
+        body({"op": "remove", "path": 'emails[type eq "work"'}),
+        InvalidPath,
+        id="quote and bracket unbalanced",
+    ),
+    pytest.param(
+        body({"op": "remove", "path": "emails[type qq 1]"}), InvalidFilter, id="bad filter"
+    ),
+    pytest.param(
+        body({"op": "remove", "path": 'emails[shoeSize eq "x"]'}),
+        InvalidFilter,
+        id="unknown attribute inside the filter",
+    ),
 ]
 
 
@@ -656,70 +699,171 @@ def test_bad_requests(request_body: Any, error: type[ScimError]) -> None:
 ERROR_CASES = [
     # readOnly (RFC 7644 §3.5.2: "a client MUST NOT modify an attribute that has mutability
     # "readOnly" or "immutable"").
-    pytest.param(user(), {"op": "replace", "value": {"id": OTHER}}, Mutability,
-                 id="another id in a path-less replace"),
-    pytest.param(user(), {"op": "replace", "path": "id", "value": OTHER}, Mutability,
-                 id="replace id"),
+    pytest.param(
+        user(),
+        {"op": "replace", "value": {"id": OTHER}},
+        Mutability,
+        id="another id in a path-less replace",
+    ),
+    pytest.param(
+        user(), {"op": "replace", "path": "id", "value": OTHER}, Mutability, id="replace id"
+    ),
     pytest.param(user(), {"op": "remove", "path": "id"}, Mutability, id="remove id"),
-    pytest.param(user(), {"op": "replace", "path": "meta.created", "value": "2020-01-01T00:00:00Z"},
-                 Mutability, id="replace meta.created"),
-    pytest.param(user(), {"op": "add", "path": "groups", "value": [{"value": GROUP_ID}]},
-                 Mutability, id="add groups"),
-    pytest.param(group(BJENSEN), {"op": "replace", "path": f'members[value eq "{BJENSEN}"].display',
-                                  "value": "Babs"}, Mutability, id="replace members display"),
-    pytest.param(user(), {"op": "replace", "path": f"{ENTERPRISE_USER}:manager.displayName",
-                          "value": "Boss"}, Mutability, id="replace manager.displayName"),
+    pytest.param(
+        user(),
+        {"op": "replace", "path": "meta.created", "value": "2020-01-01T00:00:00Z"},
+        Mutability,
+        id="replace meta.created",
+    ),
+    pytest.param(
+        user(),
+        {"op": "add", "path": "groups", "value": [{"value": GROUP_ID}]},
+        Mutability,
+        id="add groups",
+    ),
+    pytest.param(
+        group(BJENSEN),
+        {"op": "replace", "path": f'members[value eq "{BJENSEN}"].display', "value": "Babs"},
+        Mutability,
+        id="replace members display",
+    ),
+    pytest.param(
+        user(),
+        {"op": "replace", "path": f"{ENTERPRISE_USER}:manager.displayName", "value": "Boss"},
+        Mutability,
+        id="replace manager.displayName",
+    ),
     # immutable: may be set while unassigned, never changed.
-    pytest.param(group(BJENSEN), {"op": "replace", "path": f'members[value eq "{BJENSEN}"].value',
-                                  "value": OTHER}, Mutability, id="change a member's value"),
-    pytest.param(group(BJENSEN), {"op": "replace", "path": f'members[value eq "{BJENSEN}"].type',
-                                  "value": "Group"}, Mutability, id="change a member's type"),
-    pytest.param(group(BJENSEN), {"op": "remove", "path": f'members[value eq "{BJENSEN}"].value'},
-                 Mutability, id="remove a member's value"),
+    pytest.param(
+        group(BJENSEN),
+        {"op": "replace", "path": f'members[value eq "{BJENSEN}"].value', "value": OTHER},
+        Mutability,
+        id="change a member's value",
+    ),
+    pytest.param(
+        group(BJENSEN),
+        {"op": "replace", "path": f'members[value eq "{BJENSEN}"].type', "value": "Group"},
+        Mutability,
+        id="change a member's type",
+    ),
+    pytest.param(
+        group(BJENSEN),
+        {"op": "remove", "path": f'members[value eq "{BJENSEN}"].value'},
+        Mutability,
+        id="remove a member's value",
+    ),
     # required (RFC 7644 §3.5.2.2: "If an attribute is removed or becomes unassigned and is
     # defined as a required attribute ... "mutability"").
     pytest.param(user(), {"op": "remove", "path": "userName"}, Mutability, id="remove userName"),
-    pytest.param(user(), {"op": "replace", "path": "userName", "value": None}, Mutability,
-                 id="replace userName with null"),
-    pytest.param(user(), {"op": "replace", "value": {"userName": None}}, Mutability,
-                 id="path-less null userName"),
-    pytest.param(group(), {"op": "remove", "path": "displayName"}, Mutability,
-                 id="remove a group's displayName"),
+    pytest.param(
+        user(),
+        {"op": "replace", "path": "userName", "value": None},
+        Mutability,
+        id="replace userName with null",
+    ),
+    pytest.param(
+        user(),
+        {"op": "replace", "value": {"userName": None}},
+        Mutability,
+        id="path-less null userName",
+    ),
+    pytest.param(
+        group(),
+        {"op": "remove", "path": "displayName"},
+        Mutability,
+        id="remove a group's displayName",
+    ),
     # types (every value goes through app.marshal.coerce)
-    pytest.param(user(), {"op": "replace", "path": "active", "value": "yes"}, InvalidValue,
-                 id="active not a boolean"),
-    pytest.param(user(), {"op": "replace", "path": "userName", "value": 42}, InvalidValue,
-                 id="userName not a string"),
-    pytest.param(user(), {"op": "add", "path": "emails", "value": [{"value": 42}]}, InvalidValue,
-                 id="e-mail value not a string"),
-    pytest.param(user(), {"op": "add", "path": "emails", "value": [{"colour": "red"}]},
-                 InvalidValue, id="unknown sub-attribute in a value"),
-    pytest.param(user(), {"op": "replace", "path": "name", "value": "Babs"}, InvalidValue,
-                 id="complex attribute given a string"),
-    pytest.param(user(), {"op": "replace", "path": 'emails[type eq "work"]', "value": "x"},
-                 InvalidValue, id="value path given a string"),
-    pytest.param(user(), {"op": "add", "value": {"shoeSize": 42}}, InvalidValue,
-                 id="unknown key in a path-less value"),
-    pytest.param(user(), {"op": "add", "value": {ENTERPRISE_USER: "x"}}, InvalidValue,
-                 id="extension URN key not an object"),
-    pytest.param(user(), {"op": "add", "path": "emails", "value": [
-        {"value": "a@example.com", "primary": True}, {"value": "b@example.com", "primary": True},
-    ]}, InvalidValue, id="two primary values in one request"),
+    pytest.param(
+        user(),
+        {"op": "replace", "path": "active", "value": "yes"},
+        InvalidValue,
+        id="active not a boolean",
+    ),
+    pytest.param(
+        user(),
+        {"op": "replace", "path": "userName", "value": 42},
+        InvalidValue,
+        id="userName not a string",
+    ),
+    pytest.param(
+        user(),
+        {"op": "add", "path": "emails", "value": [{"value": 42}]},
+        InvalidValue,
+        id="e-mail value not a string",
+    ),
+    pytest.param(
+        user(),
+        {"op": "add", "path": "emails", "value": [{"colour": "red"}]},
+        InvalidValue,
+        id="unknown sub-attribute in a value",
+    ),
+    pytest.param(
+        user(),
+        {"op": "replace", "path": "name", "value": "Babs"},
+        InvalidValue,
+        id="complex attribute given a string",
+    ),
+    pytest.param(
+        user(),
+        {"op": "replace", "path": 'emails[type eq "work"]', "value": "x"},
+        InvalidValue,
+        id="value path given a string",
+    ),
+    pytest.param(
+        user(),
+        {"op": "add", "value": {"shoeSize": 42}},
+        InvalidValue,
+        id="unknown key in a path-less value",
+    ),
+    pytest.param(
+        user(),
+        {"op": "add", "value": {ENTERPRISE_USER: "x"}},
+        InvalidValue,
+        id="extension URN key not an object",
+    ),
+    pytest.param(
+        user(),
+        {
+            "op": "add",
+            "path": "emails",
+            "value": [
+                {"value": "a@example.com", "primary": True},
+                {"value": "b@example.com", "primary": True},
+            ],
+        },
+        InvalidValue,
+        id="two primary values in one request",
+    ),
     # noTarget (RFC 7644 §3.5.2.3 and §3.12)
-    pytest.param(user(), {"op": "replace", "path": 'emails[type eq "home"]',
-                          "value": {"value": "b@x.test"}}, NoTarget,
-                 id="replace a value path that matches nothing"),
-    pytest.param(user(), {"op": "replace", "path": 'emails[value eq "b@x.test"].type',
-                          "value": "home"}, NoTarget,
-                 id="sub-attribute of nothing (filter is not type eq)"),
-    pytest.param(user(), {"op": "replace", "path": 'emails[type eq "home" and primary eq true].value',
-                          "value": "b@x.test"}, NoTarget,
-                 id="sub-attribute of nothing (filter is not a single type eq)"),
-    pytest.param(group(BJENSEN), {"op": "remove", "path": f'members[value eq "{OTHER}"]'},
-                 NoTarget, id="remove a value path that matches nothing"),
-    pytest.param(changed(user(), emails=None), {"op": "replace", "path": "emails.value",
-                                                "value": "b@x.test"}, NoTarget,
-                 id="sub-attribute of an empty multi-valued attribute"),
+    pytest.param(
+        user(),
+        {"op": "replace", "path": 'emails[type eq "home"]', "value": {"value": "b@x.test"}},
+        NoTarget,
+        id="replace a value path that matches nothing",
+    ),
+    pytest.param(
+        user(),
+        {"op": "replace", "path": 'emails[value eq "b@x.test"].type', "value": "home"},
+        NoTarget,
+        id="sub-attribute of nothing (filter is not type eq)",
+    ),
+    pytest.param(
+        user(),
+        {
+            "op": "replace",
+            "path": 'emails[type eq "home" and primary eq true].value',
+            "value": "b@x.test",
+        },
+        NoTarget,
+        id="sub-attribute of nothing (filter is not a single type eq)",
+    ),
+    pytest.param(
+        changed(user(), emails=None),
+        {"op": "replace", "path": "emails.value", "value": "b@x.test"},
+        NoTarget,
+        id="sub-attribute of an empty multi-valued attribute",
+    ),
 ]
 
 
@@ -780,6 +924,7 @@ def test_envelope_keys_and_op_in_any_case() -> None:
         (USER, 'emails[type eq "work"]', "emails", None, True),
         (USER, 'emails[type eq "work"].value', "emails", "value", True),
         (USER, 'emails[value eq "a]b"].display', "emails", "display", True),
+        (USER, r'emails[value eq "a\"]b"].display', "emails", "display", True),
         (GROUP, f'members[value eq "{BJENSEN}"]', "members", None, True),
         (USER, f"{ENTERPRISE_USER}:department", "department", None, False),
         (USER, f"{ENTERPRISE_USER.lower()}:DEPARTMENT", "department", None, False),
@@ -789,9 +934,7 @@ def test_envelope_keys_and_op_in_any_case() -> None:
         (USER, f"{CORE_USER}:userName", "userName", None, False),
     ],
 )
-def test_parse_path(
-    rtype: Any, text: str, attribute: str, sub: str | None, filtered: bool
-) -> None:
+def test_parse_path(rtype: Any, text: str, attribute: str, sub: str | None, filtered: bool) -> None:
     path = parse_path(rtype, text)
     assert path.attribute.name == attribute
     assert (path.sub.name if path.sub else None) == sub
@@ -848,6 +991,7 @@ def test_add_without_path_appends_multi_valued_and_merges_extension_objects() ->
                 ENTERPRISE_USER: {"costCenter": "4130", "manager": {"value": MANAGER}},
                 "schemas": [CORE_USER],
                 "meta": {"resourceType": "Ignored"},
+                "urn:lms-scim:schemas:extension:lms:2.0:User": None,
             },
         },
     )
@@ -864,8 +1008,11 @@ def test_add_a_known_email_with_primary_merges_into_it() -> None:
     before = changed(user(), emails=[{"value": "a@x.test", "type": "work"}])
     after = patch(
         before,
-        {"op": "add", "path": "emails", "value": [{"value": "A@x.test", "type": "work",
-                                                   "primary": "True"}]},
+        {
+            "op": "add",
+            "path": "emails",
+            "value": [{"value": "A@x.test", "type": "work", "primary": "True"}],
+        },
     )
     assert after["emails"] == [{"value": "a@x.test", "type": "work", "primary": True}]
 
@@ -878,9 +1025,7 @@ def test_replace_null_removes_and_add_null_changes_nothing() -> None:
         {"op": "add", "path": "active", "value": None},
         {"op": "replace", "path": "addresses", "value": []},
     )
-    assert after == changed(
-        user(), name={"familyName": "Jensen"}, externalId=None, addresses=None
-    )
+    assert after == changed(user(), name={"familyName": "Jensen"}, externalId=None, addresses=None)
 
 
 def test_okta_may_echo_unassigned_read_only_attributes() -> None:
@@ -906,8 +1051,10 @@ def test_remove_the_last_extension_attribute_drops_the_extension_schema() -> Non
     after = patch(
         user(),
         {"op": "remove", "path": f"{ENTERPRISE_USER}:employeeNumber"},
-        {"op": "remove", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:"
-                                 "department"},
+        {
+            "op": "remove",
+            "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+        },
     )
     assert ENTERPRISE_USER not in after
     assert after["schemas"] == [CORE_USER]
@@ -924,28 +1071,38 @@ def test_primary_true_on_one_value_clears_the_others() -> None:
             {"value": "h@x.test", "type": "home"},
         ],
     )
-    by_path = patch(before, {"op": "Replace", "path": 'emails[type eq "home"].primary',
-                             "value": "True"})
+    by_path = patch(
+        before, {"op": "Replace", "path": 'emails[type eq "home"].primary', "value": "True"}
+    )
     assert by_path["emails"] == [
         {"value": "w@x.test", "type": "work"},
         {"value": "h@x.test", "type": "home", "primary": True},
     ]
-    by_add = patch(before, {"op": "add", "path": "emails",
-                            "value": [{"value": "o@x.test", "type": "other", "primary": True}]})
+    by_add = patch(
+        before,
+        {
+            "op": "add",
+            "path": "emails",
+            "value": [{"value": "o@x.test", "type": "other", "primary": True}],
+        },
+    )
     assert [e.get("primary") for e in by_add["emails"]] == [None, None, True]
-    by_merge = patch(before, {"op": "replace", "path": 'emails[type eq "home"]',
-                              "value": {"primary": True}})
+    by_merge = patch(
+        before, {"op": "replace", "path": 'emails[type eq "home"]', "value": {"primary": True}}
+    )
     assert [e.get("primary") for e in by_merge["emails"]] == [None, True]
 
 
 def test_immutable_values_may_be_set_while_unassigned() -> None:
     before = group()
     before["members"] = [{"value": BJENSEN}]
-    after = patch(before, {"op": "add", "path": f'members[value eq "{BJENSEN}"].type',
-                           "value": "User"})
+    after = patch(
+        before, {"op": "add", "path": f'members[value eq "{BJENSEN}"].type', "value": "User"}
+    )
     assert after["members"] == [{"value": BJENSEN, "type": "User"}]
-    same = patch(after, {"op": "replace", "path": f'members[value eq "{BJENSEN}"].type',
-                         "value": "User"})
+    same = patch(
+        after, {"op": "replace", "path": f'members[value eq "{BJENSEN}"].type', "value": "User"}
+    )
     assert is_noop(after, same)
 
 
@@ -956,6 +1113,37 @@ def test_sub_attribute_without_filter_applies_to_every_value() -> None:
 
 def test_filter_matching_is_case_insensitive_where_the_schema_says_so() -> None:
     before = changed(user(), emails=[{"value": "w@x.test", "type": "Work"}])
-    after = patch(before, {"op": "replace", "path": 'emails[type eq "work"].value',
-                           "value": "v@x.test"})
+    after = patch(
+        before, {"op": "replace", "path": 'emails[type eq "work"].value', "value": "v@x.test"}
+    )
     assert after["emails"] == [{"value": "v@x.test", "type": "Work"}]
+
+
+def test_replace_members_keeps_each_member_once() -> None:
+    after = patch(
+        group(OTHER),
+        {
+            "op": "replace",
+            "path": "members",
+            "value": [{"value": BJENSEN}, {"value": JSMITH}, {"value": BJENSEN, "display": "B"}],
+        },
+    )
+    assert after["members"] == [member(BJENSEN), member(JSMITH)]
+
+
+def test_path_less_keys_may_be_value_paths() -> None:
+    after = patch(
+        user(),
+        {"op": "Add", "value": {'emails[type eq "work"].value': "babs@example.com"}},
+    )
+    assert after["emails"] == [{"value": "babs@example.com", "type": "work", "primary": True}]
+
+
+def test_removing_a_value_path_that_matches_nothing_is_a_noop() -> None:
+    before = group(BJENSEN)
+    operations = parse_patch_request(
+        GROUP,
+        {"schemas": [PATCH_OP], "Operations": [
+            {"op": "remove", "path": f'members[value eq "{OTHER}"]'}]},
+    )
+    assert apply_operations(GROUP, before, operations) == before
