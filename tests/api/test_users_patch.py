@@ -1,0 +1,145 @@
+"""PATCH /Users from the client's side: atomicity, versions, ETags and concurrency."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flask import Flask
+
+from app.store.models import AuditEvent, User
+from scim_schemas import PATCH_OP
+from tests.api.test_users import assert_error, create
+from tests.conftest import Scim
+
+
+def ops(*operations: dict[str, Any]) -> dict[str, Any]:
+    return {"schemas": [PATCH_OP], "Operations": list(operations)}
+
+
+def test_a_failing_operation_leaves_the_user_untouched(scim: Any) -> None:
+    alice = create(scim, nickName="Ally")
+    response = scim.patch(
+        f"/Users/{alice['id']}",
+        ops(
+            {"op": "replace", "path": "nickName", "value": "Changed"},
+            {"op": "add", "path": "emails", "value": [{"value": "x@example.com"}]},
+            {"op": "replace", "path": "active", "value": "perhaps"},
+        ),
+    )
+    assert_error(response, 400, "invalidValue")
+    after = scim.get(f"/Users/{alice['id']}").get_json()
+    assert after == alice | {"meta": after["meta"]}
+    assert after["meta"]["version"] == alice["meta"]["version"]
+    assert AuditEvent.select().where(AuditEvent.operation == "patch").count() == 0
+
+
+def test_a_failing_uniqueness_check_rolls_everything_back(scim: Any) -> None:
+    create(scim, "bob@example.com")
+    alice = create(scim)
+    response = scim.patch(
+        f"/Users/{alice['id']}",
+        ops(
+            {"op": "replace", "path": "displayName", "value": "New"},
+            {"op": "replace", "path": "userName", "value": "BOB@example.com"},
+        ),
+    )
+    assert_error(response, 409, "uniqueness")
+    assert User.get_by_id(alice["id"]).display_name is None
+
+
+def test_version_changes_on_effective_changes_only(scim: Any) -> None:
+    alice = create(scim)
+    url = f"/Users/{alice['id']}"
+    same = scim.patch(url, ops({"op": "replace", "path": "active", "value": True})).get_json()
+    assert same["meta"]["version"] == alice["meta"]["version"]
+    assert same["meta"]["lastModified"] == alice["meta"]["lastModified"]
+    changed = scim.patch(url, ops({"op": "replace", "path": "title", "value": "Dr"})).get_json()
+    assert changed["meta"]["version"] != alice["meta"]["version"]
+
+
+def test_patch_response_honours_attributes(scim: Any) -> None:
+    alice = create(scim)
+    response = scim.patch(
+        f"/Users/{alice['id']}?attributes=title",
+        ops({"op": "replace", "path": "title", "value": "Dr"}),
+    )
+    assert response.get_json() == {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "id": alice["id"],
+        "title": "Dr",
+    }
+
+
+def test_if_match_on_patch_and_delete(scim: Any) -> None:
+    alice = create(scim)
+    url = f"/Users/{alice['id']}"
+    stale = {"If-Match": 'W/"0"'}
+    assert_error(
+        scim.patch(url, ops({"op": "replace", "path": "title", "value": "x"}), headers=stale), 412
+    )
+    assert_error(scim.delete(url, headers=stale), 412)
+    current = {"If-Match": alice["meta"]["version"]}
+    response = scim.patch(
+        url, ops({"op": "replace", "path": "title", "value": "x"}), headers=current
+    )
+    assert response.status_code == 200
+    assert response.headers["ETag"] != alice["meta"]["version"]
+    assert scim.delete(url, headers={"If-Match": response.headers["ETag"]}).status_code == 204
+
+
+def test_remove_without_path_is_no_target(scim: Any) -> None:
+    alice = create(scim)
+    assert_error(scim.patch(f"/Users/{alice['id']}", ops({"op": "remove"})), 400, "noTarget")
+
+
+def test_read_only_target_is_mutability(scim: Any) -> None:
+    alice = create(scim)
+    body = ops({"op": "replace", "path": "id", "value": "other"})
+    assert_error(scim.patch(f"/Users/{alice['id']}", body), 400, "mutability")
+
+
+def test_concurrent_patches_lose_no_operation(app: Flask, token: str) -> None:
+    scim = Scim(app.test_client(), token)
+    alice = create(scim)
+    url = f"/Users/{alice['id']}"
+    errors: list[Any] = []
+
+    def add_phone(n: int) -> None:
+        client = Scim(app.test_client(), token)
+        body = ops(
+            {"op": "add", "path": "phoneNumbers", "value": [{"value": f"+100{n}", "type": "work"}]}
+        )
+        response = client.patch(url, body)
+        if response.status_code != 200:
+            errors.append(response.get_json())
+
+    threads = [threading.Thread(target=add_phone, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    phones = {p["value"] for p in scim.get(url).get_json()["phoneNumbers"]}
+    assert phones == {f"+100{n}" for n in range(12)}
+    assert scim.get(url).get_json()["meta"]["version"] == 'W/"13"'
+
+
+def test_concurrent_patches_with_if_match_lose_nothing_silently(app: Flask, token: str) -> None:
+    scim = Scim(app.test_client(), token)
+    alice = create(scim)
+    url = f"/Users/{alice['id']}"
+    statuses: list[int] = []
+
+    def set_title(n: int) -> None:
+        client = Scim(app.test_client(), token)
+        body = ops({"op": "replace", "path": "title", "value": f"T{n}"})
+        response = client.patch(url, body, headers={"If-Match": alice["meta"]["version"]})
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=set_title, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(statuses) == [200] + [412] * 7
