@@ -50,9 +50,13 @@ Evaluation (`matches`), from RFC 7644 §3.4.2.2:
   null value, and a null value satisfies only `ne`: `title ne "x"` matches a user without a
   title ("the attribute and operator values are not identical"), so for a single-valued
   attribute `ne` is exactly `not eq`. A stored value of the wrong type counts as null.
-* Strings compare casefolded unless the attribute is `caseExact`; `gt`/`ge`/`lt`/`le` on strings
-  compare code points (of the casefolded text), on dateTimes chronologically.
+* Strings compare folded (`scim_schemas.fold`, lower-casing as the database does) unless the
+  attribute is `caseExact`; `gt`/`ge`/`lt`/`le` on strings compare code points (of the folded
+  text), on dateTimes chronologically.
 * `pr` is false for missing, null, `""`, `[]`, and complex values whose members are all absent.
+
+Attributes that are never returned (`password`) cannot be filtered on at all: a filter would
+let a client test guesses.
 """
 
 from __future__ import annotations
@@ -71,7 +75,7 @@ from scim2_filter_parser.lexer import SCIMLexer
 from scim2_filter_parser.parser import SCIMParser, SCIMParserError
 
 from app.errors import InvalidFilter
-from scim_schemas import Attribute, ResourceType
+from scim_schemas import Attribute, ResourceType, fold
 
 __all__ = [
     "And",
@@ -86,6 +90,7 @@ __all__ = [
     "matches",
     "matches_element",
     "parse",
+    "parse_datetime",
     "parse_value_filter",
     "render",
 ]
@@ -242,11 +247,15 @@ def _guarded(
         raise InvalidFilter("The filter could not be parsed.") from exc
 
 
-def _parse(text: Any, resource_type: ResourceType, parent: Attribute | None, limits: _Limits) -> Expr:
+def _parse(
+    text: Any, resource_type: ResourceType, parent: Attribute | None, limits: _Limits
+) -> Expr:
     if not isinstance(text, str):
         raise InvalidFilter("The filter must be a string.")
     if len(text) > limits.max_length:
-        raise InvalidFilter(f"The filter is longer than the limit of {limits.max_length} characters.")
+        raise InvalidFilter(
+            f"The filter is longer than the limit of {limits.max_length} characters."
+        )
     if not text.strip():
         raise InvalidFilter("The filter is empty.")
     prepared = _prepare(text, limits.max_depth)
@@ -254,7 +263,9 @@ def _parse(text: Any, resource_type: ResourceType, parent: Attribute | None, lim
     builder = _Builder(resource_type, prepared, limits)
     expr = builder.filter(tree, parent)
     if _depth(expr) > limits.max_depth:
-        raise InvalidFilter(f"The filter is nested deeper than the limit of {limits.max_depth} levels.")
+        raise InvalidFilter(
+            f"The filter is nested deeper than the limit of {limits.max_depth} levels."
+        )
     return expr
 
 
@@ -402,9 +413,7 @@ def _in_value_position(recent: list[tuple[str, str]]) -> bool:
         return False
     (before_kind, before), (kind, word) = recent[-2], recent[-1]
     return (
-        kind == "word"
-        and word.lower() in COMPARE_OPS
-        and (before_kind == "word" or before == "]")
+        kind == "word" and word.lower() in COMPARE_OPS and (before_kind == "word" or before == "]")
     )
 
 
@@ -459,8 +468,7 @@ def _run_their_parser(prepared: _Prepared) -> their.Filter:
         if finished[0] or token is None:
             raise InvalidFilter("The filter ends unexpectedly.") from exc
         raise InvalidFilter(
-            f"Unexpected {_describe(prepared, token)} at position "
-            f"{prepared.position(token.index)}."
+            f"Unexpected {_describe(prepared, token)} at position {prepared.position(token.index)}."
         ) from exc
     except ValueError as exc:  # their lexer: "Illegal character in filter query"
         where = last[0].end if last[0] is not None else 0
@@ -568,8 +576,8 @@ class _Builder:
         attribute = self.value_path_attribute(namespace, parent)
         if namespace.sub_attr is not None:
             raise InvalidFilter(
-                f"'[...]' must follow a complex attribute, not a sub-attribute "
-                f"('{attribute.name}[...]', not '{attribute.name}.{namespace.sub_attr.value}[...]')."
+                f"'[...]' must follow a complex attribute, not a sub-attribute: write "
+                f"'{attribute.name}[...]', not '{attribute.name}.{namespace.sub_attr.value}[...]'."
             )
         return self.add(ValuePath(AttrRef(attribute), self.filter(inner, attribute)))
 
@@ -599,7 +607,9 @@ class _Builder:
             return self.entra_value_path(path.attr_name, op, node.comp_value, parent)
         return self.condition(self.ref(path, parent), op, node.comp_value)
 
-    def entra_value_path(self, value_path: Any, op: str, comp_value: Any, parent: Attribute | None) -> Expr:
+    def entra_value_path(
+        self, value_path: Any, op: str, comp_value: Any, parent: Attribute | None
+    ) -> Expr:
         """`emails[type eq "work"].value eq "x"` → `emails[type eq "work" and value eq "x"]`.
 
         Not in the RFC grammar, but Entra ID sends it; the sub-attribute condition must hold
@@ -653,6 +663,10 @@ class _Builder:
         raise _unexpected()
 
     def condition(self, ref: AttrRef, op: str, comp_value: Any) -> Expr:
+        if "never" in (ref.attribute.returned, ref.target.returned):
+            # A filter on `password` would be an oracle for guessing it (RFC 7644 §7.8 asks
+            # that passwords never be exposed; RFC 7643 §7 `returned: never`).
+            raise InvalidFilter(f"'{ref.path}' cannot be used in a filter.")
         if op == "pr":
             return self.add(Present(ref))
         if op not in COMPARE_OPS:
@@ -912,7 +926,7 @@ def _compare(expr: Compare, stored: Any) -> bool:
         return expr.op == "ne"  # null is "not identical" to any value
     expected = expr.value
     if isinstance(actual, str) and isinstance(expected, str) and not target.case_exact:
-        actual, expected = actual.casefold(), expected.casefold()
+        actual, expected = fold(actual), fold(expected)
     op = expr.op
     if op == "eq":
         return actual == expected

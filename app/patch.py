@@ -29,7 +29,7 @@ from typing import Any
 from app.errors import InvalidPath, InvalidSyntax, InvalidValue, Mutability, NoTarget
 from app.filters import Expr, matches_element, parse_value_filter
 from app.marshal import coerce
-from scim_schemas import PATCH_OP, Attribute, ResourceType
+from scim_schemas import PATCH_OP, Attribute, ResourceType, fold
 
 ADD = "add"
 REPLACE = "replace"
@@ -300,7 +300,7 @@ def _equal(attribute: Attribute, left: Any, right: Any) -> bool:
             return False
         return all(_equal(attribute.sub(k) or attribute, left[k], right[k]) for k in left)
     if isinstance(left, str) and isinstance(right, str) and not attribute.case_exact:
-        return left.casefold() == right.casefold()
+        return fold(left) == fold(right)
     return type(left) is type(right) and left == right
 
 
