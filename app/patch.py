@@ -109,10 +109,13 @@ def parse_patch_request(rtype: ResourceType, body: Any) -> list[Operation]:
     operations = fields.get("operations")
     if not isinstance(operations, list) or not operations:
         raise InvalidSyntax("Operations must be a non-empty list of operations.")
-    return [_parse_operation(rtype, raw, index) for index, raw in enumerate(operations)]
+    parsed: list[Operation] = []
+    for index, raw in enumerate(operations):
+        parsed.extend(_parse_operation(rtype, raw, index))
+    return parsed
 
 
-def _parse_operation(rtype: ResourceType, raw: Any, index: int) -> Operation:
+def _parse_operation(rtype: ResourceType, raw: Any, index: int) -> list[Operation]:
     where = f"Operations[{index}]"
     if not isinstance(raw, dict):
         raise InvalidSyntax(f"{where} must be an object.")
@@ -124,17 +127,31 @@ def _parse_operation(rtype: ResourceType, raw: Any, index: int) -> Operation:
     raw_path = fields.get("path")
     if raw_path is not None and not isinstance(raw_path, str):
         raise InvalidPath(f"{where}.path must be a string.")
-    path = parse_path(rtype, raw_path) if raw_path and raw_path.strip() else None
     value = fields.get("value")
+    extension = rtype.canonical_urn(raw_path.strip()) if raw_path else None
+    if extension is not None and extension != rtype.schema:
+        # A path that is only an extension URN is not in the RFC 7644 §3.10 grammar, but
+        # clients send it meaning "the extension's attributes": add/replace act like a
+        # path-less value holding the extension object, remove removes each attribute.
+        if op == REMOVE:
+            return [
+                Operation(op, parse_path(rtype, f"{extension}:{attribute.name}"), None)
+                for attribute in rtype.attributes(extension)
+                if attribute.mutability in ("readWrite", "writeOnly")
+            ]
+        if "value" not in fields:
+            raise InvalidSyntax(f"{where}: {op} needs a value.")
+        return [Operation(op, None, {extension: value})]
+    path = parse_path(rtype, raw_path) if raw_path and raw_path.strip() else None
     if op == REMOVE:
         if path is None:
             raise NoTarget(f"{where}: remove needs a path (RFC 7644 §3.5.2.2).")
-        return Operation(op, path, value)
+        return [Operation(op, path, value)]
     if "value" not in fields:
         raise InvalidSyntax(f"{where}: {op} needs a value.")
     if path is None and not isinstance(value, dict):
         raise InvalidSyntax(f"{where}: without a path, value must be an object of attributes.")
-    return Operation(op, path, value)
+    return [Operation(op, path, value)]
 
 
 def _closing_bracket(text: str, start: int) -> int:
@@ -239,6 +256,8 @@ def expand_operations(rtype: ResourceType, operations: Iterable[Operation]) -> l
             if not isinstance(value, dict):
                 raise InvalidValue(f"{urn} must be an object.")
             for sub_key, sub_value in value.items():
+                if isinstance(sub_key, str) and sub_key.casefold() in _IGNORED_KEYS:
+                    continue  # e.g. the extension's own URN repeated in a `schemas` list
                 path = _key_path(rtype, f"{urn}:{sub_key}")
                 out.append(Operation(operation.op, path, sub_value))
     return out

@@ -95,6 +95,8 @@ def canonicalize(rtype: ResourceType, body: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(value, dict):
                 raise InvalidValue(f"{urn} must be an object.")
             for sub_key, sub_value in value.items():
+                if isinstance(sub_key, str) and sub_key.casefold() == "schemas":
+                    continue  # some clients repeat the extension's URN inside its object
                 _place(rtype, out, f"{urn}:{sub_key}", sub_value)
             continue
         _place(rtype, out, key, value)

@@ -121,9 +121,11 @@ def patch_user(user_id: str) -> Response:
 
     def change(current: dict[str, Any]) -> dict[str, Any]:
         patched = patch.apply_operations(USER, current, operations)
+        if patched.get("active") is None:
+            # The LMS keeps an account state; unassigning it would be silently ignored.
+            raise Mutability("active cannot be removed; replace it with false to deactivate.")
         password = patched.pop("password", None)
         result = marshal.load_resource(USER, patched)
-        result.setdefault("active", current.get("active", True))
         if password and password in hashes:
             result["password"] = password
         return result

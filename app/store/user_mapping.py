@@ -169,7 +169,7 @@ def child_rows(
                     "value": value,
                     "value_key": key,
                     "type": element.get("type"),
-                    "primary": bool(element.get("primary", False)),
+                    "primary": True if element.get("primary") else None,
                     "display": element.get("display"),
                     "unique_key": unique_key,
                 }
@@ -177,7 +177,7 @@ def child_rows(
     addresses = []
     for position, element in enumerate(resource.get("addresses") or ()):
         row = {column.name: element.get(name) for name, column in ADDRESS_COLUMNS.items()}
-        row["primary"] = bool(row["primary"])
+        row["primary"] = True if row["primary"] else None
         addresses.append({"user": user_id, "position": position, **row})
     return values, addresses
 
@@ -197,7 +197,7 @@ def to_resource(
     user: User, values: list[UserValue], addresses: list[UserAddress], groups: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """The canonical resource dict for one stored user (no password, no location)."""
-    resource: dict[str, Any] = {}
+    resource: dict[str, Any] = {"schemas": [C]}
     for scalar in SCALARS:
         if scalar.path.startswith("meta."):
             continue
@@ -223,7 +223,7 @@ def to_resource(
         )
     if groups:
         resource["groups"] = groups
-    resource["schemas"] = [C, *(urn for urn in (E, L) if urn in resource)]
+    resource["schemas"] += [urn for urn in (E, L) if urn in resource]
     resource["meta"] = {
         "resourceType": "User",
         "created": iso(user.created),

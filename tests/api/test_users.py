@@ -108,7 +108,7 @@ def test_extension_attributes_round_trip(scim: Any) -> None:
     assert fetched[ENTERPRISE_USER] == {
         "department": "Physics",
         "employeeNumber": "42",
-        "manager": {"value": "boss-id"},
+        "manager": {"value": "boss-id", "$ref": "http://localhost/scim/v2/Users/boss-id"},
     }
     assert fetched[LMS_USER]["branch"] == "North"
     assert fetched[LMS_USER]["hireDate"].startswith("2024-09-01T00:00:00")

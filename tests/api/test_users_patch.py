@@ -143,3 +143,10 @@ def test_concurrent_patches_with_if_match_lose_nothing_silently(app: Flask, toke
     for thread in threads:
         thread.join(timeout=60)
     assert sorted(statuses) == [200] + [412] * 7
+
+
+def test_removing_active_is_refused_rather_than_ignored(scim: Any) -> None:
+    alice = create(scim)
+    body = ops({"op": "remove", "path": "active"})
+    assert_error(scim.patch(f"/Users/{alice['id']}", body), 400, "mutability")
+    assert User.get_by_id(alice["id"]).active is True

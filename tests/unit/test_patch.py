@@ -1143,7 +1143,51 @@ def test_removing_a_value_path_that_matches_nothing_is_a_noop() -> None:
     before = group(BJENSEN)
     operations = parse_patch_request(
         GROUP,
-        {"schemas": [PATCH_OP], "Operations": [
-            {"op": "remove", "path": f'members[value eq "{OTHER}"]'}]},
+        {
+            "schemas": [PATCH_OP],
+            "Operations": [{"op": "remove", "path": f'members[value eq "{OTHER}"]'}],
+        },
     )
     assert apply_operations(GROUP, before, operations) == before
+
+
+def test_a_path_naming_only_an_extension_urn_patches_that_extension() -> None:
+    before = user()
+    operations = parse_patch_request(
+        USER,
+        {
+            "schemas": [PATCH_OP],
+            "Operations": [
+                {"op": "add", "path": ENTERPRISE_USER, "value": {"department": "Maths"}}
+            ],
+        },
+    )
+    after = apply_operations(USER, before, operations)
+    assert after[ENTERPRISE_USER]["department"] == "Maths"
+
+
+def test_removing_an_extension_urn_removes_its_attributes() -> None:
+    before = changed(user(), ent={"department": "Maths", "employeeNumber": "7"})
+    operations = parse_patch_request(
+        USER, {"schemas": [PATCH_OP], "Operations": [{"op": "remove", "path": ENTERPRISE_USER}]}
+    )
+    after = apply_operations(USER, before, operations)
+    assert ENTERPRISE_USER not in after
+    assert ENTERPRISE_USER not in after["schemas"]
+
+
+def test_an_extension_object_may_repeat_its_schemas() -> None:
+    operations = parse_patch_request(
+        USER,
+        {
+            "schemas": [PATCH_OP],
+            "Operations": [
+                {
+                    "op": "replace",
+                    "path": ENTERPRISE_USER,
+                    "value": {"schemas": [ENTERPRISE_USER], "department": "Maths"},
+                }
+            ],
+        },
+    )
+    assert apply_operations(USER, user(), operations)[ENTERPRISE_USER]["department"] == "Maths"

@@ -1,0 +1,316 @@
+"""Fixtures that start the real server the way `make run` does, against SQLite and PostgreSQL.
+
+Each test module gets its own server on a free port with a fresh database: `lms-scim db upgrade`,
+`lms-scim tokens create e2e`, then gunicorn with the gthread workers `make run` uses. The console
+scripts are taken from the directory of `sys.executable`, so the tests run in whichever virtual
+environment runs pytest (and fail if the package is not installed there, as a deployment would).
+
+PostgreSQL runs use a schema of their own, dropped afterwards, and are skipped loudly when the
+server is unreachable — unless REQUIRE_POSTGRES=1, where an unreachable server fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from scim2_client import BaseSyncSCIMClient, RequestNetworkException
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PG_DSN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+STARTUP_SECONDS = 20.0
+STOP_SECONDS = 15.0
+CLI_SECONDS = 60.0
+SCIM_MEDIA_TYPE = "application/scim+json"
+
+# Every variable `Config.from_env` reads: the server gets only the ones set here, so a developer's
+# shell (say, SCIM_BASE_URL or PASSWORD_POLICY) cannot change what the tests see.
+_CONFIG_VARS = (
+    "DATABASE_URL",
+    "HOST",
+    "PORT",
+    "WEB_CONCURRENCY",
+    "SCIM_BASE_URL",
+    "MAX_BODY_BYTES",
+    "DEFAULT_USER_TYPE",
+    "DEFAULT_TIMEZONE",
+    "UNIQUE_EMAILS",
+    "PASSWORD_POLICY",
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "FILTER_MAX_LENGTH",
+    "LOG_LEVEL",
+)
+
+
+def free_port() -> int:
+    """A port the OS considers free right now (bind to port 0, read it back, release it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def console_script(name: str) -> str:
+    path = BIN / name
+    if not path.exists():
+        pytest.fail(f"{name} is not installed beside {sys.executable}: run `make dev` first")
+    return str(path)
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    if not path.exists():
+        return "(no output)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class LiveServer:
+    """A running `gunicorn 'app:create_app()'` and what it was started with."""
+
+    backend: str
+    database_url: str
+    port: int
+    token: str
+    env: dict[str, str]
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+    schema: str | None = None
+    cli_output: list[str] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def scim_url(self) -> str:
+        return f"{self.base_url}/scim/v2"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "server.log"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        prefix = "sqlite:///"
+        return Path(self.database_url[len(prefix) :]) if self.backend == "sqlite" else None
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run `lms-scim ARGS` as `make run` would, failing the test if it fails."""
+        result = subprocess.run(
+            [console_script("lms-scim"), *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=CLI_SECONDS,
+            check=False,
+        )
+        self.cli_output.append(f"$ lms-scim {' '.join(args)}\n{result.stdout}{result.stderr}")
+        if result.returncode != 0:
+            pytest.fail(
+                f"`lms-scim {' '.join(args)}` exited with {result.returncode}:\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def start(self) -> None:
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    console_script("gunicorn"),
+                    "--bind",
+                    f"127.0.0.1:{self.port}",
+                    "--workers",
+                    "2",
+                    "--worker-class",
+                    "gthread",
+                    "--threads",
+                    "4",
+                    "app:create_app()",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Its own process group: the workers can be killed with the master if it hangs.
+                start_new_session=True,
+            )
+
+    def wait_until_healthy(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + STARTUP_SECONDS
+        last_error = "no attempt"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(
+                    f"gunicorn exited with {self.process.returncode} before serving:\n"
+                    f"{_tail(self.log)}"
+                )
+            try:
+                response = requests.get(f"{self.base_url}/healthz", timeout=1)
+                if response.status_code == 200:
+                    return
+                last_error = f"HTTP {response.status_code}"
+            except requests.RequestException as exc:
+                last_error = type(exc).__name__
+            time.sleep(0.1)
+        pytest.fail(
+            f"/healthz did not answer 200 within {STARTUP_SECONDS:.0f} s ({last_error}):\n"
+            f"{_tail(self.log)}"
+        )
+
+    def stop(self) -> None:
+        """SIGTERM by process id, wait, then SIGKILL the master and its workers if still alive."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=STOP_SECONDS)
+
+
+def _server_env(database_url: str, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _CONFIG_VARS}
+    env.update(DATABASE_URL=database_url, HOST="127.0.0.1", PORT=str(port), LOG_LEVEL="WARNING")
+    return env
+
+
+def _postgres_connect() -> Any:
+    import psycopg2
+
+    return psycopg2.connect(PG_DSN, connect_timeout=3)
+
+
+def _create_schema() -> str:
+    """A private PostgreSQL schema; skip loudly if unreachable (fail if REQUIRE_POSTGRES=1)."""
+    try:
+        conn = _postgres_connect()
+    except Exception as exc:
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required but unreachable at {PG_DSN}: {exc}")
+        pytest.skip(f"PostgreSQL unreachable at {PG_DSN}: e2e PostgreSQL tests SKIPPED ({exc})")
+    schema = f"lms_scim_e2e_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE SCHEMA "{schema}"')
+    conn.close()
+    return schema
+
+
+def _drop_schema(schema: str) -> None:
+    conn = _postgres_connect()
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    conn.close()
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def live_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """Migrate, issue a token, start gunicorn and wait for /healthz; always stop it afterwards."""
+    backend = request.param
+    workdir = tmp_path_factory.mktemp(f"e2e-{backend}")
+    schema = _create_schema() if backend == "postgres" else None
+    try:
+        if schema:
+            database_url = f"{PG_DSN}?options=-csearch_path%3D{schema}"
+        else:
+            database_url = f"sqlite:///{workdir / 'e2e.db'}"
+        port = free_port()
+        server = LiveServer(
+            backend, database_url, port, "", _server_env(database_url, port), workdir, None, schema
+        )
+        server.cli("db", "upgrade")
+        created = server.cli("tokens", "create", "e2e")
+        server.token = created.stdout.strip().splitlines()[-1]
+        try:
+            server.start()
+            server.wait_until_healthy()
+            yield server
+        finally:
+            server.stop()
+    finally:
+        if schema:
+            _drop_schema(schema)
+
+
+@pytest.fixture
+def http(live_server: LiveServer) -> Iterator[requests.Session]:
+    """A session that speaks SCIM to the live server (token, media type), closed afterwards."""
+    session = requests.Session()
+    session.headers.update(
+        {"Authorization": f"Bearer {live_server.token}", "Accept": SCIM_MEDIA_TYPE}
+    )
+    yield session
+    session.close()
+
+
+class RequestsSCIMClient(BaseSyncSCIMClient):
+    """A scim2-client engine over `requests`, for a server listening on a real socket.
+
+    scim2-client's own network engine needs httpx2, which is not a dependency here; this one
+    implements the three hooks an engine provides (send, parse, stay under the base URL).
+    """
+
+    def __init__(self, session: requests.Session, base_url: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+
+    def _url(self, url: str) -> str:
+        return url if urlsplit(url).scheme else f"{self.base_url}/{url.lstrip('/')}"
+
+    def _stays_under_base_url(self, endpoint: str) -> bool:
+        base, target = urlsplit(self.base_url), urlsplit(self._url(endpoint))
+        return (
+            (target.scheme, target.netloc) == (base.scheme, base.netloc)
+            and f"{target.path}/".startswith(f"{base.path}/")
+            and not {".", ".."} & set(target.path.split("/"))
+        )
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        if "content" in kwargs:
+            kwargs["data"] = kwargs.pop("content")
+        try:
+            return self.session.request(method, self._url(url), timeout=30, **kwargs)
+        except requests.RequestException as exc:
+            error = RequestNetworkException()
+            error.add_note(str(exc))
+            raise error from exc
+
+
+CONFORMANCE_NOTES = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture
+def conformance_notes(request: pytest.FixtureRequest) -> list[str]:
+    """Lines printed in the terminal summary, whether the test passes or fails."""
+    return request.config.stash.setdefault(CONFORMANCE_NOTES, [])
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    notes = config.stash.get(CONFORMANCE_NOTES, [])
+    if notes:
+        terminalreporter.section("scim2-tester conformance")
+        for line in notes:
+            terminalreporter.write_line(line)
