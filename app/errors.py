@@ -8,10 +8,11 @@ through `register(app)` as `{"schemas": [Error], "status": "<code as string>", "
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
-from flask import Flask, Response, json, request
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from scim_schemas import ERROR
@@ -125,7 +126,8 @@ class Unavailable(ScimError):
 
 def scim_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response with the SCIM media type (RFC 7644 §3.1)."""
-    response = Response(json.dumps(body), status=status, mimetype=SCIM_MEDIA_TYPE)
+    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
+    response = Response(payload, status=status, mimetype=SCIM_MEDIA_TYPE)
     if headers:
         response.headers.update(headers)
     return response

@@ -145,7 +145,7 @@ class ResourceType:
         return self._urns.get(urn.casefold())
 
     def attributes(self, urn: str | None = None) -> Iterator[Attribute]:
-        """Top-level attributes of one schema (default: the core schema, with id/externalId/meta)."""
+        """Top-level attributes of one schema (default: the core one, with id, externalId, meta)."""
         return iter(self._by_schema[urn or self.schema].values())
 
     def all_attributes(self) -> Iterator[Attribute]:
