@@ -11,7 +11,7 @@ from app.config import Config
 
 def create_app(config: Config | None = None) -> Flask:
     """The app factory: config → store → errors → blueprints → CLI."""
-    from app import cli, errors, scim
+    from app import admin, auth, cli, errors, scim
     from app.store import db, users
 
     config = config or Config.from_env()
@@ -20,6 +20,7 @@ def create_app(config: Config | None = None) -> Flask:
     logging.basicConfig(level=config.log_level)
     database = db.init(config)
     users.settings.unique_emails = config.unique_emails
+    auth.settings.cache_seconds = config.token_cache_seconds
 
     @app.teardown_appcontext
     def _release_connection(_exc: BaseException | None) -> None:
@@ -33,5 +34,6 @@ def create_app(config: Config | None = None) -> Flask:
 
     errors.register(app)
     scim.register(app)
+    admin.register(app)
     cli.register(app)
     return app

@@ -1,35 +1,144 @@
-"""The `lms-scim` command: Flask's CLI group plus database and token commands."""
+"""The `lms-scim` command: Flask's CLI group plus database, token, audit, user, operator and
+statistics commands. Thin: the store (`app.store.*`) and `app.auth` do the work."""
 
 from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import json
+import re
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup
 
-from app import auth
-from app.store import migrations
+from app import auth, marshal
+from app.errors import NotFound, ScimError
+from app.store import audit, migrations, status
+from app.store import operators as operator_store
 from app.store import tokens as token_store
+from app.store import users as user_store
 from app.store.db import database
+from app.store.models import utcnow
+from scim_schemas import CORE_USER, resource_type
 
 db_group = click.Group("db", help="Database schema.")
 tokens_group = click.Group("tokens", help="API tokens for identity providers.")
+users_group = click.Group("users", help="LMS users: look up, list, add.")
+operators_group = click.Group("operators", help="People who may sign in to /admin.")
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class Duration(click.ParamType):
+    """`90d`, `24h`, `30m`, `45s`, `2w` → a timedelta."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> dt.timedelta:
+        if isinstance(value, dt.timedelta):
+            return value
+        match = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", str(value).lower())
+        if not match:
+            self.fail(f"{value!r} is not a duration like 90d, 24h, 30m or 45s", param, ctx)
+        return dt.timedelta(**{_UNITS[match[2]]: int(match[1])})
+
+
+DURATION = Duration()
+
+
+def _config() -> Any:
+    return current_app.config["SCIM"]
+
+
+def _when(moment: dt.datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M}" if moment else "-"
+
+
+@contextlib.contextmanager
+def _reported() -> Iterator[None]:
+    """A store refusal (not found, already exists, invalid) becomes a one-line CLI error."""
+    try:
+        yield
+    except (ScimError, status.Ambiguous) as exc:
+        raise click.ClickException(exc.detail if isinstance(exc, ScimError) else str(exc)) from None
+
+
+def _table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> None:
+    """Aligned columns (for small results; streams use `_stream_table`)."""
+    rows = [[("-" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    for row in [list(headers), *rows]:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _json(value: Any) -> None:
+    click.echo(json.dumps(value, default=str, indent=2, ensure_ascii=False))
+
+
+# -- db --------------------------------------------------------------------------------------
 
 
 @db_group.command("upgrade")
 def db_upgrade() -> None:
-    """Create or upgrade the database (numbered migrations, safe to run again)."""
+    """Create or upgrade the database (numbered migrations, safe to run again), then prune
+    audit events older than AUDIT_RETENTION_DAYS."""
     applied = migrations.upgrade(database.obj, report=click.echo)
     click.echo(f"database is up to date ({len(applied)} migration(s) applied now)")
+    removed = _prune(_config().audit_retention_days)
+    if removed:
+        click.echo(f"pruned {removed} audit event(s) older than the retention period", err=True)
+
+
+# -- tokens ----------------------------------------------------------------------------------
 
 
 @tokens_group.command("create")
 @click.argument("name")
-@click.option("--read-only", is_flag=True, help="May read but not write.")
-def tokens_create(name: str, read_only: bool) -> None:
+@click.option("--expires-in", type=DURATION, help="Lifetime, e.g. 90d (default: no expiry).")
+@click.option("--read-only", is_flag=True, help="May read (GET, POST .search) but not write.")
+def tokens_create(name: str, expires_in: dt.timedelta | None, read_only: bool) -> None:
     """Create a token; the secret is printed once, alone on the last line."""
-    secret = auth.issue(name, read_only=read_only)
+    with _reported():
+        secret = auth.issue(name, read_only=read_only, expires_in=expires_in)
     click.echo(f"Created token {name!r}. Store it now: it is not shown again.", err=True)
     click.echo(secret)
+
+
+@tokens_group.command("rotate")
+@click.argument("name")
+@click.option(
+    "--grace",
+    type=DURATION,
+    default="24h",
+    show_default=True,
+    help="How long the old secret keeps working, so the IdP can be switched without downtime.",
+)
+@click.option("--expires-in", type=DURATION, help="Lifetime of the new token (default: none).")
+def tokens_rotate(name: str, grace: dt.timedelta, expires_in: dt.timedelta | None) -> None:
+    """Issue a new secret for NAME; the old one stops when the grace period ends."""
+    with _reported():
+        secret = auth.rotate(name, grace=grace, expires_in=expires_in)
+    ends = utcnow() + grace
+    click.echo(
+        f"Rotated token {name!r}; the old secret works until {ends:%Y-%m-%d %H:%M} UTC. "
+        "Store the new one now: it is not shown again.",
+        err=True,
+    )
+    click.echo(secret)
+
+
+@tokens_group.command("revoke")
+@click.argument("name")
+def tokens_revoke(name: str) -> None:
+    """Refuse NAME from now on (other server processes within TOKEN_CACHE_SECONDS)."""
+    with _reported():
+        count = auth.revoke(name)
+    click.echo(f"Revoked {count} token(s) named {name!r}.")
 
 
 @tokens_group.command("bootstrap")
@@ -42,7 +151,7 @@ def tokens_bootstrap(name: str) -> None:
         )
         return
     secret = auth.issue(name)
-    base = f"http://{current_app.config['SCIM'].host}:{current_app.config['SCIM'].port}"
+    base = f"http://{_config().host}:{_config().port}"
     click.echo(f"First API token {name!r} (shown once; keep it safe):", err=True)
     click.echo(f"  curl -H 'Authorization: Bearer {secret}' {base}/scim/v2/Users", err=True)
     click.echo(secret)
@@ -50,15 +159,301 @@ def tokens_bootstrap(name: str) -> None:
 
 @tokens_group.command("list")
 def tokens_list() -> None:
-    """Tokens by name and prefix — never the secret."""
+    """Name, prefix, created, expires, last used and state (tab-separated) — never the secret."""
+    now = utcnow()
     for token in token_store.all_tokens():
-        state = "revoked" if token.revoked_at else "active"
-        click.echo(f"{token.name}\t{token.prefix}…\t{token.created:%Y-%m-%d %H:%M}\t{state}")
+        mode = " (read-only)" if token.read_only else ""
+        fields = (
+            token.name,
+            f"{token.prefix}…",
+            _when(token.created),
+            _when(token.expires_at),
+            _when(token.last_used_at),
+            token_store.state(token, now) + mode,
+        )
+        click.echo("\t".join(fields))
+
+
+# -- audit -----------------------------------------------------------------------------------
+
+
+def _prune(days: int) -> int:
+    return audit.prune(utcnow() - dt.timedelta(days=days))
+
+
+def _resource_id(ref: str) -> str:
+    """A user's id for `--user`; an unknown reference is taken as the id of a deleted user."""
+    with _reported():
+        try:
+            return status.find_user(ref).id
+        except NotFound:
+            return ref
+
+
+@click.group("audit", invoke_without_command=True)
+@click.option("--user", "user_ref", help="userName, e-mail, id or externalId.")
+@click.option("--since", type=DURATION, default="7d", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def audit_group(ctx: click.Context, user_ref: str | None, since: dt.timedelta, fmt: str) -> None:
+    """The audit trail, oldest first: who changed what, with which token, in which request."""
+    if ctx.invoked_subcommand is not None:
+        return
+    found = status.events(
+        resource_id=_resource_id(user_ref) if user_ref else None, since=utcnow() - since
+    )
+    if fmt == "json":
+        for event in found:  # one JSON object per line, streamed
+            click.echo(json.dumps(event.as_json(), default=str, ensure_ascii=False))
+        return
+    rows = (
+        (_when(e.at), e.token_name, e.resource_type, e.resource_id, e.operation, e.summary(80))
+        for e in found
+    )
+    _table(rows, ("time (UTC)", "token", "type", "id", "operation", "changes"))
+
+
+@audit_group.command("prune")
+@click.option("--days", type=click.IntRange(min=1), help="Default: AUDIT_RETENTION_DAYS.")
+def audit_prune(days: int | None) -> None:
+    """Delete audit events older than the retention period."""
+    days = days or _config().audit_retention_days
+    click.echo(f"pruned {_prune(days)} audit event(s) older than {days} days")
+
+
+# -- users -----------------------------------------------------------------------------------
+
+
+def _find(ref: str) -> str:
+    with _reported():
+        return status.find_user(ref).id
+
+
+@users_group.command("status")
+@click.argument("user")
+@click.option("--history", default=10, show_default=True, help="Recent events to show.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def users_status(user: str, history: int, fmt: str) -> None:
+    """Is USER active, since when, who changed it; groups and recent history.
+
+    USER is a userName, e-mail address, id or externalId."""
+    found = status.user_status(_find(user), history=history)
+    if fmt == "json":
+        _json(found.as_json())
+        return
+    u = found.user
+    by = f" by token {found.changed_by}" if found.changed_by else ""
+    last = found.last_event
+    lines = [
+        (
+            "user",
+            f"{u.user_name}" + (f" ({status.display_name(u)})" if status.display_name(u) else ""),
+        ),
+        ("id", u.id),
+        ("externalId", u.external_id or "-"),
+        ("e-mail", ", ".join(found.emails) or "-"),
+        ("userType", u.user_type or "-"),
+        ("state", f"{found.state} since {_when(found.state_since)} UTC{by}"),
+        ("created", f"{_when(u.created)} UTC"),
+        ("last modified", f"{_when(u.last_modified)} UTC"),
+        (
+            "last event",
+            f"{last.operation} at {_when(last.at)} UTC by token {last.token_name or '-'}"
+            if last
+            else "-",
+        ),
+        ("groups", ", ".join(name for _, name in found.groups) or "-"),
+    ]
+    for label, value in lines:
+        click.echo(f"{label + ':':<15}{value}")
+    if found.history:
+        click.echo("\nrecent history (newest first):")
+        _table(
+            (
+                (_when(e.at), e.operation, e.token_name, e.request_id, e.summary(70))
+                for e in found.history
+            ),
+            ("time (UTC)", "operation", "token", "request", "changes"),
+        )
+
+
+class _Echo:
+    """A file-like stdout for `csv`, through `click.echo` (which the CLI runner captures)."""
+
+    def write(self, text: str) -> None:
+        click.echo(text, nl=False)
+
+
+_LIST_COLUMNS = (
+    "id",
+    "userName",
+    "name",
+    "email",
+    "userType",
+    "active",
+    "externalId",
+    "lastModified",
+)
+
+
+def _progress(rows: Iterator[dict[str, Any]], total: int) -> Iterator[dict[str, Any]]:
+    """A progress bar on stderr when a person watches a long export: stderr is a terminal and
+    stdout is not (on a shared terminal the bar would tear through the rows)."""
+    if total < 1000 or not sys.stderr.isatty() or sys.stdout.isatty():
+        yield from rows
+        return
+    with click.progressbar(length=total, label="exporting users", file=sys.stderr) as bar:
+        for row in rows:
+            yield row
+            bar.update(1)
+
+
+@users_group.command("list")
+@click.option("--inactive", is_flag=True, help="Only deactivated users.")
+@click.option("--group", help="Only members of this group (id or displayName).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+def users_list(inactive: bool, group: str | None, fmt: str) -> None:
+    """Users, streamed in chunks (constant memory): table, CSV, or JSON lines."""
+    condition = status.user_condition(inactive=inactive, group=group)
+    rows = _progress(status.iter_users(condition), status.count_users(condition))
+    out = _Echo()
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=_LIST_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+    elif fmt == "json":
+        for row in rows:
+            out.write(json.dumps({k: row[k] for k in _LIST_COLUMNS}, default=str) + "\n")
+    else:
+        # Fixed widths: a stream cannot measure its longest value first.
+        template = "{:<32}  {:<32}  {:<24}  {:<10}  {:<8}"
+        out.write(template.format("id", "userName", "name", "userType", "active").rstrip() + "\n")
+        for row in rows:
+            values = [row["id"], row["userName"], row["name"], row["userType"] or "-"]
+            clipped = [v if len(v) <= 32 else v[:31] + "…" for v in values]
+            out.write(template.format(*clipped, "yes" if row["active"] else "no").rstrip() + "\n")
+
+
+@users_group.command("add")
+@click.argument("username")
+@click.option("--email", help="Work e-mail (primary).")
+@click.option("--given", help="Given name.")
+@click.option("--family", help="Family name.")
+@click.option("--user-type", help="Default: DEFAULT_USER_TYPE.")
+def users_add(
+    username: str, email: str | None, given: str | None, family: str | None, user_type: str | None
+) -> None:
+    """Create an LMS-side user through the same store path as a SCIM create (audited as `cli`),
+    so an IdP's import has someone to match."""
+    body: dict[str, Any] = {"schemas": [CORE_USER], "userName": username, "active": True}
+    if given or family:
+        body["name"] = {k: v for k, v in (("givenName", given), ("familyName", family)) if v}
+    if email:
+        body["emails"] = [{"value": email, "type": "work", "primary": True}]
+    body["userType"] = user_type or _config().default_user_type
+    body["timezone"] = _config().default_timezone
+    with _reported():
+        resource = marshal.load_resource(resource_type("User"), body)
+        created = user_store.create(resource, None, audit.SYSTEM)
+    click.echo(f"Created user {created['userName']!r} with id {created['id']}.", err=True)
+    click.echo(created["id"])
+
+
+# -- operators -------------------------------------------------------------------------------
+
+
+MIN_PASSWORD_LENGTH = 12
+
+
+def _long_enough(_ctx: Any, _param: Any, password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise click.BadParameter(f"use at least {MIN_PASSWORD_LENGTH} characters")
+    return password
+
+
+def _password_option() -> Any:
+    return click.option(
+        "--password",
+        prompt=True,
+        hide_input=True,
+        confirmation_prompt=True,
+        callback=_long_enough,
+        help=f"Prompted for when omitted (input hidden); {MIN_PASSWORD_LENGTH}+ characters.",
+    )
+
+
+@operators_group.command("create")
+@click.argument("name")
+@_password_option()
+def operators_create(name: str, password: str) -> None:
+    """An operator who may sign in to /admin (read-only status pages)."""
+    with _reported():
+        auth.create_operator(name, password)
+    click.echo(f"Created operator {name!r}.")
+
+
+@operators_group.command("password")
+@click.argument("name")
+@_password_option()
+def operators_password(name: str, password: str) -> None:
+    """Set a new password for NAME (also lifts a sign-in back-off)."""
+    with _reported():
+        auth.set_operator_password(name, password)
+    click.echo(f"Password of {name!r} changed.")
+
+
+@operators_group.command("list")
+def operators_list() -> None:
+    """Operators with their last sign-in."""
+    _table(
+        (
+            (o.name, _when(o.created), _when(o.last_sign_in_at))
+            for o in operator_store.all_operators()
+        ),
+        ("name", "created", "last sign-in"),
+    )
+
+
+# -- stats -----------------------------------------------------------------------------------
+
+
+@click.command("stats")
+@click.option("--days", type=click.IntRange(1, 366), default=7, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def stats_command(days: int, fmt: str) -> None:
+    """Users by state and type, tokens by state, and provisioning activity per day."""
+    found = status.stats(days)
+    if fmt == "json":
+        _json(found.as_json())
+        return
+    click.echo(f"users: {found.users} ({found.active} active, {found.inactive} inactive)")
+    click.echo(f"groups: {found.groups}")
+    tokens = ", ".join(f"{n} {state}" for state, n in sorted(found.tokens.items())) or "none"
+    click.echo(f"tokens: {tokens}")
+    click.echo("\nusers by type:")
+    _table(found.by_type, ("userType", "users"))
+    click.echo(f"\nprovisioning events, last {days} days (UTC):")
+    operations = list(found.activity)
+    _table(
+        (
+            (day.isoformat(), *(found.activity[op][n] for op in operations))
+            for n, day in enumerate(found.days)
+        ),
+        ("day", *operations),
+    )
 
 
 def register(app: Flask) -> None:
-    app.cli.add_command(db_group)
-    app.cli.add_command(tokens_group)
+    for command in (
+        db_group,
+        tokens_group,
+        audit_group,
+        users_group,
+        operators_group,
+        stats_command,
+    ):
+        app.cli.add_command(command)
 
 
 def _create_app() -> Flask:

@@ -7,13 +7,20 @@ import uuid
 from flask import Blueprint, Response, g, request
 
 from app import auth
+from app.errors import Forbidden
 
 bp = Blueprint("scim", __name__, url_prefix="/scim/v2")
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @bp.before_request
 def _authenticate() -> None:
     g.principal = auth.verify(request.headers.get("Authorization"))
+    # A read-only token may query, including POST /.search (RFC 7644 §3.4.3), but not write.
+    searching = request.method == "POST" and request.path.rstrip("/").endswith("/.search")
+    if g.principal.read_only and request.method not in _READS and not searching:
+        raise Forbidden("This token is read-only; it may not create, change or delete.")
 
 
 def _request_id() -> None:
@@ -28,7 +35,7 @@ def _echo_request_id(response: Response) -> Response:
 
 
 def register(app) -> None:
-    from app.scim import discovery, users  # noqa: F401 - routes attach to bp
+    from app.scim import discovery, groups, users  # noqa: F401 - routes attach to bp
 
     app.before_request(_request_id)
     app.after_request(_echo_request_id)

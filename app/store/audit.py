@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import Any
 
+from app.store.db import database
 from app.store.models import AuditEvent
 
 _NEVER_RECORDED = frozenset({"password", "meta", "schemas", "groups", "id"})
@@ -52,3 +54,23 @@ def record(
         operation=operation,
         changes=json.dumps(changes, default=str, sort_keys=True) if changes else None,
     ).execute()
+
+
+def prune(before: dt.datetime, chunk: int = 10_000) -> int:
+    """Delete events older than `before` (the `AUDIT_RETENTION_DAYS` policy), in chunks so no
+    single transaction holds the table for long; returns how many went."""
+    removed = 0
+    while True:
+        with database.atomic():
+            ids = [
+                row.id
+                for row in AuditEvent.select(AuditEvent.id)
+                .where(AuditEvent.at < before)
+                .order_by(AuditEvent.id)
+                .limit(chunk)
+            ]
+            if ids:
+                AuditEvent.delete().where(AuditEvent.id.in_(ids)).execute()
+        removed += len(ids)
+        if len(ids) < chunk:
+            return removed

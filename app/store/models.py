@@ -80,7 +80,7 @@ class UserValue(BaseModel):
     value = peewee.TextField(null=True)
     value_key = peewee.TextField(null=True)
     type = peewee.TextField(null=True)
-    primary = peewee.BooleanField(default=False)
+    primary = peewee.BooleanField(null=True)  # true or NULL: `primary: false` means "not primary"
     display = peewee.TextField(null=True)
     unique_key = peewee.TextField(null=True, unique=True)
 
@@ -98,7 +98,7 @@ class UserAddress(BaseModel):
     postal_code = peewee.TextField(null=True)
     country = peewee.TextField(null=True)
     type = peewee.TextField(null=True)
-    primary = peewee.BooleanField(default=False)
+    primary = peewee.BooleanField(null=True)  # true or NULL: `primary: false` means "not primary"
 
     class Meta:
         indexes = ((("user", "position"), True),)
@@ -137,6 +137,8 @@ class ApiToken(BaseModel):
     expires_at = peewee.DateTimeField(null=True)
     revoked_at = peewee.DateTimeField(null=True)
     last_used_at = peewee.DateTimeField(null=True)
+    # Set when `tokens rotate` replaced this token; it then works until `expires_at` (the grace).
+    rotated_at = peewee.DateTimeField(null=True)
 
 
 class AuditEvent(BaseModel):
@@ -151,10 +153,22 @@ class AuditEvent(BaseModel):
     changes = peewee.TextField(null=True)
 
 
+class Operator(BaseModel):
+    """A person who may sign in to `/admin` (never an IdP: SCIM tokens cannot sign in there)."""
+
+    name = peewee.TextField(unique=True)
+    password_hash = peewee.TextField()
+    created = peewee.DateTimeField(default=utcnow)
+    last_sign_in_at = peewee.DateTimeField(null=True)
+    # Failed sign-ins in a row, and when the next attempt is allowed (exponential back-off).
+    failed_attempts = peewee.IntegerField(default=0)
+    locked_until = peewee.DateTimeField(null=True)
+
+
 class SchemaMigration(BaseModel):
     number = peewee.IntegerField(primary_key=True)
     name = peewee.TextField()
     applied_at = peewee.DateTimeField(default=utcnow)
 
 
-ALL_MODELS = (User, UserValue, UserAddress, Group, Membership, ApiToken, AuditEvent)
+ALL_MODELS = (User, UserValue, UserAddress, Group, Membership, ApiToken, AuditEvent, Operator)
