@@ -111,6 +111,9 @@ class Group(BaseModel):
     id = peewee.CharField(max_length=32, primary_key=True)
     display_name = peewee.TextField()
     display_name_key = peewee.TextField(index=True)
+    # The folded displayName when UNIQUE_GROUP_NAMES is on, else NULL: its unique index makes the
+    # database refuse a second group of that name (RFC 7643 §2.4), and NULLs never clash (m0002).
+    unique_name_key = peewee.TextField(null=True, unique=True)
     external_id = peewee.TextField(null=True, index=True)
     created = peewee.DateTimeField(default=utcnow, index=True)
     last_modified = peewee.DateTimeField(default=utcnow, index=True)

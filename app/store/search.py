@@ -18,6 +18,7 @@ from peewee import SQL, NodeList, fn
 
 from app import filters as f
 from app.errors import InvalidFilter
+from app.store import group_mapping
 from app.store.db import is_postgres
 from app.store.models import Group, Membership, User, UserAddress, UserValue
 from app.store.user_mapping import (
@@ -101,18 +102,23 @@ def _is_text(column: Expression) -> bool:
 
 
 class ChildTable:
-    """How one multi-valued attribute's elements are stored and joined to their owner."""
+    """How one multi-valued attribute's elements are stored and joined to their owner.
+
+    `folded` names the columns that already hold folded text; `sort_value`, if given, is the
+    subquery that picks the value an owner sorts by (RFC 7644 §3.4.2.3: the primary one).
+    """
 
     def __init__(
         self,
         model: type[peewee.Model],
-        columns: dict[str, peewee.Field],
+        columns: dict[str, Any],
         owner: Callable[[Any], Expression],
         folded: frozenset[str] = frozenset(),
         extra: Callable[[], Expression] | None = None,
+        sort_value: Callable[[Expression], Expression] | None = None,
     ):
         self.model, self.columns, self.owner, self.folded = model, columns, owner, folded
-        self.extra = extra
+        self.extra, self.sort_value = extra, sort_value
 
     def exists(self, condition: Expression | None, owner_id: Expression) -> Expression:
         query = self.model.select(SQL("1"))
@@ -122,6 +128,14 @@ class ChildTable:
         if condition is not None:
             where &= condition
         return fn.EXISTS(query.where(where))
+
+    def any_present(self) -> Expression:
+        """An element counts as present when any of its stored sub-attributes is."""
+        parts = [_present(c) for c in self.columns.values() if isinstance(c, peewee.Field)]
+        condition = parts[0]
+        for part in parts[1:]:
+            condition |= part
+        return condition
 
     def condition(self, expr: f.Expr) -> Expression:
         """An element-level filter (inside `attr[...]`) over this table's columns."""
@@ -149,8 +163,18 @@ def _value_table(attr: str) -> ChildTable:
         lambda owner: UserValue.user == owner,
         folded=frozenset({"value"}),
         extra=lambda: UserValue.attr == attr,
+        sort_value=lambda owner: (
+            UserValue.select(UserValue.value_key)
+            .where((UserValue.user == owner) & (UserValue.attr == attr))
+            .order_by(fn.COALESCE(UserValue.primary, False).desc(), UserValue.position)
+            .limit(1)
+        ),
     )
 
+
+# Ids are lower-case hex (`users.new_id`), so a folded id is the id: membership lookups by
+# `groups.value`/`members.value` (caseExact false in RFC 7643 §4) use the indexes as they are.
+_IDS = frozenset({"value"})
 
 _USER_CHILDREN: dict[str, ChildTable] = {name: _value_table(name) for name in VALUE_ATTRIBUTES}
 _USER_CHILDREN["addresses"] = ChildTable(
@@ -161,6 +185,24 @@ _USER_CHILDREN["groups"] = ChildTable(
     Membership,
     {"value": Membership.group, "display": _GROUPS_DISPLAY},
     lambda owner: Membership.user == owner,
+    folded=_IDS,
+)
+
+# A member's `display`: the user's displayName, else its userName (RFC 7643 §4.2). A scalar
+# subquery per membership row, so a page of members costs that many primary-key lookups
+# whatever the planner thinks of the user table.
+MEMBER_DISPLAY = User.select(fn.COALESCE(User.display_name, User.user_name)).where(
+    User.id == Membership.user
+)
+GROUP_MEMBERS = ChildTable(
+    Membership,
+    {
+        "value": Membership.user,
+        "display": MEMBER_DISPLAY,
+        "type": peewee.Value(group_mapping.MEMBER_TYPE),
+    },
+    lambda owner: Membership.group == owner,
+    folded=_IDS,
 )
 
 
@@ -190,7 +232,14 @@ class Compiler:
         attribute, sub = expr.attr.attribute, expr.attr.sub
         if attribute.multi_valued:
             table = self._child(attribute)
-            return table.exists(None if sub is None else table.condition(expr), self.owner_id)
+            if sub is None:  # `emails pr`: an element with any sub-attribute present
+                return table.exists(table.any_present(), self.owner_id)
+            found = table.exists(table.condition(expr), self.owner_id)
+            if isinstance(expr, f.Compare) and expr.op == "ne":
+                # No element at all is one null value, and null is "not identical" to anything
+                # (the reference evaluator's rule, app.filters).
+                found |= ~table.exists(None, self.owner_id)
+            return found
         if isinstance(expr, f.Present) and sub is None and attribute.is_complex:
             parts = [self._scalar(attribute, s) for s in attribute.subs()]
             parts = [_present(p.field) for p in parts if p is not None]
@@ -231,35 +280,56 @@ class Compiler:
             raise InvalidFilter(f"{attribute.name} cannot be filtered.")
         return table
 
+    def order(self, attribute: Attribute | None, descending: bool) -> list[Expression]:
+        """ORDER BY for `sortBy` (RFC 7644 §3.4.2.3); always ends in the id so pages are stable.
+
+        Resources without a value sort last in both directions (§3.4.2.3: "null" values last).
+        """
+        tie = self.owner_id.desc() if descending else self.owner_id.asc()
+        if attribute is None:
+            return [tie]
+        if attribute.multi_valued:
+            table = self.children.get(attribute.name) if not attribute.is_extension else None
+            if table is None or table.sort_value is None:
+                raise InvalidFilter(f"Cannot sort by {attribute.name}.")
+            column = table.sort_value(self.owner_id)
+        else:
+            scalar = self.scalars.get((attribute.schema, attribute.path))
+            if scalar is None:
+                raise InvalidFilter(f"Cannot sort by {attribute.path}.")
+            column = scalar.key_field or scalar.field
+            if scalar.key_field is None and attribute.type == "string" and not attribute.case_exact:
+                column = _fold_sql(column)
+        column = _binary(column)
+        nulls_last = peewee.Case(
+            None, [(column.is_null() if hasattr(column, "is_null") else SQL("0"), 1)], 0
+        )
+        ordered = column.desc() if descending else column.asc()
+        return [nulls_last, ordered, tie]
+
 
 USER_COMPILER = Compiler("User", User.id, SCALAR_BY_PATH, _USER_CHILDREN)
+GROUP_COMPILER = Compiler(
+    "Group",
+    Group.id,
+    group_mapping.SCALAR_BY_PATH,
+    {"members": GROUP_MEMBERS},
+)
+
+
+def page(
+    query: peewee.ModelSelect, condition: Any, order: list[Any], start_index: int, count: int
+) -> tuple[int, peewee.ModelSelect | None]:
+    """How many rows match, and the query for one page of them (RFC 7644 §3.4.2.4), or None
+    when the page is empty (`count` 0, or `startIndex` past the end)."""
+    if condition is not None:
+        query = query.where(condition)
+    total = query.count()
+    if count <= 0 or start_index > total:
+        return total, None
+    return total, query.order_by(*order).offset(start_index - 1).limit(count)
 
 
 def user_order(attribute: Attribute | None, descending: bool) -> list[Expression]:
-    """ORDER BY for `sortBy` (RFC 7644 §3.4.2.3); always ends in the id so pages are stable."""
-    tie = User.id.desc() if descending else User.id.asc()
-    if attribute is None:
-        return [tie]
-    if attribute.multi_valued:
-        table = _USER_CHILDREN.get(attribute.name)
-        if table is None or attribute.name not in VALUE_ATTRIBUTES:
-            raise InvalidFilter(f"Cannot sort by {attribute.name}.")
-        column = (
-            UserValue.select(UserValue.value_key)
-            .where((UserValue.user == User.id) & (UserValue.attr == attribute.name))
-            .order_by(UserValue.primary.desc(), UserValue.position)
-            .limit(1)
-        )
-    else:
-        scalar = USER_COMPILER.scalars.get((attribute.schema, attribute.path))
-        if scalar is None:
-            raise InvalidFilter(f"Cannot sort by {attribute.path}.")
-        column = scalar.key_field or scalar.field
-        if scalar.key_field is None and attribute.type == "string" and not attribute.case_exact:
-            column = _fold_sql(column)
-    column = _binary(column)
-    nulls_last = peewee.Case(
-        None, [(column.is_null() if hasattr(column, "is_null") else SQL("0"), 1)], 0
-    )
-    ordered = column.desc() if descending else column.asc()
-    return [nulls_last, ordered, tie]
+    """ORDER BY for a /Users `sortBy` (see `Compiler.order`)."""
+    return USER_COMPILER.order(attribute, descending)

@@ -14,6 +14,7 @@ from app.errors import NotFound, PreconditionFailed, Uniqueness
 from app.store import audit
 from app.store.db import database, locked
 from app.store.models import Group, Membership, User, UserAddress, UserValue, utcnow
+from app.store.search import page
 from app.store.user_mapping import child_rows, row_values, to_resource
 from scim_schemas import fold
 
@@ -207,11 +208,5 @@ def search(
     condition: Any, order: list[Any], start_index: int, count: int
 ) -> tuple[int, list[dict[str, Any]]]:
     """One page of users matching `condition`, and how many match in all (RFC 7644 §3.4.2.4)."""
-    query = User.select()
-    if condition is not None:
-        query = query.where(condition)
-    total = query.count()
-    if count <= 0 or start_index > total:
-        return total, []
-    page = query.order_by(*order).offset(start_index - 1).limit(count)
-    return total, load_many(page)
+    total, rows = page(User.select(), condition, order, start_index, count)
+    return total, load_many(rows) if rows is not None else []
