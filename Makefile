@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WEB_CONCURRENCY ?= 2
-export HOST PORT WEB_CONCURRENCY
+WEB_THREADS ?= 4
+export HOST PORT WEB_CONCURRENCY WEB_THREADS
 
 .PHONY: run test lint fmt bench clean venv dev
 
@@ -26,7 +27,7 @@ run: $(BIN)/.installed
 	$(BIN)/lms-scim db upgrade
 	$(BIN)/lms-scim tokens bootstrap
 	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers $(WEB_CONCURRENCY) --worker-class gthread \
-		--threads 4 --graceful-timeout 30 --access-logfile - 'app:create_app()'
+		--threads $(WEB_THREADS) --graceful-timeout 30 'app:create_app()'
 
 lint: $(BIN)/.dev-installed
 	$(BIN)/ruff check .

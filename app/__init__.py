@@ -2,37 +2,45 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask, Response
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import Config
 
 
 def create_app(config: Config | None = None) -> Flask:
-    """The app factory: config → store → errors → blueprints → CLI."""
-    from app import admin, auth, cli, errors, scim
+    """The app factory: config → logs and metrics → store → errors → limits → blueprints → CLI."""
+    from app import admin, auth, cli, errors, marshal, observability, openapi, ratelimit, scim
+    from app.scim.http import refuse_nul_in_path
     from app.store import db, users
 
     config = config or Config.from_env()
     app = Flask(__name__)
     app.config.update(SCIM=config, MAX_CONTENT_LENGTH=config.max_body_bytes, TESTING=config.testing)
-    logging.basicConfig(level=config.log_level)
-    database = db.init(config)
+    observability.register(app, config)
+    db.init(config)
     users.settings.unique_emails = config.unique_emails
     auth.settings.cache_seconds = config.token_cache_seconds
+    marshal.limits.multi_values = config.max_multi_values
+    marshal.limits.members = config.max_members_per_operation
+    if config.trusted_proxy_hops:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=config.trusted_proxy_hops, x_proto=config.trusted_proxy_hops
+        )
 
     @app.teardown_appcontext
     def _release_connection(_exc: BaseException | None) -> None:
         # Pooled PostgreSQL connections go back to the pool; SQLite keeps one per thread.
-        if db.is_postgres() and not database.is_closed():
-            database.close()
+        db.release()
 
     @app.get("/healthz")
     def healthz() -> Response:
         return Response("ok\n", mimetype="text/plain")
 
     errors.register(app)
+    app.before_request(refuse_nul_in_path)
+    ratelimit.init(app, config)
+    openapi.register(app)
     scim.register(app)
     admin.register(app)
     cli.register(app)

@@ -8,7 +8,9 @@ import csv
 import datetime as dt
 import json
 import re
+import signal
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -18,7 +20,8 @@ from flask.cli import FlaskGroup
 
 from app import auth, marshal
 from app.errors import NotFound, ScimError
-from app.store import audit, migrations, status
+from app.store import audit, migrations, outbox, status
+from app.store import enrolments as enrolment_store
 from app.store import operators as operator_store
 from app.store import tokens as token_store
 from app.store import users as user_store
@@ -30,6 +33,8 @@ db_group = click.Group("db", help="Database schema.")
 tokens_group = click.Group("tokens", help="API tokens for identity providers.")
 users_group = click.Group("users", help="LMS users: look up, list, add.")
 operators_group = click.Group("operators", help="People who may sign in to /admin.")
+enrolments_group = click.Group("enrolments", help="Course enrolment rules on groups.")
+relay_group = click.Group("relay", help="The LMS relay: keep Moodle or Totara in step.")
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -64,7 +69,7 @@ def _reported() -> Iterator[None]:
     """A store refusal (not found, already exists, invalid) becomes a one-line CLI error."""
     try:
         yield
-    except (ScimError, status.Ambiguous) as exc:
+    except (ScimError, status.Ambiguous, enrolment_store.AmbiguousGroup, ValueError) as exc:
         raise click.ClickException(exc.detail if isinstance(exc, ScimError) else str(exc)) from None
 
 
@@ -263,6 +268,8 @@ def users_status(user: str, history: int, fmt: str) -> None:
             else "-",
         ),
         ("groups", ", ".join(name for _, name in found.groups) or "-"),
+        ("enrolments", ", ".join(_enrolment(e) for e in found.enrolments) or "-"),
+        ("LMS", found.lms.summary if found.lms else "-"),
     ]
     for label, value in lines:
         click.echo(f"{label + ':':<15}{value}")
@@ -275,6 +282,10 @@ def users_status(user: str, history: int, fmt: str) -> None:
             ),
             ("time (UTC)", "operation", "token", "request", "changes"),
         )
+
+
+def _enrolment(enrolment: dict[str, str]) -> str:
+    return f"course {enrolment['courseId']} ({enrolment['role']})"
 
 
 class _Echo:
@@ -415,6 +426,168 @@ def operators_list() -> None:
     )
 
 
+# -- enrolments -------------------------------------------------------------------------------
+
+
+@enrolments_group.command("add")
+@click.argument("group")
+@click.argument("course")
+@click.option("--role", type=click.Choice(enrolment_store.ROLES), required=True)
+@click.option(
+    "--keep-on-leave",
+    is_flag=True,
+    help="Members who leave the group (or when the rule is removed) stay enrolled.",
+)
+def enrolments_add(group: str, course: str, role: str, keep_on_leave: bool) -> None:
+    """Enrol the members of GROUP (id or displayName) in LMS course COURSE (its id)."""
+    with _reported():
+        rule = enrolment_store.add_rule(
+            group, course, role, keep_on_leave=keep_on_leave, actor=audit.SYSTEM
+        )
+    keep = "; leavers keep it" if rule.keep_on_leave else "; leavers are unenrolled"
+    click.echo(
+        f"Members of {rule.group_name!r} ({rule.members}) are enrolled in course "
+        f"{rule.course_id} as {rule.role}{keep}."
+    )
+
+
+@enrolments_group.command("list")
+@click.argument("group", required=False)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def enrolments_list(group: str | None, fmt: str) -> None:
+    """Enrolment rules, of every group or of GROUP."""
+    with _reported():
+        found = enrolment_store.rules(group)
+    if fmt == "json":
+        _json([rule.as_json() for rule in found])
+        return
+    _table(
+        (
+            (r.group_name, r.course_id, r.role, "keep" if r.keep_on_leave else "unenrol", r.members)
+            for r in found
+        ),
+        ("group", "course", "role", "on leave", "members"),
+    )
+
+
+@enrolments_group.command("remove")
+@click.argument("group")
+@click.argument("course")
+def enrolments_remove(group: str, course: str) -> None:
+    """Drop GROUP's rule for COURSE: members are unenrolled unless the rule keeps enrolments."""
+    with _reported():
+        rule = enrolment_store.remove_rule(group, course, actor=audit.SYSTEM)
+    what = "keep their enrolment" if rule.keep_on_leave else "are unenrolled"
+    click.echo(f"Removed; the members of {rule.group_name!r} {what} in course {course}.")
+
+
+# -- relay -----------------------------------------------------------------------------------
+
+
+def _relay() -> Any:
+    from app.relay import worker
+
+    with _reported():
+        return worker.Relay(worker.client_from(_config()), worker.Settings.from_config(_config()))
+
+
+@relay_group.command("run")
+@click.option("--batch", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--idle", type=float, default=2.0, show_default=True, help="Seconds between polls.")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+def relay_run(batch: int, idle: float, once: bool) -> None:
+    """Deliver the outbox to the LMS until SIGTERM (a long-running worker; run several if
+    you like: they never deliver the same change at once)."""
+    relay = _relay()
+    relay.batch = batch
+    stop = threading.Event()
+    if once:
+        while relay.run_once(stop) and not relay.failures:
+            pass
+        _relay_summary()
+        return
+
+    def _stop(signum: int, _frame: Any) -> None:
+        click.echo(f"relay: {signal.Signals(signum).name}, finishing the change in hand", err=True)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stop)
+    click.echo(f"relay: delivering to {relay.client.url}", err=True)
+    relay.run(stop, idle)
+    click.echo("relay: stopped", err=True)
+
+
+@relay_group.command("test")
+def relay_test() -> None:
+    """Check LMS_URL and LMS_TOKEN, and which required functions the token may not call."""
+    from app.relay.moodle import LmsError
+
+    relay = _relay()
+    try:
+        info, missing = relay.client.check()
+    except LmsError as exc:
+        raise click.ClickException(f"cannot use the LMS web service: {exc}") from None
+    click.echo(
+        f"connected to {info.get('sitename', '?')} ({info.get('release', '?')}) "
+        f"as {info.get('username', '?')}"
+    )
+    if missing:
+        click.echo("the token may not call:", err=True)
+        for name in missing:
+            click.echo(f"  {name}", err=True)
+        raise click.ClickException(
+            f"{len(missing)} required function(s) missing from the web service"
+        )
+    click.echo("every required function is allowed")
+
+
+def _relay_summary() -> None:
+    found = outbox.relay_status(limit=0)
+    click.echo(
+        f"backlog: {found.backlog} ({found.retrying} retrying); failures: {found.dead_total}"
+    )
+
+
+@relay_group.command("status")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--limit", default=20, show_default=True, help="Dead letters to show.")
+def relay_status(fmt: str, limit: int) -> None:
+    """Backlog, failures (dead letters with their reasons) and the last delivery."""
+    found = outbox.relay_status(limit=limit)
+    if fmt == "json":
+        _json(found.as_json())
+        return
+    oldest = f", oldest from {_when(found.oldest)} UTC" if found.oldest else ""
+    click.echo(f"backlog:       {found.backlog} change(s) waiting{oldest}")
+    click.echo(
+        f"retrying:      {found.retrying}" + (f" ({found.last_error})" if found.last_error else "")
+    )
+    click.echo(f"failures:      {found.dead_total} dead letter(s)")
+    last = f"{_when(found.last_delivery)} UTC" if found.last_delivery else "never"
+    click.echo(f"last delivery: {last}")
+    if found.dead:
+        click.echo("\ndead letters (newest first; `lms-scim relay retry` requeues them):")
+        _table(
+            (
+                (r.id, _when(r.created), r.kind, r.user_id or r.group_id, r.attempts, r.last_error)
+                for r in found.dead
+            ),
+            ("id", "changed (UTC)", "kind", "resource", "attempts", "reason"),
+        )
+
+
+@relay_group.command("retry")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "everything", is_flag=True, help="Every dead letter.")
+def relay_retry(ids: tuple[int, ...], everything: bool) -> None:
+    """Put dead letters (IDS, or --all) back in the queue, e.g. after fixing the cause."""
+    if not ids and not everything:
+        raise click.UsageError("name dead letters by id, or use --all")
+    count = outbox.requeue(None if everything else ids)
+    click.echo(f"requeued {count} change(s)")
+
+
 # -- stats -----------------------------------------------------------------------------------
 
 
@@ -452,6 +625,8 @@ def register(app: Flask) -> None:
         users_group,
         operators_group,
         stats_command,
+        enrolments_group,
+        relay_group,
     ):
         app.cli.add_command(command)
 

@@ -49,6 +49,40 @@ class Config:
     secret_key_file: str = "var/secret_key"  # noqa: S105 - a file name, not a key
     # None: Secure cookies unless HOST is a loopback address (local http).
     admin_cookie_secure: bool | None = None
+    # RFC 7644 §3.7.4: the most operations and bytes one POST /Bulk may carry.
+    bulk_max_operations: int = 1000
+    bulk_max_payload_bytes: int = 1024 * 1024
+    # RFC 9865 §4 `cursorTimeout`: seconds a `nextCursor` stays valid.
+    cursor_timeout_seconds: int = 3600
+    # The LMS relay (`lms-scim relay run`): a Moodle-compatible REST web service and its token.
+    lms_url: str | None = None
+    lms_token: str | None = None
+    lms_timeout_ms: int = 10_000
+    # How an LMS account is matched on first sight: `email` or `username`.
+    lms_match_field: str = "email"
+    # Moodle `auth` plugin of accounts the relay creates (e.g. `saml2`, `oauth2` with SSO).
+    lms_auth: str = "manual"
+    # LMS role ids of the enrolment roles (Moodle's defaults: student 5, editing teacher 3).
+    lms_role_ids: str = "student=5,teacher=3"
+    # Production (README "Deploying and scaling"): pool, input bounds, rate limits, observability.
+    web_threads: int = 4
+    # Connections per process; None: one per gunicorn thread plus two (CLI, stragglers).
+    db_pool_size: int | None = None
+    db_pool_timeout: float = 10.0  # seconds a request waits for a free connection, then 503
+    db_connect_timeout: int = 5
+    max_json_depth: int = 32
+    max_multi_values: int = 100  # values of one multi-valued attribute (emails, phoneNumbers…)
+    max_members_per_operation: int = 1000  # members a POST/PUT or one PATCH op may name
+    rate_limit_per_token: str = "30000/minute"  # noqa: S105 - a rate, not a secret
+    rate_limit_per_address: str = "60000/minute"
+    # Failed bearer tokens per client address before it gets 429s.
+    bad_token_limit: str = "30/minute"  # noqa: S105 - a rate, not a secret
+    ratelimit_storage_uri: str = "memory://"
+    trusted_proxy_hops: int = 0  # X-Forwarded-For hops to trust for the client address
+    metrics_token: str | None = None  # None: /metrics answers loopback clients only
+    log_format: str = "json"
+    # Where gunicorn workers share Prometheus counters (prometheus_client reads it too).
+    prometheus_multiproc_dir: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -80,6 +114,30 @@ class Config:
             secret_key=get("SECRET_KEY", None),
             secret_key_file=get("SECRET_KEY_FILE", "var/secret_key"),
             admin_cookie_secure=get("ADMIN_COOKIE_SECURE", None, _bool),
+            bulk_max_operations=get("BULK_MAX_OPERATIONS", 1000, int),
+            bulk_max_payload_bytes=get("BULK_MAX_PAYLOAD_BYTES", 1024 * 1024, int),
+            cursor_timeout_seconds=get("CURSOR_TIMEOUT_SECONDS", 3600, int),
+            lms_url=get("LMS_URL", None),
+            lms_token=get("LMS_TOKEN", None),
+            lms_timeout_ms=get("LMS_TIMEOUT_MS", 10_000, int),
+            lms_match_field=get("LMS_MATCH_FIELD", "email").lower(),
+            lms_auth=get("LMS_AUTH", "manual"),
+            lms_role_ids=get("LMS_ROLE_IDS", "student=5,teacher=3"),
+            web_threads=get("WEB_THREADS", 4, int),
+            db_pool_size=get("DB_POOL_SIZE", None, int),
+            db_pool_timeout=get("DB_POOL_TIMEOUT", 10.0, float),
+            db_connect_timeout=get("DB_CONNECT_TIMEOUT", 5, int),
+            max_json_depth=get("MAX_JSON_DEPTH", 32, int),
+            max_multi_values=get("MAX_MULTI_VALUES", 100, int),
+            max_members_per_operation=get("MAX_MEMBERS_PER_OPERATION", 1000, int),
+            rate_limit_per_token=get("RATE_LIMIT_PER_TOKEN", "30000/minute"),
+            rate_limit_per_address=get("RATE_LIMIT_PER_ADDRESS", "60000/minute"),
+            bad_token_limit=get("BAD_TOKEN_LIMIT", "30/minute"),
+            ratelimit_storage_uri=get("RATELIMIT_STORAGE_URI", "memory://"),
+            trusted_proxy_hops=get("TRUSTED_PROXY_HOPS", 0, int),
+            metrics_token=get("METRICS_TOKEN", None),
+            log_format=get("LOG_FORMAT", "json"),
+            prometheus_multiproc_dir=get("PROMETHEUS_MULTIPROC_DIR", None),
         )
         config = replace(config, **overrides)
         config.validate()
@@ -94,6 +152,22 @@ class Config:
             raise ValueError("page sizes must be positive")
         if self.token_cache_seconds < 0 or self.audit_retention_days < 1:
             raise ValueError("TOKEN_CACHE_SECONDS must be >= 0 and AUDIT_RETENTION_DAYS >= 1")
+        if self.bulk_max_operations < 1 or self.bulk_max_payload_bytes < 1:
+            raise ValueError("BULK_MAX_OPERATIONS and BULK_MAX_PAYLOAD_BYTES must be positive")
+        if self.cursor_timeout_seconds < 1:
+            raise ValueError("CURSOR_TIMEOUT_SECONDS must be positive")
+        if self.log_format not in ("json", "text"):
+            raise ValueError("LOG_FORMAT must be 'json' or 'text'")
+        if min(self.max_json_depth, self.max_multi_values, self.max_members_per_operation) < 1:
+            raise ValueError(
+                "MAX_JSON_DEPTH, MAX_MULTI_VALUES and MAX_MEMBERS_PER_OPERATION must be >= 1"
+            )
+        if self.db_pool_size is not None and self.db_pool_size < 1:
+            raise ValueError("DB_POOL_SIZE must be >= 1")
+
+    def pool_size(self) -> int:
+        """`DB_POOL_SIZE`, or one connection per gunicorn thread plus two."""
+        return self.db_pool_size or self.web_threads + 2
 
     def sqlite_path(self) -> Path | None:
         """The file an embedded SQLite URL points at (so its folder can be created)."""

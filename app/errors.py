@@ -8,11 +8,13 @@ through `register(app)` as `{"schemas": [Error], "status": "<code as string>", "
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from scim_schemas import ERROR
@@ -124,6 +126,16 @@ class Unavailable(ScimError):
         self.headers["Retry-After"] = str(retry_after)
 
 
+class TooManyRequests(ScimError):
+    """429 (RFC 6585 §4) with `Retry-After`: a rate limit, or too many invalid tokens."""
+
+    status = 429
+
+    def __init__(self, detail: str, retry_after: int = 60):
+        super().__init__(detail)
+        self.headers["Retry-After"] = str(max(1, retry_after))
+
+
 def scim_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response with the SCIM media type (RFC 7644 §3.1)."""
     payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
@@ -173,13 +185,37 @@ def to_scim_error(exc: BaseException) -> ScimError:
 
     if isinstance(exc, ValidationError):
         return InvalidValue(_describe_validation(exc.messages))
-    import peewee
-
-    if isinstance(exc, peewee.OperationalError | peewee.InterfaceError):
+    if isinstance(exc, database_outage_errors()):
+        # Connection refused or dropped, pool exhausted, SQLite busy: the client may retry.
+        # The message can hold SQL, so only the exception's type is logged.
         log.warning("database unavailable: %s", type(exc).__name__)
+        g.database_error = type(exc).__name__
         return Unavailable()
     log.exception("unexpected error on %s %s", request.method, request.path)
     return ScimError("Internal error.", status=500)
+
+
+@functools.cache
+def database_outage_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "the database cannot answer now", as they reach a request.
+
+    peewee wraps driver errors raised while executing (psycopg2's OperationalError becomes
+    `peewee.OperationalError`), but a cursor opened on a connection the server dropped raises
+    psycopg2's own `InterfaceError`, and an exhausted pool raises `MaxConnectionsExceeded`.
+    """
+    import peewee
+    from playhouse.pool import MaxConnectionsExceeded
+
+    kinds: list[type[BaseException]] = [
+        peewee.OperationalError,
+        peewee.InterfaceError,
+        MaxConnectionsExceeded,
+    ]
+    with contextlib.suppress(ImportError):
+        import psycopg2
+
+        kinds += [psycopg2.OperationalError, psycopg2.InterfaceError]
+    return tuple(kinds)
 
 
 def _describe_validation(messages: Any, prefix: str = "") -> str:

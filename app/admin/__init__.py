@@ -35,7 +35,7 @@ from app import auth
 from app.admin import chart
 from app.config import Config
 from app.errors import ScimError
-from app.store import operators, status
+from app.store import operators, outbox, status
 from app.store import tokens as token_store
 from app.store.models import utcnow
 
@@ -174,6 +174,12 @@ def tokens() -> str:
         tokens=[(t, token_store.state(t, now)) for t in rows],
         warnings=_token_warnings(rows),
     )
+
+
+@bp.get("/relay")
+def relay() -> str:
+    """The LMS relay: backlog, failures (dead letters with their reasons), last delivery."""
+    return render_template("admin/relay.html", relay=outbox.relay_status(limit=100))
 
 
 @bp.route("/<path:_rest>")

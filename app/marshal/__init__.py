@@ -9,18 +9,42 @@ sends `groups` and `meta` back on PUT), and every value is checked against its a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import ValidationError
 
 from app.errors import InvalidSyntax, InvalidValue
 from app.marshal.fields import field_for
-from scim_schemas import Attribute, ResourceType
+from scim_schemas import CORE_GROUP, Attribute, ResourceType
 
 # Schema URNs that real IdPs put in `schemas` though they define no attributes we store.
 TOLERATED_SCHEMAS = frozenset(
     {"http://schemas.microsoft.com/2006/11/resourcemanagement/adscim/2.0/group"}
 )
+
+
+@dataclass
+class Limits:
+    """How many values one multi-valued attribute may carry in a request (set by `create_app`
+    from `MAX_MULTI_VALUES` and `MAX_MEMBERS_PER_OPERATION`): a bound on the rows one request
+    writes and on the work a PATCH does, whatever the body size allows."""
+
+    multi_values: int = 100
+    members: int = 1000
+
+
+limits = Limits()
+
+
+def _check_length(attribute: Attribute, value: list[Any]) -> None:
+    members = attribute.schema == CORE_GROUP and attribute.name == "members"
+    limit = limits.members if members else limits.multi_values
+    if len(value) > limit:
+        raise InvalidValue(
+            f"{attribute.path} has {len(value)} values; this service accepts at most {limit} "
+            "in one request."
+        )
 
 
 def _absent(value: Any) -> bool:
@@ -29,6 +53,8 @@ def _absent(value: Any) -> bool:
 
 def coerce(attribute: Attribute, value: Any) -> Any:
     """Validate and normalise one attribute's value, or raise 400 invalidValue."""
+    if attribute.multi_valued and isinstance(value, list):
+        _check_length(attribute, value)
     if attribute.is_complex:
         value = _canonical_complex(attribute, value)
     try:

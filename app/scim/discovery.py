@@ -8,7 +8,9 @@ from flask import Response, current_app
 
 from app.errors import NotFound, scim_response
 from app.scim import bp
+from app.scim.bulk import payload_limit
 from app.scim.http import base_url
+from app.scim.listing import default_cursor_count
 from scim_schemas import (
     LIST_RESPONSE,
     resource_type_documents,
@@ -35,10 +37,18 @@ def _list(resources: list[dict[str, Any]]) -> Response:
 
 
 def service_provider_config() -> dict[str, Any]:
-    """The template with the numbers this deployment actually enforces."""
+    """The template with the numbers this deployment actually enforces: bulk limits (RFC 7644
+    §3.7.4), `filter.maxResults`, and the RFC 9865 §4 `pagination` block."""
     config = current_app.config["SCIM"]
     doc = service_provider_config_template()
     doc["filter"]["maxResults"] = config.max_page_size
+    doc["bulk"]["maxOperations"] = config.bulk_max_operations
+    doc["bulk"]["maxPayloadSize"] = payload_limit(config)
+    doc["pagination"].update(
+        defaultPageSize=default_cursor_count(config),
+        maxPageSize=config.max_page_size,
+        cursorTimeout=config.cursor_timeout_seconds,
+    )
     return _located(doc, "/ServiceProviderConfig")
 
 

@@ -3,6 +3,9 @@
 Groups are the LMS's audiences. Members are streamed into responses (`http.JsonArray`), never
 built as one list, and are not read at all when the request leaves them out
 (`excludedAttributes=members`, as Entra ID asks, or `attributes` without them, RFC 7644 §3.9).
+
+As in `app.scim.users`, each write is a plain function returning `(status, resource)`, routed
+by `GROUPS` (an `endpoint.Endpoint`) and called by `/Bulk` too.
 """
 
 from __future__ import annotations
@@ -15,21 +18,21 @@ from flask import Response, current_app, request
 from app import marshal, patch
 from app.attributes import Projection
 from app.scim import bp
+from app.scim.endpoint import Endpoint
 from app.scim.http import (
     JsonArray,
+    Outcome,
     actor,
     base_url,
-    if_match,
     link_members,
     list_body,
-    not_modified,
     projection,
     read_json,
     resource_headers,
     streaming_response,
     with_links,
 )
-from app.scim.listing import parse_list_query, search_request
+from app.scim.listing import next_cursor, parse_list_query, search_request
 from app.store import groups as store
 from app.store.search import GROUP_COMPILER
 from scim_schemas import CORE_GROUP, resource_type
@@ -82,71 +85,71 @@ def _parse(body: Any) -> tuple[dict[str, Any], list[str] | None]:
     return resource, store.member_ids(listed) if asserted else None
 
 
-@bp.post("/Groups")
-def create_group() -> Response:
-    resource, members = _parse(read_json())
+# -- the work of each endpoint, as plain functions (the views below and /Bulk call them) ------
+
+
+def create_group(body: Any) -> Outcome:
+    """POST /Groups (RFC 7644 §3.3): the group and its members in one transaction."""
+    resource, members = _parse(body)
     created = store.create(
         resource,
         members or [],
         unique_names=_config().unique_group_names,
         actor=actor(),
     )
-    return _group_response(created, 201)
+    return 201, created
 
 
-@bp.get("/Groups/<group_id>")
-def get_group(group_id: str) -> Response:
-    resource = store.get(group_id)
-    if not_modified(resource):
-        return Response(status=304, headers={"ETag": resource["meta"]["version"]})
-    return _group_response(resource)
-
-
-@bp.put("/Groups/<group_id>")
-def replace_group(group_id: str) -> Response:
-    resource, members = _parse(read_json())
+def replace_group(group_id: str, body: Any, if_match: str | None = None) -> Outcome:
+    """PUT /Groups/{id} (RFC 7644 §3.5.1)."""
+    resource, members = _parse(body)
     updated = store.replace(
         group_id,
         resource,
         members,
         unique_names=_config().unique_group_names,
-        if_match=if_match(),
+        if_match=if_match,
         actor=actor(),
     )
-    return _group_response(updated)
+    return 200, updated
 
 
-@bp.patch("/Groups/<group_id>")
-def patch_group(group_id: str) -> Response:
-    """RFC 7644 §3.5.2: 200 with the group (honouring `attributes`) or 204, as configured."""
-    operations = patch.parse_patch_request(GROUP, read_json())
+def patch_group(group_id: str, body: Any, if_match: str | None = None) -> Outcome:
+    """PATCH /Groups/{id} (RFC 7644 §3.5.2): 200 with the group or 204, as configured."""
+    operations = patch.parse_patch_request(GROUP, body)
     updated = store.modify(
         group_id,
         operations,
         unique_names=_config().unique_group_names,
-        if_match=if_match(),
+        if_match=if_match,
         actor=actor(),
     )
-    if _config().group_patch_status == 204:
-        return Response(status=204, headers={"ETag": updated["meta"]["version"]})
-    return _group_response(updated)
+    return _config().group_patch_status, updated
 
 
-@bp.delete("/Groups/<group_id>")
-def delete_group(group_id: str) -> Response:
-    store.delete(group_id, actor(), if_match=if_match())
-    return Response(status=204)
+def delete_group(group_id: str, if_match: str | None = None) -> Outcome:
+    """DELETE /Groups/{id} (RFC 7644 §3.6); the member users stay."""
+    store.delete(group_id, actor(), if_match=if_match)
+    return 204, None
+
+
+# -- the HTTP views: request in, the plain function, response out ------------------------------
+
+
+GROUPS = Endpoint(GROUP, store.get, create_group, replace_group, patch_group, delete_group)
+GROUPS.route(_group_response)
 
 
 def _list(source: Any) -> Response:
     query = parse_list_query(GROUP, source)
     plan = projection(GROUP, source)
     condition = GROUP_COMPILER.compile(query.expr) if query.expr else None
-    order = GROUP_COMPILER.order(query.sort_by, query.descending)
-    total, resources = store.search(condition, order, query.start_index, query.count)
-    feed = _feed(plan, resources)
-    shaped = [_shape(r, plan, feed) for r in resources]
-    return streaming_response(list_body(total, query.start_index, shaped))
+    sort = GROUP_COMPILER.order(query.sort_by, query.descending)
+    found = store.search(condition, sort, query.page)
+    feed = _feed(plan, found.items)
+    shaped = [_shape(r, plan, feed) for r in found.items]
+    cursor = next_cursor(query, found)
+    return streaming_response(list_body(found.total, query.start_index, shaped, cursor))
 
 
 @bp.get("/Groups")

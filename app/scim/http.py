@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from flask import Response, current_app, g, request, stream_with_context
 
 from app.attributes import Projection, split_list
-from app.errors import SCIM_MEDIA_TYPE, InvalidSyntax, InvalidValue, ScimError, scim_response
+from app.errors import (
+    SCIM_MEDIA_TYPE,
+    InvalidSyntax,
+    InvalidValue,
+    NotFound,
+    ScimError,
+    scim_response,
+)
 from app.store.audit import Actor
 from scim_schemas import ENTERPRISE_USER, LIST_RESPONSE, ResourceType
 
 _JSON_TYPES = ("application/scim+json", "application/json")
+
+Outcome = tuple[int, dict[str, Any] | None]
+"""What a write endpoint's plain function returns: the HTTP status and the resource (None for
+a DELETE's 204). See `app.scim.endpoint`."""
 
 
 def read_json() -> Any:
@@ -28,10 +40,64 @@ def read_json() -> Any:
     raw = request.get_data(cache=True)
     if not raw.strip():
         raise InvalidSyntax("The request body is empty.")
+    limit = current_app.config["SCIM"].max_json_depth
+    if nesting_exceeds(raw, limit):
+        raise InvalidSyntax(f"The request body nests arrays and objects deeper than {limit}.")
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise InvalidSyntax(f"The request body is not valid JSON: {exc}") from None
+    # JSON can spell what no text column stores: `\u0000`, and a lone `\ud800` (valid pairs
+    # are joined by the parser). Only bodies that contain such an escape are walked.
+    if (b"\\u0000" in raw or re.search(rb"\\u[dD][89a-fA-F]", raw)) and _unstorable(body):
+        raise InvalidValue("Text may not contain NUL characters or unpaired surrogates.")
+    return body
+
+
+def _unstorable(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value or (not value.isascii() and _has_lone_surrogate(value))
+    if isinstance(value, dict):
+        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_unstorable(item) for item in value)
+    return False
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def refuse_nul_in_path() -> None:
+    """before_request: no id contains NUL (and PostgreSQL refuses to compare with one)."""
+    if "\x00" in request.path:
+        raise NotFound("No such resource or endpoint.")
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def nesting_exceeds(raw: bytes, limit: int) -> bool:
+    """Whether JSON text nests arrays/objects deeper than `limit`, checked before parsing.
+
+    Python's json has no depth limit (it recurses until RecursionError), and everything after
+    it walks bodies recursively. Strings are cut out with one regex and the brackets left are
+    counted with an early exit, so a 1 MiB body costs a few milliseconds.
+    """
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    if brackets.count(b"[") + brackets.count(b"{") <= limit:
+        return False
+    depth = 0
+    for byte in brackets:
+        depth += 1 if byte in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
 
 
 def base_url() -> str:
@@ -94,26 +160,31 @@ def resource_response(
     return scim_response(projection(rtype).apply(resource), status, headers)
 
 
-def list_body(total: int, start_index: int, resources: list[Any]) -> dict[str, Any]:
-    """A ListResponse (RFC 7644 §3.4.2) of already shaped resources."""
-    return {
-        "schemas": [LIST_RESPONSE],
-        "totalResults": total,
-        "startIndex": start_index,
-        "itemsPerPage": len(resources),
-        "Resources": resources,
-    }
+def list_body(
+    total: int, start_index: int | None, resources: list[Any], next_cursor: str | None = None
+) -> dict[str, Any]:
+    """A ListResponse (RFC 7644 §3.4.2) of already shaped resources; under cursor paging
+    (RFC 9865 §2) no `startIndex`, and `nextCursor` unless this is the last page."""
+    body: dict[str, Any] = {"schemas": [LIST_RESPONSE], "totalResults": total}
+    if start_index is not None:
+        body["startIndex"] = start_index
+    body["itemsPerPage"] = len(resources)
+    if next_cursor is not None:
+        body["nextCursor"] = next_cursor
+    body["Resources"] = resources
+    return body
 
 
 def list_response(
     rtype: ResourceType,
     total: int,
-    start_index: int,
+    start_index: int | None,
     resources: list[dict[str, Any]],
     plan: Projection,
+    next_cursor: str | None = None,
 ) -> Response:
     shaped = [plan.apply(with_links(rtype, r)) for r in resources]
-    return scim_response(list_body(total, start_index, shaped))
+    return scim_response(list_body(total, start_index, shaped, next_cursor))
 
 
 class JsonArray:

@@ -1,4 +1,9 @@
-"""Query parameters of a list or `.search` request: filter, sort and paging (RFC 7644 §3.4.2)."""
+"""Query parameters of a list or `.search` request: filter, sort and paging (RFC 7644 §3.4.2),
+and cursor paging (RFC 9865).
+
+Index paging (`startIndex`) stays the default; a `cursor` parameter, even empty, asks for
+cursor paging: the response then carries `nextCursor` while more pages follow.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,11 @@ from typing import Any
 
 from flask import current_app
 
-from app import filters
-from app.errors import InvalidSyntax, InvalidValue
+from app import cursors, filters
+from app.config import Config
+from app.errors import InvalidSyntax, InvalidValue, ScimError
 from app.scim.http import integer_param
+from app.store.search import Page, PageRequest
 from scim_schemas import SEARCH_REQUEST, Attribute, ResourceType
 
 
@@ -18,8 +25,44 @@ class ListQuery:
     expr: filters.Expr | None
     sort_by: Attribute | None
     descending: bool
-    start_index: int
-    count: int
+    page: PageRequest
+    digest: str  # what a cursor of this query must carry (see `app.cursors.query_digest`)
+
+    @property
+    def start_index(self) -> int | None:
+        """`startIndex` of the ListResponse; None under cursor paging, which has no index."""
+        return None if self.page.keyset else self.page.start_index
+
+
+def _cursor_key() -> bytes:
+    """Cursors are signed with a key derived from the app's `SECRET_KEY` (`app.admin` sets it:
+    `SECRET_KEY`, else the key kept in `SECRET_KEY_FILE`), so every worker and machine sharing
+    that secret accepts the others' cursors."""
+    secret = current_app.secret_key
+    if not secret:  # pragma: no cover - create_app always sets one
+        raise ScimError("Cursor paging is not configured (no SECRET_KEY).", status=500)
+    return cursors.derive_key(secret)
+
+
+def _invalid_count(detail: str) -> ScimError:
+    return ScimError(detail, status=400, scim_type="invalidCount")
+
+
+def default_cursor_count(config: Config) -> int:
+    """RFC 9865 §4 `defaultPageSize`: `count` when a cursor request has none."""
+    return max(1, min(config.default_page_size, config.max_page_size))
+
+
+def _cursor_count(source: Any, config: Config) -> int:
+    """RFC 9865 §2: `count` is a positive integer (400 `invalidCount` otherwise); more than
+    `maxPageSize` is served as `maxPageSize`, as RFC 7644 §3.4.2.4 does for index paging."""
+    try:
+        count = integer_param(source, "count", default_cursor_count(config))
+    except InvalidValue:
+        raise _invalid_count("count must be a positive integer.") from None
+    if count < 1:
+        raise _invalid_count(f"count must be between 1 and {config.max_page_size}.")
+    return min(count, config.max_page_size)
 
 
 def parse_list_query(rtype: ResourceType, source: Any) -> ListQuery:
@@ -39,10 +82,35 @@ def parse_list_query(rtype: ResourceType, source: Any) -> ListQuery:
     order = source.get("sortOrder") or "ascending"
     if not isinstance(order, str) or order.lower() not in ("ascending", "descending"):
         raise InvalidValue("sortOrder must be 'ascending' or 'descending'.")
-    start = max(1, integer_param(source, "startIndex", 1))
-    count = integer_param(source, "count", config.default_page_size)
-    count = min(max(0, count), config.max_page_size)
-    return ListQuery(expr, sort_by, order.lower() == "descending", start, count)
+    descending = order.lower() == "descending"
+    sort_key = f"{sort_by.schema}:{sort_by.path}" if sort_by else None
+    digest = cursors.query_digest(rtype.name, text or "", sort_key, descending)
+    if "cursor" in source:
+        page = _cursor_page(source, config, digest)
+    else:
+        start = max(1, integer_param(source, "startIndex", 1))
+        count = integer_param(source, "count", config.default_page_size)
+        page = PageRequest(min(max(0, count), config.max_page_size), start_index=start)
+    return ListQuery(expr, sort_by, descending, page, digest)
+
+
+def _cursor_page(source: Any, config: Config, digest: str) -> PageRequest:
+    """RFC 9865 §2: an empty cursor asks for the first page, a `nextCursor` for the next."""
+    if source.get("startIndex") not in (None, ""):
+        raise InvalidValue("Use either startIndex (index paging) or cursor (RFC 9865), not both.")
+    token = source.get("cursor")
+    if token is not None and not isinstance(token, str):
+        raise cursors.invalid_cursor("cursor must be a string.")
+    after = cursors.decode(token, digest, _cursor_key()) if token else None
+    return PageRequest(_cursor_count(source, config), keyset=True, after=after)
+
+
+def next_cursor(query: ListQuery, found: Page) -> str | None:
+    """`nextCursor` for the page after `found`, or None on the last page (RFC 9865 §2)."""
+    if not query.page.keyset or found.next is None:
+        return None
+    timeout = current_app.config["SCIM"].cursor_timeout_seconds
+    return cursors.encode(found.next, query.digest, _cursor_key(), timeout)
 
 
 def search_request(body: Any) -> dict[str, Any]:
@@ -57,6 +125,7 @@ def search_request(body: Any) -> dict[str, Any]:
             "sortOrder",
             "startIndex",
             "count",
+            "cursor",
             "attributes",
             "excludedAttributes",
             "schemas",

@@ -1,4 +1,10 @@
-"""`/Users`: create, read, replace, patch, delete and list (RFC 7644 §3.2 to §3.6)."""
+"""`/Users`: create, read, replace, patch, delete and list (RFC 7644 §3.2 to §3.6).
+
+Each write is a plain function (`create_user`, `replace_user`, `patch_user`, `delete_user`)
+that takes the parsed body and returns `(status, resource)`; `USERS` (an `endpoint.Endpoint`)
+routes the HTTP views to them and `/Bulk` (`app.scim.bulk`) calls them too, so an operation
+inside a bulk request behaves exactly like the same request on its own.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +16,16 @@ from flask import Response, current_app, request
 from app import marshal, passwords, patch
 from app.errors import Mutability
 from app.scim import bp
+from app.scim.endpoint import Endpoint
 from app.scim.http import (
+    Outcome,
     actor,
-    if_match,
     list_response,
     projection,
     read_json,
     resource_response,
 )
-from app.scim.listing import parse_list_query, search_request
+from app.scim.listing import next_cursor, parse_list_query, search_request
 from app.store import search as store_search
 from app.store import users as store
 from scim_schemas import resource_type
@@ -44,25 +51,17 @@ def _hash(password: str | None) -> str | None:
     return passwords.hash_password(password)
 
 
-def _not_modified(resource: dict[str, Any]) -> bool:
-    tags = [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]
-    return resource["meta"]["version"] in tags or "*" in tags
+# -- the work of each endpoint, as plain functions (the views below and /Bulk call them) ------
 
 
-@bp.post("/Users")
-def create_user() -> Response:
-    resource = marshal.load_resource(USER, read_json())
-    password_hash = _hash(resource.pop("password", None))
-    created = store.create(_apply_defaults(resource), password_hash, actor())
-    return resource_response(USER, created, 201)
-
-
-@bp.get("/Users/<user_id>")
-def get_user(user_id: str) -> Response:
-    resource = store.get(user_id)
-    if _not_modified(resource):
-        return Response(status=304, headers={"ETag": resource["meta"]["version"]})
-    return resource_response(USER, resource)
+def create_user(body: Any) -> Outcome:
+    """POST /Users (RFC 7644 §3.3). The password is hashed before the store's transaction."""
+    resource = marshal.load_resource(USER, body)
+    password = resource.pop("password", None)
+    if password and (clash := store.conflict(resource)) is not None:
+        raise clash  # before spending a hash on a duplicate (Okta's retries send passwords)
+    password_hash = _hash(password)
+    return 201, store.create(_apply_defaults(resource), password_hash, actor())
 
 
 def _check_immutable(current: dict[str, Any], new: dict[str, Any]) -> None:
@@ -83,9 +82,9 @@ def _password_hashes(password: str | None) -> dict[str, str]:
     return {password: hashed} if password and hashed else {}
 
 
-@bp.put("/Users/<user_id>")
-def replace_user(user_id: str) -> Response:
-    new = marshal.load_resource(USER, read_json())
+def replace_user(user_id: str, body: Any, if_match: str | None = None) -> Outcome:
+    """PUT /Users/{id} (RFC 7644 §3.5.1)."""
+    new = marshal.load_resource(USER, body)
     password = new.pop("password", None)
     hashes = _password_hashes(password)
 
@@ -102,16 +101,15 @@ def replace_user(user_id: str) -> Response:
         user_id,
         change,
         password_hashes=hashes,
-        if_match=if_match(),
+        if_match=if_match,
         actor=actor(),
         operation="replace",
     )
-    return resource_response(USER, updated)
+    return 200, updated
 
 
-@bp.patch("/Users/<user_id>")
-def patch_user(user_id: str) -> Response:
-    body = read_json()
+def patch_user(user_id: str, body: Any, if_match: str | None = None) -> Outcome:
+    """PATCH /Users/{id} (RFC 7644 §3.5.2), atomic: any failing operation applies nothing."""
     operations = patch.parse_patch_request(USER, body)
     hashes: dict[str, str] = {}
     if "password" in json.dumps(body).lower():
@@ -134,26 +132,38 @@ def patch_user(user_id: str) -> Response:
         user_id,
         change,
         password_hashes=hashes,
-        if_match=if_match(),
+        if_match=if_match,
         actor=actor(),
         operation="patch",
     )
-    return resource_response(USER, updated)
+    return 200, updated
 
 
-@bp.delete("/Users/<user_id>")
-def delete_user(user_id: str) -> Response:
-    store.delete(user_id, actor(), if_match=if_match())
-    return Response(status=204)
+def delete_user(user_id: str, if_match: str | None = None) -> Outcome:
+    """DELETE /Users/{id} (RFC 7644 §3.6): a hard delete."""
+    store.delete(user_id, actor(), if_match=if_match)
+    return 204, None
+
+
+# -- the HTTP views: request in, the plain function, response out ------------------------------
+
+
+def _show(resource: dict[str, Any], status: int) -> Response:
+    return resource_response(USER, resource, status)
+
+
+USERS = Endpoint(USER, store.get, create_user, replace_user, patch_user, delete_user)
+USERS.route(_show)
 
 
 def _list(source: Any) -> Response:
     query = parse_list_query(USER, source)
     plan = projection(USER, source)
     condition = store_search.USER_COMPILER.compile(query.expr) if query.expr else None
-    order = store_search.user_order(query.sort_by, query.descending)
-    total, resources = store.search(condition, order, query.start_index, query.count)
-    return list_response(USER, total, query.start_index, resources, plan)
+    sort = store_search.user_order(query.sort_by, query.descending)
+    found = store.search(condition, sort, query.page)
+    cursor = next_cursor(query, found)
+    return list_response(USER, found.total, query.start_index, found.items, plan, cursor)
 
 
 @bp.get("/Users")

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import peewee
 from playhouse import db_url
+from playhouse.pool import PooledDatabase
 
 from app.config import Config
 from scim_schemas import fold
+
+log = logging.getLogger(__name__)
 
 database = peewee.DatabaseProxy()
 
@@ -46,9 +50,17 @@ def make_database(config: Config) -> peewee.Database:
         db.register_function(_fold, "scim_fold", 1, deterministic=True)
         return db
     if url.startswith(("postgres://", "postgresql://")):
+        # A pool per process of `config.pool_size()` connections (one per gunicorn thread plus
+        # two by default). A request waits up to DB_POOL_TIMEOUT for a free one, then gets 503.
+        # peewee's pool checks an idle connection with `SELECT 1` when it is checked out and
+        # drops it if the server went away, so after an outage the pool refills by itself.
         url = url.replace("://", "+pool://", 1)
         return db_url.connect(
-            url, max_connections=config.extra.get("db_pool_size", 8), stale_timeout=300, timeout=10
+            url,
+            max_connections=config.pool_size(),
+            stale_timeout=300,
+            timeout=config.db_pool_timeout,
+            connect_timeout=config.db_connect_timeout,
         )
     return db_url.connect(url)
 
@@ -67,6 +79,30 @@ def init(config: Config) -> peewee.Database:
 
 def is_postgres() -> bool:
     return isinstance(database.obj, peewee.PostgresqlDatabase)
+
+
+def release() -> None:
+    """Give this thread's connection back to the pool at the end of a request (PostgreSQL).
+
+    The pool closes instead of keeping a connection the server dropped. If even giving it back
+    fails (a transaction left open, a broken socket), the connection is forgotten and closed,
+    so the thread's next request starts from a fresh one and this answer is not turned into a 500.
+    """
+    db = database.obj
+    if not isinstance(db, PooledDatabase) or db.is_closed():
+        return
+    try:
+        db.close()
+    except (peewee.DatabaseError, peewee.InterfaceError):
+        log.warning("dropping a database connection that could not be returned to the pool")
+        conn = db._state.conn  # peewee has no public "forget this thread's connection"
+        db._state.reset()
+        db._close(conn, close_conn=True)
+
+
+def ping() -> None:
+    """One `SELECT 1`: raises peewee.OperationalError/InterfaceError if the database is down."""
+    database.execute_sql("SELECT 1").fetchone()
 
 
 @contextlib.contextmanager

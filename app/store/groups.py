@@ -33,11 +33,11 @@ from app.errors import (
     Uniqueness,
 )
 from app.marshal import coerce, load_resource
-from app.store import audit
+from app.store import audit, enrolments, outbox
 from app.store.db import database, locked
 from app.store.group_mapping import member, row_values, to_resource
 from app.store.models import Group, Membership, User, utcnow
-from app.store.search import GROUP_MEMBERS, MEMBER_DISPLAY, page
+from app.store.search import GROUP_MEMBERS, MEMBER_DISPLAY, Page, PageRequest, Sort, page
 from app.store.users import new_id
 from scim_schemas import fold, resource_type
 
@@ -70,12 +70,12 @@ def get(group_id: str) -> dict[str, Any]:
     return to_resource(_row(group_id))
 
 
-def search(
-    condition: Any, order: list[Any], start_index: int, count: int
-) -> tuple[int, list[dict[str, Any]]]:
-    """One page of groups (without members) and how many match (RFC 7644 §3.4.2.4)."""
-    total, rows = page(Group.select(), condition, order, start_index, count)
-    return total, [to_resource(row) for row in rows or ()]
+def search(condition: Any, sort: Sort, request: PageRequest) -> Page:
+    """One page of groups (without members) and how many match (RFC 7644 §3.4.2.4, RFC 9865
+    when `request.keyset`)."""
+    found = page(Group.select(), condition, sort, request)
+    found.items = [to_resource(row) for row in found.items]
+    return found
 
 
 def _member_rows(where: Any, limit: int | None = None) -> list[tuple[str, str, str]]:
@@ -197,8 +197,9 @@ def _check_users(ids: Sequence[str]) -> None:
 class _Membership:
     """Single-row membership writes for one locked group, remembering the net change."""
 
-    def __init__(self, group_id: str) -> None:
+    def __init__(self, group_id: str, keeps_enrolments: bool = False) -> None:
         self.group_id = group_id
+        self.keeps_enrolments = keeps_enrolments
         self.added: dict[str, None] = {}
         self.removed: dict[str, None] = {}
 
@@ -250,6 +251,17 @@ class _Membership:
         if not self.changed:
             return {}
         return {"members": {"added": list(self.added), "removed": list(self.removed)}}
+
+    def tell_lms(self, group_changed: bool) -> None:
+        """Leavers keep what keep rules gave them; the outbox hears about the group (when it was
+        created or renamed) and each member who joined or left — in one INSERT."""
+        if self.removed and self.keeps_enrolments:
+            enrolments.keep_for_leavers(self.group_id, list(self.removed))
+        moved = [*self.added, *self.removed]
+        if group_changed:
+            outbox.group(self.group_id, moved)
+        elif moved:
+            outbox.members(self.group_id, moved)
 
     def apply(self, operation: patch.Operation) -> None:
         """One PATCH operation on `members` (RFC 7644 §3.5.2) as row inserts and deletes."""
@@ -322,7 +334,7 @@ def _update(
             row = _row(group_id, lock=True)
             _check_version(row, if_match)
             before = to_resource(row)
-            members = _Membership(group_id)
+            members = _Membership(group_id, row.keeps_enrolments)
             after = change(before, members)
             name = after["displayName"]
             changes = audit.diff(_scalars(before), _scalars(after))
@@ -332,6 +344,7 @@ def _update(
             values.update(last_modified=utcnow(), version=row.version + 1)  # the row is locked
             Group.update(**values).where(Group.id == group_id).execute()
             audit.record(actor, "Group", group_id, operation, {**changes, **members.audit()})
+            members.tell_lms("displayName" in changes)
     except peewee.IntegrityError as exc:
         raise _conflict(exc, name) from exc
     for column, value in values.items():
@@ -363,6 +376,7 @@ def create(
                 writer.add(members)
             changes = {**audit.diff({}, _scalars(resource)), **writer.audit()}
             audit.record(actor, "Group", group_id, "create", changes)
+            writer.tell_lms(group_changed=True)
     except peewee.IntegrityError as exc:
         raise _conflict(exc, resource["displayName"]) from exc
     return get(group_id)
@@ -435,7 +449,12 @@ def delete(group_id: str, actor: audit.Actor, if_match: str | None = None) -> No
     with database.atomic():
         row = _row(group_id, lock=True)
         _check_version(row, if_match)
+        # Members leave: they keep what keep rules gave them, and the LMS hears about each one.
+        if row.keeps_enrolments:
+            enrolments.keep_for_group(group_id)
+        outbox.group_members(group_id)
         Membership.delete().where(Membership.group == group_id).execute()
         Group.delete().where(Group.id == group_id).execute()
         changes = {"displayName": {"before": row.display_name}}
         audit.record(actor, "Group", group_id, "delete", changes)
+        outbox.group(group_id)

@@ -118,6 +118,9 @@ class Group(BaseModel):
     created = peewee.DateTimeField(default=utcnow, index=True)
     last_modified = peewee.DateTimeField(default=utcnow, index=True)
     version = peewee.IntegerField(default=1)
+    # True while an enrolment rule of this group keeps previous enrolments: read with the locked
+    # row, it spares member removals a query when (as usually) no rule keeps anything (m0004).
+    keeps_enrolments = peewee.BooleanField(default=False)
 
 
 class Membership(BaseModel):
@@ -168,10 +171,111 @@ class Operator(BaseModel):
     locked_until = peewee.DateTimeField(null=True)
 
 
+class EnrolmentRule(BaseModel):
+    """An operator's rule: members of `group` are enrolled in the LMS course `course_id` as `role`.
+
+    `keep_on_leave`: leaving the group (or removing the rule) keeps the enrolment (`KeptEnrolment`).
+    """
+
+    group = peewee.ForeignKeyField(Group, on_delete="CASCADE", backref="enrolment_rules")
+    course_id = peewee.CharField(max_length=64)
+    role = peewee.CharField(max_length=16)
+    keep_on_leave = peewee.BooleanField(default=False)
+    created = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("group", "course_id"), True),)
+
+
+class KeptEnrolment(BaseModel):
+    """An enrolment a user kept after leaving a group whose rule says keep previous enrolments."""
+
+    user = peewee.ForeignKeyField(User, on_delete="CASCADE", backref="kept_enrolments")
+    course_id = peewee.CharField(max_length=64)
+    role = peewee.CharField(max_length=16)
+
+    class Meta:
+        primary_key = peewee.CompositeKey("user", "course_id", "role")
+
+
+class Outbox(BaseModel):
+    """A change the LMS must hear about, written in the same transaction as the change.
+
+    Small by design (kind + ids): the relay reads the current state when it delivers, so a row
+    delivered twice does no harm. `kind` is `user` (user_id), `group` (group_id) or `member`
+    (both: a membership, or the enrolments it brings, changed). Delivered rows are deleted;
+    rows that failed for good stay with `state = 'dead'` and the reason in `last_error`.
+    """
+
+    id = peewee.BigAutoField()
+    kind = peewee.CharField(max_length=8)
+    user_id = peewee.CharField(max_length=32, null=True)
+    group_id = peewee.CharField(max_length=32, null=True)
+    created = peewee.DateTimeField(default=utcnow)
+    state = peewee.CharField(max_length=8, default="pending")
+    attempts = peewee.IntegerField(default=0)
+    next_attempt_at = peewee.DateTimeField(null=True)  # NULL: at once
+    lease_until = peewee.DateTimeField(null=True)  # a relay is delivering it until then
+    last_error = peewee.TextField(null=True)
+
+    class Meta:
+        indexes = (
+            (("state", "id"), False),
+            (("user_id", "id"), False),
+            (("group_id", "id"), False),
+        )
+
+
+class LmsUserLink(BaseModel):
+    """Our user ↔ the LMS account (Moodle's user id), kept after the user is deleted here until
+    the LMS account is deleted too (so no foreign key)."""
+
+    user_id = peewee.CharField(max_length=32, primary_key=True)
+    lms_id = peewee.BigIntegerField()
+    matched = peewee.BooleanField(default=False)  # an existing LMS account, not one we created
+    synced_at = peewee.DateTimeField(default=utcnow)
+
+
+class LmsCohortLink(BaseModel):
+    """Our group ↔ the LMS cohort (audience)."""
+
+    group_id = peewee.CharField(max_length=32, primary_key=True)
+    lms_id = peewee.BigIntegerField()
+    synced_at = peewee.DateTimeField(default=utcnow)
+
+
+class LmsEnrolment(BaseModel):
+    """An enrolment the relay made on the LMS (what the LMS has, as far as we know)."""
+
+    user_id = peewee.CharField(max_length=32)
+    course_id = peewee.CharField(max_length=64)
+    role = peewee.CharField(max_length=16)
+
+    class Meta:
+        primary_key = peewee.CompositeKey("user_id", "course_id", "role")
+
+
 class SchemaMigration(BaseModel):
     number = peewee.IntegerField(primary_key=True)
     name = peewee.TextField()
     applied_at = peewee.DateTimeField(default=utcnow)
 
 
-ALL_MODELS = (User, UserValue, UserAddress, Group, Membership, ApiToken, AuditEvent, Operator)
+ALL_MODELS = (
+    User,
+    UserValue,
+    UserAddress,
+    Group,
+    Membership,
+    ApiToken,
+    AuditEvent,
+    Operator,
+    EnrolmentRule,
+    KeptEnrolment,
+    Outbox,
+    LmsUserLink,
+    LmsCohortLink,
+    LmsEnrolment,
+)
+# The LMS relay's tables (m0004).
+LMS_MODELS = (EnrolmentRule, KeptEnrolment, Outbox, LmsUserLink, LmsCohortLink, LmsEnrolment)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import peewee
@@ -104,15 +105,16 @@ def _is_text(column: Expression) -> bool:
 class ChildTable:
     """How one multi-valued attribute's elements are stored and joined to their owner.
 
-    `folded` names the columns that already hold folded text; `sort_value`, if given, is the
-    subquery that picks the value an owner sorts by (RFC 7644 §3.4.2.3: the primary one).
+    `owner` is the column holding the owner's id; `folded` names the columns that already hold
+    folded text; `sort_value`, if given, is the subquery that picks the value an owner sorts by
+    (RFC 7644 §3.4.2.3: the primary one).
     """
 
     def __init__(
         self,
         model: type[peewee.Model],
         columns: dict[str, Any],
-        owner: Callable[[Any], Expression],
+        owner: peewee.Field,
         folded: frozenset[str] = frozenset(),
         extra: Callable[[], Expression] | None = None,
         sort_value: Callable[[Expression], Expression] | None = None,
@@ -121,13 +123,17 @@ class ChildTable:
         self.extra, self.sort_value = extra, sort_value
 
     def exists(self, condition: Expression | None, owner_id: Expression) -> Expression:
-        query = self.model.select(SQL("1"))
-        where = self.owner(owner_id)
-        if self.extra is not None:
-            where &= self.extra()
+        """Owners with an element matching `condition`, as `owner_id IN (SELECT owner …)`.
+
+        Not a correlated EXISTS: SQLite would scan every owner and probe per row (a full scan
+        of a million users for one e-mail lookup), while IN starts from the element's index.
+        Owner ids are never NULL, so `not`/`ne` keep their meaning.
+        """
+        where = self.extra() if self.extra is not None else None
         if condition is not None:
-            where &= condition
-        return fn.EXISTS(query.where(where))
+            where = condition if where is None else where & condition
+        query = self.model.select(self.owner)
+        return owner_id.in_(query.where(where) if where is not None else query)
 
     def any_present(self) -> Expression:
         """An element counts as present when any of its stored sub-attributes is."""
@@ -160,7 +166,7 @@ def _value_table(attr: str) -> ChildTable:
     return ChildTable(
         UserValue,
         dict(VALUE_COLUMNS),
-        lambda owner: UserValue.user == owner,
+        UserValue.user,
         folded=frozenset({"value"}),
         extra=lambda: UserValue.attr == attr,
         sort_value=lambda owner: (
@@ -177,14 +183,12 @@ def _value_table(attr: str) -> ChildTable:
 _IDS = frozenset({"value"})
 
 _USER_CHILDREN: dict[str, ChildTable] = {name: _value_table(name) for name in VALUE_ATTRIBUTES}
-_USER_CHILDREN["addresses"] = ChildTable(
-    UserAddress, dict(ADDRESS_COLUMNS), lambda owner: UserAddress.user == owner
-)
+_USER_CHILDREN["addresses"] = ChildTable(UserAddress, dict(ADDRESS_COLUMNS), UserAddress.user)
 _GROUPS_DISPLAY = Group.select(Group.display_name).where(Group.id == Membership.group)
 _USER_CHILDREN["groups"] = ChildTable(
     Membership,
     {"value": Membership.group, "display": _GROUPS_DISPLAY},
-    lambda owner: Membership.user == owner,
+    Membership.user,
     folded=_IDS,
 )
 
@@ -201,9 +205,59 @@ GROUP_MEMBERS = ChildTable(
         "display": MEMBER_DISPLAY,
         "type": peewee.Value(group_mapping.MEMBER_TYPE),
     },
-    lambda owner: Membership.group == owner,
+    Membership.group,
     folded=_IDS,
 )
+
+
+Position = tuple[Any, str]
+"""Where a page ended: the last row's sort value (None without `sortBy`) and its id."""
+
+
+@dataclass(frozen=True)
+class Sort:
+    """An ORDER BY and the keyset seek that continues it (RFC 7644 §3.4.2.3, RFC 9865).
+
+    Rows are ordered by `key` (nulls last in both directions), then by id, so every row has a
+    unique position and "the rows after this one" is a WHERE clause, not an OFFSET: a page
+    deep in the collection is found by an index seek, like the first one.
+    """
+
+    owner_id: Expression
+    key: Expression | None = None
+    descending: bool = False
+
+    def _beyond(self, column: Expression, value: Any) -> Expression:
+        return column < value if self.descending else column > value
+
+    def order_by(self) -> list[Expression]:
+        tie = self.owner_id.desc() if self.descending else self.owner_id.asc()
+        if self.key is None:
+            return [tie]
+        nulls_last = peewee.Case(None, [(self.key.is_null(), 1)], 0)
+        return [nulls_last, self.key.desc() if self.descending else self.key.asc(), tie]
+
+    def after(self, position: Position) -> Expression:
+        """The rows that follow `position` in this order (`(key, id) > (value, id)`, spelt out
+        because the null rows come last whichever the direction)."""
+        value, last_id = position
+        tied = self._beyond(self.owner_id, last_id)
+        if self.key is None:
+            return tied
+        if value is None:  # already among the nulls: only the ids still ahead
+            return self.key.is_null() & tied
+        return self.key.is_null() | self._beyond(self.key, value) | ((self.key == value) & tied)
+
+    def select(self, query: peewee.ModelSelect) -> peewee.ModelSelect:
+        """The query with the sort value selected too, so a page can say where it ended."""
+        return query if self.key is None else query.select_extend(self.key.alias(_SORT_VALUE))
+
+    def position(self, row: peewee.Model) -> Position:
+        value = getattr(row, _SORT_VALUE) if self.key is not None else None
+        return value, getattr(row, self.owner_id.name)
+
+
+_SORT_VALUE = "scim_sort_value"
 
 
 class Compiler:
@@ -280,14 +334,13 @@ class Compiler:
             raise InvalidFilter(f"{attribute.name} cannot be filtered.")
         return table
 
-    def order(self, attribute: Attribute | None, descending: bool) -> list[Expression]:
-        """ORDER BY for `sortBy` (RFC 7644 §3.4.2.3); always ends in the id so pages are stable.
+    def order(self, attribute: Attribute | None, descending: bool) -> Sort:
+        """The order for `sortBy` (RFC 7644 §3.4.2.3); always ends in the id so pages are stable.
 
         Resources without a value sort last in both directions (§3.4.2.3: "null" values last).
         """
-        tie = self.owner_id.desc() if descending else self.owner_id.asc()
         if attribute is None:
-            return [tie]
+            return Sort(self.owner_id, None, descending)
         if attribute.multi_valued:
             table = self.children.get(attribute.name) if not attribute.is_extension else None
             if table is None or table.sort_value is None:
@@ -300,12 +353,11 @@ class Compiler:
             column = scalar.key_field or scalar.field
             if scalar.key_field is None and attribute.type == "string" and not attribute.case_exact:
                 column = _fold_sql(column)
-        column = _binary(column)
-        nulls_last = peewee.Case(
-            None, [(column.is_null() if hasattr(column, "is_null") else SQL("0"), 1)], 0
-        )
-        ordered = column.desc() if descending else column.asc()
-        return [nulls_last, ordered, tie]
+        if not isinstance(column, peewee.ColumnBase):
+            column = NodeList((column,))  # a scalar subquery, as an expression
+        if attribute.type in ("string", "reference"):
+            column = _binary(column)  # PostgreSQL refuses a collation on timestamps and booleans
+        return Sort(self.owner_id, column, descending)
 
 
 USER_COMPILER = Compiler("User", User.id, SCALAR_BY_PATH, _USER_CHILDREN)
@@ -317,19 +369,74 @@ GROUP_COMPILER = Compiler(
 )
 
 
-def page(
-    query: peewee.ModelSelect, condition: Any, order: list[Any], start_index: int, count: int
-) -> tuple[int, peewee.ModelSelect | None]:
-    """How many rows match, and the query for one page of them (RFC 7644 §3.4.2.4), or None
-    when the page is empty (`count` 0, or `startIndex` past the end)."""
+@dataclass(frozen=True)
+class PageRequest:
+    """Which page: by `startIndex` (RFC 7644 §3.4.2.4) or, with `keyset`, the `count` rows after
+    `after` (RFC 9865 cursors; `after` None is the first page)."""
+
+    count: int
+    start_index: int = 1
+    keyset: bool = False
+    after: Position | None = None
+
+
+@dataclass
+class Page:
+    """One page of results, how many match in all, and, for keyset paging when more rows
+    follow, the position of the page's last row."""
+
+    total: int
+    items: list[Any] = field(default_factory=list)
+    next: Position | None = None
+
+
+def page(query: peewee.ModelSelect, condition: Any, sort: Sort, request: PageRequest) -> Page:
+    """One page of the matching rows and how many match in all (an empty page when `count` is 0
+    or `startIndex` is past the end).
+
+    `totalResults` is always true, but it is counted only when the page cannot tell it: a page
+    that starts at the beginning and ends before `count` rows *is* the whole result, which is the
+    case for every look-up an IdP makes before a create. Keyset pages read one row more than
+    asked to learn whether another page follows, and never use OFFSET.
+    """
     if condition is not None:
         query = query.where(condition)
-    total = query.count()
-    if count <= 0 or start_index > total:
-        return total, None
-    return total, query.order_by(*order).offset(start_index - 1).limit(count)
+    if request.count <= 0:
+        return Page(query.count())
+    ordered = sort.select(query).order_by(*sort.order_by())
+    if not request.keyset:
+        rows = _offset_page(query, ordered, sort, request)
+        whole = request.start_index == 1 and len(rows) < request.count
+        ended = 0 < len(rows) < request.count
+        if whole or ended:
+            return Page(request.start_index - 1 + len(rows), rows)
+        return Page(query.count(), rows)
+    if request.after is not None:
+        ordered = ordered.where(sort.after(request.after))
+    rows = list(ordered.limit(request.count + 1))
+    more = len(rows) > request.count
+    rows = rows[: request.count]
+    total = len(rows) if request.after is None and not more else query.count()
+    return Page(total, rows, sort.position(rows[-1]) if more else None)
 
 
-def user_order(attribute: Attribute | None, descending: bool) -> list[Expression]:
-    """ORDER BY for a /Users `sortBy` (see `Compiler.order`)."""
+# Past this OFFSET, a page is found by its ids first: skipping index entries is much cheaper
+# than skipping whole rows (measured at 100k users: 16 ms → 2 ms on SQLite, 48 → 30 ms on
+# PostgreSQL). Deep pages still cost O(offset); cursors (RFC 9865) do not.
+_DEFERRED_JOIN_OFFSET = 1000
+
+
+def _offset_page(
+    query: peewee.ModelSelect, ordered: peewee.ModelSelect, sort: Sort, request: PageRequest
+) -> list[Any]:
+    offset = request.start_index - 1
+    if offset < _DEFERRED_JOIN_OFFSET or sort.key is not None:
+        return list(ordered.offset(offset).limit(request.count))
+    ids = query.select(sort.owner_id).order_by(*sort.order_by()).offset(offset).limit(request.count)
+    model = query.model
+    return list(model.select().where(sort.owner_id.in_(ids)).order_by(*sort.order_by()))
+
+
+def user_order(attribute: Attribute | None, descending: bool) -> Sort:
+    """The order for a /Users `sortBy` (see `Compiler.order`)."""
     return USER_COMPILER.order(attribute, descending)

@@ -18,6 +18,7 @@ from peewee import fn
 
 from app import filters
 from app.errors import NotFound
+from app.store import enrolments, outbox
 from app.store.models import ApiToken, AuditEvent, Group, Membership, User, UserValue, utcnow
 from app.store.search import USER_COMPILER
 from app.store.tokens import state as token_state
@@ -127,6 +128,8 @@ class UserStatus:
     state_event: Event | None  # the event that set the current `active` value
     last_event: Event | None
     history: list[Event] = field(default_factory=list)
+    enrolments: list[dict[str, str]] = field(default_factory=list)  # [{courseId, role}]
+    lms: outbox.UserSync | None = None  # in step with the LMS, or why not
 
     @property
     def state(self) -> str:
@@ -159,6 +162,8 @@ class UserStatus:
             "groups": [{"id": gid, "displayName": name} for gid, name in self.groups],
             "lastEvent": self.last_event.as_json() if self.last_event else None,
             "history": [event.as_json() for event in self.history],
+            "enrolments": self.enrolments,
+            "lms": self.lms.as_json() if self.lms else None,
         }
 
 
@@ -199,6 +204,8 @@ def user_status(user_id: str, history: int = 10) -> UserStatus:
         state_event=Event.of(state_row) if state_row else None,
         last_event=recent[0] if recent else None,
         history=recent,
+        enrolments=enrolments.of_users([user_id]).get(user_id, []),
+        lms=outbox.user_sync(user_id),
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import peewee
 
+from app.errors import InvalidValue
 from app.store.models import MAX_INDEXED_LENGTH, User, UserAddress, UserValue
 from scim_schemas import CORE_USER, ENTERPRISE_USER, LMS_USER, fold
 
@@ -114,8 +115,6 @@ def _get(resource: dict[str, Any], schema: str, path: str) -> Any:
 
 
 def _check_indexable(path: str, value: str) -> None:
-    from app.errors import InvalidValue
-
     if len(value) > MAX_INDEXED_LENGTH:
         raise InvalidValue(f"{path} is longer than {MAX_INDEXED_LENGTH} characters.")
 
@@ -194,9 +193,15 @@ def _put(resource: dict[str, Any], schema: str, path: str, value: Any) -> None:
 
 
 def to_resource(
-    user: User, values: list[UserValue], addresses: list[UserAddress], groups: list[dict[str, Any]]
+    user: User,
+    values: list[UserValue],
+    addresses: list[UserAddress],
+    groups: list[dict[str, Any]],
+    enrolments: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """The canonical resource dict for one stored user (no password, no location)."""
+    """The canonical resource dict for one stored user (no password, no location).
+
+    `enrolments` (`[{courseId, role}]`, from `app.store.enrolments`) go in the LMS extension."""
     resource: dict[str, Any] = {"schemas": [C]}
     for scalar in SCALARS:
         if scalar.path.startswith("meta."):
@@ -223,6 +228,8 @@ def to_resource(
         )
     if groups:
         resource["groups"] = groups
+    if enrolments:
+        resource.setdefault(L, {})["enrolments"] = enrolments
     resource["schemas"] += [urn for urn in (E, L) if urn in resource]
     resource["meta"] = {
         "resourceType": "User",

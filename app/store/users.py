@@ -11,10 +11,10 @@ from typing import Any
 import peewee
 
 from app.errors import NotFound, PreconditionFailed, Uniqueness
-from app.store import audit
+from app.store import audit, enrolments, outbox, prepared
 from app.store.db import database, locked
 from app.store.models import Group, Membership, User, UserAddress, UserValue, utcnow
-from app.store.search import page
+from app.store.search import Page, PageRequest, Sort, page
 from app.store.user_mapping import child_rows, row_values, to_resource
 from scim_schemas import fold
 
@@ -37,35 +37,57 @@ def _groups_of(user_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     if not user_ids:
         return found
-    query = (
-        Membership.select(Membership.user, Group.id, Group.display_name)
-        .join(Group)
-        .where(Membership.user.in_(user_ids))
-        .order_by(Group.id)
-        .tuples()
-    )
+    query = prepared.raw(Membership, "groups_of_users", _groups_query, user_ids).tuples()
     for user_id, group_id, display in query:
         found[user_id].append({"value": group_id, "display": display, "type": "direct"})
     return found
 
 
-def load_many(users: Iterable[User]) -> list[dict[str, Any]]:
-    """Resources for the given rows with a constant number of queries (no N+1)."""
+def _groups_query(ids: list[str]) -> peewee.SelectBase:
+    return (
+        Membership.select(Membership.user, Group.id, Group.display_name)
+        .join(Group)
+        .where(Membership.user.in_(ids))
+        .order_by(Group.id)
+    )
+
+
+def _values_query(ids: list[str]) -> peewee.SelectBase:
+    return UserValue.select().where(UserValue.user.in_(ids))
+
+
+def _addresses_query(ids: list[str]) -> peewee.SelectBase:
+    return UserAddress.select().where(UserAddress.user.in_(ids))
+
+
+def _user_query(ids: list[str]) -> peewee.SelectBase:
+    return User.select().where(User.id == ids[0])
+
+
+def load_many(users: Iterable[User], *, with_enrolments: bool = True) -> list[dict[str, Any]]:
+    """Resources for the given rows with a constant number of queries (no N+1).
+
+    `enrolments` (read-only, computed from groups and their rules) cost one more query per page;
+    writers compare resources without them (`with_enrolments=False`)."""
     users = list(users)
     ids = [u.id for u in users]
     values: dict[str, list[UserValue]] = defaultdict(list)
     addresses: dict[str, list[UserAddress]] = defaultdict(list)
     if ids:
-        for row in UserValue.select().where(UserValue.user.in_(ids)):
+        for row in prepared.raw(UserValue, "values_of_users", _values_query, ids):
             values[row.user_id].append(row)
-        for row in UserAddress.select().where(UserAddress.user.in_(ids)):
+        for row in prepared.raw(UserAddress, "addresses_of_users", _addresses_query, ids):
             addresses[row.user_id].append(row)
     groups = _groups_of(ids)
-    return [to_resource(u, values[u.id], addresses[u.id], groups[u.id]) for u in users]
+    courses = enrolments.of_users(ids) if with_enrolments and ids else {}
+    return [
+        to_resource(u, values[u.id], addresses[u.id], groups[u.id], courses.get(u.id))
+        for u in users
+    ]
 
 
 def get(user_id: str) -> dict[str, Any]:
-    user = User.get_or_none(User.id == user_id)
+    user = next(iter(prepared.raw(User, "user_by_id", _user_query, [user_id])), None)
     if user is None:
         raise NotFound(f"User {user_id} not found.")
     return load_many([user])[0]
@@ -76,19 +98,36 @@ def password_hash_of(user_id: str) -> str | None:
     return row.password_hash if row else None
 
 
-def _conflict(exc: peewee.IntegrityError, resource: dict[str, Any]) -> Uniqueness:
-    """Name the clashing attribute and the existing resource's id, so an IdP can link it."""
-    message = str(exc).lower()
-    if "user_name_key" in message:
-        existing = User.get_or_none(User.user_name_key == fold(resource["userName"]))
-        where = f" by user {existing.id}" if existing else ""
-        return Uniqueness(f"userName {resource['userName']!r} is already taken{where}.")
-    if "unique_key" in message:
-        keys = [fold(e["value"]) for e in resource.get("emails", ()) if e.get("value")]
-        row = UserValue.get_or_none(UserValue.unique_key.in_(keys)) if keys else None
-        where = f" by user {row.user_id}" if row else ""
-        return Uniqueness(f"An e-mail address of this user is already in use{where}.")
-    return Uniqueness("The resource conflicts with an existing one.")
+def conflict(resource: dict[str, Any], exclude_id: str | None = None) -> Uniqueness | None:
+    """The uniqueness clash `resource` would cause, naming the other user so that an IdP can
+    link it (a retried POST meets 409 with the existing id), or None.
+
+    Only a cheap indexed look-up: the unique indexes still decide, so a create that races past
+    this check is refused by the database all the same.
+    """
+    name = resource.get("userName")
+    if isinstance(name, str):
+        query = User.select(User.id).where(User.user_name_key == fold(name))
+        if exclude_id is not None:
+            query = query.where(User.id != exclude_id)
+        if (existing := query.first()) is not None:
+            return Uniqueness(f"userName {name!r} is already taken by user {existing.id}.")
+    keys = [fold(e["value"]) for e in resource.get("emails") or () if e.get("value")]
+    if settings.unique_emails and keys:
+        rows = UserValue.select(UserValue.user).where(UserValue.unique_key.in_(keys))
+        if exclude_id is not None:
+            rows = rows.where(UserValue.user != exclude_id)
+        if (row := rows.first()) is not None:
+            return Uniqueness(
+                f"An e-mail address of this user is already in use by user {row.user_id}."
+            )
+    return None
+
+
+def _conflict(resource: dict[str, Any], exclude_id: str | None = None) -> Uniqueness:
+    return conflict(resource, exclude_id) or Uniqueness(
+        "The resource conflicts with an existing one."
+    )
 
 
 def _write_children(user_id: str, resource: dict[str, Any]) -> None:
@@ -97,6 +136,28 @@ def _write_children(user_id: str, resource: dict[str, Any]) -> None:
         UserValue.insert_many(values).execute()
     if addresses:
         UserAddress.insert_many(addresses).execute()
+
+
+def _as_stored(
+    user_id: str,
+    resource: dict[str, Any],
+    row: dict[str, Any],
+    groups: list[dict[str, Any]],
+    courses: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """The resource exactly as a read would return it, from the rows just written.
+
+    Built by the same `to_resource` as a read, from unsaved model instances, so a write needs no
+    second round of queries to answer with the stored form.
+    """
+    values, addresses = child_rows(user_id, resource, settings.unique_emails)
+    return to_resource(
+        User(id=user_id, **row_values(resource), **row),
+        [UserValue(**v) for v in values],
+        [UserAddress(**a) for a in addresses],
+        groups,
+        courses,
+    )
 
 
 def create(
@@ -117,9 +178,10 @@ def create(
             ).execute()
             _write_children(user_id, resource)
             audit.record(actor, "User", user_id, "create", audit.diff({}, resource))
+            outbox.user(user_id)
     except peewee.IntegrityError as exc:
-        raise _conflict(exc, resource) from exc
-    return get(user_id)
+        raise _conflict(resource) from exc
+    return _as_stored(user_id, resource, {"created": now, "last_modified": now, "version": 1}, [])
 
 
 def _comparable(resource: dict[str, Any]) -> dict[str, Any]:
@@ -146,16 +208,27 @@ def modify(
             user = locked(User.select().where(User.id == user_id)).first()
             if user is None:
                 raise NotFound(f"User {user_id} not found.")
-            current = load_many([user])[0]
+            current = load_many([user], with_enrolments=False)[0]
             if if_match is not None and if_match not in ("*", current["meta"]["version"]):
                 raise PreconditionFailed("The resource has changed (If-Match does not match).")
             new = change(current)
             password = new.get("password")
             new_hash = KEEP if password is None else (password_hashes or {}).get(password)
             if _comparable(new) == _comparable(current) and new_hash is KEEP:
-                return current
+                unchanged = {
+                    "created": user.created,
+                    "last_modified": user.last_modified,
+                    "version": user.version,
+                }
+                courses = enrolments.of_users([user_id]).get(user_id)
+                return _as_stored(user_id, current, unchanged, current.get("groups", []), courses)
             values = row_values(new)
-            values.update(last_modified=utcnow(), version=User.version + 1)
+            stamp = {
+                "created": user.created,
+                "last_modified": utcnow(),
+                "version": user.version + 1,
+            }
+            values.update(last_modified=stamp["last_modified"], version=User.version + 1)
             if new_hash is not KEEP:
                 values["password_hash"] = new_hash
             User.update(**values).where(User.id == user_id).execute()
@@ -167,9 +240,11 @@ def modify(
             if new_hash is not KEEP:
                 changes["password"] = {"changed": True}
             audit.record(actor, "User", user_id, _operation_name(operation, current, new), changes)
+            outbox.user(user_id)
+            courses = enrolments.of_users([user_id]).get(user_id)
     except peewee.IntegrityError as exc:
-        raise _conflict(exc, new) from exc
-    return get(user_id)
+        raise _conflict(new, user_id) from exc
+    return _as_stored(user_id, new, stamp, current.get("groups", []), courses)
 
 
 def _children_changed(current: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -202,11 +277,12 @@ def delete(user_id: str, actor: audit.Actor, if_match: str | None = None) -> Non
         UserAddress.delete().where(UserAddress.user == user_id).execute()
         User.delete().where(User.id == user_id).execute()
         audit.record(actor, "User", user_id, "delete", {"userName": {"before": user.user_name}})
+        outbox.user(user_id)  # kept enrolments go with the row (ON DELETE CASCADE)
 
 
-def search(
-    condition: Any, order: list[Any], start_index: int, count: int
-) -> tuple[int, list[dict[str, Any]]]:
-    """One page of users matching `condition`, and how many match in all (RFC 7644 §3.4.2.4)."""
-    total, rows = page(User.select(), condition, order, start_index, count)
-    return total, load_many(rows) if rows is not None else []
+def search(condition: Any, sort: Sort, request: PageRequest) -> Page:
+    """One page of users matching `condition`, and how many match in all (RFC 7644 §3.4.2.4,
+    RFC 9865 when `request.keyset`)."""
+    found = page(User.select(), condition, sort, request)
+    found.items = load_many(found.items)
+    return found

@@ -96,7 +96,9 @@ def test_service_provider_config_advertises_what_the_service_does(scim: Any) -> 
     assert body["filter"]["supported"] is True
     assert body["etag"]["supported"] is True
     assert body["sort"]["supported"] is True
-    assert body["bulk"] == {"supported": False, "maxOperations": 0, "maxPayloadSize": 0}
+    assert body["bulk"] == {"supported": True, "maxOperations": 1000, "maxPayloadSize": 1048576}
+    assert body["pagination"]["cursor"] is True
+    assert body["pagination"]["index"] is True
 
 
 def test_service_provider_config_is_the_file_with_the_deployment_limits(
@@ -110,6 +112,7 @@ def test_service_provider_config_is_the_file_with_the_deployment_limits(
     assert body["filter"]["maxResults"] == 250
     expected = located(load("service_provider_config.json"), "/ServiceProviderConfig")
     expected["filter"]["maxResults"] = 250
+    expected["pagination"]["maxPageSize"] = 250
     assert body == expected
 
 

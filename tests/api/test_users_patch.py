@@ -35,7 +35,7 @@ def test_a_failing_operation_leaves_the_user_untouched(scim: Any) -> None:
 
 
 def test_a_failing_uniqueness_check_rolls_everything_back(scim: Any) -> None:
-    create(scim, "bob@example.com")
+    bob = create(scim, "bob@example.com")
     alice = create(scim)
     response = scim.patch(
         f"/Users/{alice['id']}",
@@ -44,8 +44,18 @@ def test_a_failing_uniqueness_check_rolls_everything_back(scim: Any) -> None:
             {"op": "replace", "path": "userName", "value": "BOB@example.com"},
         ),
     )
-    assert_error(response, 409, "uniqueness")
+    assert bob["id"] in assert_error(response, 409, "uniqueness")["detail"]
     assert User.get_by_id(alice["id"]).display_name is None
+
+
+def test_a_clashing_email_names_the_other_user_not_this_one(scim: Any) -> None:
+    bob = create(scim, "bob@example.com")
+    alice = create(scim)
+    emails = [{"value": "alice@example.com"}, {"value": "BOB@example.com"}]
+    body = ops({"op": "replace", "path": "emails", "value": emails})
+    detail = assert_error(scim.patch(f"/Users/{alice['id']}", body), 409, "uniqueness")["detail"]
+    assert bob["id"] in detail
+    assert alice["id"] not in detail
 
 
 def test_version_changes_on_effective_changes_only(scim: Any) -> None:
@@ -150,3 +160,19 @@ def test_removing_active_is_refused_rather_than_ignored(scim: Any) -> None:
     body = ops({"op": "remove", "path": "active"})
     assert_error(scim.patch(f"/Users/{alice['id']}", body), 400, "mutability")
     assert User.get_by_id(alice["id"]).active is True
+
+
+def test_write_responses_equal_what_a_read_returns(scim: Any) -> None:
+    alice = create(
+        scim,
+        addresses=[{"locality": "Oxford", "primary": True}],
+        phoneNumbers=[{"value": "+1", "primary": False}],
+    )
+    assert scim.get(f"/Users/{alice['id']}").get_json() == alice
+    url = f"/Users/{alice['id']}"
+    for operation in (
+        {"op": "replace", "path": "title", "value": "Dr"},
+        {"op": "replace", "path": "title", "value": "Dr"},
+    ):  # the second: a no-op
+        response = scim.patch(url, ops(operation)).get_json()
+        assert response == scim.get(url).get_json()

@@ -11,6 +11,7 @@ server is unreachable — unless REQUIRE_POSTGRES=1, where an unreachable server
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -53,6 +54,21 @@ _CONFIG_VARS = (
     "MAX_PAGE_SIZE",
     "FILTER_MAX_LENGTH",
     "LOG_LEVEL",
+    "WEB_THREADS",
+    "DB_POOL_SIZE",
+    "DB_POOL_TIMEOUT",
+    "DB_CONNECT_TIMEOUT",
+    "MAX_JSON_DEPTH",
+    "MAX_MULTI_VALUES",
+    "MAX_MEMBERS_PER_OPERATION",
+    "RATE_LIMIT_PER_TOKEN",
+    "RATE_LIMIT_PER_ADDRESS",
+    "BAD_TOKEN_LIMIT",
+    "RATELIMIT_STORAGE_URI",
+    "TRUSTED_PROXY_HOPS",
+    "METRICS_TOKEN",
+    "LOG_FORMAT",
+    "PROMETHEUS_MULTIPROC_DIR",
 )
 
 
@@ -89,6 +105,9 @@ class LiveServer:
     process: subprocess.Popen[bytes] | None = None
     schema: str | None = None
     cli_output: list[str] = field(default_factory=list)
+    name: str = "server"
+    workers: int = 2
+    threads: int = 4
 
     @property
     def base_url(self) -> str:
@@ -100,12 +119,28 @@ class LiveServer:
 
     @property
     def log(self) -> Path:
-        return self.workdir / "server.log"
+        return self.workdir / f"{self.name}.log"
 
     @property
     def sqlite_path(self) -> Path | None:
         prefix = "sqlite:///"
         return Path(self.database_url[len(prefix) :]) if self.backend == "sqlite" else None
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Rows from the server's database, read directly (`%s` placeholders on both)."""
+        if self.sqlite_path is not None:
+            import sqlite3
+
+            with contextlib.closing(sqlite3.connect(self.sqlite_path, timeout=30)) as conn:
+                return conn.execute(sql.replace("%s", "?"), params).fetchall()
+        conn = _postgres_connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f'SET search_path TO "{self.schema}"')
+                cur.execute(sql, params)
+                return cur.fetchall()
+        finally:
+            conn.close()
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run `lms-scim ARGS` as `make run` would, failing the test if it fails."""
@@ -127,18 +162,20 @@ class LiveServer:
         return result
 
     def start(self) -> None:
-        with self.log.open("wb") as log:
+        """Start gunicorn (its settings file, `gunicorn.conf.py`, is read from ROOT as in
+        production); the log is appended to, so it survives a restart."""
+        with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [
                     console_script("gunicorn"),
                     "--bind",
                     f"127.0.0.1:{self.port}",
                     "--workers",
-                    "2",
+                    str(self.workers),
                     "--worker-class",
                     "gthread",
                     "--threads",
-                    "4",
+                    str(self.threads),
                     "app:create_app()",
                 ],
                 cwd=ROOT,
@@ -172,6 +209,30 @@ class LiveServer:
             f"{_tail(self.log)}"
         )
 
+    def worker_pids(self) -> list[int]:
+        """The gunicorn master's children (its workers), from /proc."""
+        assert self.process is not None
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children")
+        return [int(p) for p in children.read_text().split()] if children.exists() else []
+
+    def wait_for_workers(self, count: int) -> list[int]:
+        """Worker pids once `count` are alive and booted (gunicorn respawns killed ones)."""
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            pids = self.worker_pids()
+            if len(pids) >= count:
+                return pids
+            time.sleep(0.05)
+        pytest.fail(f"gunicorn did not have {count} workers within {STARTUP_SECONDS:.0f} s")
+
+    def kill(self) -> None:
+        """`kill -9` of the master and every worker (its process group), as a crash would."""
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=STOP_SECONDS)
+
     def stop(self) -> None:
         """SIGTERM by process id, wait, then SIGKILL the master and its workers if still alive."""
         process = self.process
@@ -185,9 +246,12 @@ class LiveServer:
             process.wait(timeout=STOP_SECONDS)
 
 
-def _server_env(database_url: str, port: int) -> dict[str, str]:
+def _server_env(
+    database_url: str, port: int, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _CONFIG_VARS}
     env.update(DATABASE_URL=database_url, HOST="127.0.0.1", PORT=str(port), LOG_LEVEL="WARNING")
+    env.update(extra or {})
     return env
 
 
@@ -221,6 +285,93 @@ def _drop_schema(schema: str) -> None:
     conn.close()
 
 
+class Servers:
+    """Starts real servers on fresh databases, and stops them (and drops their schemas) after.
+
+    `database(backend)` makes a database (a PostgreSQL schema, or a SQLite file);
+    `launch(...)` starts one gunicorn on it, migrating and issuing a token unless given one —
+    launch several on one database URL with the first one's token to get several instances.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.started: list[LiveServer] = []
+        self.schemas: list[str] = []
+
+    def database(self, backend: str) -> tuple[str, str | None]:
+        """A new, empty database: (DATABASE_URL, PostgreSQL schema or None)."""
+        if backend == "postgres":
+            schema = _create_schema()
+            self.schemas.append(schema)
+            return f"{PG_DSN}?options=-csearch_path%3D{schema}", schema
+        return f"sqlite:///{self.workdir / f'e2e-{uuid.uuid4().hex[:8]}.db'}", None
+
+    def launch(
+        self,
+        backend: str,
+        database: tuple[str, str | None] | None = None,
+        *,
+        token: str | None = None,
+        env: dict[str, str] | None = None,
+        name: str | None = None,
+        workers: int = 2,
+        url: str | None = None,
+    ) -> LiveServer:
+        """Start a server (gunicorn gthread, 4 threads a worker) and wait for /healthz.
+
+        `url` overrides the DATABASE_URL the server gets (say, a proxy in front of the
+        database), while migrations and the token use the database's own URL.
+        """
+        database_url, schema = database or self.database(backend)
+        port = free_port()
+        name = name or f"server-{len(self.started)}"
+        # Metrics files in the test's folder, not a temporary one a kill -9 would leave behind.
+        env = {"PROMETHEUS_MULTIPROC_DIR": str(self.workdir / f"metrics-{name}"), **(env or {})}
+        server = LiveServer(
+            backend,
+            database_url,
+            port,
+            token or "",
+            _server_env(database_url, port, env),
+            self.workdir,
+            None,
+            schema,
+            name=name,
+            workers=workers,
+        )
+        if token is None:
+            server.cli("db", "upgrade")
+            server.token = server.cli("tokens", "create", "e2e").stdout.strip().splitlines()[-1]
+        if url is not None:
+            server.env["DATABASE_URL"] = url
+        self.started.append(server)
+        server.start()
+        server.wait_until_healthy()
+        return server
+
+    def close(self) -> None:
+        for server in self.started:
+            server.stop()
+        for schema in self.schemas:
+            _drop_schema(schema)
+
+
+@contextlib.contextmanager
+def servers_in(workdir: Path) -> Iterator[Servers]:
+    servers = Servers(workdir)
+    try:
+        yield servers
+    finally:
+        servers.close()
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    """Start servers as a test module needs them; all are stopped when the module ends."""
+    with servers_in(tmp_path_factory.mktemp("e2e-servers")) as started:
+        yield started
+
+
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
@@ -228,30 +379,8 @@ def live_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     """Migrate, issue a token, start gunicorn and wait for /healthz; always stop it afterwards."""
-    backend = request.param
-    workdir = tmp_path_factory.mktemp(f"e2e-{backend}")
-    schema = _create_schema() if backend == "postgres" else None
-    try:
-        if schema:
-            database_url = f"{PG_DSN}?options=-csearch_path%3D{schema}"
-        else:
-            database_url = f"sqlite:///{workdir / 'e2e.db'}"
-        port = free_port()
-        server = LiveServer(
-            backend, database_url, port, "", _server_env(database_url, port), workdir, None, schema
-        )
-        server.cli("db", "upgrade")
-        created = server.cli("tokens", "create", "e2e")
-        server.token = created.stdout.strip().splitlines()[-1]
-        try:
-            server.start()
-            server.wait_until_healthy()
-            yield server
-        finally:
-            server.stop()
-    finally:
-        if schema:
-            _drop_schema(schema)
+    with servers_in(tmp_path_factory.mktemp(f"e2e-{request.param}")) as started:
+        yield started.launch(request.param, name="server")
 
 
 @pytest.fixture

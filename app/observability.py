@@ -1,0 +1,237 @@
+"""What operators see: structured logs, Prometheus metrics, `/readyz` and `/metrics`.
+
+- **Logs**: one JSON object per line on stderr (`LOG_FORMAT=json`, the default; `text` for a
+  terminal), and one `request` line per request with method, route template, status, duration,
+  request id, token name and client address. Never the query string, headers or body, and every
+  line passes through `redact`, which blanks bearer tokens, `lmsscim_` secrets, `password`
+  values and argon2 hashes should any code ever log one.
+- **Metrics** (prometheus_client): requests by method, route template and status; latency by
+  route; provisioning writes by resource and operation; database errors by kind. Under gunicorn
+  every worker writes to `PROMETHEUS_MULTIPROC_DIR` (set up by `gunicorn.conf.py`) and `/metrics`
+  adds them up; without it each process reports its own counts.
+- `/readyz`: 200 when a `SELECT 1` answers, 503 with `Retry-After` otherwise (a load balancer
+  takes an instance out while its database is unreachable; `/healthz` says the process lives).
+- `/metrics` is served with `METRICS_TOKEN` as a bearer token, or, when that is unset, only to
+  loopback clients whose request did not pass a proxy (no `X-Forwarded-For`/`Forwarded`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import re
+import sys
+import time
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from app.config import Config
+from app.errors import database_outage_errors
+from app.store import db
+
+REQUEST_LOG = logging.getLogger("lms_scim.request")
+
+REQUESTS = Counter(
+    "lms_scim_http_requests", "HTTP requests answered.", ["method", "route", "status"]
+)
+LATENCY = Histogram(
+    "lms_scim_http_request_duration_seconds",
+    "Time to answer (until the body starts; streamed bodies continue after it).",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+OPERATIONS = Counter(
+    "lms_scim_provisioning_operations",
+    "Provisioning writes that succeeded.",
+    ["resource", "operation"],
+)
+DATABASE_ERRORS = Counter(
+    "lms_scim_database_errors", "Requests answered 503 because the database failed.", ["kind"]
+)
+
+_WRITES = {"POST": "create", "PUT": "replace", "PATCH": "patch", "DELETE": "delete"}
+_RESOURCES = {"Users": "User", "Groups": "Group"}
+_QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
+
+# --------------------------------------------------------------------------------------------
+# Logging
+
+_SECRETS = (
+    (re.compile(r"(?i)\b(bearer|basic)\s+[^\s'\",;]+"), r"\1 [redacted]"),
+    (re.compile(r"lmsscim_[A-Za-z0-9_\-]+"), "lmsscim_[redacted]"),
+    (
+        re.compile(r"(?i)(['\"]?password['\"]?\s*[:=]\s*)(\"[^\"]*\"|'[^']*'|[^\s,}]+)"),
+        r"\1[redacted]",
+    ),
+    (re.compile(r"\$argon2[a-z]*\$[^\s'\"]+"), "$argon2[redacted]"),
+)
+
+
+def redact(text: str) -> str:
+    """Blank anything that looks like a secret (defence in depth: nothing should log one)."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message and the request fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return redact(json.dumps(entry, ensure_ascii=False, default=str))
+
+
+class TextFormatter(logging.Formatter):
+    """`LOG_FORMAT=text`: the classic line, request fields appended as key=value."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = getattr(record, "fields", {})
+        if fields:
+            line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
+        return redact(line)
+
+
+def configure_logging(config: Config) -> None:
+    """Send every log record to stderr in the configured format (idempotent)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "lms_scim", False)]:
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if config.log_format == "json" else TextFormatter())
+    handler.lms_scim = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(config.log_level)
+
+
+# --------------------------------------------------------------------------------------------
+# Requests
+
+
+def _route() -> str:
+    """The route template (`/scim/v2/Users/<user_id>`): bounded label values, no ids."""
+    return request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+
+
+def _started() -> None:
+    g.started = time.perf_counter()
+
+
+def _finished(response: Response) -> Response:
+    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+    route, method, status = _route(), request.method, response.status_code
+    REQUESTS.labels(method, route, str(status)).inc()
+    LATENCY.labels(method, route).observe(elapsed)
+    if "database_error" in g:
+        DATABASE_ERRORS.labels(g.database_error).inc()
+    resource = _RESOURCES.get(route.split("/")[3] if route.startswith("/scim/v2/") else "")
+    if resource and method in _WRITES and 200 <= status < 300 and ".search" not in route:
+        OPERATIONS.labels(resource, _WRITES[method]).inc()
+    principal = g.get("principal")
+    # Probes and scrapes arrive every few seconds: kept out of the INFO log.
+    level = logging.INFO if route not in _QUIET else logging.DEBUG
+    REQUEST_LOG.log(
+        level,
+        "%s %s %s",
+        method,
+        route,
+        status,
+        extra={
+            "fields": {
+                "method": method,
+                "route": route,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+                "request_id": g.get("request_id"),
+                "token": principal.token_name if principal else None,
+                "client": request.remote_addr,
+            }
+        },
+    )
+    return response
+
+
+# --------------------------------------------------------------------------------------------
+# /readyz and /metrics
+
+
+def readyz() -> Response:
+    """Ready when the database answers a `SELECT 1`; 503 with `Retry-After` otherwise."""
+    try:
+        db.ping()
+    except database_outage_errors() as exc:
+        DATABASE_ERRORS.labels(type(exc).__name__).inc()
+        return Response("database unreachable\n", 503, {"Retry-After": "5"}, mimetype="text/plain")
+    return Response("ready\n", mimetype="text/plain")
+
+
+def _is_loopback(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def may_read_metrics(config: Config) -> bool:
+    """`METRICS_TOKEN` as a bearer token, or (unset) a loopback client that no proxy relayed."""
+    if config.metrics_token:
+        supplied = request.headers.get("Authorization", "").encode()
+        return hmac.compare_digest(supplied, f"Bearer {config.metrics_token}".encode())
+    relayed = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers
+    return _is_loopback(request.remote_addr) and not relayed
+
+
+def metrics_text(multiproc_dir: str | None) -> bytes:
+    """The Prometheus exposition: all gunicorn workers' files, or this process's registry."""
+    if multiproc_dir and os.path.isdir(multiproc_dir):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=multiproc_dir)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+def register(app: Flask, config: Config) -> None:
+    """Request logging and metrics for every request; `/readyz` and `/metrics` (no SCIM token)."""
+    configure_logging(config)
+    app.before_request(_started)
+    app.after_request(_finished)
+    app.add_url_rule("/readyz", "readyz", readyz)
+
+    def metrics() -> Response:
+        if not may_read_metrics(config):
+            return Response(
+                "metrics: send METRICS_TOKEN as a bearer token, or ask from loopback\n",
+                403,
+                mimetype="text/plain",
+            )
+        return Response(metrics_text(config.prometheus_multiproc_dir), mimetype=CONTENT_TYPE_LATEST)
+
+    app.add_url_rule("/metrics", "metrics", metrics)

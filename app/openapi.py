@@ -1,0 +1,362 @@
+"""An OpenAPI 3.1 description of `/scim/v2`, served at `/scim/v2/openapi.json`.
+
+The resource shapes are derived from the schema documents in `scim_schemas/` — the same ones
+`/Schemas` serves and validation reads — so the description cannot drift from the service:
+request bodies carry the writable attributes (readOnly ones left out, `required` as declared),
+responses everything but `returned: never` (the password). Complex values are closed objects
+(`additionalProperties: false`), so a response with an undeclared attribute breaks the document
+and the schemathesis run in `tests/e2e/test_openapi.py` says so.
+
+The document is for tools (schemathesis, client generators) and reviewers; the SCIM discovery
+endpoints remain the normative description for IdPs (RFC 7644 §4).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+from app import auth
+from app.errors import scim_response
+from scim_schemas import (
+    ERROR,
+    LIST_RESPONSE,
+    PATCH_OP,
+    SEARCH_REQUEST,
+    Attribute,
+    ResourceType,
+    resource_types,
+)
+
+MEDIA = "application/scim+json"
+
+_TYPES: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "boolean": {"type": "boolean"},
+    "decimal": {"type": "number"},
+    "integer": {"type": "integer"},
+    "dateTime": {"type": "string", "format": "date-time"},
+    "reference": {"type": "string"},
+    "binary": {"type": "string", "format": "byte", "contentEncoding": "base64"},
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _attribute_schema(attribute: Attribute, writing: bool) -> dict[str, Any]:
+    if attribute.is_complex:
+        subs = [s for s in attribute.subs() if _included(s, writing)]
+        schema: dict[str, Any] = {
+            "type": "object",
+            "properties": {s.name: _attribute_schema(s, writing) for s in subs},
+            "additionalProperties": False,
+        }
+        required = [s.name for s in subs if writing and s.required]
+        if required:
+            schema["required"] = required
+    else:
+        schema = dict(_TYPES[attribute.type])
+    if attribute.multi_valued:
+        schema = {"type": "array", "items": schema}
+    return schema
+
+
+def _included(attribute: Attribute, writing: bool) -> bool:
+    if writing:
+        return attribute.mutability not in ("readOnly",)
+    return attribute.returned != "never"
+
+
+def _object(attributes: list[Attribute], writing: bool) -> dict[str, Any]:
+    kept = [a for a in attributes if _included(a, writing)]
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {a.name: _attribute_schema(a, writing) for a in kept},
+        "additionalProperties": False,
+    }
+    # A request must carry what the schema requires; a response always holds `returned:
+    # always` attributes (others can be left out by `attributes`/`excludedAttributes`).
+    required = [a.name for a in kept if (a.required if writing else a.returned == "always")]
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def resource_schema(rtype: ResourceType, writing: bool) -> dict[str, Any]:
+    """A resource as sent (`writing`) or as returned, from its schema documents."""
+    schema = _object(list(rtype.attributes()), writing)
+    schema["properties"]["schemas"] = {
+        "type": "array",
+        "items": {"type": "string", "enum": list(rtype.schemas)},
+        "contains": {"const": rtype.schema},
+        "uniqueItems": True,
+    }
+    for urn in rtype.extensions:
+        schema["properties"][urn] = _object(list(rtype.attributes(urn)), writing)
+    schema.setdefault("required", []).insert(0, "schemas")
+    return schema
+
+
+def _list_schema(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["schemas", "totalResults"],
+        "properties": {
+            "schemas": {"type": "array", "items": {"const": LIST_RESPONSE}},
+            "totalResults": {"type": "integer", "minimum": 0},
+            "startIndex": {"type": "integer", "minimum": 1},
+            "itemsPerPage": {"type": "integer", "minimum": 0},
+            "Resources": {"type": "array", "items": item},
+        },
+    }
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["schemas", "status"],
+    "properties": {
+        "schemas": {"type": "array", "items": {"const": ERROR}},
+        "status": {"type": "string", "pattern": "^[45][0-9][0-9]$"},
+        "scimType": {"type": "string"},
+        "detail": {"type": "string"},
+    },
+    "additionalProperties": False,
+}
+
+_PATCH_SCHEMA = {
+    "type": "object",
+    "required": ["schemas", "Operations"],
+    "properties": {
+        "schemas": {"type": "array", "items": {"const": PATCH_OP}, "minItems": 1},
+        "Operations": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["op"],
+                "properties": {
+                    "op": {"type": "string", "enum": ["add", "replace", "remove"]},
+                    "path": {"type": "string"},
+                    "value": {},
+                },
+            },
+        },
+    },
+}
+
+_SEARCH_SCHEMA = {
+    "type": "object",
+    "required": ["schemas"],
+    "properties": {
+        "schemas": {"type": "array", "items": {"const": SEARCH_REQUEST}, "minItems": 1},
+        "filter": {"type": "string"},
+        "sortBy": {"type": "string"},
+        "sortOrder": {"type": "string", "enum": ["ascending", "descending"]},
+        "startIndex": {"type": "integer"},
+        "count": {"type": "integer"},
+        "attributes": {"type": "array", "items": {"type": "string"}},
+        "excludedAttributes": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+_PROJECTION = [
+    _query("attributes", {"type": "string"}),
+    _query("excludedAttributes", {"type": "string"}),
+]
+_LISTING = [
+    _query("filter", {"type": "string"}),
+    _query("sortBy", {"type": "string"}),
+    _query("sortOrder", {"type": "string", "enum": ["ascending", "descending"]}),
+    _query("startIndex", {"type": "integer"}),
+    _query("count", {"type": "integer"}),
+    *_PROJECTION,
+]
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+_WAIT = {"Retry-After": {"required": True, "schema": {"type": "string"}}}
+_ERRORS = {
+    "400": "Invalid request (scimType says why)",
+    "401": "No valid bearer token",
+    "403": "A read-only token tried to write",
+    "404": "No such resource",
+    "409": "Uniqueness conflict; detail names the existing resource",
+    "412": "If-Match does not match the current version",
+    "413": "Body too large",
+    "415": "Body is not JSON",
+    "429": "Rate limited",
+    "503": "Database unavailable",
+}
+
+
+def _error(status: str) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": _ERRORS[status],
+        "content": {MEDIA: {"schema": _ref("Error")}},
+    }
+    if status in ("429", "503"):
+        response["headers"] = _WAIT
+    return response
+
+
+def _operation(
+    summary: str,
+    ok: dict[str, dict[str, Any]],
+    errors: str,
+    *,
+    parameters: list[dict[str, Any]] | None = None,
+    body: str | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {"summary": summary, "responses": dict(ok)}
+    for status in ("400 401 429 503 " + errors).split():
+        operation["responses"][status] = _error(status)
+    if parameters:
+        operation["parameters"] = parameters
+    if body:
+        operation["requestBody"] = {"required": True, "content": {MEDIA: {"schema": _ref(body)}}}
+    return operation
+
+
+def _json(description: str, schema: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {MEDIA: {"schema": _ref(schema)}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+_ETAG = {"ETag": {"required": True, "schema": {"type": "string"}}}
+_CREATED = {**_ETAG, "Location": {"required": True, "schema": {"type": "string"}}}
+
+
+def _resource_paths(rtype: ResourceType) -> dict[str, Any]:
+    name, base = rtype.name, rtype.endpoint
+    listed = {"200": _json(f"A page of {name}s", f"{name}List")}
+    one = {"200": _json(f"The {name}", name, _ETAG)}
+    patched = dict(one)
+    if name == "Group":
+        patched["204"] = {"description": "Patched (GROUP_PATCH_RESPONSE=204)", "headers": _ETAG}
+    return {
+        base: {
+            "get": _operation(f"List {name}s", listed, "403", parameters=_LISTING),
+            "post": _operation(
+                f"Create a {name}",
+                {"201": _json(f"The new {name}", name, _CREATED)},
+                "403 409 413 415",
+                body=f"{name}Request",
+            ),
+        },
+        f"{base}/.search": {
+            "post": _operation(f"Search {name}s", listed, "413 415", body="SearchRequest"),
+        },
+        f"{base}/{{id}}": {
+            "get": _operation(
+                f"Read a {name}",
+                {**one, "304": {"description": "Not modified (If-None-Match)"}},
+                "404",
+                parameters=[_ID, *_PROJECTION],
+            ),
+            "put": _operation(
+                f"Replace a {name}",
+                one,
+                "403 404 409 412 413 415",
+                parameters=[_ID, *_PROJECTION],
+                body=f"{name}Request",
+            ),
+            "patch": _operation(
+                f"Patch a {name}",
+                patched,
+                "403 404 409 412 413 415",
+                parameters=[_ID, *_PROJECTION],
+                body="PatchOp",
+            ),
+            "delete": _operation(
+                f"Delete a {name}",
+                {"204": {"description": "Deleted"}},
+                "403 404 412",
+                parameters=[_ID],
+            ),
+        },
+    }
+
+
+def _discovery_paths() -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/ServiceProviderConfig": {
+            "get": _operation(
+                "What this service supports", {"200": _json("The configuration", "Document")}, ""
+            )
+        }
+    }
+    for kind in ("Schemas", "ResourceTypes"):
+        paths[f"/{kind}"] = {
+            "get": _operation(f"All {kind}", {"200": _json(kind, "DocumentList")}, "")
+        }
+        paths[f"/{kind}/{{id}}"] = {
+            "get": _operation(
+                f"One of {kind}",
+                {"200": _json("The document", "Document")},
+                "404",
+                parameters=[_ID],
+            )
+        }
+    return paths
+
+
+@functools.cache
+def _document() -> dict[str, Any]:
+    schemas: dict[str, Any] = {
+        "Error": _ERROR_SCHEMA,
+        "PatchOp": _PATCH_SCHEMA,
+        "SearchRequest": _SEARCH_SCHEMA,
+        "Document": {"type": "object", "required": ["schemas"]},
+        "DocumentList": _list_schema({"type": "object"}),
+    }
+    paths: dict[str, Any] = {}
+    for rtype in resource_types().values():
+        schemas[rtype.name] = resource_schema(rtype, writing=False)
+        schemas[f"{rtype.name}Request"] = resource_schema(rtype, writing=True)
+        schemas[f"{rtype.name}List"] = _list_schema(_ref(rtype.name))
+        paths.update(_resource_paths(rtype))
+    paths.update(_discovery_paths())
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "lms-scim",
+            "version": "2.0",
+            "description": "SCIM 2.0 (RFC 7643, RFC 7644) provisioning of an LMS user store.",
+        },
+        "servers": [{"url": "/scim/v2"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document (a fresh copy)."""
+    return copy.deepcopy(_document())
+
+
+def register(app: Flask) -> None:
+    """Serve the document at `/scim/v2/openapi.json`, behind the bearer token like the rest."""
+
+    def openapi() -> Response:
+        g.principal = auth.verify(request.headers.get("Authorization"))
+        return scim_response(document())
+
+    app.add_url_rule("/scim/v2/openapi.json", "openapi", openapi)

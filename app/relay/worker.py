@@ -1,0 +1,306 @@
+"""The relay: delivers the outbox (`app.store.outbox`) to the LMS, in order, at least once.
+
+Each row is applied by reading the current state and making the LMS match it, so a row
+delivered twice (a relay restarted mid-delivery, a lease that ran out) changes nothing more:
+
+- `user`: find the LMS account (the link table, else `core_user_get_users_by_field` by the
+  configured match field — check before create — else create it), then update the profile and
+  `suspended` (deactivated users keep their enrolments and are suspended); a deleted user's
+  account is deleted;
+- `group`: the same for a cohort (link, else search by idnumber = our group id, else create),
+  renamed with the group and deleted with it;
+- `member`: the user and cohort exist first (created now if their own rows failed), the cohort
+  membership follows the stored membership, and the user's enrolments are reconciled: enrol in
+  what the rules give and the LMS lacks, unenrol from what the relay enrolled and no rule gives.
+
+Failures: a transient `LmsError` (timeout, 5xx, site maintenance) puts the row back with
+exponential back-off and jitter and pauses this relay the same way (the LMS is probably down:
+no point hammering it row after row); after `max_attempts`, or at once for a permanent error,
+the row becomes a dead letter with the reason, and the user's later changes go on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.config import Config
+from app.relay.moodle import LmsError, MoodleClient
+from app.store import enrolments, lms_links, outbox
+from app.store.models import Outbox, utcnow
+
+log = logging.getLogger(__name__)
+
+MATCH_FIELDS = ("email", "username")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How users look on the LMS: matched by `match_field`, created with `auth`, enrolled with
+    the LMS role ids of our roles."""
+
+    match_field: str = "email"
+    auth: str = "manual"
+    role_ids: dict[str, int] = field(default_factory=lambda: {"student": 5, "teacher": 3})
+
+    @classmethod
+    def from_config(cls, config: Config) -> Settings:
+        if config.lms_match_field not in MATCH_FIELDS:
+            raise ValueError("LMS_MATCH_FIELD must be 'email' or 'username'")
+        try:
+            pairs = (item.split("=", 1) for item in config.lms_role_ids.split(",") if item.strip())
+            roles = {name.strip(): int(number) for name, number in pairs}
+        except ValueError:
+            raise ValueError("LMS_ROLE_IDS must look like 'student=5,teacher=3'") from None
+        missing = set(enrolments.ROLES) - set(roles)
+        if missing:
+            raise ValueError(f"LMS_ROLE_IDS has no id for {', '.join(sorted(missing))}")
+        return cls(config.lms_match_field, config.lms_auth, roles)
+
+
+def client_from(config: Config) -> MoodleClient:
+    if not config.lms_url or not config.lms_token:
+        raise ValueError("Set LMS_URL and LMS_TOKEN to reach the LMS web service.")
+    return MoodleClient(config.lms_url, config.lms_token, config.lms_timeout_ms / 1000)
+
+
+def username(user_name: str) -> str:
+    """Moodle keeps usernames in lower case."""
+    return user_name.strip().lower()
+
+
+class Relay:
+    """One relay worker. Several may run at once, on one or many machines."""
+
+    def __init__(
+        self,
+        client: MoodleClient,
+        settings: Settings | None = None,
+        *,
+        batch: int = 50,
+        lease: dt.timedelta = dt.timedelta(minutes=5),
+        max_attempts: int = 20,
+        base_delay: float = 2.0,
+        max_delay: float = 900.0,
+        clock: Callable[[], dt.datetime] = utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.settings = settings or Settings()
+        self.batch = batch
+        self.lease = lease
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.clock = clock
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
+        self.failures = 0  # transient failures in a row: the pause before the next claim grows
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds before attempt `attempt + 1`: exponential, capped, with "equal jitter"
+        (half fixed, half random) so retries of many rows spread out but never come at once."""
+        delay = min(self.max_delay, self.base_delay * 2 ** max(0, attempt - 1))
+        return delay / 2 + self.rng.uniform(0, delay / 2)
+
+    def run_once(self, stop: threading.Event | None = None) -> int:
+        """Claim a batch and deliver it; how many rows were claimed (0: nothing to do now)."""
+        claimed_at = self.clock()
+        rows = outbox.claim(self.batch, self.lease, now=claimed_at)
+        # Stop starting rows halfway through the lease: the row in hand then ends well before
+        # its lease does, so no other relay can claim a row this one is still delivering.
+        deadline = claimed_at + self.lease / 2
+        for index, row in enumerate(rows):
+            if (stop is not None and stop.is_set()) or self.clock() >= deadline:
+                outbox.release(rows[index:])
+                break
+            if not self._deliver_one(row):  # a transient failure: pause before going on
+                outbox.release(rows[index + 1 :])
+                break
+        return len(rows)
+
+    def run(self, stop: threading.Event, idle: float = 2.0) -> None:
+        """Deliver until `stop` is set (SIGTERM): the row in hand is finished, the rest of the
+        batch released for other relays, and the loop ends."""
+        while not stop.is_set():
+            claimed = self.run_once(stop)
+            if self.failures:
+                stop.wait(self.backoff(self.failures))
+            elif not claimed:
+                stop.wait(idle)
+
+    def _deliver_one(self, row: Outbox) -> bool:
+        """Deliver one row and record the outcome; False after a transient failure (pause)."""
+        try:
+            self.deliver(row)
+        except LmsError as exc:
+            attempt = row.attempts + 1
+            if exc.transient and attempt < self.max_attempts:
+                at = self.clock() + dt.timedelta(seconds=self.backoff(attempt))
+                outbox.retry_later(row, str(exc), at)
+                self.failures += 1
+                log.warning("LMS relay: row %s will be retried: %s", row.id, exc)
+                return False
+            reason = str(exc) if not exc.transient else f"gave up after {attempt} attempts: {exc}"
+            outbox.dead(row, reason)
+            log.error("LMS relay: row %s is a dead letter: %s", row.id, reason)
+        except Exception as exc:  # an answer we do not understand: never block the queue
+            log.exception("LMS relay: row %s failed unexpectedly", row.id)
+            outbox.dead(row, f"unexpected {type(exc).__name__}: {exc}")
+        else:
+            outbox.delivered(row)
+        self.failures = 0
+        return True
+
+    def deliver(self, row: Outbox) -> None:
+        if row.kind == outbox.USER:
+            self.sync_user(row.user_id)
+        elif row.kind == outbox.GROUP:
+            self.sync_group(row.group_id)
+        elif row.kind == outbox.MEMBER:
+            self.sync_member(row.user_id, row.group_id)
+        else:
+            raise LmsError(f"unknown outbox row kind {row.kind!r}", transient=False)
+
+    # -- users -------------------------------------------------------------------------------
+
+    def sync_user(self, user_id: str) -> int | None:
+        """Make the LMS account match the user; its LMS id (None once deleted)."""
+        profile = lms_links.profile(user_id)
+        link = lms_links.user_link(user_id)
+        if profile is None:
+            self._delete(link, self.client.delete_user, lambda: lms_links.forget_user(user_id))
+            return None
+        if link is None:
+            lms_id, created, matched = self._find_or_create_user(profile)
+        else:
+            lms_id, created, matched = link.lms_id, False, link.matched
+        if not created:
+            # A matched account keeps its LMS username (people may sign in with it) and idnumber.
+            self.client.update_user(lms_id, self._account(profile, owned=not matched))
+        elif not profile.active:
+            self.client.update_user(lms_id, {"suspended": 1})
+        lms_links.user_synced(user_id)
+        return lms_id
+
+    def _find_or_create_user(self, profile: lms_links.Profile) -> tuple[int, bool, bool]:
+        """Check before create: an account with the same e-mail or username is linked. Returns
+        (LMS id, created now, matched: an account lms-scim did not create)."""
+        field_name = self.settings.match_field
+        value = profile.email if field_name == "email" else username(profile.user_name)
+        found = self.client.users_by_field(field_name, value) if value else []
+        if len(found) > 1:
+            raise LmsError(
+                f"{len(found)} LMS accounts have {field_name} {value!r}: link one by hand",
+                transient=False,
+            )
+        if found:
+            # Ours if its idnumber is our id: created by an earlier delivery that did not finish.
+            lms_id, created = int(found[0]["id"]), False
+            matched = str(found[0].get("idnumber") or "") != profile.user_id
+        else:
+            account = {
+                **self._account(profile),
+                "auth": self.settings.auth,
+                # Never used to sign in (the IdP does that); Moodle requires one.
+                "password": f"{secrets.token_urlsafe(24)}aA1!",
+            }
+            account.pop("suspended")
+            lms_id, created, matched = self.client.create_user(account), True, False
+        lms_links.link_user(profile.user_id, lms_id, matched=matched)
+        return lms_id, created, matched
+
+    def _account(self, profile: lms_links.Profile, owned: bool = True) -> dict[str, Any]:
+        name = username(profile.user_name)
+        first, _, rest = (profile.display_name or "").partition(" ")
+        account = {
+            "username": name,
+            "firstname": profile.given_name or first or name,
+            "lastname": profile.family_name or rest or "-",
+            "email": profile.email,
+            "idnumber": profile.user_id,
+            "suspended": 0 if profile.active else 1,
+        }
+        if not owned:
+            del account["username"], account["idnumber"]
+        return account
+
+    def _lms_user(self, user_id: str) -> int | None:
+        link = lms_links.user_link(user_id)
+        return link.lms_id if link is not None else self.sync_user(user_id)
+
+    # -- cohorts -----------------------------------------------------------------------------
+
+    def sync_group(self, group_id: str) -> int | None:
+        """Make the cohort match the group; its LMS id (None once deleted)."""
+        name = lms_links.group_name(group_id)
+        link = lms_links.cohort_link(group_id)
+        if name is None:
+            self._delete(link, self.client.delete_cohort, lambda: lms_links.forget_cohort(group_id))
+            return None
+        if link is not None:
+            lms_id = link.lms_id
+            self.client.update_cohort(lms_id, name, group_id)
+        else:
+            lms_id = self.client.find_cohort(group_id)
+            if lms_id is None:
+                lms_id = self.client.create_cohort(name, group_id)
+            else:
+                self.client.update_cohort(lms_id, name, group_id)
+            lms_links.link_cohort(group_id, lms_id)
+        lms_links.cohort_synced(group_id)
+        return lms_id
+
+    def _delete(self, link: Any, delete: Callable[[int], None], forget: Callable[[], None]) -> None:
+        """Delete the linked LMS record, then forget the link. Already gone (deleted there, or
+        by an earlier delivery of the same change) is fine."""
+        if link is None:
+            return
+        try:
+            delete(link.lms_id)
+        except LmsError as exc:
+            if not exc.missing:
+                raise
+        forget()
+
+    # -- memberships and enrolments ----------------------------------------------------------
+
+    def sync_member(self, user_id: str, group_id: str) -> None:
+        lms_user = self._lms_user(user_id)
+        if lms_user is None:
+            return  # the user was deleted: the account (and its cohorts) went with it
+        if lms_links.group_name(group_id) is not None:
+            link = lms_links.cohort_link(group_id)
+            cohort = link.lms_id if link is not None else self.sync_group(group_id)
+            if cohort is not None:
+                if lms_links.is_member(user_id, group_id):
+                    self.client.add_cohort_member(cohort, lms_user)
+                else:
+                    self.client.remove_cohort_member(cohort, lms_user)
+        self.reconcile_enrolments(user_id, lms_user)
+        lms_links.user_synced(user_id)
+
+    def reconcile_enrolments(self, user_id: str, lms_user: int) -> None:
+        """Enrol in what the rules give and the LMS lacks; unenrol from courses the relay
+        enrolled the user in and no rule gives any more. Each step is remembered as soon as the
+        LMS confirms it, so a crash halfway repeats only harmless calls."""
+        wanted = enrolments.of_user(user_id)
+        have = lms_links.delivered_enrolments(user_id)
+        for course_id, role in sorted(wanted - have):
+            role_id = self.settings.role_ids.get(role)
+            if role_id is None:
+                raise LmsError(f"no LMS role id for role {role!r} (LMS_ROLE_IDS)", transient=False)
+            self.client.enrol(lms_user, course_id, role_id)
+            lms_links.enrolled(user_id, course_id, role)
+        wanted_courses = {course_id for course_id, _ in wanted}
+        for course_id in sorted({c for c, _ in have - wanted} - wanted_courses):
+            # Moodle's unenrol removes the whole course enrolment: only when no role remains.
+            self.client.unenrol(lms_user, course_id)
+            lms_links.unenrolled(user_id, course_id)

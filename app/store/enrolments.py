@@ -1,0 +1,242 @@
+"""Course enrolment rules on groups, and the enrolments users get from them.
+
+A rule says: members of this group are enrolled in this LMS course with this role. A user's
+enrolments are computed, never copied per member: the rules of the groups they belong to, plus
+the enrolments they kept (`KeptEnrolment`) when they left a group whose rule keeps previous
+enrolments. So adding a member to a 100,000-member group with rules writes one membership row,
+not one row per course. Deactivation changes nothing here: the user keeps the enrolments and the
+relay suspends the LMS account.
+
+Removing a rule unenrols the group's members, unless the rule keeps previous enrolments — then
+they keep them, as they would on leaving.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+from peewee import fn
+
+from app.errors import InvalidValue, NotFound
+from app.store import audit, outbox, prepared
+from app.store.db import database, locked
+from app.store.models import EnrolmentRule, Group, KeptEnrolment, Membership, User
+from scim_schemas import fold
+
+ROLES = ("student", "teacher")
+_COURSE_ID = re.compile(r"[1-9][0-9]{0,17}")
+AUDIT_TYPE = "EnrolmentRule"
+
+
+class AmbiguousGroup(LookupError):
+    """More than one group has the displayName given."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    group_id: str
+    group_name: str
+    course_id: str
+    role: str
+    keep_on_leave: bool
+    created: dt.datetime
+    members: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "groupId": self.group_id,
+            "group": self.group_name,
+            "courseId": self.course_id,
+            "role": self.role,
+            "keepOnLeave": self.keep_on_leave,
+            "created": self.created.isoformat() + "Z",
+            "members": self.members,
+        }
+
+
+def find_group(ref: str, *, lock: bool = False) -> Group:
+    """The group whose id or (case-insensitive) displayName is `ref` (its row locked, for
+    writers, so rules and member removals never interleave)."""
+    select = (lambda q: locked(q)) if lock else (lambda q: q)
+    found = select(Group.select().where(Group.id == ref)).first()
+    if found is not None:
+        return found
+    rows = list(select(Group.select().where(Group.display_name_key == fold(ref)).limit(2)))
+    if len(rows) > 1:
+        raise AmbiguousGroup(f"More than one group is called {ref!r}; use the id.")
+    if not rows:
+        raise NotFound(f"No group with id or displayName {ref!r}.")
+    return rows[0]
+
+
+def _check(course_id: str, role: str) -> None:
+    if not _COURSE_ID.fullmatch(course_id):
+        raise InvalidValue(f"{course_id!r} is not an LMS course id (a positive whole number).")
+    if role not in ROLES:
+        raise InvalidValue(f"role must be one of {', '.join(ROLES)}.")
+
+
+def add_rule(
+    group_ref: str, course_id: str, role: str, *, keep_on_leave: bool, actor: audit.Actor
+) -> Rule:
+    """Enrol the group's members in the course (or change the role or keep flag of the rule)."""
+    _check(course_id, role)
+    with database.atomic():
+        row = find_group(group_ref, lock=True)
+        existing = EnrolmentRule.get_or_none(
+            (EnrolmentRule.group == row.id) & (EnrolmentRule.course_id == course_id)
+        )
+        if existing is None:
+            EnrolmentRule.insert(
+                group=row.id, course_id=course_id, role=role, keep_on_leave=keep_on_leave
+            ).execute()
+            before: dict[str, Any] = {}
+        else:
+            before = {"role": existing.role, "keepOnLeave": existing.keep_on_leave}
+            if existing.role == role and existing.keep_on_leave == keep_on_leave:
+                return _rules(EnrolmentRule.id == existing.id)[0]
+            if existing.role != role and existing.keep_on_leave:
+                _keep(row.id, course_id, _members(row.id))  # they keep the old role
+            EnrolmentRule.update(role=role, keep_on_leave=keep_on_leave).where(
+                EnrolmentRule.id == existing.id
+            ).execute()
+        after = {"role": role, "keepOnLeave": keep_on_leave}
+        changes = {"courseId": {"after": course_id}, **audit.diff(before, after)}
+        audit.record(actor, AUDIT_TYPE, row.id, "add", changes)
+        _flag_keeping(row.id)
+        outbox.group_members(row.id)
+    return _rules((EnrolmentRule.group == row.id) & (EnrolmentRule.course_id == course_id))[0]
+
+
+def remove_rule(group_ref: str, course_id: str, *, actor: audit.Actor) -> Rule:
+    """Drop the rule: members are unenrolled unless it keeps previous enrolments."""
+    with database.atomic():
+        row = find_group(group_ref, lock=True)
+        found = _rules((EnrolmentRule.group == row.id) & (EnrolmentRule.course_id == course_id))
+        if not found:
+            raise NotFound(f"Group {row.display_name!r} has no rule for course {course_id}.")
+        rule = found[0]
+        if rule.keep_on_leave:
+            _keep(row.id, course_id, _members(row.id))
+        EnrolmentRule.delete().where(
+            (EnrolmentRule.group == row.id) & (EnrolmentRule.course_id == course_id)
+        ).execute()
+        changes = {"courseId": {"before": course_id}, "role": {"before": rule.role}}
+        audit.record(actor, AUDIT_TYPE, row.id, "remove", changes)
+        _flag_keeping(row.id)
+        outbox.group_members(row.id)
+    return rule
+
+
+def _flag_keeping(group_id: str) -> None:
+    """`lms_group.keeps_enrolments`: whether any rule of the group keeps previous enrolments."""
+    keeping = EnrolmentRule.select().where(
+        (EnrolmentRule.group == group_id) & EnrolmentRule.keep_on_leave
+    )
+    Group.update(keeps_enrolments=fn.EXISTS(keeping)).where(Group.id == group_id).execute()
+
+
+def _rules(where: Any) -> list[Rule]:
+    members = Membership.select(fn.COUNT(Membership.user)).where(
+        Membership.group == EnrolmentRule.group
+    )
+    query = (
+        EnrolmentRule.select(
+            EnrolmentRule.group,
+            Group.display_name,
+            EnrolmentRule.course_id,
+            EnrolmentRule.role,
+            EnrolmentRule.keep_on_leave,
+            EnrolmentRule.created,
+            members.alias("members"),
+        )
+        .join(Group)
+        .where(where)
+        .order_by(Group.display_name_key, Group.id, EnrolmentRule.course_id)
+        .tuples()
+    )
+    return [Rule(*row) for row in query]
+
+
+def rules(group_ref: str | None = None) -> list[Rule]:
+    """Every rule, or one group's, with each group's member count."""
+    if group_ref is None:
+        return _rules(peewee.SQL("1 = 1"))
+    return _rules(EnrolmentRule.group == find_group(group_ref).id)
+
+
+# -- kept enrolments (inside the caller's transaction) ---------------------------------------
+
+
+def _keep(group_id: str, course_id: str | None, users: Any) -> None:
+    """Record, as kept, the enrolments the group's keep rules give `users` (a User condition):
+    one INSERT … SELECT, which inserts nothing when the group has no such rule."""
+    where = (EnrolmentRule.group == group_id) & EnrolmentRule.keep_on_leave & users
+    if course_id is not None:
+        where &= EnrolmentRule.course_id == course_id
+    query = (
+        EnrolmentRule.select(User.id, EnrolmentRule.course_id, EnrolmentRule.role)
+        .from_(EnrolmentRule, User)
+        .where(where)
+    )
+    fields = [KeptEnrolment.user, KeptEnrolment.course_id, KeptEnrolment.role]
+    KeptEnrolment.insert_from(query, fields).on_conflict_ignore().execute()
+
+
+def _members(group_id: str) -> Any:
+    return User.id.in_(Membership.select(Membership.user).where(Membership.group == group_id))
+
+
+def keep_for_leavers(group_id: str, user_ids: Sequence[str]) -> None:
+    """These users just left the group: keep what its keep rules gave them."""
+    for start in range(0, len(user_ids), outbox.CHUNK):
+        _keep(group_id, None, User.id.in_(list(user_ids[start : start + outbox.CHUNK])))
+
+
+def keep_for_group(group_id: str) -> None:
+    """Before the group is deleted: every member keeps what its keep rules gave them."""
+    _keep(group_id, None, _members(group_id))
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def _enrolments_query(ids: list[str]) -> peewee.SelectBase:
+    via_groups = (
+        Membership.select(Membership.user, EnrolmentRule.course_id, EnrolmentRule.role)
+        .join(EnrolmentRule, on=EnrolmentRule.group == Membership.group)
+        .where(Membership.user.in_(ids))
+    )
+    kept = KeptEnrolment.select(
+        KeptEnrolment.user, KeptEnrolment.course_id, KeptEnrolment.role
+    ).where(KeptEnrolment.user.in_(ids))
+    return via_groups | kept
+
+
+def of_users(user_ids: Iterable[str]) -> dict[str, list[dict[str, str]]]:
+    """`[{courseId, role}]` per user, sorted, for a page of users: one query."""
+    ids = list(user_ids)
+    found: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    if ids:
+        query = prepared.raw(Membership, "enrolments_of_users", _enrolments_query, ids)
+        for user_id, course_id, role in query.tuples():
+            found[user_id].add((course_id, role))
+    return {
+        uid: [{"courseId": c, "role": r} for c, r in sorted(pairs, key=_course_order)]
+        for uid, pairs in found.items()
+    }
+
+
+def _course_order(pair: tuple[str, str]) -> tuple[int, str, str]:
+    return (len(pair[0]), pair[0], pair[1])
+
+
+def of_user(user_id: str) -> set[tuple[str, str]]:
+    """(course id, role) pairs the user should have on the LMS."""
+    return {(e["courseId"], e["role"]) for e in of_users([user_id]).get(user_id, ())}

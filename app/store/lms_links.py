@@ -1,0 +1,154 @@
+"""What the LMS relay reads and remembers: the current state of a user, group or membership, and
+the links to the LMS's own ids (accounts, cohorts) and the enrolments it made there.
+
+Links outlive the rows they link (no foreign keys): when a user or group is deleted here, the
+relay still needs the LMS id to delete the account or cohort there, and then forgets the link.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.store.db import database
+from app.store.models import (
+    Group,
+    LmsCohortLink,
+    LmsEnrolment,
+    LmsUserLink,
+    Membership,
+    User,
+    UserValue,
+    utcnow,
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The user as the LMS sees it."""
+
+    user_id: str
+    user_name: str
+    email: str | None
+    given_name: str | None
+    family_name: str | None
+    display_name: str | None
+    active: bool
+
+
+def profile(user_id: str) -> Profile | None:
+    """The user's LMS-relevant attributes (primary e-mail first), or None if deleted."""
+    user = (
+        User.select(
+            User.id,
+            User.user_name,
+            User.given_name,
+            User.family_name,
+            User.display_name,
+            User.active,
+        )
+        .where(User.id == user_id)
+        .first()
+    )
+    if user is None:
+        return None
+    email = (
+        UserValue.select(UserValue.value)
+        .where((UserValue.user == user_id) & (UserValue.attr == "emails"))
+        .order_by(UserValue.primary.is_null(), UserValue.position)
+        .scalar()
+    )
+    return Profile(
+        user.id,
+        user.user_name,
+        email,
+        user.given_name,
+        user.family_name,
+        user.display_name,
+        user.active,
+    )
+
+
+def group_name(group_id: str) -> str | None:
+    """The group's displayName, or None if deleted."""
+    return Group.select(Group.display_name).where(Group.id == group_id).scalar()
+
+
+def is_member(user_id: str, group_id: str) -> bool:
+    return (
+        Membership.select()
+        .where((Membership.user == user_id) & (Membership.group == group_id))
+        .exists()
+    )
+
+
+# -- accounts --------------------------------------------------------------------------------
+
+
+def user_link(user_id: str) -> LmsUserLink | None:
+    return LmsUserLink.get_or_none(LmsUserLink.user_id == user_id)
+
+
+def link_user(user_id: str, lms_id: int, *, matched: bool) -> None:
+    """Remember the LMS account (an upsert: a second relay may have linked it meanwhile)."""
+    LmsUserLink.insert(
+        user_id=user_id, lms_id=lms_id, matched=matched, synced_at=utcnow()
+    ).on_conflict(
+        conflict_target=[LmsUserLink.user_id],
+        update={LmsUserLink.lms_id: lms_id, LmsUserLink.synced_at: utcnow()},
+    ).execute()
+
+
+def user_synced(user_id: str) -> None:
+    LmsUserLink.update(synced_at=utcnow()).where(LmsUserLink.user_id == user_id).execute()
+
+
+def forget_user(user_id: str) -> None:
+    """The LMS account is gone: forget it and the enrolments it had."""
+    with database.atomic():
+        LmsEnrolment.delete().where(LmsEnrolment.user_id == user_id).execute()
+        LmsUserLink.delete().where(LmsUserLink.user_id == user_id).execute()
+
+
+# -- cohorts ---------------------------------------------------------------------------------
+
+
+def cohort_link(group_id: str) -> LmsCohortLink | None:
+    return LmsCohortLink.get_or_none(LmsCohortLink.group_id == group_id)
+
+
+def link_cohort(group_id: str, lms_id: int) -> None:
+    LmsCohortLink.insert(group_id=group_id, lms_id=lms_id, synced_at=utcnow()).on_conflict(
+        conflict_target=[LmsCohortLink.group_id],
+        update={LmsCohortLink.lms_id: lms_id, LmsCohortLink.synced_at: utcnow()},
+    ).execute()
+
+
+def cohort_synced(group_id: str) -> None:
+    LmsCohortLink.update(synced_at=utcnow()).where(LmsCohortLink.group_id == group_id).execute()
+
+
+def forget_cohort(group_id: str) -> None:
+    LmsCohortLink.delete().where(LmsCohortLink.group_id == group_id).execute()
+
+
+# -- enrolments ------------------------------------------------------------------------------
+
+
+def delivered_enrolments(user_id: str) -> set[tuple[str, str]]:
+    """(course id, role) pairs the relay enrolled the user in."""
+    query = LmsEnrolment.select(LmsEnrolment.course_id, LmsEnrolment.role).where(
+        LmsEnrolment.user_id == user_id
+    )
+    return set(query.tuples())
+
+
+def enrolled(user_id: str, course_id: str, role: str) -> None:
+    LmsEnrolment.insert(
+        user_id=user_id, course_id=course_id, role=role
+    ).on_conflict_ignore().execute()
+
+
+def unenrolled(user_id: str, course_id: str) -> None:
+    LmsEnrolment.delete().where(
+        (LmsEnrolment.user_id == user_id) & (LmsEnrolment.course_id == course_id)
+    ).execute()

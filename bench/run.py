@@ -1,0 +1,759 @@
+#!/usr/bin/env python3
+"""`make bench`: lms-scim under gunicorn, measured with scimbench against a ceiling app.
+
+For each database (`--db`) and size (`--users`): a fresh database (an SQLite file in a temp
+folder, or a fresh schema in PostgreSQL's `test` database), migrated and seeded with
+`app.store.seed.bulk_create` (users generated exactly like scimbench's `Bench.make_users`), a
+token from `app.auth.issue`, the real server started as
+`gunicorn --workers 2 --worker-class gthread --threads 4 'app:create_app()'` on a free loopback
+port, scimbench's phases (bench/phases.py) run against it, the workers' peak RSS read, the
+server stopped by its pid, the database dropped. The ceiling app (bench/ceiling_app.py) runs
+once under the same gunicorn settings with `--no-check`; ratios to it are what stay comparable
+on a noisy machine. Results: a table on stdout, `bench/results/<timestamp>.json` and
+`bench/results/latest.md`.
+
+Standard library plus the project's venv. Only 127.0.0.1; every wait is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import http.client
+import json
+import math
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(BENCH))
+
+import scimbench  # noqa: E402 - bench/ is put on the path just above
+
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
+CORE_PHASES = [
+    "lookup",
+    "lookup_miss",
+    "lookup_external_id",
+    "lookup_email",
+    "get",
+    "put",
+    "patch",
+    "list_start",
+    "list_mid",
+    "list_end",
+    "conflict",
+]
+GROUP_PHASES = ["groups_create", "groups_patch"]
+KNOWN_PHASES = [*CORE_PHASES, *GROUP_PHASES]
+# The order the phases run in: reads first, then writes; `conflict` last.
+ORDER = [*CORE_PHASES[:-1], *GROUP_PHASES, "conflict"]
+SEED_PASSWORD = "Pw-bench-seed!9a"  # noqa: S105 - every seeded user's throwaway password
+GUNICORN_SETTINGS = ["--workers", "2", "--worker-class", "gthread", "--threads", "4"]
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- cleanup
+
+
+class Cleanup:
+    """Everything this run started or created, undone in reverse order exactly once."""
+
+    def __init__(self) -> None:
+        self._actions: list[tuple[str, Any]] = []
+
+    def push(self, name: str, action: Any) -> str:
+        self._actions.append((name, action))
+        return name
+
+    def run(self, name: str) -> None:
+        for i, (n, action) in enumerate(self._actions):
+            if n == name:
+                del self._actions[i]
+                action()
+                return
+
+    def all(self) -> None:
+        while self._actions:
+            name, action = self._actions.pop()
+            try:
+                action()
+            except Exception as exc:  # cleanup must go on with the rest
+                log(f"cleanup of {name} failed: {exc!r}")
+
+
+CLEANUP = Cleanup()
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+# --------------------------------------------------------------------------- users
+
+
+def generate_users(n: int, prefix: str, seed_rng: int) -> Iterator[dict[str, str]]:
+    """The users scimbench's `Bench.make_users(n)` makes, one at a time (no list of n)."""
+    rng = scimbench.random.Random(seed_rng)
+    given, family = scimbench.GIVEN, scimbench.FAMILY
+    for i in range(n):
+        yield {
+            "userName": f"{prefix}.user{i:07d}@example.test",
+            "externalId": scimbench.okta_id(rng),
+            "given": given[i % len(given)],
+            "family": family[(i // len(given)) % len(family)],
+        }
+
+
+def check_generator(prefix: str, seed_rng: int) -> None:
+    """Fail fast if the shared harness ever generates users differently from us."""
+    fake = SimpleNamespace(a=SimpleNamespace(seed_rng=seed_rng, prefix=prefix), run_tag="x")
+    theirs = scimbench.Bench.make_users(fake, 300)
+    if theirs != list(generate_users(300, prefix, seed_rng)):
+        sys.exit("bench/run.py generate_users no longer matches scimbench's Bench.make_users")
+
+
+class Resources:
+    """Store-ready resources for scimbench's Okta-like POST payloads.
+
+    A POST runs `marshal.load_resource` and adds the LMS defaults (userType, timezone) before
+    `users.create`. Doing that for a million users costs ~0.3 ms each, so resources are built
+    from a template instead, and the template is checked against the real path on the first
+    200 users and every 997th after; a mismatch switches to the real path for the rest.
+    """
+
+    def __init__(self, config: Any) -> None:
+        from app import marshal
+        from scim_schemas import resource_type
+
+        self._load = marshal.load_resource
+        self._type = resource_type("User")
+        self._defaults = {
+            "userType": config.default_user_type,
+            "timezone": config.default_timezone,
+        }
+        self.exact = False
+        self.checked = 0
+
+    def real(self, user: dict[str, str]) -> dict[str, Any]:
+        resource = self._load(self._type, scimbench.user_payload(user, password=False))
+        for key, value in self._defaults.items():
+            resource.setdefault(key, value)
+        return resource
+
+    def fast(self, user: dict[str, str]) -> dict[str, Any]:
+        return {
+            "externalId": user["externalId"],
+            "userName": user["userName"],
+            "name": {"familyName": user["family"], "givenName": user["given"]},
+            "displayName": f"{user['given']} {user['family']}",
+            "locale": "en-US",
+            "active": True,
+            "emails": [{"value": user["userName"], "type": "work", "primary": True}],
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            **self._defaults,
+        }
+
+    def build(self, i: int, user: dict[str, str]) -> dict[str, Any]:
+        if self.exact:
+            return self.real(user)
+        resource = self.fast(user)
+        if i < 200 or i % 997 == 0:
+            self.checked += 1
+            real = self.real(user)
+            if real != resource:
+                log(f"template differs from marshal.load_resource ({real!r}); using the real path")
+                self.exact = True
+                return real
+        return resource
+
+
+# --------------------------------------------------------------------------- databases
+
+
+def pg_connect() -> Any:
+    import psycopg2
+
+    connection = psycopg2.connect(connect_timeout=10, **PG)
+    connection.autocommit = True
+    return connection
+
+
+def create_database(kind: str, tmp: Path, tag: str) -> tuple[str, str]:
+    """A fresh, empty database: (DATABASE_URL, cleanup name)."""
+    if kind == "sqlite":
+        path = tmp / f"{tag}.db"
+
+        def remove() -> None:
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(f"{path}{suffix}").unlink()
+
+        return f"sqlite:///{path}", CLEANUP.push(f"db:{tag}", remove)
+    schema = f"bench_{tag}".lower()  # search_path folds unquoted names to lower case
+    with contextlib.closing(pg_connect()) as connection, connection.cursor() as cursor:
+        cursor.execute(f'CREATE SCHEMA "{schema}"')
+
+    def drop() -> None:
+        with contextlib.closing(pg_connect()) as connection, connection.cursor() as cursor:
+            cursor.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+    url = f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    return url, CLEANUP.push(f"db:{tag}", drop)
+
+
+def database_size(kind: str, url: str) -> int | None:
+    if kind == "sqlite":
+        path = url.removeprefix("sqlite:///")
+        return sum(
+            os.path.getsize(f"{path}{s}") for s in ("", "-wal") if os.path.exists(f"{path}{s}")
+        )
+    schema = url.rsplit("%3D", 1)[1]
+    with contextlib.closing(pg_connect()) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'm')",
+            (schema,),
+        )
+        return int(cursor.fetchone()[0])
+
+
+def prepare(kind: str, url: str, n: int, args: argparse.Namespace, state: Path, base: str) -> dict:
+    """Migrate, seed n users, analyse, issue a token; write scimbench's --state file."""
+    from app import create_app, passwords
+    from app.auth import issue
+    from app.config import Config
+    from app.store import migrations, seed
+    from app.store.db import database
+
+    config = Config.from_env(database_url=url)
+    create_app(config)  # points the store at `url`, with the same settings as the server
+    db = database.obj
+    out: dict[str, Any] = {}
+    try:
+        with db.connection_context():
+            started = time.perf_counter()
+            migrations.upgrade(db)
+            out["migrate_s"] = round(time.perf_counter() - started, 3)
+
+            prefix = f"b{secrets.token_hex(3)}"
+            every = max(1, math.ceil(n / args.state_users))
+            sample: list[tuple[int, dict[str, str]]] = []
+            resources = Resources(config)
+            deadline = time.monotonic() + args.seed_timeout
+
+            def feed() -> Iterator[dict[str, Any]]:
+                for i, user in enumerate(generate_users(n, prefix, args.seed_rng)):
+                    if i % every == 0:
+                        sample.append((i, user))
+                    if i % args.batch == 0:
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"seeding stopped at --seed-timeout after {i}")
+                        if i and i % (10 * args.batch) == 0 and n >= 100_000:
+                            log(f"  seeded {i:,} / {n:,}")
+                    yield resources.build(i, user)
+
+            password_hash = passwords.hash_password(SEED_PASSWORD)
+            started = time.perf_counter()
+            ids = seed.bulk_create(feed(), batch=args.batch, password_hash=password_hash)
+            out["seed_s"] = round(time.perf_counter() - started, 3)
+            out["seed_users_per_s"] = round(n / out["seed_s"], 1)
+            out["template_checks"] = resources.checked
+            out["template_exact_fallback"] = resources.exact
+            if len(ids) != n:
+                raise RuntimeError(f"bulk_create returned {len(ids)} ids for {n} users")
+
+            started = time.perf_counter()
+            db.execute_sql("ANALYZE")
+            out["analyze_s"] = round(time.perf_counter() - started, 3)
+            if kind == "sqlite":
+                db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            token = issue("bench")
+
+        users = [dict(user, id=ids[i]) for i, user in sample]
+        del ids
+        with state.open("w") as f:
+            json.dump({"base": base, "users": users}, f)
+        out["state_users"] = len(users)
+    finally:
+        if hasattr(db, "close_all"):
+            db.close_all()
+        elif not db.is_closed():
+            db.close()
+    out["db_bytes"] = database_size(kind, url)
+    return {"seed": out, "token": token, "users": users}
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A gunicorn master started by us, stopped by its pid (SIGTERM, then SIGKILL)."""
+
+    def __init__(
+        self, name: str, app: str, cwd: Path, env: dict[str, str], log_path: Path, port: int
+    ):
+        self.name, self.port, self.log_path = name, port, log_path
+        gunicorn = Path(sys.executable).with_name("gunicorn")
+        command = [str(gunicorn), "--bind", f"127.0.0.1:{self.port}", *GUNICORN_SETTINGS, app]
+        self.log_file = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
+        self.cleanup = CLEANUP.push(f"server:{name}:{self.proc.pid}", self.stop)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/scim/v2"
+
+    def wait_ready(self, path: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{self.tail()}")
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                try:
+                    connection.request("GET", path)
+                    response = connection.getresponse()
+                    response.read()
+                    if response.status < 500:
+                        return
+                finally:
+                    connection.close()
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s:\n{self.tail()}")
+
+    def get(self, path: str, token: str) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            connection.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+            response = connection.getresponse()
+            response.read()
+            return response.status
+        finally:
+            connection.close()
+
+    def worker_pids(self) -> list[int]:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                # the command name is in parentheses and may contain spaces: split after it
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                if ppid == self.proc.pid:
+                    pids.append(int(entry.name))
+        return sorted(pids)
+
+    @staticmethod
+    def status_kb(pid: int, field: str) -> int | None:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        return None
+
+    def memory(self) -> dict[str, Any]:
+        """Peak (VmHWM) and current (VmRSS) resident memory of the master and each worker, MiB."""
+
+        def mib(kb: int | None) -> float | None:
+            return None if kb is None else round(kb / 1024, 1)
+
+        workers = [
+            {
+                "pid": pid,
+                "peak_mib": mib(self.status_kb(pid, "VmHWM")),
+                "rss_mib": mib(self.status_kb(pid, "VmRSS")),
+            }
+            for pid in self.worker_pids()
+        ]
+        return {
+            "master_peak_mib": mib(self.status_kb(self.proc.pid, "VmHWM")),
+            "workers": workers,
+            "max_worker_peak_mib": max((w["peak_mib"] or 0 for w in workers), default=None),
+        }
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                log(f"{self.name} ignored SIGTERM for 20 s: SIGKILL {self.proc.pid}")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.log_file.close()
+
+    def close(self) -> None:
+        CLEANUP.run(self.cleanup)
+
+    def tail(self, lines: int = 30) -> str:
+        self.log_file.flush()
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+# --------------------------------------------------------------------------- scimbench
+
+
+def run_scimbench(
+    server: Server,
+    token: str,
+    state: Path,
+    n_state: int,
+    phase_list: list[str],
+    args: argparse.Namespace,
+    out: Path,
+    *,
+    check: bool,
+) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        str(BENCH / "phases.py"),
+        "--base",
+        server.base,
+        "--users",
+        str(n_state),
+        "--state",
+        str(state),
+        "--json",
+        str(out),
+        "--phases",
+        ",".join(phase_list),
+        "--concurrency",
+        str(args.concurrency),
+        "--duration",
+        str(args.duration),
+        "--warmup",
+        str(args.warmup),
+        "--group-size",
+        str(args.group_size),
+        "--seed-timeout",
+        "300",
+        "--seed-rng",
+        str(args.seed_rng),
+        "--label",
+        server.name,
+    ]
+    if not check:
+        command.append("--no-check")
+    timed = sum(1 for p in phase_list if p != "groups_create")
+    timeout = timed * (args.duration + args.warmup + 35) + 2 * 300 + 60
+    env = {**os.environ, "SCIMBENCH_TOKEN": token}
+    result = subprocess.run(
+        command,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode not in (0, 2) or not out.exists():
+        raise RuntimeError(f"scimbench failed ({result.returncode}):\n{result.stdout[-3000:]}")
+    return json.loads(out.read_text())
+
+
+def write_ceiling_state(path: Path, n: int) -> None:
+    users = [dict(u, id=str(i + 1)) for i, u in enumerate(generate_users(n, "ceiling", 1))]
+    path.write_text(json.dumps({"base": "ceiling", "users": users}))
+
+
+# --------------------------------------------------------------------------- report
+
+
+def fmt(value: Any, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def loads(result: dict[str, Any]) -> str:
+    parts = []
+    for name, item in [("ceiling", result.get("ceiling") or {})] + [
+        (f"{c['db']} {c['users']:,}", c) for c in result["cases"]
+    ]:
+        if item.get("loadavg_before"):
+            after = (item.get("loadavg_after") or [None])[0]
+            parts.append(f"{name} {item['loadavg_before'][0]:.1f}/{fmt(after)}")
+    return ", ".join(parts) or "-"
+
+
+def tables(result: dict[str, Any]) -> str:
+    ceiling = (result.get("ceiling") or {}).get("phases", {})
+    lines = [
+        f"# lms-scim bench {result['started_at']}",
+        "",
+        f"{result['host']['cpus']} CPUs, gunicorn {' '.join(GUNICORN_SETTINGS)}, "
+        f"C={result['args']['concurrency']}, {result['args']['duration']} s per phase "
+        f"(+{result['args']['warmup']} s warm-up), load generator on the same machine.",
+        "",
+        f"Load average (1 min) before/after each measurement: {loads(result)}. Anything "
+        "well above 0 before a measurement means another process shared the CPUs.",
+        "",
+        "| db | users | phase | req/s | p50 ms | p95 ms | p99 ms | vs ceiling | status |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    notes = []
+    for case in result["cases"]:
+        for name, s in (case.get("scimbench") or {}).get("phases", {}).items():
+            top = ceiling.get(name, {}).get("rps")
+            ratio = s["ok_rps"] / top if top and s["status"] == "ok" else None
+            status = {"ok": "OK", "WRONG": "WRONG"}.get(s["status"], s["status"])
+            lines.append(
+                f"| {case['db']} | {case['users']:,} | {name} | {s['ok_rps']:.1f} | "
+                f"{fmt(s['p50_ms'], '.2f')} | {fmt(s['p95_ms'], '.2f')} | "
+                f"{fmt(s['p99_ms'], '.2f')} | {fmt(ratio, '.2f')} | {status} |"
+            )
+            if s["errors"]:
+                kinds = "; ".join(f"{v} x {k}" for k, v in s["error_kinds"].items())
+                sample = (s["error_samples"] or [""])[0]
+                notes.append(f"- {case['db']} {case['users']:,} {name}: {kinds}. e.g. `{sample}`")
+        if case.get("error"):
+            notes.append(f"- {case['db']} {case['users']:,}: run failed: `{case['error'][:300]}`")
+    if ceiling:
+        lines += [
+            "",
+            "Ceiling (bare Flask, fixed body, `--no-check`, same gunicorn settings):",
+            "",
+            "| phase | req/s | p50 ms | p99 ms |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, s in ceiling.items():
+            lines.append(
+                f"| {name} | {s['rps']:.1f} | {fmt(s['p50_ms'], '.2f')} | "
+                f"{fmt(s['p99_ms'], '.2f')} |"
+            )
+    lines += [
+        "",
+        "| db | users | seed s | users/s | ANALYZE s | db MiB | worker peak RSS MiB (VmHWM) |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for case in result["cases"]:
+        seed, memory = case.get("seed") or {}, case.get("memory") or {}
+        size = seed.get("db_bytes")
+        peaks = ", ".join(fmt(w["peak_mib"]) for w in memory.get("workers", [])) or "-"
+        lines.append(
+            f"| {case['db']} | {case['users']:,} | {fmt(seed.get('seed_s'))} | "
+            f"{fmt(seed.get('seed_users_per_s'), ',.0f')} | {fmt(seed.get('analyze_s'), '.2f')} | "
+            f"{fmt(size / 2**20 if size else None)} | {peaks} |"
+        )
+    if notes:
+        lines += ["", "Wrong answers and failures:", "", *notes]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--db", help="comma list of sqlite,postgres (default both)")
+    p.add_argument("--users", help="comma list of sizes (default 10000,1000000)")
+    p.add_argument("--duration", type=float, help="seconds per timed phase (default 8)")
+    p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per phase")
+    p.add_argument("--concurrency", type=int, default=4, help="scimbench client threads")
+    p.add_argument("--group-size", type=int, default=50, help="members per group (groups phases)")
+    p.add_argument("--phases", help="comma list (default all): " + ",".join(ORDER))
+    p.add_argument("--quick", action="store_true", help="10k users, sqlite, 3 s per phase")
+    p.add_argument("--no-ceiling", dest="ceiling", action="store_false", help="skip the ceiling")
+    p.add_argument("--batch", type=int, default=2000, help="users per bulk_create transaction")
+    p.add_argument(
+        "--state-users",
+        type=int,
+        default=100_000,
+        help="at most this many seeded users (evenly spread) go to scimbench's --state file",
+    )
+    p.add_argument("--seed-timeout", type=float, default=3600.0, help="time cap for one seed")
+    p.add_argument("--seed-rng", type=int, default=1, help="RNG seed (users and picks)")
+    args = p.parse_args(argv)
+    args.db = (args.db or ("sqlite" if args.quick else "sqlite,postgres")).split(",")
+    sizes = args.users or ("10000" if args.quick else "10000,1000000")
+    args.users = [int(x.replace("_", "")) for x in sizes.split(",")]
+    args.duration = args.duration or (3.0 if args.quick else 8.0)
+    if bad := [d for d in args.db if d not in ("sqlite", "postgres")]:
+        p.error(f"unknown --db {bad}")
+    if any(n < 1 for n in args.users):
+        p.error("--users must be positive")
+    wanted = args.phases.split(",") if args.phases else list(ORDER)
+    if bad := [x for x in wanted if x not in KNOWN_PHASES]:
+        p.error(f"unknown phase(s) {bad}; known: {','.join(ORDER)}")
+    args.phase_list = [x for x in ORDER if x in wanted]
+    return args
+
+
+def run_case(kind: str, n: int, args: argparse.Namespace, tmp: Path, stamp: str) -> dict[str, Any]:
+    case: dict[str, Any] = {"db": kind, "users": n, "loadavg_before": os.getloadavg()}
+    tag = f"{stamp}_{kind}_{n}_{os.getpid()}"
+    url, db_cleanup = create_database(kind, tmp, tag)
+    try:
+        log(f"{kind} {n:,} users: migrate + seed")
+        state = tmp / f"{tag}.state.json"
+        port = free_port()
+        prepared = prepare(kind, url, n, args, state, f"http://127.0.0.1:{port}/scim/v2")
+        case["seed"] = prepared["seed"]
+        seed = case["seed"]
+        log(
+            f"{kind} {n:,} users: seeded in {seed['seed_s']:.1f} s "
+            f"({seed['seed_users_per_s']:,.0f}/s), ANALYZE {seed['analyze_s']:.1f} s, "
+            f"{(seed['db_bytes'] or 0) / 2**20:.0f} MiB"
+        )
+        # As `make run` and the Procfile's release step do; also applies migrations that
+        # appeared while a long seed ran (the server imports the code as it is now).
+        started = time.perf_counter()
+        upgrade = subprocess.run(
+            [str(Path(sys.executable).with_name("lms-scim")), "db", "upgrade"],
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": url},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+        )
+        if upgrade.returncode != 0:
+            raise RuntimeError(f"lms-scim db upgrade failed:\n{upgrade.stderr[-2000:]}")
+        seed["upgrade_before_start_s"] = round(time.perf_counter() - started, 2)
+        server = Server(
+            f"lms-scim {kind} {n}",
+            "app:create_app()",
+            ROOT,
+            {"DATABASE_URL": url},
+            tmp / f"{tag}.server.log",
+            port,
+        )
+        try:
+            server.wait_ready("/healthz")
+            phase_list = list(args.phase_list)
+            has_groups = server.get("/scim/v2/Groups?count=1", prepared["token"]) == 200
+            case["groups_supported"] = has_groups
+            if not has_groups:
+                phase_list = [p for p in phase_list if p not in GROUP_PHASES]
+            log(f"{kind} {n:,} users: scimbench {','.join(phase_list)}")
+            case["phases_run"] = phase_list
+            case["scimbench"] = run_scimbench(
+                server,
+                prepared["token"],
+                state,
+                prepared["seed"]["state_users"],
+                phase_list,
+                args,
+                tmp / f"{tag}.result.json",
+                check=True,
+            )
+            case["memory"] = server.memory()
+            case["loadavg_after"] = os.getloadavg()
+            case["server_log_tail"] = server.tail(20)
+        finally:
+            server.close()
+    except Exception as exc:  # one failed case must not lose the others' results
+        log(f"{kind} {n:,} users: FAILED: {exc!r}")
+        case["error"] = repr(exc)
+    finally:
+        CLEANUP.run(db_cleanup)
+    return case
+
+
+def run_ceiling(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    token = secrets.token_urlsafe(24)
+    state = tmp / "ceiling.state.json"
+    write_ceiling_state(state, 1000)
+    server = Server(
+        "ceiling",
+        "ceiling_app:app",
+        BENCH,
+        {"BENCH_TOKEN": token},
+        tmp / "ceiling.log",
+        free_port(),
+    )
+    try:
+        server.wait_ready("/scim/v2/Users")
+        log(f"ceiling: scimbench --no-check {','.join(args.phase_list)}")
+        before = os.getloadavg()
+        out = run_scimbench(
+            server, token, state, 1000, args.phase_list, args, tmp / "ceiling.json", check=False
+        )
+        return {**out, "loadavg_before": before, "loadavg_after": os.getloadavg()}
+    finally:
+        server.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    atexit.register(CLEANUP.all)
+    check_generator("check", args.seed_rng)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    tmp = Path(tempfile.mkdtemp(prefix="lms-scim-bench-"))
+    CLEANUP.push("tmp", lambda: shutil.rmtree(tmp, ignore_errors=True))
+    result: dict[str, Any] = {
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "args": {k: v for k, v in vars(args).items()},
+        "host": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "cases": [],
+    }
+    started = time.monotonic()
+    try:
+        if args.ceiling:
+            result["ceiling"] = run_ceiling(args, tmp)
+        for kind in args.db:
+            for n in args.users:
+                result["cases"].append(run_case(kind, n, args, tmp, stamp))
+    finally:
+        CLEANUP.all()
+    result["total_s"] = round(time.monotonic() - started, 1)
+    text = tables(result)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{stamp}.json"
+    out.write_text(json.dumps(result, indent=1))
+    (RESULTS / "latest.md").write_text(text)
+    print(text)
+    log(f"done in {result['total_s']:.0f} s: {out.relative_to(ROOT)}, bench/results/latest.md")
+    failed = any(c.get("error") for c in result["cases"])
+    wrong = any(
+        s["status"] != "ok"
+        for c in result["cases"]
+        for s in (c.get("scimbench") or {}).get("phases", {}).values()
+    )
+    return 1 if failed else 2 if wrong else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

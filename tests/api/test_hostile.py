@@ -1,0 +1,450 @@
+"""Hostile input and abuse: bounded bodies, literal values in SQL, rate limits, the bad-token
+brake, database failures as 503, and what operators see (`/readyz`, `/metrics`, request logs).
+Every test runs against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from dataclasses import replace
+from typing import Any
+
+import peewee
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from playhouse.pool import MaxConnectionsExceeded
+
+from app import auth, create_app, observability
+from app.config import Config
+from app.scim.http import nesting_exceeds
+from app.store import db
+from app.store.models import User
+from scim_schemas import CORE_GROUP, PATCH_OP
+from tests.api.test_users import assert_error, create, user_body
+from tests.conftest import Scim
+
+
+def limited_app(app: Flask, **settings: Any) -> Flask:
+    """Another app on the test's (migrated, clean) database with some settings changed."""
+    return create_app(replace(app.config["SCIM"], **settings))
+
+
+def raw_post(scim: Scim, path: str, raw: bytes) -> Any:
+    headers = {**scim.headers, "Content-Type": "application/scim+json"}
+    return scim.client.post(f"/scim/v2{path}", data=raw, headers=headers)
+
+
+# --------------------------------------------------------------------------------------------
+# Bodies: nesting depth, unstorable text, list lengths
+
+
+def test_a_body_nested_deeper_than_the_limit_is_refused_before_parsing(scim: Scim) -> None:
+    deep = b'{"schemas": ' + b"[" * 33 + b"]" * 33 + b"}"
+    error = assert_error(raw_post(scim, "/Users", deep), 400, "invalidSyntax")
+    assert "deeper than 32" in error["detail"]
+    huge = b"[" * 500_000 + b"]" * 500_000  # would be a RecursionError in json.loads
+    assert_error(raw_post(scim, "/Users", huge), 400, "invalidSyntax")
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(scim: Scim) -> None:
+    name = '[{"[[[\\' * 40 + '"]}'  # quotes and backslashes escaped in the JSON body
+    assert create(scim, name, emails=[])["userName"] == name
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "deeper"),
+    [
+        (b"[]", 1, False),
+        (b"[[]]", 1, True),
+        (b'{"a": "[[[[[[", "b": [1, {"c": 2}]}', 3, False),
+        (b'["\\"[[[[[\\\\", [[]]]', 3, False),
+        (b'["\\"[[[[[\\\\", [[[]]]]', 3, True),
+        (b"[" * 40, 32, True),
+    ],
+)
+def test_nesting_exceeds_counts_only_structure(text: bytes, limit: int, deeper: bool) -> None:
+    assert nesting_exceeds(text, limit) is deeper
+
+
+@pytest.mark.parametrize("escape", ["\\u0000", "\\ud800", "\\udfff"])
+def test_text_no_database_can_store_is_a_400(scim: Scim, escape: str) -> None:
+    body = json.dumps(user_body()).replace("Alice", f"Al{escape}ice").encode()
+    assert_error(raw_post(scim, "/Users", body), 400, "invalidValue")
+    assert User.select().count() == 0
+
+
+def test_a_valid_surrogate_pair_is_stored(scim: Scim) -> None:
+    body = json.dumps(user_body()).replace("Alice", "Al\\ud83d\\ude00ice").encode()
+    response = raw_post(scim, "/Users", body)
+    assert response.status_code == 201
+    assert response.get_json()["name"]["givenName"] == "Al\U0001f600ice"
+
+
+def test_a_nul_in_an_id_is_a_404(scim: Scim) -> None:
+    assert_error(scim.get("/Users/%00"), 404)
+    assert_error(scim.delete("/Groups/ab%00cd"), 404)
+
+
+def test_more_than_max_multi_values_e_mails_are_refused(scim: Scim) -> None:
+    emails = [{"value": f"u{i}@example.com"} for i in range(101)]
+    error = assert_error(scim.post("/Users", user_body(emails=emails)), 400, "invalidValue")
+    assert "at most 100" in error["detail"]
+    user = create(scim, emails=emails[:100])
+    assert len(user["emails"]) == 100
+    # Growing past the limit one PATCH at a time is refused too.
+    add = {"op": "add", "path": "emails", "value": [{"value": "one-more@example.com"}]}
+    patch = {"schemas": [PATCH_OP], "Operations": [add]}
+    assert_error(scim.patch(f"/Users/{user['id']}", patch), 400, "invalidValue")
+
+
+def test_more_than_max_members_per_operation_are_refused(scim: Scim) -> None:
+    members = [{"value": uuid.uuid4().hex} for _ in range(1001)]
+    group = {"schemas": [CORE_GROUP], "displayName": "big", "members": members}
+    error = assert_error(scim.post("/Groups", group), 400, "invalidValue")
+    assert "at most 1000" in error["detail"]
+    created = scim.post("/Groups", {"schemas": [CORE_GROUP], "displayName": "big"})
+    add = {"op": "add", "path": "members", "value": members}
+    patch = {"schemas": [PATCH_OP], "Operations": [add]}
+    assert_error(scim.patch(f"/Groups/{created.get_json()['id']}", patch), 400, "invalidValue")
+
+
+def test_count_is_capped_and_floored(scim: Scim, app: Flask) -> None:
+    create(scim)
+    huge = scim.get("/Users?count=1000000000000").get_json()
+    assert huge["itemsPerPage"] == 1
+    assert scim.get("/Users?count=-5").get_json().get("Resources", []) == []
+    assert app.config["SCIM"].max_page_size == 1000
+
+
+# --------------------------------------------------------------------------------------------
+# SQL injection: values are matched literally, names are refused
+
+
+INJECTED_NAMES = [
+    "o'brien@example.com",
+    "x' OR '1'='1",
+    'robert"); DROP TABLE lms_user; --',
+    "100%_sure@example.com",
+]
+
+
+def _filter(scim: Scim, text: str) -> Any:
+    return scim.get("/Users", query_string={"filter": text})
+
+
+def test_filter_values_are_matched_literally(scim: Scim) -> None:
+    for name in INJECTED_NAMES:
+        create(scim, name, emails=[])
+    create(scim, "plain@example.com", emails=[])
+    for name in INJECTED_NAMES:
+        quoted = json.dumps(name)
+        found = _filter(scim, f"userName eq {quoted}").get_json()
+        assert [r["userName"] for r in found["Resources"]] == [name]
+    assert _filter(scim, "userName eq \"x' OR '1'='1' --\"").get_json()["totalResults"] == 0
+    # LIKE wildcards in co/sw/ew are characters, not patterns.
+    assert _filter(scim, 'userName co "%"').get_json()["totalResults"] == 1
+    assert _filter(scim, 'userName co "%_"').get_json()["totalResults"] == 1
+    assert _filter(scim, 'userName co "_"').get_json()["totalResults"] == 2  # and lms_user
+    assert _filter(scim, 'userName sw "%"').get_json()["totalResults"] == 0
+    assert User.select().count() == len(INJECTED_NAMES) + 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "userName) OR 1=1 --",
+        'userName eq "a" OR 1=1',
+        '"userName" eq "a"',
+        "userName; DROP TABLE lms_user",
+        'lms_user.user_name eq "a"',
+        'userName eq "a" --',
+    ],
+)
+def test_attribute_names_in_filters_are_refused(scim: Scim, text: str) -> None:
+    assert_error(_filter(scim, text), 400, "invalidFilter")
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value"),
+    [
+        ("sortBy", "userName; DROP TABLE lms_user"),
+        ("sortBy", "user_name"),
+        ("sortBy", "userName desc"),
+        ("sortBy", "(SELECT 1)"),
+        ("attributes", "userName,(SELECT password_hash FROM lms_user)"),
+        ("excludedAttributes", "id; DROP TABLE lms_user"),
+        ("sortOrder", "descending; DROP TABLE lms_user"),
+    ],
+)
+def test_names_in_sort_and_attributes_are_refused(scim: Scim, parameter: str, value: str) -> None:
+    create(scim)
+    assert_error(scim.get("/Users", query_string={parameter: value}), 400, "invalidValue")
+    search = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]}
+    listed = value.split(",") if parameter.endswith("ttributes") else value
+    assert_error(scim.post("/Users/.search", {**search, parameter: listed}), 400, "invalidValue")
+    assert User.select().count() == 1
+
+
+# --------------------------------------------------------------------------------------------
+# Rate limits and the bad-token brake
+
+
+def _scim(app: Flask, token: str) -> Scim:
+    return Scim(app.test_client(), token)
+
+
+def _assert_429(response: Any) -> None:
+    assert_error(response, 429)
+    assert 0 < int(response.headers["Retry-After"]) <= 60
+
+
+def test_a_token_over_its_rate_gets_429_and_others_do_not(app: Flask, token: str) -> None:
+    limited = limited_app(app, rate_limit_per_token="3/minute")
+    with limited.app_context():
+        other = auth.issue("other-idp")
+    first, second = _scim(limited, token), _scim(limited, other)
+    for _ in range(3):
+        assert first.get("/Users").status_code == 200
+    _assert_429(first.get("/Users"))
+    assert second.get("/Users").status_code == 200
+    assert limited.test_client().get("/healthz").status_code == 200  # outside /scim: no limit
+
+
+def test_an_address_over_its_rate_gets_429_whatever_the_token(app: Flask, token: str) -> None:
+    limited = limited_app(app, rate_limit_per_address="3/minute")
+    with limited.app_context():
+        other = auth.issue("other-idp")
+    for secret in (token, other, token):
+        assert _scim(limited, secret).get("/Users").status_code == 200
+    _assert_429(_scim(limited, other).get("/Users"))
+    away = _scim(limited, token).get("/Users", environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    assert away.status_code == 200
+
+
+def test_repeated_bad_tokens_slow_the_address_down(app: Flask, token: str) -> None:
+    braked = limited_app(app, bad_token_limit="3/minute")
+    client = braked.test_client()
+    for _ in range(5):  # no token at all is not a guess
+        assert client.get("/scim/v2/Users").status_code == 401
+    guesser = _scim(braked, f"lmsscim_{uuid.uuid4().hex}")
+    for _ in range(3):
+        assert_error(guesser.get("/Users"), 401)
+    _assert_429(guesser.get("/Users"))
+    # The address is refused before its token is looked at, valid or not…
+    _assert_429(_scim(braked, token).get("/Users"))
+    # …while other addresses are served.
+    elsewhere = _scim(braked, token).get("/Users", environ_base={"REMOTE_ADDR": "192.0.2.8"})
+    assert elsewhere.status_code == 200
+
+
+def test_behind_a_trusted_proxy_the_forwarded_address_is_the_client(app: Flask, token: str) -> None:
+    braked = limited_app(app, bad_token_limit="2/minute", trusted_proxy_hops=1)
+    guesser = _scim(braked, "lmsscim_guess")
+    for _ in range(2):
+        guesser.get("/Users", headers={"X-Forwarded-For": "198.51.100.1"})
+    _assert_429(guesser.get("/Users", headers={"X-Forwarded-For": "198.51.100.1"}))
+    ok = _scim(braked, token).get("/Users", headers={"X-Forwarded-For": "198.51.100.2"})
+    assert ok.status_code == 200
+
+
+def test_instances_share_limits_through_redis(app: Flask, token: str) -> None:
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_timeout=1).ping()
+    except redis.RedisError:
+        pytest.skip("Redis unreachable at 127.0.0.1:6379")
+    settings = {
+        "rate_limit_per_token": "3/minute",
+        "ratelimit_storage_uri": "redis://127.0.0.1:6379",
+    }
+    one, two = limited_app(app, **settings), limited_app(app, **settings)
+    # A fresh token: its bucket in the shared storage is its own.
+    with one.app_context():
+        fresh = auth.issue(f"shared-{uuid.uuid4().hex[:6]}")
+    assert _scim(one, fresh).get("/Users").status_code == 200
+    assert _scim(two, fresh).get("/Users").status_code == 200
+    assert _scim(one, fresh).get("/Users").status_code == 200
+    _assert_429(_scim(two, fresh).get("/Users"))
+
+
+def test_an_unreachable_rate_limit_storage_lets_requests_through(app: Flask, token: str) -> None:
+    broken = limited_app(app, ratelimit_storage_uri="redis://127.0.0.1:1")
+    assert _scim(broken, token).get("/Users").status_code == 200
+
+
+# --------------------------------------------------------------------------------------------
+# Database failures
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        peewee.OperationalError("server closed the connection unexpectedly"),
+        peewee.InterfaceError("connection already closed"),
+        MaxConnectionsExceeded("Max connections exceeded, timed out attempting to connect."),
+        pytest.param("psycopg2.OperationalError", id="psycopg2-operational"),
+        pytest.param("psycopg2.InterfaceError", id="psycopg2-interface"),
+    ],
+)
+def test_a_failing_database_is_a_503_with_retry_after(
+    scim: Scim, monkeypatch: pytest.MonkeyPatch, failure: Any
+) -> None:
+    if isinstance(failure, str):
+        psycopg2 = pytest.importorskip("psycopg2")
+        failure = getattr(psycopg2, failure.split(".")[1])("connection refused")
+    user = create(scim)
+    kind = type(failure).__name__
+    before = _metric(scim.client, "lms_scim_database_errors_total", kind=kind)
+
+    def fail(*_args: Any, **_kwargs: Any) -> Any:
+        raise failure
+
+    monkeypatch.setattr("app.store.users.load_many", fail)
+    response = scim.get(f"/Users/{user['id']}")
+    error = assert_error(response, 503)
+    assert "retry" in error["detail"]
+    assert "connection" not in error["detail"]  # nothing internal leaks
+    assert response.headers["Retry-After"] == "5"
+    assert _metric(scim.client, "lms_scim_database_errors_total", kind=kind) == before + 1
+
+
+def test_readyz_reports_the_database(client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert client.get("/readyz").status_code == 200
+
+    def down() -> None:
+        raise peewee.OperationalError("could not connect to server")
+
+    monkeypatch.setattr(db, "ping", down)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert client.get("/healthz").status_code == 200  # the process is alive all the same
+
+
+def test_the_pool_is_sized_from_the_configuration() -> None:
+    url = "postgresql://nobody@127.0.0.1:9/nothing"  # never connected to
+    default = db.make_database(Config(database_url=url))
+    assert default._max_connections == Config().web_threads + 2  # type: ignore[attr-defined]
+    sized = db.make_database(Config(database_url=url, db_pool_size=11, db_pool_timeout=2.5))
+    assert sized._max_connections == 11  # type: ignore[attr-defined]
+    assert sized._wait_timeout == 2.5  # type: ignore[attr-defined]
+    assert sized.connect_params["connect_timeout"] == Config().db_connect_timeout
+
+
+# --------------------------------------------------------------------------------------------
+# What operators see
+
+
+def _metric(client: FlaskClient, name: str, **labels: str) -> float:
+    text = client.get("/metrics").get_data(as_text=True)
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_count_requests_by_route_template_and_provisioning_writes(
+    scim: Scim, app: Flask
+) -> None:
+    client = scim.client
+    route = app.url_map.bind("localhost").match("/scim/v2/Users/x", return_rule=True)[0].rule
+    reads = _metric(client, "lms_scim_http_requests_total", route=route, status="200")
+    creates = _metric(
+        client, "lms_scim_provisioning_operations_total", resource="User", operation="create"
+    )
+    user = create(scim)
+    scim.get(f"/Users/{user['id']}")
+    scim.get("/Users/no-such-id")
+    assert _metric(client, "lms_scim_http_requests_total", route=route, status="200") == reads + 1
+    after = _metric(
+        client, "lms_scim_provisioning_operations_total", resource="User", operation="create"
+    )
+    assert after == creates + 1
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "no-such-id" not in text  # ids never become label values
+    assert "lms_scim_http_request_duration_seconds_bucket" in text
+
+
+def test_metrics_are_for_loopback_or_the_metrics_token(app: Flask) -> None:
+    client = app.test_client()
+    assert client.get("/metrics").status_code == 200
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.5"}).status_code == 403
+    assert client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.5"}).status_code == 403
+    guarded = limited_app(app, metrics_token="metrics-secret-for-tests").test_client()
+    assert guarded.get("/metrics").status_code == 403
+    assert guarded.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 403
+    remote = {"REMOTE_ADDR": "203.0.113.5"}
+    allowed = guarded.get(
+        "/metrics",
+        headers={"Authorization": "Bearer metrics-secret-for-tests"},
+        environ_base=remote,
+    )
+    assert allowed.status_code == 200
+
+
+def test_each_request_is_one_structured_log_line(
+    scim: Scim, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="lms_scim.request")
+    response = scim.get("/Users?filter=userName%20eq%20%22x%22", headers={"X-Request-Id": "r-1"})
+    assert response.headers["X-Request-Id"] == "r-1"
+    (record,) = [r for r in caplog.records if r.name == "lms_scim.request"]
+    fields = record.fields  # type: ignore[attr-defined]
+    assert fields["request_id"] == "r-1"
+    assert fields["route"] == "/scim/v2/Users"
+    assert fields["status"] == 200
+    assert fields["token"] == "test-idp"
+    assert fields["duration_ms"] >= 0
+    line = json.loads(observability.JsonFormatter().format(record))
+    assert line["request_id"] == "r-1"
+    assert "filter" not in json.dumps(line)  # no query strings: they carry personal data
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("Authorization: Bearer lmsscim_abcDEF-123_x", "Authorization: Bearer [redacted]"),
+        ("token lmsscim_abcDEF-123_x leaked", "token lmsscim_[redacted] leaked"),
+        ('{"password": "hunter2", "userName": "a"}', '{"password": [redacted], "userName": "a"}'),
+        ("password=hunter2 next", "password=[redacted] next"),
+        ("('$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA', 1)", "('$argon2[redacted]', 1)"),
+        ("Basic dXNlcjpwYXNz", "Basic [redacted]"),
+    ],
+)
+def test_redact_blanks_secrets(text: str, kept: str) -> None:
+    assert observability.redact(text) == kept
+
+
+def test_the_openapi_document_is_served_with_the_token(scim: Scim, client: FlaskClient) -> None:
+    assert_error(client.get("/scim/v2/openapi.json"), 401)
+    response = scim.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.get_json()
+    assert document["openapi"].startswith("3.")
+    schemas = document["components"]["schemas"]
+    assert "userName" in schemas["UserRequest"]["required"]
+    assert "password" in schemas["UserRequest"]["properties"]
+    assert "password" not in schemas["User"]["properties"]  # returned: never
+    assert "id" not in schemas["UserRequest"]["properties"]  # readOnly
+    assert "id" in schemas["User"]["required"]  # returned: always
+    assert set(document["paths"]) >= {"/Users", "/Users/{id}", "/Groups/{id}", "/Schemas"}
+
+
+def test_a_connection_that_cannot_go_back_to_the_pool_is_dropped(app: Flask) -> None:
+    if not db.is_postgres():
+        pytest.skip("the pool is PostgreSQL's")
+    pool = db.database.obj
+    transaction = pool.atomic()
+    transaction.__enter__()  # a request that left its transaction open
+    pool.execute_sql("SELECT 1")
+    db.release()  # closing would raise "transaction is open": the connection is dropped
+    assert pool.is_closed()
+    assert pool.execute_sql("SELECT 2").fetchone() == (2,)  # a fresh one, not the dropped one
+    db.release()
