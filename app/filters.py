@@ -450,7 +450,26 @@ def _bare_literal(word: str, start: int, end: int, op: str) -> _Literal:
 # --- their lexer and parser ------------------------------------------------------------------
 
 
+# Their trees by the text they were parsed from. That text has its literals replaced by
+# placeholders, so it is the filter's shape alone: an IdP's look-ups (`userName eq "…"` with
+# a different name each time) share one entry, and their lexer and parser, the slowest part of
+# a look-up, run once per shape. Bounded; trees are only read afterwards.
+_TREES: dict[str, their.Filter] = {}
+_TREES_MAX = 512
+
+
 def _run_their_parser(prepared: _Prepared) -> their.Filter:
+    """Run scim2-filter-parser's lexer and parser (once per shape; see `_TREES`)."""
+    tree = _TREES.get(prepared.text)
+    if tree is None:
+        tree = _parse_shape(prepared)
+        if len(_TREES) >= _TREES_MAX:
+            _TREES.clear()
+        _TREES[prepared.text] = tree
+    return tree
+
+
+def _parse_shape(prepared: _Prepared) -> their.Filter:
     """Run scim2-filter-parser's lexer and parser; turn every failure into InvalidFilter."""
     last: list[Any] = [None]
     finished = [False]

@@ -9,6 +9,21 @@
 Every answer is checked like scimbench's `lookup`: 200, a ListResponse with exactly one
 resource, the right id and userName (and for `lookup_external_id` the right externalId).
 
+The phases issue 10 asks for beyond scimbench's:
+
+* `create`, `create_password`: `POST /Users` of new users without and with a password (201, the
+  user as sent, active, no password in the answer). `create_password_ignored` is the same
+  request against a server with `PASSWORD_POLICY=ignore` (run.py starts that server).
+* `cursor_start`, `cursor_end`: RFC 9865 pages of `--page-size` users, the first (`cursor=`)
+  and the last (a cursor run.py signed for the position 100 users before the end).
+* `big_group_lookup`: `GET /Groups?filter=displayName eq "…"&excludedAttributes=members` of a
+  group run.py seeded with up to 100,000 members (one group, no members in the answer).
+* `big_group_patch`: add one user to that group, then remove it again (Okta's forms), each
+  answer 204 or 200; afterwards the group has exactly its seeded members.
+* `big_group_get`: full `GET /Groups/{id}` of it, every member there (a few requests).
+
+run.py passes the big group and the end cursor in the `--state` file's `extras`.
+
 It runs exactly like scimbench.py (same options); the extra phase names are accepted in
 `--phases`. scimbench.py is a verbatim copy of the team's shared harness, so the extra phases
 live here, in a subclass of its `Bench`, and reuse its `run_phase`, `Client` and checks.
@@ -16,13 +31,36 @@ live here, in a subclass of its `Bench`, and reuse its `run_phase`, `Client` and
 
 from __future__ import annotations
 
+import json
+import secrets
 import sys
 from collections.abc import Callable
 
 import scimbench
-from scimbench import Bench, CheckError, check_user, expect_status, list_resources, q
+from scimbench import (
+    Bench,
+    CheckError,
+    check_user,
+    expect_status,
+    list_resources,
+    okta_id,
+    q,
+    user_payload,
+)
 
-EXTRA_PHASES = ("lookup_external_id", "lookup_email")
+EXTRA_PHASES = (
+    "lookup_external_id",
+    "lookup_email",
+    "create",
+    "create_password",
+    "create_password_ignored",
+    "cursor_start",
+    "cursor_end",
+    "big_group_lookup",
+    "big_group_patch",
+    "big_group_get",
+)
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
 class ProjectBench(Bench):
@@ -62,6 +100,144 @@ class ProjectBench(Bench):
             lambda u: f'externalId eq "{u["externalId"]}"',
             same_external_id,
         )
+
+    def extras(self) -> dict:
+        if not hasattr(self, "_extras"):
+            with open(self.a.state) as f:
+                self._extras = json.load(f).get("extras", {})
+        return self._extras
+
+    def _timed(self, name: str, op: Callable) -> None:
+        self.run_phase(name, op, duration=self.a.duration, warmup=self.a.warmup)
+
+    def _create(self, name: str, password: bool) -> None:
+        tag = secrets.token_hex(3)
+
+        def op(ctx, client, i):
+            user = {
+                "userName": f"n{tag}.{name}.{i:07d}@example.test",
+                "externalId": okta_id(ctx["rng"]),
+                "given": "Ada",
+                "family": "Bench",
+            }
+            st, doc, raw = client.request("POST", "/Users", user_payload(user, password))
+            if not self.checked:
+                return True
+            expect_status(st, 201, raw)
+            check_user(doc, user)
+            if doc.get("active") is not True or "password" in doc:
+                raise CheckError("created user", "not active, or the password came back")
+            return False
+
+        self._timed(name, op)
+
+    def phase_create(self) -> None:
+        self._create("create", password=False)
+
+    def phase_create_password(self) -> None:
+        self._create("create_password", password=True)
+
+    def phase_create_password_ignored(self) -> None:
+        self._create("create_password_ignored", password=True)
+
+    def _cursor(self, name: str, cursor: str, rows: int, more: bool) -> None:
+        size = self.a.page_size
+
+        def op(_ctx, client, _i):
+            st, doc, raw = client.request("GET", f"/Users?count={size}&cursor={q(cursor)}")
+            if not self.checked:
+                return True
+            expect_status(st, 200, raw)
+            _total, resources = list_resources(doc)
+            if len(resources) != rows or bool(doc.get("nextCursor")) != more:
+                raise CheckError(
+                    "cursor page",
+                    f"{len(resources)} resources (want {rows}), nextCursor "
+                    f"{bool(doc.get('nextCursor'))} (want {more})",
+                )
+            return False
+
+        self._timed(name, op)
+
+    def phase_cursor_start(self) -> None:
+        total = self.extras()["users_total"]
+        size = self.a.page_size
+        self._cursor("cursor_start", "", min(size, total), total > size)
+
+    def phase_cursor_end(self) -> None:
+        end = self.extras()["end_cursor"]
+        self._cursor("cursor_end", end["cursor"], end["rows"], False)
+
+    def phase_big_group_lookup(self) -> None:
+        group = self.extras()["big_group"]
+        path = "/Groups?excludedAttributes=members&filter=" + q(
+            f'displayName eq "{group["displayName"]}"'
+        )
+
+        def op(_ctx, client, _i):
+            st, doc, raw = client.request("GET", path)
+            if not self.checked:
+                return True
+            expect_status(st, 200, raw)
+            total, resources = list_resources(doc)
+            if total != 1 or resources[0].get("id") != group["id"] or "members" in resources[0]:
+                raise CheckError("big group lookup", f"totalResults={total}")
+            return False
+
+        self._timed("big_group_lookup", op)
+
+    def phase_big_group_patch(self) -> None:
+        group = self.extras()["big_group"]
+        spare = group["spare"]
+        path = "/Groups/" + q(group["id"])
+        per_worker = max(1, len(spare) // self.a.concurrency)
+
+        def op(ctx, client, _i):
+            # Each worker adds one of its own spare users, then removes it: never a clash.
+            mine = spare[ctx["wid"] * per_worker : (ctx["wid"] + 1) * per_worker] or spare
+            user_id = mine[(ctx["k"] // 2) % len(mine)]
+            if ctx["k"] % 2 == 0:
+                change = {"op": "add", "path": "members", "value": [{"value": user_id}]}
+            else:
+                change = {"op": "remove", "path": f'members[value eq "{user_id}"]'}
+            st, _doc, raw = client.request(
+                "PATCH", path, {"schemas": [PATCH_OP], "Operations": [change]}
+            )
+            if not self.checked:
+                return True
+            if st not in (200, 204):
+                raise CheckError(f"status {st}", raw[:200].decode("utf-8", "replace"))
+            return False
+
+        result = self.run_phase(
+            "big_group_patch", op, duration=self.a.duration, warmup=self.a.warmup
+        )
+        if self.checked:
+
+            def verify(client, _item):
+                in_group = "groups.value eq " + json.dumps(group["id"])
+                st, doc, raw = client.request("GET", "/Users?count=0&filter=" + q(in_group))
+                expect_status(st, 200, raw)
+                members = doc.get("totalResults")
+                # A worker stopped between its add and its remove leaves its user in.
+                if not group["members"] <= members <= group["members"] + self.a.concurrency:
+                    raise CheckError("members after add/remove", f"{members} members")
+
+            self.post_check(result, verify, [None])
+
+    def phase_big_group_get(self) -> None:
+        group = self.extras()["big_group"]
+
+        def op(_ctx, client, _i):
+            st, doc, raw = client.request("GET", "/Groups/" + q(group["id"]))
+            if not self.checked:
+                return True
+            expect_status(st, 200, raw)
+            if len(doc.get("members") or ()) < group["members"]:
+                raise CheckError("members", f"{len(doc.get('members') or ())} members")
+            return False
+
+        self.run_phase("big_group_get", op, count=3, concurrency=1, duration=120)
 
     def phase_lookup_email(self) -> None:
         self._lookup_one(

@@ -53,17 +53,44 @@ CORE_PHASES = [
     "lookup_external_id",
     "lookup_email",
     "get",
-    "put",
-    "patch",
     "list_start",
     "list_mid",
     "list_end",
+    "cursor_start",
+    "cursor_end",
+    "big_group_lookup",
+    "big_group_get",
+    "put",
+    "patch",
+    "big_group_patch",
+    "create",
+    "create_password",
     "conflict",
 ]
 GROUP_PHASES = ["groups_create", "groups_patch"]
-KNOWN_PHASES = [*CORE_PHASES, *GROUP_PHASES]
-# The order the phases run in: reads first, then writes; `conflict` last.
-ORDER = [*CORE_PHASES[:-1], *GROUP_PHASES, "conflict"]
+# Run against a second server with PASSWORD_POLICY=ignore (Okta sends passwords regardless).
+IGNORED_PASSWORD_PHASE = "create_password_ignored"  # noqa: S105 - a phase name
+KNOWN_PHASES = [*CORE_PHASES, *GROUP_PHASES, IGNORED_PASSWORD_PHASE]
+# The order the phases run in: reads first (the cursor is signed for the seeded users), then
+# writes; `conflict` last.
+ORDER = [*CORE_PHASES[:-1], *GROUP_PHASES, "conflict", IGNORED_PASSWORD_PHASE]
+# Issue 10's targets: requests/s as a share of the ceiling's for the same phase.
+TARGETS = {
+    "lookup": 0.50,
+    "lookup_miss": 0.50,
+    "get": 0.50,
+    "conflict": 0.45,
+    "put": 0.30,
+    "patch": 0.30,
+    "big_group_patch": 0.30,
+    "create": 0.30,
+    "create_password_ignored": 0.30,
+    "list_start": 0.08,
+    "list_mid": 0.08,
+    "list_end": 0.08,
+}
+# A create with a password: at least this share of the hashing bound (CPUs / one hash's time).
+HASH_BOUND_TARGET = 0.80
 SEED_PASSWORD = "Pw-bench-seed!9a"  # noqa: S105 - every seeded user's throwaway password
 GUNICORN_SETTINGS = ["--workers", "2", "--worker-class", "gthread", "--threads", "4"]
 
@@ -238,15 +265,43 @@ def database_size(kind: str, url: str) -> int | None:
         return int(cursor.fetchone()[0])
 
 
-def prepare(kind: str, url: str, n: int, args: argparse.Namespace, state: Path, base: str) -> dict:
-    """Migrate, seed n users, analyse, issue a token; write scimbench's --state file."""
+def end_cursor(ids: list[str], page_size: int, config: Any) -> dict[str, Any]:
+    """An RFC 9865 cursor for the last page of /Users in its default order (by id), signed
+    as the server signs its `nextCursor`s: walking a million users there takes 10,000 pages."""
+    from app import cursors
+
+    ordered = sorted(ids)
+    rows = min(page_size, len(ordered) - 1)
+    position = (None, ordered[-rows - 1])
+    digest = cursors.query_digest("User", "", None, False)
+    key = cursors.derive_key(config.secret_key)
+    token = cursors.encode(position, digest, key, config.cursor_timeout_seconds)
+    return {"cursor": token, "rows": rows}
+
+
+def hash_seconds(rounds: int = 8) -> float:
+    """The time of one password hash as the server computes it (argon2id, app.passwords)."""
+    from app import passwords
+
+    passwords.hash_password("warm-up")
+    started = time.perf_counter()
+    for i in range(rounds):
+        passwords.hash_password(f"Pw-{i}-bench!")
+    return (time.perf_counter() - started) / rounds
+
+
+def prepare(
+    kind: str, url: str, n: int, args: argparse.Namespace, state: Path, base: str, secret: str
+) -> dict:
+    """Migrate, seed n users and the big group, analyse, issue a token; write scimbench's
+    --state file (with the big group and a cursor signed with the server's `secret`)."""
     from app import create_app, passwords
     from app.auth import issue
     from app.config import Config
     from app.store import migrations, seed
     from app.store.db import database
 
-    config = Config.from_env(database_url=url)
+    config = Config.from_env(database_url=url, secret_key=secret)
     create_app(config)  # points the store at `url`, with the same settings as the server
     db = database.obj
     out: dict[str, Any] = {}
@@ -283,6 +338,24 @@ def prepare(kind: str, url: str, n: int, args: argparse.Namespace, state: Path, 
             if len(ids) != n:
                 raise RuntimeError(f"bulk_create returned {len(ids)} ids for {n} users")
 
+            spare = min(args.spare_users, max(1, n // 10))
+            members = ids[: max(0, min(args.big_group, n - spare))]
+            big_name = f"{prefix} everyone"
+            started = time.perf_counter()
+            big_id = seed.bulk_group({"displayName": big_name}, members)
+            out["big_group_members"] = len(members)
+            out["big_group_seed_s"] = round(time.perf_counter() - started, 3)
+            extras = {
+                "users_total": n,
+                "big_group": {
+                    "id": big_id,
+                    "displayName": big_name,
+                    "members": len(members),
+                    "spare": ids[n - spare :],
+                },
+                "end_cursor": end_cursor(ids, args.page_size, config),
+            }
+
             started = time.perf_counter()
             db.execute_sql("ANALYZE")
             out["analyze_s"] = round(time.perf_counter() - started, 3)
@@ -293,7 +366,7 @@ def prepare(kind: str, url: str, n: int, args: argparse.Namespace, state: Path, 
         users = [dict(user, id=ids[i]) for i, user in sample]
         del ids
         with state.open("w") as f:
-            json.dump({"base": base, "users": users}, f)
+            json.dump({"base": base, "users": users, "extras": extras}, f)
         out["state_users"] = len(users)
     finally:
         if hasattr(db, "close_all"):
@@ -463,6 +536,8 @@ def run_scimbench(
         str(args.warmup),
         "--group-size",
         str(args.group_size),
+        "--page-size",
+        str(args.page_size),
         "--seed-timeout",
         "300",
         "--seed-rng",
@@ -491,7 +566,12 @@ def run_scimbench(
 
 def write_ceiling_state(path: Path, n: int) -> None:
     users = [dict(u, id=str(i + 1)) for i, u in enumerate(generate_users(n, "ceiling", 1))]
-    path.write_text(json.dumps({"base": "ceiling", "users": users}))
+    extras = {  # the same requests, answered with a fixed body
+        "users_total": n,
+        "big_group": {"id": "1", "displayName": "everyone", "members": 0, "spare": ["1", "2"]},
+        "end_cursor": {"cursor": "ceiling", "rows": 100},
+    }
+    path.write_text(json.dumps({"base": "ceiling", "users": users, "extras": extras}))
 
 
 # --------------------------------------------------------------------------- report
@@ -524,8 +604,8 @@ def tables(result: dict[str, Any]) -> str:
         f"Load average (1 min) before/after each measurement: {loads(result)}. Anything "
         "well above 0 before a measurement means another process shared the CPUs.",
         "",
-        "| db | users | phase | req/s | p50 ms | p95 ms | p99 ms | vs ceiling | status |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---|",
+        "| db | users | phase | req/s | p50 ms | p95 ms | p99 ms | vs ceiling | target | status |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|---|",
     ]
     notes = []
     for case in result["cases"]:
@@ -536,7 +616,8 @@ def tables(result: dict[str, Any]) -> str:
             lines.append(
                 f"| {case['db']} | {case['users']:,} | {name} | {s['ok_rps']:.1f} | "
                 f"{fmt(s['p50_ms'], '.2f')} | {fmt(s['p95_ms'], '.2f')} | "
-                f"{fmt(s['p99_ms'], '.2f')} | {fmt(ratio, '.2f')} | {status} |"
+                f"{fmt(s['p99_ms'], '.2f')} | {fmt(ratio, '.2f')} | "
+                f"{target_cell(name, ratio, s, case, result)} | {status} |"
             )
             if s["errors"]:
                 kinds = "; ".join(f"{v} x {k}" for k, v in s["error_kinds"].items())
@@ -571,9 +652,85 @@ def tables(result: dict[str, Any]) -> str:
             f"{fmt(seed.get('seed_users_per_s'), ',.0f')} | {fmt(seed.get('analyze_s'), '.2f')} | "
             f"{fmt(size / 2**20 if size else None)} | {peaks} |"
         )
+    lines += hashing_lines(result) + scaling_lines(result)
     if notes:
         lines += ["", "Wrong answers and failures:", "", *notes]
     return "\n".join(lines) + "\n"
+
+
+def hash_bound(case: dict[str, Any], result: dict[str, Any]) -> float | None:
+    """Creates with a password per second that hashing alone allows: CPUs / one hash."""
+    seconds = case.get("hash_s")
+    return result["host"]["cpus"] / seconds if seconds else None
+
+
+def target_cell(
+    name: str, ratio: float | None, s: dict[str, Any], case: dict[str, Any], result: dict
+) -> str:
+    """Issue 10's target for the phase and whether this run met it."""
+    if name == "create_password":
+        bound = hash_bound(case, result)
+        if not bound:
+            return "-"
+        share = s["ok_rps"] / bound
+        mark = "met" if share >= HASH_BOUND_TARGET else "MISSED"
+        return f"≥{HASH_BOUND_TARGET:.0%} of hash bound: {share:.0%} {mark}"
+    target = TARGETS.get(name)
+    if target is None or ratio is None:
+        return "-"
+    return f"≥{target:.2f} {'met' if ratio >= target else 'MISSED'}"
+
+
+def hashing_lines(result: dict[str, Any]) -> list[str]:
+    rows = [c for c in result["cases"] if c.get("hash_s")]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "Hashing bound (argon2id as app.passwords hashes: m=19 MiB, t=2, p=1, timed in the run):",
+        "",
+        "| db | users | one hash ms | bound req/s (CPUs / hash) |",
+        "|---|---:|---:|---:|",
+    ]
+    for case in rows:
+        lines.append(
+            f"| {case['db']} | {case['users']:,} | {case['hash_s'] * 1000:.1f} | "
+            f"{hash_bound(case, result):.1f} |"
+        )
+    return lines
+
+
+def scaling_lines(result: dict[str, Any]) -> list[str]:
+    """Each phase's requests/s at the smallest size over the largest (target: ≤ 1.5x)."""
+    lines: list[str] = []
+    for db in dict.fromkeys(c["db"] for c in result["cases"]):
+        cases = sorted(
+            (c for c in result["cases"] if c["db"] == db and c.get("scimbench")),
+            key=lambda c: c["users"],
+        )
+        if len(cases) < 2:
+            continue
+        small, large = cases[0], cases[-1]
+        lines += [
+            "",
+            f"{db}: {small['users']:,} → {large['users']:,} users (slow-down = req/s at "
+            f"{small['users']:,} ÷ req/s at {large['users']:,}; target ≤ 1.5x):",
+            "",
+            "| phase | req/s small | req/s large | slow-down | p50 ms small | p50 ms large |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        big = large["scimbench"]["phases"]
+        for name, s in small["scimbench"]["phases"].items():
+            other = big.get(name)
+            if not other or not other["ok_rps"]:
+                continue
+            slow = s["ok_rps"] / other["ok_rps"]
+            mark = "" if slow <= 1.5 else " MISSED"
+            lines.append(
+                f"| {name} | {s['ok_rps']:.1f} | {other['ok_rps']:.1f} | {slow:.2f}x{mark} | "
+                f"{fmt(s['p50_ms'], '.2f')} | {fmt(other['p50_ms'], '.2f')} |"
+            )
+    return lines
 
 
 # --------------------------------------------------------------------------- main
@@ -598,6 +755,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="at most this many seeded users (evenly spread) go to scimbench's --state file",
     )
     p.add_argument("--seed-timeout", type=float, default=3600.0, help="time cap for one seed")
+    p.add_argument(
+        "--big-group", type=int, default=100_000, help="members of the big group (default 100k)"
+    )
+    p.add_argument(
+        "--spare-users", type=int, default=400, help="users kept out of the big group to add"
+    )
+    p.add_argument("--page-size", type=int, default=100, help="count= of list and cursor pages")
     p.add_argument("--seed-rng", type=int, default=1, help="RNG seed (users and picks)")
     args = p.parse_args(argv)
     args.db = (args.db or ("sqlite" if args.quick else "sqlite,postgres")).split(",")
@@ -623,7 +787,9 @@ def run_case(kind: str, n: int, args: argparse.Namespace, tmp: Path, stamp: str)
         log(f"{kind} {n:,} users: migrate + seed")
         state = tmp / f"{tag}.state.json"
         port = free_port()
-        prepared = prepare(kind, url, n, args, state, f"http://127.0.0.1:{port}/scim/v2")
+        secret = secrets.token_urlsafe(32)
+        base = f"http://127.0.0.1:{port}/scim/v2"
+        prepared = prepare(kind, url, n, args, state, base, secret)
         case["seed"] = prepared["seed"]
         seed = case["seed"]
         log(
@@ -647,13 +813,10 @@ def run_case(kind: str, n: int, args: argparse.Namespace, tmp: Path, stamp: str)
         if upgrade.returncode != 0:
             raise RuntimeError(f"lms-scim db upgrade failed:\n{upgrade.stderr[-2000:]}")
         seed["upgrade_before_start_s"] = round(time.perf_counter() - started, 2)
+        case["hash_s"] = hash_seconds()
+        env = {"DATABASE_URL": url, "SECRET_KEY": secret}
         server = Server(
-            f"lms-scim {kind} {n}",
-            "app:create_app()",
-            ROOT,
-            {"DATABASE_URL": url},
-            tmp / f"{tag}.server.log",
-            port,
+            f"lms-scim {kind} {n}", "app:create_app()", ROOT, env, tmp / f"{tag}.server.log", port
         )
         try:
             server.wait_ready("/healthz")
@@ -662,6 +825,8 @@ def run_case(kind: str, n: int, args: argparse.Namespace, tmp: Path, stamp: str)
             case["groups_supported"] = has_groups
             if not has_groups:
                 phase_list = [p for p in phase_list if p not in GROUP_PHASES]
+            ignored = IGNORED_PASSWORD_PHASE in phase_list
+            phase_list = [p for p in phase_list if p != IGNORED_PASSWORD_PHASE]
             log(f"{kind} {n:,} users: scimbench {','.join(phase_list)}")
             case["phases_run"] = phase_list
             case["scimbench"] = run_scimbench(
@@ -679,6 +844,34 @@ def run_case(kind: str, n: int, args: argparse.Namespace, tmp: Path, stamp: str)
             case["server_log_tail"] = server.tail(20)
         finally:
             server.close()
+        if ignored:
+            # The same creates, with passwords, against PASSWORD_POLICY=ignore.
+            port = free_port()
+            server = Server(
+                f"lms-scim {kind} {n} PASSWORD_POLICY=ignore",
+                "app:create_app()",
+                ROOT,
+                {**env, "PASSWORD_POLICY": "ignore"},
+                tmp / f"{tag}.ignore.log",
+                port,
+            )
+            try:
+                server.wait_ready("/healthz")
+                log(f"{kind} {n:,} users: scimbench {IGNORED_PASSWORD_PHASE}")
+                extra = run_scimbench(
+                    server,
+                    prepared["token"],
+                    state,
+                    prepared["seed"]["state_users"],
+                    [IGNORED_PASSWORD_PHASE],
+                    args,
+                    tmp / f"{tag}.ignore.json",
+                    check=True,
+                )
+                case["scimbench"]["phases"].update(extra["phases"])
+                case["phases_run"].append(IGNORED_PASSWORD_PHASE)
+            finally:
+                server.close()
     except Exception as exc:  # one failed case must not lose the others' results
         log(f"{kind} {n:,} users: FAILED: {exc!r}")
         case["error"] = repr(exc)

@@ -65,6 +65,9 @@ def _cursor_count(source: Any, config: Config) -> int:
     return min(count, config.max_page_size)
 
 
+MAX_START_INDEX = 2**62
+
+
 def parse_list_query(rtype: ResourceType, source: Any) -> ListQuery:
     config = current_app.config["SCIM"]
     text = source.get("filter")
@@ -88,7 +91,8 @@ def parse_list_query(rtype: ResourceType, source: Any) -> ListQuery:
     if "cursor" in source:
         page = _cursor_page(source, config, digest)
     else:
-        start = max(1, integer_param(source, "startIndex", 1))
+        # Past any collection's end, and within what OFFSET takes (a signed 64-bit integer).
+        start = min(max(1, integer_param(source, "startIndex", 1)), MAX_START_INDEX)
         count = integer_param(source, "count", config.default_page_size)
         page = PageRequest(min(max(0, count), config.max_page_size), start_index=start)
     return ListQuery(expr, sort_by, descending, page, digest)

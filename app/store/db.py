@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import os
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import peewee
@@ -30,6 +34,87 @@ SQLITE_PRAGMAS = {
 }
 
 
+class _WriteTurn:
+    """Whose turn it is to write: a thread lock (the threads of one process) and an `flock` on
+    a file beside the database (gunicorn's worker processes).
+
+    A waiting writer sleeps in the kernel and wakes the moment the holder commits. The lock is
+    the OS's, so a killed process drops it; the file is opened once per process (after a fork,
+    the parent's descriptor would share the lock instead of competing for it).
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.threads = threading.Lock()
+        self.held = threading.local()
+        self.fd: int | None = None
+        self.pid = 0
+
+    def _file(self) -> int | None:
+        if self.path is None:
+            return None
+        if self.fd is None or self.pid != os.getpid():
+            self.fd = os.open(f"{self.path}.write-lock", os.O_RDWR | os.O_CREAT, 0o600)
+            self.pid = os.getpid()
+        return self.fd
+
+    def take(self) -> None:
+        self.threads.acquire()
+        try:
+            fd = self._file()
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            self.threads.release()
+            raise
+        self.held.yes = True
+
+    def give_back(self) -> None:
+        if not getattr(self.held, "yes", False):
+            return
+        self.held.yes = False
+        try:
+            if self.fd is not None and self.pid == os.getpid():
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+        finally:
+            self.threads.release()
+
+
+class QueuedSqliteDatabase(peewee.SqliteDatabase):
+    """SQLite whose write transactions queue for their turn instead of polling for the lock.
+
+    Every transaction here begins IMMEDIATE (it takes SQLite's write lock at BEGIN). A second
+    writer then waits in SQLite's busy handler, which retries in sleeps of up to 100 ms: under
+    concurrent PATCHes those sleeps, not the work, made the slow tail. Taking a `_WriteTurn`
+    before BEGIN hands the lock over as soon as the writer before commits or rolls back.
+    """
+
+    def __init__(self, database: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+        self.turn = _WriteTurn(None if in_memory else Path(database))
+
+    def begin(self, lock_type: str | None = None) -> None:
+        self.turn.take()
+        try:
+            super().begin(lock_type)
+        except BaseException:
+            self.turn.give_back()
+            raise
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.turn.give_back()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.turn.give_back()
+
+
 def _fold(value: object) -> object:
     return fold(value) if isinstance(value, str) else value
 
@@ -43,8 +128,13 @@ def make_database(config: Config) -> peewee.Database:
     if url.startswith("sqlite"):
         # IMMEDIATE: a write transaction takes the write lock when it begins, so two writers
         # never both read and then deadlock on the upgrade.
-        db = db_url.connect(
-            url, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE", check_same_thread=False
+        options = db_url.parse(url)
+        db = QueuedSqliteDatabase(
+            options.pop("database"),
+            pragmas=SQLITE_PRAGMAS,
+            lock_type="IMMEDIATE",
+            check_same_thread=False,
+            **options,
         )
         # SQLite's own lower() folds ASCII only; this one agrees with `scim_schemas.fold`.
         db.register_function(_fold, "scim_fold", 1, deterministic=True)

@@ -33,7 +33,7 @@ from app.errors import (
     Uniqueness,
 )
 from app.marshal import coerce, load_resource
-from app.store import audit, enrolments, outbox
+from app.store import audit, enrolments, outbox, prepared
 from app.store.db import database, locked
 from app.store.group_mapping import member, row_values, to_resource
 from app.store.models import Group, Membership, User, utcnow
@@ -59,7 +59,7 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
 
 def _row(group_id: str, *, lock: bool = False) -> Group:
     query = Group.select().where(Group.id == group_id)
-    row = (locked(query) if lock else query).first()
+    row = prepared.first(locked(query) if lock else query)
     if row is None:
         raise NotFound(f"Group {group_id} not found.")
     return row

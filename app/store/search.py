@@ -19,7 +19,7 @@ from peewee import SQL, NodeList, fn
 
 from app import filters as f
 from app.errors import InvalidFilter
-from app.store import group_mapping
+from app.store import group_mapping, prepared
 from app.store.db import is_postgres
 from app.store.models import Group, Membership, User, UserAddress, UserValue
 from app.store.user_mapping import (
@@ -413,7 +413,7 @@ def page(query: peewee.ModelSelect, condition: Any, sort: Sort, request: PageReq
         return Page(query.count(), rows)
     if request.after is not None:
         ordered = ordered.where(sort.after(request.after))
-    rows = list(ordered.limit(request.count + 1))
+    rows = list(prepared.rows(ordered.limit(request.count + 1)))
     more = len(rows) > request.count
     rows = rows[: request.count]
     total = len(rows) if request.after is None and not more else query.count()
@@ -431,10 +431,12 @@ def _offset_page(
 ) -> list[Any]:
     offset = request.start_index - 1
     if offset < _DEFERRED_JOIN_OFFSET or sort.key is not None:
-        return list(ordered.offset(offset).limit(request.count))
+        return list(prepared.rows(ordered.offset(offset).limit(request.count)))
     ids = query.select(sort.owner_id).order_by(*sort.order_by()).offset(offset).limit(request.count)
     model = query.model
-    return list(model.select().where(sort.owner_id.in_(ids)).order_by(*sort.order_by()))
+    return list(
+        prepared.rows(model.select().where(sort.owner_id.in_(ids)).order_by(*sort.order_by()))
+    )
 
 
 def user_order(attribute: Attribute | None, descending: bool) -> Sort:

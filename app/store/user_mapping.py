@@ -181,15 +181,13 @@ def child_rows(
     return values, addresses
 
 
-def _put(resource: dict[str, Any], schema: str, path: str, value: Any) -> None:
-    if value is None:
-        return
-    container = resource if schema == C else resource.setdefault(schema, {})
-    head, _, tail = path.partition(".")
-    if tail:
-        container.setdefault(head, {})[tail] = value
-    else:
-        container[head] = value
+# Per scalar column, worked out once: (field, schema, attribute, sub-attribute, is a dateTime).
+# A page of a hundred users reads some three thousand columns through this.
+_READ_PLAN = [
+    (scalar.field.name, scalar.schema, *scalar.path.partition(".")[::2], scalar.path == "hireDate")
+    for scalar in SCALARS
+    if not scalar.path.startswith("meta.")
+]
 
 
 def to_resource(
@@ -203,13 +201,17 @@ def to_resource(
 
     `enrolments` (`[{courseId, role}]`, from `app.store.enrolments`) go in the LMS extension."""
     resource: dict[str, Any] = {"schemas": [C]}
-    for scalar in SCALARS:
-        if scalar.path.startswith("meta."):
+    for name, schema, head, tail, is_date in _READ_PLAN:
+        value = getattr(user, name)
+        if value is None:
             continue
-        value = getattr(user, scalar.field.name)
-        if scalar.path == "hireDate":
+        if is_date:
             value = iso(value)
-        _put(resource, scalar.schema, scalar.path, value)
+        container = resource if schema == C else resource.setdefault(schema, {})
+        if tail:
+            container.setdefault(head, {})[tail] = value
+        else:
+            container[head] = value
     for row in sorted(values, key=lambda r: (r.attr, r.position)):
         element = {
             "value": row.value,

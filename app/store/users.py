@@ -74,9 +74,9 @@ def load_many(users: Iterable[User], *, with_enrolments: bool = True) -> list[di
     values: dict[str, list[UserValue]] = defaultdict(list)
     addresses: dict[str, list[UserAddress]] = defaultdict(list)
     if ids:
-        for row in prepared.raw(UserValue, "values_of_users", _values_query, ids):
+        for row in prepared.models(UserValue, "values_of_users", _values_query, ids):
             values[row.user_id].append(row)
-        for row in prepared.raw(UserAddress, "addresses_of_users", _addresses_query, ids):
+        for row in prepared.models(UserAddress, "addresses_of_users", _addresses_query, ids):
             addresses[row.user_id].append(row)
     groups = _groups_of(ids)
     courses = enrolments.of_users(ids) if with_enrolments and ids else {}
@@ -87,7 +87,7 @@ def load_many(users: Iterable[User], *, with_enrolments: bool = True) -> list[di
 
 
 def get(user_id: str) -> dict[str, Any]:
-    user = next(iter(prepared.raw(User, "user_by_id", _user_query, [user_id])), None)
+    user = next(iter(prepared.models(User, "user_by_id", _user_query, [user_id])), None)
     if user is None:
         raise NotFound(f"User {user_id} not found.")
     return load_many([user])[0]
@@ -205,7 +205,7 @@ def modify(
     """
     try:
         with database.atomic():
-            user = locked(User.select().where(User.id == user_id)).first()
+            user = prepared.first(locked(User.select().where(User.id == user_id)))
             if user is None:
                 raise NotFound(f"User {user_id} not found.")
             current = load_many([user], with_enrolments=False)[0]

@@ -302,6 +302,8 @@ def test_list_pages_with_true_totals_and_stable_order(scim: Any) -> None:
         ("startIndex=0&count=2", 3, 2, 1),
         ("startIndex=-3", 3, 3, 1),
         ("startIndex=10", 3, 0, 10),
+        # Beyond a 64-bit OFFSET (found by schemathesis: a 500 on PostgreSQL).
+        ("startIndex=162836181763012414693663834112", 3, 0, 2**62),
     ],
 )
 def test_paging_edges(scim: Any, query: str, total: int, items: int, start: int) -> None:
