@@ -40,8 +40,13 @@ fmt: $(BIN)/.dev-installed
 test: $(BIN)/.dev-installed lint
 	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
 
-bench: $(BIN)/.dev-installed
+$(BIN)/.bench-installed: pyproject.toml $(BIN)/.dev-installed
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: $(BIN)/.bench-installed
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/chart.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .coverage

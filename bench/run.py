@@ -937,6 +937,7 @@ def main(argv: list[str] | None = None) -> int:
     out = RESULTS / f"{stamp}.json"
     out.write_text(json.dumps(result, indent=1))
     (RESULTS / "latest.md").write_text(text)
+    (RESULTS / "latest.json").write_text(out.read_text())
     print(text)
     log(f"done in {result['total_s']:.0f} s: {out.relative_to(ROOT)}, bench/results/latest.md")
     failed = any(c.get("error") for c in result["cases"])

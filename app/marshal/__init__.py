@@ -63,6 +63,9 @@ def coerce(attribute: Attribute, value: Any) -> Any:
         raise InvalidValue(_explain(attribute.path, exc.messages)) from exc
     if attribute.is_complex:
         _check_required_subs(attribute, result)
+        if attribute.multi_valued and sum(1 for e in result if e.get("primary") is True) > 1:
+            # RFC 7643 §2.4: "The primary attribute value "true" MUST appear no more than once."
+            raise InvalidValue(f"At most one value of {attribute.path} may be primary.")
     return result
 
 

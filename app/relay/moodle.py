@@ -36,6 +36,7 @@ REQUIRED_FUNCTIONS = (
     "core_cohort_delete_cohort_members",
     "enrol_manual_enrol_users",
     "enrol_manual_unenrol_users",
+    "core_role_unassign_roles",
 )
 
 # Moodle error codes that describe the site's state, not the request: retry later.
@@ -202,6 +203,17 @@ class MoodleClient:
         self.call(
             "enrol_manual_unenrol_users", enrolments=[{"userid": user_id, "courseid": course_id}]
         )
+
+    def unassign_role(self, user_id: int, course_id: str, role_id: int) -> None:
+        """Take one role in a course away and leave the enrolment (another rule still gives
+        the course with another role)."""
+        unassignment = {
+            "roleid": role_id,
+            "userid": user_id,
+            "contextlevel": "course",
+            "instanceid": course_id,
+        }
+        self.call("core_role_unassign_roles", unassignments=[unassignment])
 
     # -- the connection ----------------------------------------------------------------------
 

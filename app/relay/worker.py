@@ -300,6 +300,11 @@ class Relay:
             self.client.enrol(lms_user, course_id, role_id)
             lms_links.enrolled(user_id, course_id, role)
         wanted_courses = {course_id for course_id, _ in wanted}
+        for course_id, role in sorted(have - wanted):
+            # The course stays (another rule gives it) but no rule gives this role any more.
+            if course_id in wanted_courses and (role_id := self.settings.role_ids.get(role)):
+                self.client.unassign_role(lms_user, course_id, role_id)
+                lms_links.role_removed(user_id, course_id, role)
         for course_id in sorted({c for c, _ in have - wanted} - wanted_courses):
             # Moodle's unenrol removes the whole course enrolment: only when no role remains.
             self.client.unenrol(lms_user, course_id)

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from app.store import prepared
 from app.store.db import database
 from app.store.models import AuditEvent
 
@@ -46,14 +47,15 @@ def record(
     operation: str,
     changes: dict[str, Any] | None = None,
 ) -> None:
-    AuditEvent.insert(
-        token_name=actor.token_name,
-        request_id=actor.request_id,
-        resource_type=resource_type,
-        resource_id=resource_id,
-        operation=operation,
-        changes=json.dumps(changes, default=str, sort_keys=True) if changes else None,
-    ).execute()
+    event = {
+        "token_name": actor.token_name,
+        "request_id": actor.request_id,
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "operation": operation,
+        "changes": json.dumps(changes, default=str, sort_keys=True) if changes else None,
+    }
+    prepared.insert(AuditEvent, [event])
 
 
 def prune(before: dt.datetime, chunk: int = 10_000) -> int:

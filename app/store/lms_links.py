@@ -152,3 +152,11 @@ def unenrolled(user_id: str, course_id: str) -> None:
     LmsEnrolment.delete().where(
         (LmsEnrolment.user_id == user_id) & (LmsEnrolment.course_id == course_id)
     ).execute()
+
+
+def role_removed(user_id: str, course_id: str, role: str) -> None:
+    LmsEnrolment.delete().where(
+        (LmsEnrolment.user_id == user_id)
+        & (LmsEnrolment.course_id == course_id)
+        & (LmsEnrolment.role == role)
+    ).execute()

@@ -2,7 +2,7 @@
 
 Writers call `user`, `group`, `members` or `group_members` inside their own `database.atomic()`
 block, so the row commits with the change or not at all: nothing is lost, and nothing is sent for
-a change that rolled back. Each call is one INSERT (the membership ones one per `CHUNK` ids).
+a change that rolled back. Each call is one INSERT (a few for more rows than one statement binds).
 A row names only the kind and the ids; the relay reads the current state when it delivers, so
 delivering a row twice, or two rows for the same user, converges on the same result.
 
@@ -31,6 +31,7 @@ from typing import Any
 import peewee
 from peewee import fn
 
+from app.store import prepared
 from app.store.db import database, is_postgres
 from app.store.models import LmsCohortLink, LmsUserLink, Membership, Outbox, utcnow
 
@@ -55,13 +56,12 @@ def row(kind: str, user_id: str | None, group_id: str | None, now: dt.datetime) 
 
 
 def _insert(rows: Sequence[dict[str, Any]]) -> None:
-    for start in range(0, len(rows), CHUNK):
-        Outbox.insert_many(rows[start : start + CHUNK]).execute()
+    prepared.insert(Outbox, rows)
 
 
 def user(user_id: str) -> None:
     """A user was created, changed, (de)activated or deleted."""
-    Outbox.insert(kind=USER, user_id=user_id).execute()
+    _insert([row(USER, user_id, None, utcnow())])
 
 
 def group(group_id: str, member_ids: Sequence[str] = ()) -> None:

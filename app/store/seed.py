@@ -22,84 +22,18 @@ Like `users.create`, it takes resources as the SCIM layer hands them over: valid
 from __future__ import annotations
 
 import itertools
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import peewee
 
 from app.errors import Uniqueness
-from app.store import audit, outbox
+from app.store import audit, outbox, prepared
 from app.store import users as store_users
 from app.store.db import database
 from app.store.group_mapping import row_values as group_row_values
 from app.store.models import Group, Membership, Outbox, User, UserAddress, UserValue, utcnow
 from app.store.user_mapping import child_rows, row_values
-
-# SQLite before 3.32 allows 999 bound parameters per statement; newer builds report their limit.
-_SQLITE_DEFAULT_VARIABLES = 999
-# PostgreSQL's wire protocol allows 65,535 parameters; psycopg2 interpolates client-side, but
-# keeping statements this size bounds the memory one statement needs.
-_POSTGRES_VARIABLES = 65_535
-
-
-def _variable_limit() -> int:
-    db = database.obj
-    if isinstance(db, peewee.SqliteDatabase):
-        connection = db.connection()
-        getlimit = getattr(connection, "getlimit", None)  # Python 3.11+
-        if getlimit is not None:
-            return int(getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
-        return _SQLITE_DEFAULT_VARIABLES
-    return _POSTGRES_VARIABLES
-
-
-class _Inserter:
-    """Multi-row INSERTs for one model and one set of columns.
-
-    Peewee renders the statement for one row (quoting, placeholders, no RETURNING); the
-    `(?, …)` group is repeated for more rows and the values go in as bound parameters, through
-    each field's own `db_value`, as peewee would pass them. Building the SQL node by node for
-    every value through `insert_many` costs three quarters of the time of a big import.
-    """
-
-    def __init__(self, model: type[peewee.Model], names: Sequence[str], limit: int) -> None:
-        fields = [model._meta.fields[name] for name in names]
-        self.names = list(names)
-        self.converters = [field.db_value for field in fields]
-        one, _ = model.insert_many([(None,) * len(fields)], fields=fields).returning().sql()
-        self.head, _, self.group = one.rpartition(" VALUES ")
-        if not (self.group.startswith("(") and self.group.endswith(")")):
-            raise RuntimeError(f"unexpected INSERT statement {one!r}")
-        self.per_statement = max(1, limit // len(fields))
-        self.statements: dict[int, str] = {}
-
-    def statement(self, rows: int) -> str:
-        if rows not in self.statements:
-            self.statements[rows] = f"{self.head} VALUES {', '.join([self.group] * rows)}"
-        return self.statements[rows]
-
-    def insert(self, rows: Sequence[dict[str, Any]]) -> None:
-        pairs = list(zip(self.names, self.converters, strict=True))
-        for start in range(0, len(rows), self.per_statement):
-            chunk = rows[start : start + self.per_statement]
-            params = [convert(row[name]) for row in chunk for name, convert in pairs]
-            database.execute_sql(self.statement(len(chunk)), params)
-
-
-def _insert(
-    inserters: dict[type[peewee.Model], _Inserter],
-    model: type[peewee.Model],
-    rows: Sequence[dict[str, Any]],
-    limit: int,
-) -> None:
-    """INSERT `rows` (dicts with the same keys) in as few statements as the driver allows."""
-    if not rows:
-        return
-    inserter = inserters.get(model)
-    if inserter is None or inserter.names != list(rows[0]):
-        inserter = inserters[model] = _Inserter(model, list(rows[0]), limit)
-    inserter.insert(rows)
 
 
 def _batches(resources: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -127,8 +61,6 @@ def bulk_create(
         raise ValueError("batch must be at least 1")
     unique_emails = store_users.settings.unique_emails
     ids: list[str] = []
-    limit = None
-    inserters: dict[type[peewee.Model], _Inserter] = {}
     for number, chunk in enumerate(_batches(resources, batch)):
         now = utcnow()
         user_rows: list[dict[str, Any]] = []
@@ -151,15 +83,13 @@ def bulk_create(
             value_rows.extend(values)
             address_rows.extend(addresses)
             outbox_rows.append(outbox.row(outbox.USER, user_id, None, now))
-        if limit is None:
-            limit = _variable_limit()
         try:
             with database.atomic():
-                _insert(inserters, User, user_rows, limit)
-                _insert(inserters, UserValue, value_rows, limit)
-                _insert(inserters, UserAddress, address_rows, limit)
+                prepared.insert(User, user_rows)
+                prepared.insert(UserValue, value_rows)
+                prepared.insert(UserAddress, address_rows)
                 # The LMS relay hears about each user, in the same transaction.
-                _insert(inserters, Outbox, outbox_rows, limit)
+                prepared.insert(Outbox, outbox_rows)
                 audit.record(
                     actor, "User", user_rows[0]["id"], "bulk_create", {"count": len(chunk)}
                 )
@@ -200,17 +130,13 @@ def bulk_group(
         "keeps_enrolments": False,
         **group_row_values(resource, unique_names),
     }
-    limit = _variable_limit()
-    inserters: dict[type[peewee.Model], _Inserter] = {}
     ids = list(dict.fromkeys(member_ids))
     for start in range(0, max(len(ids), 1), batch):
         with database.atomic():
             if start == 0:
-                _insert(inserters, Group, [row], limit)
-                audit.record(
-                    actor, "Group", group_id, "create", {"members": {"count": len(ids)}}
-                )
-                _insert(inserters, Outbox, [outbox.row(outbox.GROUP, None, group_id, now)], limit)
+                prepared.insert(Group, [row])
+                audit.record(actor, "Group", group_id, "create", {"members": {"count": len(ids)}})
+                prepared.insert(Outbox, [outbox.row(outbox.GROUP, None, group_id, now)])
             chunk = ids[start : start + batch]
-            _insert(inserters, Membership, [{"group": group_id, "user": u} for u in chunk], limit)
+            prepared.insert(Membership, [{"group": group_id, "user": u} for u in chunk])
     return group_id

@@ -132,10 +132,8 @@ def _conflict(resource: dict[str, Any], exclude_id: str | None = None) -> Unique
 
 def _write_children(user_id: str, resource: dict[str, Any]) -> None:
     values, addresses = child_rows(user_id, resource, settings.unique_emails)
-    if values:
-        UserValue.insert_many(values).execute()
-    if addresses:
-        UserAddress.insert_many(addresses).execute()
+    prepared.insert(UserValue, values)
+    prepared.insert(UserAddress, addresses)
 
 
 def _as_stored(
@@ -168,14 +166,15 @@ def create(
     now = utcnow()
     try:
         with database.atomic():
-            User.insert(
-                id=user_id,
-                password_hash=password_hash,
-                created=now,
-                last_modified=now,
-                version=1,
+            row = {
+                "id": user_id,
+                "password_hash": password_hash,
+                "created": now,
+                "last_modified": now,
+                "version": 1,
                 **row_values(resource),
-            ).execute()
+            }
+            prepared.insert(User, [row])
             _write_children(user_id, resource)
             audit.record(actor, "User", user_id, "create", audit.diff({}, resource))
             outbox.user(user_id)
@@ -222,7 +221,9 @@ def modify(
                 }
                 courses = enrolments.of_users([user_id]).get(user_id)
                 return _as_stored(user_id, current, unchanged, current.get("groups", []), courses)
-            values = row_values(new)
+            # Only the columns that change: a deactivation writes `active`, not thirty columns.
+            before = row_values(current)
+            values = {k: v for k, v in row_values(new).items() if before.get(k) != v}
             stamp = {
                 "created": user.created,
                 "last_modified": utcnow(),
@@ -272,12 +273,33 @@ def delete(user_id: str, actor: audit.Actor, if_match: str | None = None) -> Non
             raise NotFound(f"User {user_id} not found.")
         if if_match is not None and if_match not in ("*", f'W/"{user.version}"'):
             raise PreconditionFailed("The resource has changed (If-Match does not match).")
-        Membership.delete().where(Membership.user == user_id).execute()
+        _leave_groups(user_id, actor)
         UserValue.delete().where(UserValue.user == user_id).execute()
         UserAddress.delete().where(UserAddress.user == user_id).execute()
         User.delete().where(User.id == user_id).execute()
         audit.record(actor, "User", user_id, "delete", {"userName": {"before": user.user_name}})
         outbox.user(user_id)  # kept enrolments go with the row (ON DELETE CASCADE)
+
+
+def _leave_groups(user_id: str, actor: audit.Actor) -> None:
+    """A deleted user leaves its groups: each group's `members` changed, so its version and
+    lastModified move on (or an ETag would still match) and its audit trail says who left."""
+    left = (
+        Membership.delete()
+        .where(Membership.user == user_id)
+        .returning(Membership.group)
+        .tuples()
+        .execute()
+    )
+    group_ids = sorted({group_id for (group_id,) in left})
+    if not group_ids:
+        return
+    Group.update(version=Group.version + 1, last_modified=utcnow()).where(
+        Group.id.in_(group_ids)
+    ).execute()
+    for group_id in group_ids:
+        changes = {"members": {"added": [], "removed": [user_id]}}
+        audit.record(actor, "Group", group_id, "patch", changes)
 
 
 def search(condition: Any, sort: Sort, request: PageRequest) -> Page:

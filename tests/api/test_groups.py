@@ -234,6 +234,17 @@ def test_deleting_a_user_removes_its_memberships(scim: Any, users: list[dict[str
     group = create_group(scim, members=members(ann["id"], bob["id"]))
     assert scim.delete(f"/Users/{ann['id']}").status_code == 204
     assert member_ids(scim, group["id"]) == {bob["id"]}
+    # The group's members changed: a new version (so a cached ETag no longer matches) and a trace.
+    after = scim.get(f"/Groups/{group['id']}").get_json()
+    assert after["meta"]["version"] != group["meta"]["version"]
+    stale = scim.get(f"/Groups/{group['id']}", headers={"If-None-Match": group["meta"]["version"]})
+    assert stale.status_code == 200
+    event = (
+        AuditEvent.select()
+        .where(AuditEvent.resource_id == group["id"])
+        .order_by(AuditEvent.id.desc())[0]
+    )
+    assert json.loads(event.changes)["members"]["removed"] == [ann["id"]]
 
 
 def test_a_deactivated_user_keeps_its_memberships(scim: Any, users: list[dict[str, Any]]) -> None:

@@ -145,6 +145,18 @@ def test_attribute_names_are_case_insensitive_and_null_means_absent(scim: Any) -
         ({"schemas": [CORE_USER], "userName": "x", "shoeSize": 9}, 400, "invalidValue"),
         ({"schemas": ["urn:example:nope"], "userName": "x"}, 400, "invalidValue"),
         ({"schemas": [CORE_USER], "userName": "x" * 600}, 400, "invalidValue"),
+        (  # RFC 7643 §2.4: at most one primary value
+            {
+                "schemas": [CORE_USER],
+                "userName": "x",
+                "emails": [
+                    {"value": "a@example.com", "primary": True},
+                    {"value": "b@example.com", "primary": "True"},
+                ],
+            },
+            400,
+            "invalidValue",
+        ),
         (["not", "an", "object"], 400, "invalidSyntax"),
     ],
 )

@@ -411,6 +411,19 @@ class MoodleSim:
         for e in enrolments:
             self.enrolments.pop((int(e["userid"]), int(e["courseid"])), None)
 
+    # core_role ------------------------------------------------------------------------------
+
+    def core_role_unassign_roles(self, unassignments: list[dict[str, str]]) -> None:
+        for u in unassignments:
+            if u.get("contextlevel") != "course":
+                raise invalid("Only course contexts are simulated")
+            self._course(u["instanceid"])
+            self._user(u["userid"])
+        for u in unassignments:
+            roles = self.enrolments.get((int(u["userid"]), int(u["instanceid"])))
+            if roles is not None:
+                roles.discard(int(u["roleid"]))
+
     # core_webservice ------------------------------------------------------------------------
 
     def core_webservice_get_site_info(self) -> dict[str, Any]:

@@ -107,6 +107,27 @@ def test_okta_sequence_leaves_moodle_exactly_in_step(
     assert "LMS:           in step with the LMS since" in status
 
 
+def test_a_role_no_rule_gives_any_more_is_taken_away_and_the_course_kept(
+    app: Flask, scim: Any, moodle: MoodleSim, relay: Relay, clock: Clock
+) -> None:
+    """Two groups give course 201, one as student and one as teacher: leaving the teachers'
+    group leaves a student, not a student who still teaches."""
+    erin = create_user(scim, "erin@example.com")
+    learners, tutors = create_group(scim, "Learners"), create_group(scim, "Tutors")
+    run(app, "enrolments", "add", "Learners", "201", "--role", "student")
+    run(app, "enrolments", "add", "Tutors", "201", "--role", "teacher")
+    join(scim, learners["id"], erin["id"])
+    join(scim, tutors["id"], erin["id"])
+    drain(relay, clock)
+    both = [("erin@example.com", 201, "editingteacher"), ("erin@example.com", 201, "student")]
+    assert moodle.state()["enrolments"] == both
+
+    leave(scim, tutors["id"], erin["id"])
+    drain(relay, clock)
+    assert moodle.state()["enrolments"] == [("erin@example.com", 201, "student")]
+    assert moodle.count("enrol_manual_unenrol_users") == 0  # the enrolment itself stays
+
+
 # -- matching and profile --------------------------------------------------------------------
 
 
@@ -254,7 +275,7 @@ def test_wrong_token_and_missing_functions_are_reported_by_relay_test(
     assert result.exit_code == 1
     assert "connected to Simulated Moodle" in result.stdout
     assert "core_user_create_users" in result.stderr
-    assert "11 required function(s) missing" in result.stderr
+    assert "12 required function(s) missing" in result.stderr
 
     moodle.allowed = None
     assert "every required function is allowed" in run(app, "relay", "test").stdout
