@@ -7,13 +7,15 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import peewee
 from playhouse import db_url
-from playhouse.pool import PooledDatabase
+from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
 from app.config import Config
 from scim_schemas import fold
@@ -115,6 +117,41 @@ class QueuedSqliteDatabase(peewee.SqliteDatabase):
             self.turn.give_back()
 
 
+# A pooled connection handed back less than this long ago is handed out again without a check.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+class CheckedPool(PooledPostgresqlDatabase):
+    """peewee's PostgreSQL pool, checking only connections that sat idle.
+
+    peewee checks every connection it hands out with a `SELECT 1` round trip, once per request:
+    a look-up's queries plus one. Under load a connection comes back within
+    milliseconds of its last use, and psycopg2 marks one that failed as closed, so only a
+    connection idle for `PING_AFTER_IDLE_SECONDS` is checked: after an outage (seconds long)
+    every surviving connection has been idle that long, so the pool still heals by itself.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._returned: dict[int, float] = {}
+
+    def _close(self, conn: Any, close_conn: bool = False) -> None:
+        if not close_conn:
+            self._returned[self.conn_key(conn)] = time.monotonic()
+        super()._close(conn, close_conn)
+
+    def _close_raw(self, conn: Any) -> None:
+        self._returned.pop(self.conn_key(conn), None)
+        super()._close_raw(conn)
+
+    def _is_closed(self, conn: Any) -> bool:
+        returned = self._returned.get(self.conn_key(conn))
+        recent = returned is not None and time.monotonic() - returned < PING_AFTER_IDLE_SECONDS
+        if recent and not conn.closed and conn.get_transaction_status() == TRANSACTION_STATUS_IDLE:
+            return False
+        return super()._is_closed(conn)
+
+
 def _fold(value: object) -> object:
     return fold(value) if isinstance(value, str) else value
 
@@ -144,9 +181,8 @@ def make_database(config: Config) -> peewee.Database:
         # two by default). A request waits up to DB_POOL_TIMEOUT for a free one, then gets 503.
         # peewee's pool checks an idle connection with `SELECT 1` when it is checked out and
         # drops it if the server went away, so after an outage the pool refills by itself.
-        url = url.replace("://", "+pool://", 1)
-        return db_url.connect(
-            url,
+        return CheckedPool(
+            **db_url.parse(url),
             max_connections=config.pool_size(),
             stale_timeout=300,
             timeout=config.db_pool_timeout,
