@@ -10,7 +10,18 @@ from app.config import Config
 
 def create_app(config: Config | None = None) -> Flask:
     """The app factory: config → logs and metrics → store → errors → limits → blueprints → CLI."""
-    from app import admin, auth, cli, errors, marshal, observability, openapi, ratelimit, scim
+    from app import (
+        admin,
+        auth,
+        cli,
+        errors,
+        marshal,
+        observability,
+        openapi,
+        passwords,
+        ratelimit,
+        scim,
+    )
     from app.scim.http import refuse_nul_in_path
     from app.store import db, users
 
@@ -21,6 +32,7 @@ def create_app(config: Config | None = None) -> Flask:
     db.init(config)
     users.settings.unique_emails = config.unique_emails
     auth.settings.cache_seconds = config.token_cache_seconds
+    passwords.set_concurrency(config.hash_concurrency)
     marshal.limits.multi_values = config.max_multi_values
     marshal.limits.members = config.max_members_per_operation
     if config.trusted_proxy_hops:

@@ -186,6 +186,18 @@ def verify(authorization: str | None) -> Principal:
     return principal
 
 
+def recently_verified(authorization: str | None) -> bool:
+    """Whether this process verified this bearer token within the cache time, from memory
+    alone: no database, and nothing a guesser could learn from (a guess is never cached)."""
+    try:
+        digest = hash_token(_bearer(authorization))
+    except Unauthorized:
+        return False
+    with _cache_lock:
+        cached = _cache.get(digest)
+    return cached is not None and cached[0] > time.monotonic()
+
+
 # -- operators -----------------------------------------------------------------------------
 
 

@@ -4,8 +4,10 @@
   `Authorization` header, never the secret) and `RATE_LIMIT_PER_ADDRESS`; over either, the
   answer is 429 in the SCIM error envelope with `Retry-After` (fixed windows).
 - A client address whose requests carried `BAD_TOKEN_LIMIT` invalid tokens gets 429 for every
-  `/scim/` request until the window ends — before its token is even looked at, so a guesser
-  learns nothing more and costs no query. No thread sleeps: the brake is a counter.
+  `/scim/` request until the window ends — before its token is looked up, so a guesser learns
+  nothing more and costs no query. The one exception is a token this process verified within
+  `TOKEN_CACHE_SECONDS` (an IdP behind the same NAT as the guesser, at work): it is known from
+  memory, and a guess never is. No thread sleeps: the brake is a counter.
 - Counters live in `RATELIMIT_STORAGE_URI`: `memory://` (default; per process, so the
   effective limit is workers times the limit) or `redis://host:6379`, shared by every
   instance. If the storage fails, requests pass (availability first), it is logged, and the
@@ -30,6 +32,7 @@ from flask import Flask, Response, request
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
+from app import auth
 from app.config import Config
 from app.errors import TooManyRequests
 
@@ -83,7 +86,10 @@ class RateLimits:
         address = client_address()
         refusal: TooManyRequests | None = None
         try:
-            if not self.window.test(self.bad_tokens, PREFIX, "bad-token", address):
+            braked = not self.window.test(self.bad_tokens, PREFIX, "bad-token", address)
+            # An IdP behind the same NAT as a guesser keeps working with the token it has been
+            # using (verified here moments ago); a guess never was.
+            if braked and not auth.recently_verified(request.headers.get("Authorization")):
                 refusal = TooManyRequests(
                     "Too many requests with an invalid token from this address; retry later.",
                     self._wait(self.bad_tokens, "bad-token", address),

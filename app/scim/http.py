@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Response, current_app, g, request, stream_with_context
 
+from app import etags
 from app.attributes import Projection, split_list
 from app.errors import (
     SCIM_MEDIA_TYPE,
@@ -258,8 +259,7 @@ def streaming_response(
 
 def not_modified(resource: dict[str, Any]) -> bool:
     """Whether `If-None-Match` names the resource's current version (RFC 7644 §3.14)."""
-    tags = [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]
-    return resource["meta"]["version"] in tags or "*" in tags
+    return etags.matches(request.headers.get("If-None-Match"), resource["meta"]["version"])
 
 
 def integer_param(source: Any, name: str, default: int) -> int:

@@ -68,19 +68,40 @@ def _cursor_count(source: Any, config: Config) -> int:
 MAX_START_INDEX = 2**62
 
 
+def _sort_attribute(rtype: ResourceType, text: str) -> Attribute | None:
+    """The attribute `sortBy` names (RFC 7644 §3.4.2.3): a singular one, or a multi-valued one
+    (`emails`, or its `emails.value`), which sorts by its primary value; None if neither."""
+    resolved = rtype.resolve(text)
+    if resolved is None:
+        return None
+    attribute, sub = resolved.attribute, resolved.sub_attribute
+    if attribute.multi_valued:
+        return attribute if sub is None or sub.name == "value" else None
+    target = sub or attribute
+    return None if target.is_complex else target
+
+
 def parse_list_query(rtype: ResourceType, source: Any) -> ListQuery:
     config = current_app.config["SCIM"]
     text = source.get("filter")
     if text is not None and not isinstance(text, str):
         raise InvalidValue("filter must be a string.")
-    expr = filters.parse(text, rtype, max_length=config.filter_max_length) if text else None
+    expr = None
+    if text:
+        expr = filters.parse(
+            text,
+            rtype,
+            max_length=config.filter_max_length,
+            max_nodes=config.filter_max_nodes,
+            max_depth=config.filter_max_depth,
+        )
     sort_by = None
     sort_text = source.get("sortBy")
     if sort_text:
         if not isinstance(sort_text, str):
             raise InvalidValue("sortBy must be an attribute name.")
-        sort_by = rtype.attribute(sort_text)
-        if sort_by is None or sort_by.is_complex:
+        sort_by = _sort_attribute(rtype, sort_text)
+        if sort_by is None:
             raise InvalidValue(f"Cannot sort by {sort_text!r}.", scim_type="invalidValue")
     order = source.get("sortOrder") or "ascending"
     if not isinstance(order, str) or order.lower() not in ("ascending", "descending"):

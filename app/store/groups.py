@@ -23,7 +23,7 @@ from typing import Any
 
 import peewee
 
-from app import patch
+from app import etags, patch
 from app.errors import (
     InvalidValue,
     Mutability,
@@ -305,7 +305,7 @@ def _conflict(exc: peewee.IntegrityError, name: str) -> Exception:
 
 
 def _check_version(row: Group, if_match: str | None) -> None:
-    if if_match is not None and if_match not in ("*", f'W/"{row.version}"'):
+    if if_match is not None and not etags.matches(if_match, f'W/"{row.version}"'):
         raise PreconditionFailed("The resource has changed (If-Match does not match).")
 
 

@@ -18,10 +18,18 @@ import peewee
 from peewee import SQL, NodeList, fn
 
 from app import filters as f
-from app.errors import InvalidFilter
+from app.errors import InvalidFilter, InvalidValue
 from app.store import group_mapping, prepared
 from app.store.db import is_postgres
-from app.store.models import Group, Membership, User, UserAddress, UserValue
+from app.store.models import (
+    COUNTED_MODELS,
+    Group,
+    Membership,
+    RowCount,
+    User,
+    UserAddress,
+    UserValue,
+)
 from app.store.user_mapping import (
     ADDRESS_COLUMNS,
     SCALAR_BY_PATH,
@@ -344,12 +352,12 @@ class Compiler:
         if attribute.multi_valued:
             table = self.children.get(attribute.name) if not attribute.is_extension else None
             if table is None or table.sort_value is None:
-                raise InvalidFilter(f"Cannot sort by {attribute.name}.")
+                raise InvalidValue(f"Cannot sort by {attribute.name}.")
             column = table.sort_value(self.owner_id)
         else:
             scalar = self.scalars.get((attribute.schema, attribute.path))
             if scalar is None:
-                raise InvalidFilter(f"Cannot sort by {attribute.path}.")
+                raise InvalidValue(f"Cannot sort by {attribute.path}.")
             column = scalar.key_field or scalar.field
             if scalar.key_field is None and attribute.type == "string" and not attribute.case_exact:
                 column = _fold_sql(column)
@@ -390,6 +398,15 @@ class Page:
     next: Position | None = None
 
 
+def count_of(model: type[peewee.Model]) -> int:
+    """All of a table's rows, from the counts its triggers keep (m0005): a sum of a few rows
+    where `COUNT(*)` would read a million."""
+    found = (
+        RowCount.select(fn.SUM(RowCount.n)).where(RowCount.name == model._meta.table_name).scalar()
+    )
+    return int(found or 0)
+
+
 def page(query: peewee.ModelSelect, condition: Any, sort: Sort, request: PageRequest) -> Page:
     """One page of the matching rows and how many match in all (an empty page when `count` is 0
     or `startIndex` is past the end).
@@ -401,8 +418,14 @@ def page(query: peewee.ModelSelect, condition: Any, sort: Sort, request: PageReq
     """
     if condition is not None:
         query = query.where(condition)
+
+    def total() -> int:
+        if condition is None and query.model in COUNTED_MODELS:
+            return count_of(query.model)
+        return query.count()
+
     if request.count <= 0:
-        return Page(query.count())
+        return Page(total())
     ordered = sort.select(query).order_by(*sort.order_by())
     if not request.keyset:
         rows = _offset_page(query, ordered, sort, request)
@@ -410,14 +433,14 @@ def page(query: peewee.ModelSelect, condition: Any, sort: Sort, request: PageReq
         ended = 0 < len(rows) < request.count
         if whole or ended:
             return Page(request.start_index - 1 + len(rows), rows)
-        return Page(query.count(), rows)
+        return Page(total(), rows)
     if request.after is not None:
         ordered = ordered.where(sort.after(request.after))
     rows = list(prepared.rows(ordered.limit(request.count + 1)))
     more = len(rows) > request.count
     rows = rows[: request.count]
-    total = len(rows) if request.after is None and not more else query.count()
-    return Page(total, rows, sort.position(rows[-1]) if more else None)
+    found = len(rows) if request.after is None and not more else total()
+    return Page(found, rows, sort.position(rows[-1]) if more else None)
 
 
 # Past this OFFSET, a page is found by its ids first: skipping index entries is much cheaper

@@ -10,6 +10,7 @@ from typing import Any
 
 import peewee
 
+from app import etags
 from app.errors import NotFound, PreconditionFailed, Uniqueness
 from app.store import audit, enrolments, outbox, prepared
 from app.store.db import database, locked
@@ -208,7 +209,7 @@ def modify(
             if user is None:
                 raise NotFound(f"User {user_id} not found.")
             current = load_many([user], with_enrolments=False)[0]
-            if if_match is not None and if_match not in ("*", current["meta"]["version"]):
+            if if_match is not None and not etags.matches(if_match, current["meta"]["version"]):
                 raise PreconditionFailed("The resource has changed (If-Match does not match).")
             new = change(current)
             password = new.get("password")
@@ -266,12 +267,18 @@ def _operation_name(operation: str, current: dict[str, Any], new: dict[str, Any]
 def delete(user_id: str, actor: audit.Actor, if_match: str | None = None) -> None:
     """Hard-delete: memberships and e-mails go with the row, freeing userName at once."""
     with database.atomic():
+        # The user's groups are locked before the user, in id order: a member PATCH locks its
+        # group and then (through the membership's foreign key) the user, so the reverse
+        # order here could deadlock with it on PostgreSQL.
+        groups = Membership.select(Membership.group).where(Membership.user == user_id)
+        if group_ids := sorted({group_id for (group_id,) in groups.tuples()}):
+            list(locked(Group.select(Group.id).where(Group.id.in_(group_ids)).order_by(Group.id)))
         user = locked(
             User.select(User.id, User.version, User.user_name).where(User.id == user_id)
         ).first()
         if user is None:
             raise NotFound(f"User {user_id} not found.")
-        if if_match is not None and if_match not in ("*", f'W/"{user.version}"'):
+        if if_match is not None and not etags.matches(if_match, f'W/"{user.version}"'):
             raise PreconditionFailed("The resource has changed (If-Match does not match).")
         _leave_groups(user_id, actor)
         UserValue.delete().where(UserValue.user == user_id).execute()

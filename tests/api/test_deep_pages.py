@@ -41,3 +41,29 @@ def test_a_short_first_page_needs_no_count_query(app: Flask, scim: Any) -> None:
         body = scim.get("/Users?count=2").get_json()
     assert body["totalResults"] == 3
     assert len(full.get_queries()) == len(short.get_queries()) + 1  # the COUNT
+
+
+def test_a_page_costs_the_same_queries_whatever_its_size(scim: Any) -> None:
+    """No N+1: a page of users with e-mails, addresses and groups is a constant number of
+    queries (the page, its values, addresses, groups, enrolments and the COUNT)."""
+    ids = []
+    for i in range(60):
+        body = {
+            "schemas": [CORE_USER],
+            "userName": f"page{i:03d}",
+            "emails": [{"value": f"page{i}@example.com", "type": "work", "primary": True}],
+            "addresses": [{"locality": "Leeds", "type": "work"}],
+        }
+        ids.append(scim.post("/Users", body).get_json()["id"])
+    group = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "All"}
+    assert (
+        scim.post("/Groups", {**group, "members": [{"value": i} for i in ids]}).status_code == 201
+    )
+    counts = {}
+    for size in (5, 50):
+        with count_queries() as counted:
+            body = scim.get(f"/Users?startIndex=2&count={size}").get_json()
+        assert len(body["Resources"]) == size
+        assert all(r["emails"] and r["addresses"] and r["groups"] for r in body["Resources"])
+        counts[size] = len(counted.get_queries())
+    assert counts[5] == counts[50]

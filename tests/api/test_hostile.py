@@ -168,6 +168,23 @@ def test_attribute_names_in_filters_are_refused(scim: Scim, text: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("settings", "text"),
+    [
+        ({"filter_max_length": 30}, 'userName eq "' + "a" * 30 + '"'),
+        ({"filter_max_nodes": 5}, " or ".join(f'userName eq "u{i}"' for i in range(4))),
+        ({"filter_max_depth": 3}, "((((" + 'userName eq "x"' + "))))"),
+    ],
+)
+def test_filter_limits_come_from_config(
+    app: Flask, token: str, settings: dict[str, int], text: str
+) -> None:
+    limited = _scim(limited_app(app, **settings), token)
+    assert_error(limited.get("/Users", query_string={"filter": text}), 400, "invalidFilter")
+    # The same filter is fine under the defaults.
+    assert _scim(app, token).get("/Users", query_string={"filter": text}).status_code == 200
+
+
+@pytest.mark.parametrize(
     ("parameter", "value"),
     [
         ("sortBy", "userName; DROP TABLE lms_user"),
@@ -229,12 +246,17 @@ def test_repeated_bad_tokens_slow_the_address_down(app: Flask, token: str) -> No
     client = braked.test_client()
     for _ in range(5):  # no token at all is not a guess
         assert client.get("/scim/v2/Users").status_code == 401
+    idp = _scim(braked, token)
+    assert idp.get("/Users").status_code == 200  # the IdP at work, from the same address
     guesser = _scim(braked, f"lmsscim_{uuid.uuid4().hex}")
     for _ in range(3):
         assert_error(guesser.get("/Users"), 401)
     _assert_429(guesser.get("/Users"))
-    # The address is refused before its token is looked at, valid or not…
-    _assert_429(_scim(braked, token).get("/Users"))
+    # A braked address is refused before any token is looked up in the database: only the
+    # token this process verified moments ago (the IdP behind the same NAT) goes on working,
+    assert idp.get("/Users").status_code == 200
+    auth.clear_cache()
+    _assert_429(idp.get("/Users"))
     # …while other addresses are served.
     elsewhere = _scim(braked, token).get("/Users", environ_base={"REMOTE_ADDR": "192.0.2.8"})
     assert elsewhere.status_code == 200

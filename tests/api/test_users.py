@@ -405,3 +405,27 @@ def test_if_match_mismatch_is_412(scim: Any) -> None:
     assert_error(
         scim.put(f"/Users/{alice['id']}", user_body(), headers={"If-Match": 'W/"999"'}), 412
     )
+
+
+@pytest.mark.parametrize("sort_by", ["emails", "emails.value", "EMAILS.Value"])
+def test_sort_by_a_multi_valued_attribute_uses_its_primary_value(scim: Any, sort_by: str) -> None:
+    """RFC 7644 §3.4.2.3: a multi-valued sortBy sorts by the primary value; no e-mail: last."""
+    create(scim, "carol", emails=[{"value": "b@example.com", "primary": True}])
+    create(
+        scim,
+        "alice",
+        emails=[{"value": "0@example.com"}, {"value": "c@example.com", "primary": True}],
+    )
+    create(scim, "bob", emails=[{"value": "a@example.com", "primary": True}])
+    create(scim, "dave", emails=[])
+    for order, expected in (
+        ("ascending", ["bob", "carol", "alice", "dave"]),
+        ("descending", ["alice", "carol", "bob", "dave"]),
+    ):
+        query = {"sortBy": sort_by, "sortOrder": order}
+        found = scim.get("/Users", query_string=query).get_json()["Resources"]
+        assert [r["userName"] for r in found] == expected
+
+
+def test_sort_by_a_sub_attribute_other_than_value_is_refused(scim: Any) -> None:
+    assert_error(scim.get("/Users?sortBy=emails.type"), 400, "invalidValue")

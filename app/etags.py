@@ -1,0 +1,21 @@
+"""ETag comparison for `If-Match` and `If-None-Match` (RFC 7644 §3.14, RFC 7232 §2.3.2).
+
+Versions are weak ETags (`W/"3"`). A header may list several tags or `*`; a tag matches when
+its opaque part equals the version's, with or without the `W/` prefix (weak comparison: SCIM
+clients echo `meta.version` as they got it, and some drop the prefix).
+"""
+
+from __future__ import annotations
+
+
+def _opaque(tag: str) -> str:
+    tag = tag.strip()
+    return tag[2:] if tag[:2] in ("W/", "w/") else tag
+
+
+def matches(header: str | None, version: str) -> bool:
+    """Whether an `If-Match`/`If-None-Match` value names `version` (or is `*`)."""
+    if header is None:
+        return False
+    wanted = _opaque(version)
+    return any(tag.strip() == "*" or _opaque(tag) == wanted for tag in header.split(","))
