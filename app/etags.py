@@ -7,6 +7,8 @@ clients echo `meta.version` as they got it, and some drop the prefix).
 
 from __future__ import annotations
 
+from app.errors import PreconditionFailed
+
 
 def _opaque(tag: str) -> str:
     tag = tag.strip()
@@ -19,3 +21,9 @@ def matches(header: str | None, version: str) -> bool:
         return False
     wanted = _opaque(version)
     return any(tag.strip() == "*" or _opaque(tag) == wanted for tag in header.split(","))
+
+
+def require(if_match: str | None, version: str) -> None:
+    """A write's `If-Match` precondition (RFC 7644 §3.14): none given, or it names `version`."""
+    if if_match is not None and not matches(if_match, version):
+        raise PreconditionFailed("The resource has changed (If-Match does not match).")

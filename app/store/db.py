@@ -127,8 +127,8 @@ class CheckedPool(PooledPostgresqlDatabase):
     """peewee's PostgreSQL pool, checking only connections that sat idle.
 
     peewee checks every connection it hands out with a `SELECT 1` round trip, once per request:
-    a look-up's queries plus one. Under load a connection comes back within
-    milliseconds of its last use, and psycopg2 marks one that failed as closed, so only a
+    a look-up's queries plus one. Under load a connection comes back within milliseconds of its
+    last use, and psycopg2 marks one that failed as closed, so only a
     connection idle for `PING_AFTER_IDLE_SECONDS` is checked: after an outage (seconds long)
     every surviving connection has been idle that long, so the pool still heals by itself.
     """
@@ -181,7 +181,7 @@ def make_database(config: Config) -> peewee.Database:
     if url.startswith(("postgres://", "postgresql://")):
         # A pool per process of `config.pool_size()` connections (one per gunicorn thread plus
         # two by default). A request waits up to DB_POOL_TIMEOUT for a free one, then gets 503.
-        # peewee's pool checks an idle connection with `SELECT 1` when it is checked out and
+        # The pool checks a connection that sat idle with `SELECT 1` when it is checked out and
         # drops it if the server went away, so after an outage the pool refills by itself.
         return CheckedPool(
             **db_url.parse(url),

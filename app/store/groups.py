@@ -29,7 +29,6 @@ from app.errors import (
     Mutability,
     NoTarget,
     NotFound,
-    PreconditionFailed,
     Uniqueness,
 )
 from app.marshal import coerce, load_resource
@@ -305,8 +304,7 @@ def _conflict(exc: peewee.IntegrityError, name: str) -> Exception:
 
 
 def _check_version(row: Group, if_match: str | None) -> None:
-    if if_match is not None and not etags.matches(if_match, f'W/"{row.version}"'):
-        raise PreconditionFailed("The resource has changed (If-Match does not match).")
+    etags.require(if_match, f'W/"{row.version}"')
 
 
 def _scalars(resource: dict[str, Any]) -> dict[str, Any]:

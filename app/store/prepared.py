@@ -1,10 +1,17 @@
-"""Queries by a list of ids whose SQL is built by peewee once per list length, then reused.
+"""The hot paths' SQL, built by peewee once and reused; and rows built without its per-field work.
 
 Building SQL is most of what a small read costs in Python (peewee walks the query tree on every
-execution: about a millisecond a query, several per request). The queries that load a page's
-multi-valued attributes, groups and enrolments differ only in their ids, so their SQL is made
-once for each number of ids — with probe ids, to learn where each id goes among the parameters —
-and executed afterwards with the real ids. Values still travel only as bound parameters.
+execution: about a millisecond a query, several per request). So:
+
+* `raw`/`models`: the queries that load a page's multi-valued attributes, groups and enrolments
+  differ only in their ids; their SQL is made once for each number of ids — with probe ids, to
+  learn where each id goes among the parameters — and executed afterwards with the real ids.
+* `rows`/`first`: a `Model.select()` of every column has its column list rendered once per
+  model; peewee still renders the WHERE clause and the rest.
+* `insert`: multi-row INSERTs rendered once per model, column set and row count.
+* `instances`: result rows go straight into model instances' data.
+
+Values always travel only as bound parameters.
 """
 
 from __future__ import annotations

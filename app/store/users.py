@@ -11,7 +11,7 @@ from typing import Any
 import peewee
 
 from app import etags
-from app.errors import NotFound, PreconditionFailed, Uniqueness
+from app.errors import NotFound, Uniqueness
 from app.store import audit, enrolments, outbox, prepared
 from app.store.db import database, locked
 from app.store.models import Group, Membership, User, UserAddress, UserValue, utcnow
@@ -209,8 +209,7 @@ def modify(
             if user is None:
                 raise NotFound(f"User {user_id} not found.")
             current = load_many([user], with_enrolments=False)[0]
-            if if_match is not None and not etags.matches(if_match, current["meta"]["version"]):
-                raise PreconditionFailed("The resource has changed (If-Match does not match).")
+            etags.require(if_match, current["meta"]["version"])
             new = change(current)
             password = new.get("password")
             new_hash = KEEP if password is None else (password_hashes or {}).get(password)
@@ -278,8 +277,7 @@ def delete(user_id: str, actor: audit.Actor, if_match: str | None = None) -> Non
         ).first()
         if user is None:
             raise NotFound(f"User {user_id} not found.")
-        if if_match is not None and not etags.matches(if_match, f'W/"{user.version}"'):
-            raise PreconditionFailed("The resource has changed (If-Match does not match).")
+        etags.require(if_match, f'W/"{user.version}"')
         _leave_groups(user_id, actor)
         UserValue.delete().where(UserValue.user == user_id).execute()
         UserAddress.delete().where(UserAddress.user == user_id).execute()

@@ -67,3 +67,21 @@ def test_a_page_costs_the_same_queries_whatever_its_size(scim: Any) -> None:
         assert all(r["emails"] and r["addresses"] and r["groups"] for r in body["Resources"])
         counts[size] = len(counted.get_queries())
     assert counts[5] == counts[50]
+
+
+def test_a_bulk_seeded_group_reads_like_a_posted_one(app: Flask, scim: Any) -> None:
+    """`seed.bulk_group` (big audiences for benchmarks and imports) writes the rows a
+    POST /Groups writes: the group, its members both ways, and its place in the totals."""
+    with app.app_context():
+        ids = seed.bulk_create({"schemas": [CORE_USER], "userName": f"m{i:03d}"} for i in range(30))
+        group_id = seed.bulk_group({"displayName": "Everyone"}, ids[:25] + ids[:3], batch=10)
+    group = scim.get(f"/Groups/{group_id}").get_json()
+    assert group["displayName"] == "Everyone"
+    assert sorted(m["value"] for m in group["members"]) == sorted(ids[:25])
+    found = scim.get("/Groups", query_string={"filter": 'displayName eq "everyone"'}).get_json()
+    assert [r["id"] for r in found["Resources"]] == [group_id]
+    assert scim.get("/Groups?count=0").get_json()["totalResults"] == 1
+    in_group = scim.get(
+        "/Users", query_string={"count": 0, "filter": f'groups.value eq "{group_id}"'}
+    ).get_json()
+    assert in_group["totalResults"] == 25
