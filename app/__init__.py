@@ -9,32 +9,20 @@ from app.config import Config
 
 
 def create_app(config: Config | None = None) -> Flask:
-    """The app factory: config → logs and metrics → store → errors → limits → blueprints → CLI."""
-    from app import (
-        admin,
-        auth,
-        cli,
-        errors,
-        marshal,
-        observability,
-        openapi,
-        passwords,
-        ratelimit,
-        scim,
-    )
-    from app.scim.http import refuse_nul_in_path
-    from app.store import db, users
+    """The app factory: config → runtime → logs and metrics → store → errors → limits →
+    blueprints → CLI. The frozen Config lives in the app's `Runtime` (`app.runtime`), never in
+    module state, so two apps in one process keep their own settings."""
+    from app import admin, cli, errors, observability, openapi, ratelimit, runtime, scim
+    from app.scim.request_checks import refuse_nul_in_path
+    from app.store import db
 
     config = config or Config.from_env()
     app = Flask(__name__)
-    app.config.update(SCIM=config, MAX_CONTENT_LENGTH=config.max_body_bytes, TESTING=config.testing)
+    app.config.update(MAX_CONTENT_LENGTH=config.max_body_bytes, TESTING=config.testing)
+    settings = runtime.Runtime.build(config)
+    runtime.install(app, settings)
     observability.register(app, config)
     db.init(config)
-    users.settings.unique_emails = config.unique_emails
-    auth.settings.cache_seconds = config.token_cache_seconds
-    passwords.set_concurrency(config.hash_concurrency)
-    marshal.limits.multi_values = config.max_multi_values
-    marshal.limits.members = config.max_members_per_operation
     if config.trusted_proxy_hops:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=config.trusted_proxy_hops, x_proto=config.trusted_proxy_hops
@@ -54,6 +42,6 @@ def create_app(config: Config | None = None) -> Flask:
     ratelimit.init(app, config)
     openapi.register(app)
     scim.register(app)
-    admin.register(app)
+    admin.register(app, settings)
     cli.register(app)
     return app

@@ -1,23 +1,24 @@
-"""Bearer tokens and operator sign-in.
+"""Bearer API tokens for identity providers (RFC 7644 §2; operators sign in with
+`app.operator_signin` instead).
 
 Tokens: issued once, stored as SHA-256 hashes, compared in constant time. They carry the
 `lmsscim_` prefix so secret scanners can recognise a leaked one.
 
-Caching and revocation: a verified token is remembered in-process for `TOKEN_CACHE_SECONDS`
-(default 5 s), so the hot path costs no query. Expiry — including the end of a rotation's grace —
-is checked on every request against the cached expiry time, so it is exact. A revocation clears
-the revoking process's cache at once; other processes (the gunicorn workers, when the CLI
-revokes) refuse the token within `TOKEN_CACHE_SECONDS`. Set it to 0 for a query per request.
+Caching and revocation: a verified token is remembered by the app's `TokenCache` for
+`TOKEN_CACHE_SECONDS` (default 5 s), so the hot path costs no query. Expiry — including the end
+of a rotation's grace — is checked on every request against the cached expiry time, so it is
+exact. A revocation clears the revoking app's cache at once; other processes (the gunicorn
+workers, when the CLI revokes) refuse the token within `TOKEN_CACHE_SECONDS`. Set it to 0 for a
+query per request.
 
-Last use is kept in an in-process map and written at most once a minute per token (the first use
-in a process is written at once), so `tokens list` is accurate to about a minute without a
-database write per request.
+Last use is kept in the cache and written at most once a minute per token (the first use in a
+process is written at once), so `tokens list` is accurate to about a minute without a database
+write per request.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import hmac
 import logging
@@ -28,15 +29,13 @@ from dataclasses import dataclass
 
 import peewee
 
-from app import passwords
 from app.errors import Unauthorized
-from app.store import audit, operators, tokens
-from app.store.models import Operator, utcnow
+from app.store import audit, tokens
+from app.store.models import utcnow
 
 log = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "lmsscim_"  # noqa: S105 - a public prefix, not a secret
-CACHE_SECONDS = 5.0
 LAST_USED_FLUSH_SECONDS = 60.0
 
 
@@ -80,6 +79,7 @@ def issue(
 
 def rotate(
     name: str,
+    cache: TokenCache,
     *,
     grace: dt.timedelta,
     expires_in: dt.timedelta | None = None,
@@ -95,56 +95,67 @@ def rotate(
         expires_at=_after(expires_in),
         actor=actor,
     )
-    clear_cache()
+    cache.clear()
     return secret
 
 
-def revoke(name: str, actor: audit.Actor = audit.SYSTEM) -> int:
-    """Refuse the named token(s) now in this process, within the cache time in others."""
+def revoke(name: str, cache: TokenCache, actor: audit.Actor = audit.SYSTEM) -> int:
+    """Refuse the named token(s) now in this app, within the cache time in other processes."""
     count = tokens.revoke(name, actor)
-    clear_cache()
+    cache.clear()
     return count
 
 
-# digest → (trusted until, monotonic; token expiry; principal)
-_cache: dict[str, tuple[float, dt.datetime | None, Principal]] = {}
-_cache_lock = threading.Lock()
-_used: dict[int, dt.datetime] = {}  # token id → last use not yet written
-_flushed: dict[int, float] = {}  # token id → when its last use was last written (monotonic)
+class TokenCache:
+    """Tokens one app verified recently, and their last uses not yet written (one per app,
+    `app.runtime`): `seconds` is the app's `TOKEN_CACHE_SECONDS`."""
 
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        # digest → (trusted until, monotonic; token expiry; principal)
+        self._verified: dict[str, tuple[float, dt.datetime | None, Principal]] = {}
+        self._used: dict[int, dt.datetime] = {}  # token id → last use not yet written
+        self._flushed: dict[int, float] = {}  # token id → when its use was last written
 
-def clear_cache() -> None:
-    with _cache_lock:
-        _cache.clear()
-        _used.clear()
-        _flushed.clear()
+    def clear(self) -> None:
+        with self._lock:
+            self._verified.clear()
+            self._used.clear()
+            self._flushed.clear()
 
+    def get(self, digest: str) -> tuple[dt.datetime | None, Principal] | None:
+        """The cached (expiry, principal) of a token verified within `seconds`, else None."""
+        with self._lock:
+            cached = self._verified.get(digest)
+        if cached is None or cached[0] <= time.monotonic():
+            return None
+        return cached[1], cached[2]
 
-def _note_use(token_id: int, now: dt.datetime) -> None:
-    """Remember a use; write it if this token's last write is a minute old (or never happened)."""
-    due: dict[int, dt.datetime] = {}
-    tick = time.monotonic()
-    with _cache_lock:
-        _used[token_id] = now
-        last = _flushed.get(token_id)
-        if last is None or tick - last >= LAST_USED_FLUSH_SECONDS:
-            _flushed[token_id] = tick
-            due[token_id] = _used.pop(token_id)
-    if due:
-        try:
-            tokens.touch(due)
-        except peewee.DatabaseError:  # never fail a request over bookkeeping
-            log.warning("could not record token use", exc_info=True)
+    def put(self, digest: str, expires_at: dt.datetime | None, principal: Principal) -> None:
+        if self.seconds <= 0:
+            return
+        with self._lock:
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified[digest] = (time.monotonic() + self.seconds, expires_at, principal)
 
-
-@dataclass
-class Settings:
-    """Set by `create_app` from `TOKEN_CACHE_SECONDS`."""
-
-    cache_seconds: float = CACHE_SECONDS
-
-
-settings = Settings()
+    def note_use(self, token_id: int, now: dt.datetime) -> None:
+        """Remember a use; write it if this token's last write is a minute old (or never
+        happened)."""
+        due: dict[int, dt.datetime] = {}
+        tick = time.monotonic()
+        with self._lock:
+            self._used[token_id] = now
+            last = self._flushed.get(token_id)
+            if last is None or tick - last >= LAST_USED_FLUSH_SECONDS:
+                self._flushed[token_id] = tick
+                due[token_id] = self._used.pop(token_id)
+        if due:
+            try:
+                tokens.touch(due)
+            except peewee.DatabaseError:  # never fail a request over bookkeeping
+                log.warning("could not record token use", exc_info=True)
 
 
 def _bearer(authorization: str | None) -> str:
@@ -157,15 +168,13 @@ def _bearer(authorization: str | None) -> str:
     return secret
 
 
-def verify(authorization: str | None) -> Principal:
+def verify(authorization: str | None, cache: TokenCache) -> Principal:
     """The principal for an `Authorization: Bearer …` header, or 401."""
     digest = hash_token(_bearer(authorization))
     now = utcnow()
-    tick = time.monotonic()
-    with _cache_lock:
-        cached = _cache.get(digest)
-    if cached and cached[0] > tick:
-        _, expires_at, principal = cached
+    cached = cache.get(digest)
+    if cached is not None:
+        expires_at, principal = cached
         if expires_at is not None and expires_at <= now:
             raise Unauthorized("The token has expired or was revoked.")
     else:
@@ -175,61 +184,17 @@ def verify(authorization: str | None) -> Principal:
         if tokens.state(row, now) in ("revoked", "expired"):
             raise Unauthorized("The token has expired or was revoked.")
         principal = Principal(row.name, row.read_only, row.id)
-        seconds = settings.cache_seconds
-        if seconds > 0:
-            with _cache_lock:
-                if len(_cache) > 10_000:
-                    _cache.clear()
-                _cache[digest] = (tick + seconds, row.expires_at, principal)
+        cache.put(digest, row.expires_at, principal)
     if principal.token_id is not None:
-        _note_use(principal.token_id, now)
+        cache.note_use(principal.token_id, now)
     return principal
 
 
-def recently_verified(authorization: str | None) -> bool:
-    """Whether this process verified this bearer token within the cache time, from memory
-    alone: no database, and nothing a guesser could learn from (a guess is never cached)."""
+def recently_verified(authorization: str | None, cache: TokenCache) -> bool:
+    """Whether this app verified this bearer token within the cache time, from memory alone:
+    no database, and nothing a guesser could learn from (a guess is never cached)."""
     try:
         digest = hash_token(_bearer(authorization))
     except Unauthorized:
         return False
-    with _cache_lock:
-        cached = _cache.get(digest)
-    return cached is not None and cached[0] > time.monotonic()
-
-
-# -- operators -----------------------------------------------------------------------------
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    """A real hash to check unknown names against, so they cost the same time as known ones."""
-    return passwords.hash_password(secrets.token_urlsafe(16))
-
-
-def create_operator(name: str, password: str) -> Operator:
-    return operators.create(name, passwords.hash_password(password))
-
-
-def set_operator_password(name: str, password: str) -> None:
-    operators.set_password(name, passwords.hash_password(password))
-
-
-class SignInRefused(Exception):
-    """Wrong name or password, or too many recent failures (the message says which)."""
-
-
-def sign_in(name: str, password: str) -> Operator:
-    """The operator for these credentials. Failures back off exponentially per operator
-    (`operators.BACKOFF`), on top of argon2id's own cost, so guessing is slow everywhere."""
-    operator = operators.find(name)
-    if operator is None:
-        passwords.verify_password(_dummy_hash(), password)
-        raise SignInRefused("Wrong name or password.")
-    if operator.locked_until is not None and operator.locked_until > utcnow():
-        raise SignInRefused("Too many failed attempts; try again in a few minutes.")
-    if not passwords.verify_password(operator.password_hash, password):
-        operators.record_failure(operator.id)
-        raise SignInRefused("Wrong name or password.")
-    operators.record_success(operator.id)
-    return operator
+    return cache.get(digest) is not None

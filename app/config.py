@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -15,141 +15,128 @@ def _bool(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _lower(text: str) -> str:
+    return text.strip().lower()
+
+
+def _role_ids(text: str) -> tuple[tuple[str, int], ...]:
+    """`student=5,teacher=3` → (("student", 5), ("teacher", 3))."""
+    try:
+        pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
+        return tuple((name.strip(), int(number)) for name, number in pairs)
+    except ValueError:
+        raise ValueError("LMS_ROLE_IDS must look like 'student=5,teacher=3'") from None
+
+
+def env(name: str, default: Any, parse: Callable[[str], Any] = str) -> Any:
+    """A setting read from the environment variable `name` with `parse`; `default` when the
+    variable is unset or empty. The one place each variable, its default and parser are named."""
+    return field(default=default, metadata={"env": name, "parse": parse})
+
+
 @dataclass(frozen=True)
 class Config:
-    """Service settings; `from_env()` is the only reader of environment variables."""
+    """Service settings; `from_env()` is the only reader of environment variables.
 
-    database_url: str = DEFAULT_DATABASE_URL
-    host: str = "127.0.0.1"
-    port: int = 8000
-    web_concurrency: int = 2
-    scim_base_url: str | None = None
-    max_body_bytes: int = 1024 * 1024
-    default_user_type: str = "learner"
-    default_timezone: str = "UTC"
-    unique_emails: bool = True
+    `create_app` keeps one frozen Config per app (`app.runtime`); nothing below it reads
+    settings from anywhere else.
+    """
+
+    database_url: str = env("DATABASE_URL", DEFAULT_DATABASE_URL)
+    host: str = env("HOST", "127.0.0.1")
+    port: int = env("PORT", 8000, int)
+    web_concurrency: int = env("WEB_CONCURRENCY", 2, int)
+    scim_base_url: str | None = env("SCIM_BASE_URL", None)
+    max_body_bytes: int = env("MAX_BODY_BYTES", 1024 * 1024, int)
+    default_user_type: str = env("DEFAULT_USER_TYPE", "learner")
+    default_timezone: str = env("DEFAULT_TIMEZONE", "UTC")
+    unique_emails: bool = env("UNIQUE_EMAILS", True, _bool)
     # RFC 7643 §4.2 leaves displayName non-unique; some LMSs need one audience per name.
-    unique_group_names: bool = False
+    unique_group_names: bool = env("UNIQUE_GROUP_NAMES", False, _bool)
     # RFC 7644 §3.5.2: 200 with the group or 204. 204 by default: Entra prefers it, Okta accepts
     # both, and a 200 would serialise the whole member list after every one-member change.
-    group_patch_status: int = 204
-    password_policy: str = "hash"  # noqa: S105 - a policy name, not a password
+    group_patch_status: int = env("GROUP_PATCH_RESPONSE", 204, int)
+    password_policy: str = env("PASSWORD_POLICY", "hash")
     # argon2id hashes running at once per process (each 19 MiB and a core for ~20 ms).
-    hash_concurrency: int = 1
-    default_page_size: int = 100
-    max_page_size: int = 1000
-    filter_max_length: int = 4096
+    hash_concurrency: int = env("HASH_CONCURRENCY", 1, int)
+    default_page_size: int = env("DEFAULT_PAGE_SIZE", 100, int)
+    max_page_size: int = env("MAX_PAGE_SIZE", 1000, int)
+    filter_max_length: int = env("FILTER_MAX_LENGTH", 4096, int)
     # A filter's size in AST nodes and its nesting depth (parentheses, value paths, `not`).
-    filter_max_nodes: int = 200
-    filter_max_depth: int = 20
-    log_level: str = "INFO"
+    filter_max_nodes: int = env("FILTER_MAX_NODES", 200, int)
+    filter_max_depth: int = env("FILTER_MAX_DEPTH", 20, int)
+    log_level: str = env("LOG_LEVEL", "INFO")
     testing: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict)
     # Seconds a verified token is trusted without a query; a revocation reaches other processes
     # within this time (0: check the database on every request).
-    token_cache_seconds: float = 5.0
-    audit_retention_days: int = 365
-    # Signs `/admin` session cookies; when unset, a key generated once is kept in this file.
-    secret_key: str | None = None
-    secret_key_file: str = "var/secret_key"  # noqa: S105 - a file name, not a key
+    token_cache_seconds: float = env("TOKEN_CACHE_SECONDS", 5.0, float)
+    audit_retention_days: int = env("AUDIT_RETENTION_DAYS", 365, int)
+    # Signs `/admin` session cookies and SCIM cursors; when unset, a key generated once is kept
+    # in SECRET_KEY_FILE (`app.secret_key.resolve`).
+    secret_key: str | None = env("SECRET_KEY", None)
+    secret_key_file: str = env("SECRET_KEY_FILE", "var/secret_key")
     # None: Secure cookies unless HOST is a loopback address (local http).
-    admin_cookie_secure: bool | None = None
+    admin_cookie_secure: bool | None = env("ADMIN_COOKIE_SECURE", None, _bool)
     # RFC 7644 §3.7.4: the most operations and bytes one POST /Bulk may carry.
-    bulk_max_operations: int = 1000
-    bulk_max_payload_bytes: int = 1024 * 1024
+    bulk_max_operations: int = env("BULK_MAX_OPERATIONS", 1000, int)
+    bulk_max_payload_bytes: int = env("BULK_MAX_PAYLOAD_BYTES", 1024 * 1024, int)
     # RFC 9865 §4 `cursorTimeout`: seconds a `nextCursor` stays valid.
-    cursor_timeout_seconds: int = 3600
+    cursor_timeout_seconds: int = env("CURSOR_TIMEOUT_SECONDS", 3600, int)
     # The LMS relay (`lms-scim relay run`): a Moodle-compatible REST web service and its token.
-    lms_url: str | None = None
-    lms_token: str | None = None
-    lms_timeout_ms: int = 10_000
+    lms_url: str | None = env("LMS_URL", None)
+    lms_token: str | None = env("LMS_TOKEN", None)
+    lms_timeout_ms: int = env("LMS_TIMEOUT_MS", 10_000, int)
     # How an LMS account is matched on first sight: `email` or `username`.
-    lms_match_field: str = "email"
+    lms_match_field: str = env("LMS_MATCH_FIELD", "email", _lower)
     # Moodle `auth` plugin of accounts the relay creates (e.g. `saml2`, `oauth2` with SSO).
-    lms_auth: str = "manual"
+    lms_auth: str = env("LMS_AUTH", "manual")
     # LMS role ids of the enrolment roles (Moodle's defaults: student 5, editing teacher 3).
-    lms_role_ids: str = "student=5,teacher=3"
+    lms_role_ids: tuple[tuple[str, int], ...] = env(
+        "LMS_ROLE_IDS", (("student", 5), ("teacher", 3)), _role_ids
+    )
     # Production (README "Deploying and scaling"): pool, input bounds, rate limits, observability.
-    web_threads: int = 4
+    web_threads: int = env("WEB_THREADS", 4, int)
     # Connections per process; None: one per gunicorn thread plus two (CLI, stragglers).
-    db_pool_size: int | None = None
-    db_pool_timeout: float = 10.0  # seconds a request waits for a free connection, then 503
-    db_connect_timeout: int = 5
-    max_json_depth: int = 32
-    max_multi_values: int = 100  # values of one multi-valued attribute (emails, phoneNumbers…)
-    max_members_per_operation: int = 1000  # members a POST/PUT or one PATCH op may name
-    rate_limit_per_token: str = "30000/minute"  # noqa: S105 - a rate, not a secret
-    rate_limit_per_address: str = "60000/minute"
+    db_pool_size: int | None = env("DB_POOL_SIZE", None, int)
+    # Seconds a request waits for a free connection, then 503.
+    db_pool_timeout: float = env("DB_POOL_TIMEOUT", 10.0, float)
+    db_connect_timeout: int = env("DB_CONNECT_TIMEOUT", 5, int)
+    max_json_depth: int = env("MAX_JSON_DEPTH", 32, int)
+    # Values of one multi-valued attribute (emails, phoneNumbers…) in one request.
+    max_multi_values: int = env("MAX_MULTI_VALUES", 100, int)
+    # Members a POST/PUT or one PATCH operation may name.
+    max_members_per_operation: int = env("MAX_MEMBERS_PER_OPERATION", 1000, int)
+    rate_limit_per_token: str = env("RATE_LIMIT_PER_TOKEN", "30000/minute")
+    rate_limit_per_address: str = env("RATE_LIMIT_PER_ADDRESS", "60000/minute")
     # Failed bearer tokens per client address before it gets 429s.
-    bad_token_limit: str = "30/minute"  # noqa: S105 - a rate, not a secret
-    ratelimit_storage_uri: str = "memory://"
-    trusted_proxy_hops: int = 0  # X-Forwarded-For hops to trust for the client address
-    metrics_token: str | None = None  # None: /metrics answers loopback clients only
-    log_format: str = "json"
+    bad_token_limit: str = env("BAD_TOKEN_LIMIT", "30/minute")
+    ratelimit_storage_uri: str = env("RATELIMIT_STORAGE_URI", "memory://")
+    # X-Forwarded-For hops to trust for the client address.
+    trusted_proxy_hops: int = env("TRUSTED_PROXY_HOPS", 0, int)
+    # None: /metrics answers loopback clients only.
+    metrics_token: str | None = env("METRICS_TOKEN", None)
+    log_format: str = env("LOG_FORMAT", "json")
     # Where gunicorn workers share Prometheus counters (prometheus_client reads it too).
-    prometheus_multiproc_dir: str | None = None
+    prometheus_multiproc_dir: str | None = env("PROMETHEUS_MULTIPROC_DIR", None)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
-        env = os.environ if environ is None else environ
-
-        def get(name: str, default: Any, convert: Any = str) -> Any:
-            raw = env.get(name)
-            return default if raw in (None, "") else convert(raw)
-
-        config = cls(
-            database_url=get("DATABASE_URL", DEFAULT_DATABASE_URL),
-            host=get("HOST", "127.0.0.1"),
-            port=get("PORT", 8000, int),
-            web_concurrency=get("WEB_CONCURRENCY", 2, int),
-            scim_base_url=get("SCIM_BASE_URL", None),
-            max_body_bytes=get("MAX_BODY_BYTES", 1024 * 1024, int),
-            default_user_type=get("DEFAULT_USER_TYPE", "learner"),
-            default_timezone=get("DEFAULT_TIMEZONE", "UTC"),
-            unique_emails=get("UNIQUE_EMAILS", True, _bool),
-            unique_group_names=get("UNIQUE_GROUP_NAMES", False, _bool),
-            group_patch_status=get("GROUP_PATCH_RESPONSE", 204, int),
-            password_policy=get("PASSWORD_POLICY", "hash"),
-            hash_concurrency=get("HASH_CONCURRENCY", 1, int),
-            default_page_size=get("DEFAULT_PAGE_SIZE", 100, int),
-            max_page_size=get("MAX_PAGE_SIZE", 1000, int),
-            filter_max_length=get("FILTER_MAX_LENGTH", 4096, int),
-            filter_max_nodes=get("FILTER_MAX_NODES", 200, int),
-            filter_max_depth=get("FILTER_MAX_DEPTH", 20, int),
-            log_level=get("LOG_LEVEL", "INFO"),
-            token_cache_seconds=get("TOKEN_CACHE_SECONDS", 5.0, float),
-            audit_retention_days=get("AUDIT_RETENTION_DAYS", 365, int),
-            secret_key=get("SECRET_KEY", None),
-            secret_key_file=get("SECRET_KEY_FILE", "var/secret_key"),
-            admin_cookie_secure=get("ADMIN_COOKIE_SECURE", None, _bool),
-            bulk_max_operations=get("BULK_MAX_OPERATIONS", 1000, int),
-            bulk_max_payload_bytes=get("BULK_MAX_PAYLOAD_BYTES", 1024 * 1024, int),
-            cursor_timeout_seconds=get("CURSOR_TIMEOUT_SECONDS", 3600, int),
-            lms_url=get("LMS_URL", None),
-            lms_token=get("LMS_TOKEN", None),
-            lms_timeout_ms=get("LMS_TIMEOUT_MS", 10_000, int),
-            lms_match_field=get("LMS_MATCH_FIELD", "email").lower(),
-            lms_auth=get("LMS_AUTH", "manual"),
-            lms_role_ids=get("LMS_ROLE_IDS", "student=5,teacher=3"),
-            web_threads=get("WEB_THREADS", 4, int),
-            db_pool_size=get("DB_POOL_SIZE", None, int),
-            db_pool_timeout=get("DB_POOL_TIMEOUT", 10.0, float),
-            db_connect_timeout=get("DB_CONNECT_TIMEOUT", 5, int),
-            max_json_depth=get("MAX_JSON_DEPTH", 32, int),
-            max_multi_values=get("MAX_MULTI_VALUES", 100, int),
-            max_members_per_operation=get("MAX_MEMBERS_PER_OPERATION", 1000, int),
-            rate_limit_per_token=get("RATE_LIMIT_PER_TOKEN", "30000/minute"),
-            rate_limit_per_address=get("RATE_LIMIT_PER_ADDRESS", "60000/minute"),
-            bad_token_limit=get("BAD_TOKEN_LIMIT", "30/minute"),
-            ratelimit_storage_uri=get("RATELIMIT_STORAGE_URI", "memory://"),
-            trusted_proxy_hops=get("TRUSTED_PROXY_HOPS", 0, int),
-            metrics_token=get("METRICS_TOKEN", None),
-            log_format=get("LOG_FORMAT", "json"),
-            prometheus_multiproc_dir=get("PROMETHEUS_MULTIPROC_DIR", None),
-        )
-        config = replace(config, **overrides)
+        """The settings from `environ` (default: the process environment), then `overrides`."""
+        source = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for setting in fields(cls):
+            name = setting.metadata.get("env")
+            raw = source.get(name) if name else None
+            if raw not in (None, ""):
+                values[setting.name] = setting.metadata["parse"](raw)
+        config = cls(**{**values, **overrides})
         config.validate()
         return config
+
+    @classmethod
+    def variables(cls) -> dict[str, Any]:
+        """Each environment variable and its default (for docs and `lms-scim config`)."""
+        return {f.metadata["env"]: f.default for f in fields(cls) if "env" in f.metadata}
 
     def validate(self) -> None:
         if self.hash_concurrency < 1:
@@ -176,6 +163,8 @@ class Config:
             )
         if self.db_pool_size is not None and self.db_pool_size < 1:
             raise ValueError("DB_POOL_SIZE must be >= 1")
+        if self.lms_match_field not in ("email", "username"):
+            raise ValueError("LMS_MATCH_FIELD must be 'email' or 'username'")
 
     def pool_size(self) -> int:
         """`DB_POOL_SIZE`, or one connection per gunicorn thread plus two."""

@@ -2,7 +2,7 @@
 
 A cursor is `<payload>.<mac>`, both unpadded base64url (only RFC 3986 unreserved characters, as
 RFC 9865 §2 asks). The payload holds the keyset position where the previous page ended (the
-last row's sort value and id, `app.store.search.Position`), the time it expires and a digest
+last row's sort value and id, `app.store.paging.Position`), the time it expires and a digest
 of the query it belongs to; the MAC is HMAC-SHA256 over the payload with a key derived from the
 service's `SECRET_KEY`. So a cursor costs the server no memory (nothing is stored per cursor,
 RFC 9865 §7's availability advice), cannot be forged or edited (a changed byte is 400

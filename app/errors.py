@@ -51,10 +51,6 @@ class InvalidFilter(ScimError):
     scim_type = "invalidFilter"
 
 
-class TooMany(ScimError):
-    scim_type = "tooMany"
-
-
 class Uniqueness(ScimError):
     status = 409
     scim_type = "uniqueness"
@@ -80,12 +76,13 @@ class InvalidValue(ScimError):
     scim_type = "invalidValue"
 
 
-class InvalidVersion(ScimError):
-    scim_type = "invalidVers"
+class UnsupportedMediaType(InvalidSyntax):
+    """415: a body that is not JSON (RFC 7644 §3.1 names application/scim+json)."""
 
+    status = 415
 
-class Sensitive(ScimError):
-    scim_type = "sensitive"
+    def __init__(self, detail: str = "Send the body as application/scim+json or application/json."):
+        super().__init__(detail)
 
 
 class NotFound(ScimError):
@@ -136,9 +133,14 @@ class TooManyRequests(ScimError):
         self.headers["Retry-After"] = str(max(1, retry_after))
 
 
+def dumps(value: Any) -> str:
+    """The one JSON encoding of SCIM bodies: compact, UTF-8 as is, dates as text."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def scim_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response with the SCIM media type (RFC 7644 §3.1)."""
-    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
+    payload = dumps(body)
     response = Response(payload, status=status, mimetype=SCIM_MEDIA_TYPE)
     if headers:
         response.headers.update(headers)
@@ -163,9 +165,7 @@ def _from_http(exc: HTTPException) -> ScimError:
     if status == 413:
         return PayloadTooLarge("The request body is larger than this service accepts.")
     if status == 415:
-        return InvalidSyntax(
-            "Send the body as application/scim+json or application/json.", status=415
-        )
+        return UnsupportedMediaType()
     if status >= 500:
         return ScimError("Internal error.", status=status)
     return ScimError(exc.description or exc.name, status=status)

@@ -10,6 +10,11 @@ from __future__ import annotations
 from app.errors import PreconditionFailed
 
 
+def weak(version: int) -> str:
+    """The weak ETag of a resource version (`meta.version`, the `ETag` header)."""
+    return f'W/"{version}"'
+
+
 def _opaque(tag: str) -> str:
     tag = tag.strip()
     return tag[2:] if tag[:2] in ("W/", "w/") else tag

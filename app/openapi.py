@@ -19,7 +19,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from app import auth
+from app import auth, runtime
 from app.errors import scim_response
 from scim_schemas import (
     ERROR,
@@ -356,7 +356,7 @@ def register(app: Flask) -> None:
     """Serve the document at `/scim/v2/openapi.json`, behind the bearer token like the rest."""
 
     def openapi() -> Response:
-        g.principal = auth.verify(request.headers.get("Authorization"))
+        g.principal = auth.verify(request.headers.get("Authorization"), runtime.current().tokens)
         return scim_response(document())
 
     app.add_url_rule("/scim/v2/openapi.json", "openapi", openapi)

@@ -3,9 +3,10 @@
 Passwords pushed by an IdP are hashed before any database transaction starts, never returned
 (`returned: never`), never logged and never written to the audit trail.
 
-Each hash needs 19 MiB and a core for ~20 ms. At most `HASH_CONCURRENCY` hashes (default 1)
-run at once in a process: a gunicorn worker per core then hashes as fast as the machine can,
-while four threads hashing at once would only share the same cores — and hold 76 MiB.
+Each hash needs 19 MiB and a core for ~20 ms. A `Hasher` runs at most `HASH_CONCURRENCY` hashes
+(default 1) at once; `create_app` makes one per app, so a gunicorn worker per core hashes as fast
+as the machine can, while four threads hashing at once would only share the same cores — and
+hold 76 MiB.
 """
 
 from __future__ import annotations
@@ -15,24 +16,22 @@ import threading
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
-_slots = threading.BoundedSemaphore(1)
+_ARGON2 = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 
-def set_concurrency(slots: int) -> None:
-    """How many hashes may run at once in this process (`HASH_CONCURRENCY`)."""
-    global _slots
-    _slots = threading.BoundedSemaphore(max(1, slots))
+class Hasher:
+    """argon2id hashing and verification with at most `concurrency` running at once."""
 
+    def __init__(self, concurrency: int = 1) -> None:
+        self._slots = threading.BoundedSemaphore(max(1, concurrency))
 
-def hash_password(password: str) -> str:
-    with _slots:
-        return _hasher.hash(password)
+    def hash(self, password: str) -> str:
+        with self._slots:
+            return _ARGON2.hash(password)
 
-
-def verify_password(password_hash: str, password: str) -> bool:
-    try:
-        with _slots:
-            return _hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
+    def verify(self, password_hash: str, password: str) -> bool:
+        try:
+            with self._slots:
+                return _ARGON2.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False

@@ -2,8 +2,7 @@
 
 `parse_patch_request` checks the PatchOp envelope and turns every operation's `path` into a
 `Path` bound to the schema; `apply_operations` applies the operations, in order, to a copy of a
-canonical resource dict (see `app.marshal`) and returns the copy; `is_noop` tells the caller
-whether anything changed, so that a no-op PATCH leaves `meta.version` alone.
+canonical resource dict (see `app.marshal`) and returns the copy.
 
 Attribute names are case-insensitive everywhere (RFC 7643 §2.1), every value goes through
 `app.marshal.coerce`, and mutability is enforced as RFC 7644 §3.5.2 asks. The dialects of the
@@ -28,7 +27,7 @@ from typing import Any
 
 from app.errors import InvalidPath, InvalidSyntax, InvalidValue, Mutability, NoTarget
 from app.filters import Expr, matches_element, parse_value_filter
-from app.marshal import coerce
+from app.marshal import DEFAULT_LIMITS, Limits, absent, attribute_items, coerce, fold_keys
 from scim_schemas import PATCH_OP, Attribute, ResourceType, fold
 
 ADD = "add"
@@ -85,22 +84,21 @@ class Operation:
 # Parsing
 
 
-def _fold_keys(obj: dict[str, Any]) -> dict[str, Any]:
-    return {key.casefold(): value for key, value in obj.items() if isinstance(key, str)}
-
-
-def parse_patch_request(rtype: ResourceType, body: Any) -> list[Operation]:
+def parse_patch_request(
+    rtype: ResourceType, body: Any, limits: Limits = DEFAULT_LIMITS
+) -> list[Operation]:
     """Validate a PatchOp message (RFC 7644 §3.5.2) and parse its operations.
 
     `schemas` must list `urn:ietf:params:scim:api:messages:2.0:PatchOp` and `Operations` (any
     case) must be a non-empty list, else 400 invalidSyntax. `op` is case-insensitive (Entra ID
     sends `Add`/`Replace`/`Remove`); add and replace need a `value` (400 invalidSyntax); a remove
     without `path` is 400 noTarget (§3.5.2.2); a bad path is 400 invalidPath, a bad filter inside
-    brackets 400 invalidFilter.
+    brackets 400 invalidFilter. A value listing more values of a multi-valued attribute than
+    `limits` allows is 400 invalidValue.
     """
     if not isinstance(body, dict):
         raise InvalidSyntax("The PATCH body must be a JSON object.")
-    fields = _fold_keys(body)
+    fields = fold_keys(body)
     schemas = fields.get("schemas")
     if not isinstance(schemas, list) or not any(
         isinstance(s, str) and s.casefold() == PATCH_OP.casefold() for s in schemas
@@ -112,6 +110,10 @@ def parse_patch_request(rtype: ResourceType, body: Any) -> list[Operation]:
     parsed: list[Operation] = []
     for index, raw in enumerate(operations):
         parsed.extend(_parse_operation(rtype, raw, index))
+    for operation in expand_operations(rtype, parsed):
+        path = operation.path
+        if path is not None and path.value_filter is None and path.sub is None:
+            limits.check(path.attribute, operation.value)
     return parsed
 
 
@@ -119,7 +121,7 @@ def _parse_operation(rtype: ResourceType, raw: Any, index: int) -> list[Operatio
     where = f"Operations[{index}]"
     if not isinstance(raw, dict):
         raise InvalidSyntax(f"{where} must be an object.")
-    fields = _fold_keys(raw)
+    fields = fold_keys(raw)
     op = fields.get("op")
     if not isinstance(op, str) or op.casefold() not in OPS:
         raise InvalidSyntax(f"{where}.op must be one of add, replace, remove.")
@@ -228,10 +230,9 @@ def expand_operations(rtype: ResourceType, operations: Iterable[Operation]) -> l
 
     RFC 7644 §3.5.2.1/§3.5.2.3: without a path "the target location is assumed to be the
     resource itself" and the value holds the attributes to add or replace, so each key acts as
-    that attribute's path. Keys may be in any case, dotted (`name.givenName`), URN-qualified
-    (`urn:…:enterprise:2.0:User:employeeNumber` — Entra ID with the aadOptscim062020 flag) or an
-    extension URN holding an object. `schemas` and `meta` are ignored; an unknown key is 400
-    invalidValue, as in a POST or PUT body.
+    that attribute's path; keys are read as in a POST body (`marshal.attribute_items`).
+    `schemas` and `meta` are ignored; an unknown key is 400 invalidValue, as in a POST or PUT
+    body.
     """
     out: list[Operation] = []
     for operation in operations:
@@ -242,24 +243,8 @@ def expand_operations(rtype: ResourceType, operations: Iterable[Operation]) -> l
             raise NoTarget("remove needs a path (RFC 7644 §3.5.2.2).")
         if not isinstance(operation.value, dict):
             raise InvalidSyntax(f"Without a path, the {operation.op} value must be an object.")
-        for key, value in operation.value.items():
-            if not isinstance(key, str):
-                raise InvalidValue("Attribute names must be strings.")
-            if key.casefold() in _IGNORED_KEYS:
-                continue
-            urn = rtype.canonical_urn(key)
-            if urn is None:
-                out.append(Operation(operation.op, _key_path(rtype, key), value))
-                continue
-            if value is None:
-                continue
-            if not isinstance(value, dict):
-                raise InvalidValue(f"{urn} must be an object.")
-            for sub_key, sub_value in value.items():
-                if isinstance(sub_key, str) and sub_key.casefold() in _IGNORED_KEYS:
-                    continue  # e.g. the extension's own URN repeated in a `schemas` list
-                path = _key_path(rtype, f"{urn}:{sub_key}")
-                out.append(Operation(operation.op, path, sub_value))
+        for key, value in attribute_items(rtype, operation.value, _IGNORED_KEYS):
+            out.append(Operation(operation.op, _key_path(rtype, key), value))
     return out
 
 
@@ -298,20 +283,6 @@ def apply_operations(
     return result
 
 
-def is_noop(before: dict[str, Any], after: dict[str, Any]) -> bool:
-    """True when a PATCH changed nothing but `meta` (RFC 7644 §3.5.2.1: adding a value that is
-    already there "SHOULD" not change the resource, so its version need not change)."""
-
-    def strip(resource: dict[str, Any]) -> dict[str, Any]:
-        return {key: value for key, value in resource.items() if key != "meta"}
-
-    return strip(before) == strip(after)
-
-
-def _absent(value: Any) -> bool:
-    return value is None or (isinstance(value, list | dict) and not value)
-
-
 def _equal(attribute: Attribute, left: Any, right: Any) -> bool:
     """Value equality under the attribute's `caseExact` (RFC 7643 §2.2)."""
     if attribute.is_complex and isinstance(left, dict) and isinstance(right, dict):
@@ -337,7 +308,7 @@ def _check_required(rtype: ResourceType, before: dict[str, Any], after: dict[str
         else:
             had = (before.get(attribute.schema) or {}).get(attribute.name)
             has = (after.get(attribute.schema) or {}).get(attribute.name)
-        if not _absent(had) and _absent(has):
+        if not absent(had) and absent(has):
             # RFC 7644 §3.5.2.2: "If an attribute is removed or becomes unassigned and is
             # defined as a required attribute or a read-only attribute, the server SHALL
             # return ... a "scimType" error code of "mutability"."
@@ -380,7 +351,7 @@ class _Applier:
         return self.container(attribute).get(attribute.name)
 
     def store(self, attribute: Attribute, value: Any) -> None:
-        if _absent(value):
+        if absent(value):
             self.discard(attribute)
         else:
             self.container(attribute, create=True)[attribute.name] = value
@@ -425,7 +396,7 @@ class _Applier:
         current = self.current(path.attribute)
         if path.sub is not None and not path.attribute.multi_valued:
             current = current.get(path.sub.name) if isinstance(current, dict) else None
-        return _absent(current)
+        return absent(current)
 
     @staticmethod
     def entra_value(path: Path, value: Any) -> Any:
@@ -449,7 +420,7 @@ class _Applier:
     @staticmethod
     def may_write(attribute: Attribute, current: Any, new: Any) -> bool:
         """Whether `new` may replace `current` (RFC 7644 §3.5.2); False means "no change"."""
-        if _absent(current) and attribute.mutability != "readOnly":
+        if absent(current) and attribute.mutability != "readOnly":
             return True
         if _equal(attribute, current, new):
             return False
@@ -463,7 +434,7 @@ class _Applier:
     def may_remove(attribute: Attribute, current: Any) -> None:
         if attribute.mutability == "readOnly":
             raise Mutability(f"{attribute.path} is readOnly and cannot be removed.")
-        if attribute.mutability == "immutable" and not _absent(current):
+        if attribute.mutability == "immutable" and not absent(current):
             raise Mutability(f"{attribute.path} is immutable and cannot be removed.")
 
     @staticmethod
@@ -517,8 +488,7 @@ class _Applier:
                 return
             raise Mutability(f"{attribute.path} is readOnly.")
         new = coerce(attribute, value if isinstance(value, list) else [value])
-        new = [element for element in new if not _absent(element)]
-        _check_one_primary(attribute, new)
+        new = [element for element in new if not absent(element)]
         if op == REPLACE:
             # Okta's full member replace may repeat a member: keep each value once.
             elements, _ = self.union(attribute, [], new)
@@ -590,7 +560,7 @@ class _Applier:
         current = self.current(attribute)
         if path.value_filter is None and sub is None:
             self.may_remove(attribute, current)
-            if attribute.multi_valued and not _absent(value) and isinstance(current, list):
+            if attribute.multi_valued and not absent(value) and isinstance(current, list):
                 self.remove_listed(attribute, current, value)
             else:
                 self.discard(attribute)
@@ -630,7 +600,7 @@ class _Applier:
         [{"value":"<id>"}]}`: only the listed values go, never the whole list; values that are
         not there are ignored (the member is already gone)."""
         listed = coerce(attribute, value if isinstance(value, list) else [value])
-        listed = [element for element in listed if not _absent(element)]
+        listed = [element for element in listed if not absent(element)]
         kept = [e for e in current if not any(_same(attribute, item, e) for item in listed)]
         self.store(attribute, kept)
 
@@ -706,13 +676,6 @@ def _find_same(attribute: Attribute, new: Any, elements: list[Any]) -> int | Non
         ):
             return index
     return None
-
-
-def _check_one_primary(attribute: Attribute, elements: list[Any]) -> None:
-    primaries = [e for e in elements if isinstance(e, dict) and e.get("primary") is True]
-    if len(primaries) > 1:
-        # RFC 7643 §2.4: "The primary attribute value "true" MUST appear no more than once."
-        raise InvalidValue(f"At most one value of {attribute.name} may be primary.")
 
 
 def _keep_one_primary(

@@ -32,7 +32,7 @@ from flask import Flask, Response, request
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
-from app import auth
+from app import auth, runtime
 from app.config import Config
 from app.errors import TooManyRequests
 
@@ -89,7 +89,9 @@ class RateLimits:
             braked = not self.window.test(self.bad_tokens, PREFIX, "bad-token", address)
             # An IdP behind the same NAT as a guesser keeps working with the token it has been
             # using (verified here moments ago); a guess never was.
-            if braked and not auth.recently_verified(request.headers.get("Authorization")):
+            if braked and not auth.recently_verified(
+                request.headers.get("Authorization"), runtime.current().tokens
+            ):
                 refusal = TooManyRequests(
                     "Too many requests with an invalid token from this address; retry later.",
                     self._wait(self.bad_tokens, "bad-token", address),

@@ -100,7 +100,6 @@ def app(config: Config) -> Flask:
         migrations.upgrade(db)
         _migrated.add(db)
     _clean(db)
-    auth.clear_cache()
     return flask_app
 
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import logging
-import os
 import secrets
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,10 +29,10 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
-from app import auth
+from app import datetimes, operator_signin, runtime
 from app.admin import chart
-from app.config import Config
 from app.errors import ScimError
+from app.runtime import Runtime
 from app.store import operators, outbox, status
 from app.store import tokens as token_store
 from app.store.models import utcnow
@@ -116,8 +114,10 @@ def login() -> Any:
     if request.method == "POST":
         name = request.form.get("name", "").strip()
         try:
-            operator = auth.sign_in(name, request.form.get("password", ""))
-        except auth.SignInRefused as exc:
+            operator = operator_signin.sign_in(
+                name, request.form.get("password", ""), runtime.current().hasher
+            )
+        except operator_signin.SignInRefused as exc:
             error, code = str(exc), 401
             log.warning("admin sign-in refused for %r from %s", name, request.remote_addr)
         else:
@@ -224,30 +224,6 @@ def _error(exc: Exception) -> tuple[str, int]:
 # -- wiring ----------------------------------------------------------------------------------
 
 
-def _secret_key(config: Config) -> str:
-    """`SECRET_KEY`, else a key generated once and kept in `SECRET_KEY_FILE` (mode 0600), so a
-    restart keeps operators signed in (tests get a throwaway key). Workers starting together
-    race benignly: the first `link` wins and everyone reads the winner's key."""
-    if config.secret_key:
-        return config.secret_key
-    if config.testing:  # tests never write into the checkout's var/
-        return secrets.token_urlsafe(48)
-    path = Path(config.secret_key_file)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(48))
-        try:
-            os.link(draft, path)
-        except FileExistsError:
-            pass
-        finally:
-            draft.unlink()
-    return path.read_text().strip()
-
-
 @bp.context_processor
 def _template_globals() -> dict[str, Any]:
     return {
@@ -258,10 +234,10 @@ def _template_globals() -> dict[str, Any]:
     }
 
 
-def register(app: Flask) -> None:
-    config: Config = app.config["SCIM"]
+def register(app: Flask, runtime: Runtime) -> None:
+    config = runtime.config
     app.config.update(
-        SECRET_KEY=_secret_key(config),
+        SECRET_KEY=runtime.secret_key,
         SESSION_COOKIE_NAME="lms_scim_admin",
         SESSION_COOKIE_PATH="/admin",
         SESSION_COOKIE_HTTPONLY=True,
@@ -274,7 +250,7 @@ def register(app: Flask) -> None:
 
 @bp.app_template_filter("when")
 def _when(moment: dt.datetime | None) -> str:
-    return f"{moment:%Y-%m-%d %H:%M}" if moment else "—"
+    return datetimes.minute(moment, missing="—")
 
 
 @bp.app_template_filter("ago")

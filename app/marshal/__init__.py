@@ -9,6 +9,7 @@ sends `groups` and `meta` back on PUT), and every value is checked against its a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,37 +25,38 @@ TOLERATED_SCHEMAS = frozenset(
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Limits:
-    """How many values one multi-valued attribute may carry in a request (set by `create_app`
-    from `MAX_MULTI_VALUES` and `MAX_MEMBERS_PER_OPERATION`): a bound on the rows one request
-    writes and on the work a PATCH does, whatever the body size allows."""
+    """How many values one multi-valued attribute may carry in a request (the app's
+    `MAX_MULTI_VALUES` and `MAX_MEMBERS_PER_OPERATION`): a bound on the rows one request writes
+    and on the work a PATCH does, whatever the body size allows."""
 
     multi_values: int = 100
     members: int = 1000
 
+    def check(self, attribute: Attribute, value: Any) -> None:
+        """400 invalidValue when a list for a multi-valued `attribute` is over its bound."""
+        if not (attribute.multi_valued and isinstance(value, list)):
+            return
+        members = attribute.schema == CORE_GROUP and attribute.name == "members"
+        limit = self.members if members else self.multi_values
+        if len(value) > limit:
+            raise InvalidValue(
+                f"{attribute.path} has {len(value)} values; this service accepts at most "
+                f"{limit} in one request."
+            )
 
-limits = Limits()
+
+DEFAULT_LIMITS = Limits()
 
 
-def _check_length(attribute: Attribute, value: list[Any]) -> None:
-    members = attribute.schema == CORE_GROUP and attribute.name == "members"
-    limit = limits.members if members else limits.multi_values
-    if len(value) > limit:
-        raise InvalidValue(
-            f"{attribute.path} has {len(value)} values; this service accepts at most {limit} "
-            "in one request."
-        )
-
-
-def _absent(value: Any) -> bool:
+def absent(value: Any) -> bool:
+    """Unassigned (RFC 7643 §2.5): null, an empty array or an empty object."""
     return value is None or (isinstance(value, list | dict) and not value)
 
 
 def coerce(attribute: Attribute, value: Any) -> Any:
     """Validate and normalise one attribute's value, or raise 400 invalidValue."""
-    if attribute.multi_valued and isinstance(value, list):
-        _check_length(attribute, value)
     if attribute.is_complex:
         value = _canonical_complex(attribute, value)
     try:
@@ -73,7 +75,7 @@ def _check_required_subs(attribute: Attribute, value: Any) -> None:
     required = [sub for sub in attribute.subs() if sub.required and sub.mutability != "readOnly"]
     for element in value if attribute.multi_valued else [value]:
         for sub in required:
-            if _absent(element.get(sub.name)):
+            if absent(element.get(sub.name)):
                 raise InvalidValue(f"{attribute.path}.{sub.name} is required.")
 
 
@@ -105,6 +107,41 @@ def _canonical_complex(attribute: Attribute, value: Any) -> Any:
     return _canonical_element(attribute, value)
 
 
+def fold_keys(obj: dict[str, Any]) -> dict[str, Any]:
+    """The string keys of a JSON object, case-folded (RFC 7643 §2.1: attribute and message
+    field names are case-insensitive)."""
+    return {key.casefold(): value for key, value in obj.items() if isinstance(key, str)}
+
+
+def attribute_items(
+    rtype: ResourceType, body: dict[str, Any], ignored: frozenset[str] = frozenset({"schemas"})
+) -> Iterator[tuple[str, Any]]:
+    """Each attribute key of a body (or of a path-less PATCH value) with its value.
+
+    Keys may be in any case, dotted (`name.givenName`), URN-qualified
+    (`urn:…:enterprise:2.0:User:employeeNumber`, Entra ID with aadOptscim062020) or a schema URN
+    holding an object, which is opened into `urn:attribute` keys. `ignored` keys (folded) are
+    skipped at both levels: some clients repeat `schemas` inside an extension's object.
+    """
+    for key, value in body.items():
+        if not isinstance(key, str):
+            raise InvalidValue("Attribute names must be strings.")
+        if key.casefold() in ignored:
+            continue
+        urn = rtype.canonical_urn(key)
+        if urn is None:
+            yield key, value
+            continue
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise InvalidValue(f"{urn} must be an object.")
+        for sub_key, sub_value in value.items():
+            if isinstance(sub_key, str) and sub_key.casefold() in ignored:
+                continue
+            yield f"{urn}:{sub_key}", sub_value
+
+
 def canonicalize(rtype: ResourceType, body: dict[str, Any]) -> dict[str, Any]:
     """Rename keys to their declared case and nest URN-qualified and dotted keys.
 
@@ -112,22 +149,7 @@ def canonicalize(rtype: ResourceType, body: dict[str, Any]) -> dict[str, Any]:
     attribute names raise 400 invalidValue: silently dropping them would lose data.
     """
     out: dict[str, Any] = {}
-    for key, value in body.items():
-        if not isinstance(key, str):
-            raise InvalidValue("Attribute names must be strings.")
-        if key.casefold() == "schemas":
-            continue
-        urn = rtype.canonical_urn(key)
-        if urn is not None and urn != rtype.schema:
-            if value is None:
-                continue
-            if not isinstance(value, dict):
-                raise InvalidValue(f"{urn} must be an object.")
-            for sub_key, sub_value in value.items():
-                if isinstance(sub_key, str) and sub_key.casefold() == "schemas":
-                    continue  # some clients repeat the extension's URN inside its object
-                _place(rtype, out, f"{urn}:{sub_key}", sub_value)
-            continue
+    for key, value in attribute_items(rtype, body):
         _place(rtype, out, key, value)
     return out
 
@@ -153,7 +175,7 @@ def _place(rtype: ResourceType, out: dict[str, Any], key: str, value: Any) -> No
 
 
 def _schemas_list(rtype: ResourceType, body: dict[str, Any]) -> list[str]:
-    schemas = next((v for k, v in body.items() if k.casefold() == "schemas"), None)
+    schemas = fold_keys(body).get("schemas")
     if schemas is None:
         return [rtype.schema]
     if not isinstance(schemas, list) or not all(isinstance(s, str) for s in schemas):
@@ -170,11 +192,14 @@ def _schemas_list(rtype: ResourceType, body: dict[str, Any]) -> list[str]:
     return known
 
 
-def load_resource(rtype: ResourceType, body: Any) -> dict[str, Any]:
+def load_resource(
+    rtype: ResourceType, body: Any, limits: Limits = DEFAULT_LIMITS
+) -> dict[str, Any]:
     """Validate a POST/PUT body into a canonical resource dict (no read-only attributes).
 
     Read-only attributes (`id`, `meta`, `groups`…) are dropped as RFC 7644 §3.3 asks; whether
-    immutable ones match the stored resource is the caller's business.
+    immutable ones match the stored resource is the caller's business. Multi-valued attributes
+    carry at most what `limits` allows.
     """
     if not isinstance(body, dict):
         raise InvalidSyntax("The request body must be a JSON object.")
@@ -186,10 +211,11 @@ def load_resource(rtype: ResourceType, body: Any) -> dict[str, Any]:
         target = resource if urn == rtype.schema else {}
         for attribute in rtype.attributes(urn):
             value = source.get(attribute.name)
-            if attribute.mutability == "readOnly" or _absent(value):
+            if attribute.mutability == "readOnly" or absent(value):
                 continue
             if attribute.mutability == "writeOnly" and attribute.name == "password" and value == "":
                 continue
+            limits.check(attribute, value)
             target[attribute.name] = coerce(attribute, value)
         if urn != rtype.schema and target:
             resource[urn] = target

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 from functools import cache
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields
 
+from app import datetimes
 from scim_schemas import Attribute
 
 
@@ -52,15 +52,10 @@ class ScimDateTime(fields.Field):
     """An xsd:dateTime (RFC 7643 §2.3.5), kept as a normalised UTC ISO-8601 string."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        if not isinstance(value, str):
-            raise ValidationError("Not a valid dateTime.")
-        try:
-            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError as exc:
-            raise ValidationError("Not a valid dateTime (ISO 8601 expected).") from exc
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=dt.UTC)
-        return parsed.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+        parsed = datetimes.parse(value) if isinstance(value, str) else None
+        if parsed is None:
+            raise ValidationError("Not a valid dateTime (e.g. 2011-05-13T04:42:34Z).")
+        return datetimes.canonical(parsed)
 
 
 class ScimBinary(fields.String):

@@ -37,8 +37,6 @@ from app.store.models import Outbox, utcnow
 
 log = logging.getLogger(__name__)
 
-MATCH_FIELDS = ("email", "username")
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -51,13 +49,9 @@ class Settings:
 
     @classmethod
     def from_config(cls, config: Config) -> Settings:
-        if config.lms_match_field not in MATCH_FIELDS:
-            raise ValueError("LMS_MATCH_FIELD must be 'email' or 'username'")
-        try:
-            pairs = (item.split("=", 1) for item in config.lms_role_ids.split(",") if item.strip())
-            roles = {name.strip(): int(number) for name, number in pairs}
-        except ValueError:
-            raise ValueError("LMS_ROLE_IDS must look like 'student=5,teacher=3'") from None
+        """The relay's part of the app's settings (`LMS_MATCH_FIELD`, `LMS_AUTH`,
+        `LMS_ROLE_IDS`, parsed and checked by `Config`), with an id for every role."""
+        roles = dict(config.lms_role_ids)
         missing = set(enrolments.ROLES) - set(roles)
         if missing:
             raise ValueError(f"LMS_ROLE_IDS has no id for {', '.join(sorted(missing))}")

@@ -6,7 +6,7 @@ import uuid
 
 from flask import Blueprint, Response, g, request
 
-from app import auth
+from app import auth, runtime
 from app.errors import Forbidden
 
 bp = Blueprint("scim", __name__, url_prefix="/scim/v2")
@@ -16,7 +16,7 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 @bp.before_request
 def _authenticate() -> None:
-    g.principal = auth.verify(request.headers.get("Authorization"))
+    g.principal = auth.verify(request.headers.get("Authorization"), runtime.current().tokens)
     # A read-only token may query, including POST /.search (RFC 7644 §3.4.3), but not write.
     searching = request.method == "POST" and request.path.rstrip("/").endswith("/.search")
     if g.principal.read_only and request.method not in _READS and not searching:

@@ -29,14 +29,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, request
 
+from app import runtime
 from app.config import Config
 from app.errors import InvalidSyntax, InvalidValue, PayloadTooLarge, ScimError, scim_response
 from app.errors import to_scim_error as scim_error
+from app.marshal import fold_keys
 from app.scim import bp, groups, users
 from app.scim.endpoint import Endpoint
-from app.scim.http import base_url, read_json
+from app.scim.request_checks import read_json
+from app.scim.responses import base_url
 
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 BULK_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
@@ -60,11 +63,6 @@ class Operation:
     data: Any = None
     refs: set[str] = field(default_factory=set)
     error: ScimError | None = None
-
-
-def _keys(raw: dict[str, Any]) -> dict[str, Any]:
-    """Attribute names are case-insensitive (RFC 7643 §2.1)."""
-    return {key.casefold(): value for key, value in raw.items() if isinstance(key, str)}
 
 
 def _bulk_ref(value: Any) -> str | None:
@@ -127,7 +125,7 @@ def _parse_operation(index: int, raw: Any) -> Operation:
     try:
         if not isinstance(raw, dict):
             raise InvalidSyntax("Each operation must be a JSON object.")
-        fields = _keys(raw)
+        fields = fold_keys(raw)
         method = fields.get("method")
         if not isinstance(method, str) or method.upper() not in METHODS:
             raise InvalidValue("method must be one of POST, PUT, PATCH, DELETE.")
@@ -162,7 +160,7 @@ def parse_bulk_request(body: Any, max_operations: int) -> BulkRequest:
     one operation are kept on it and reported in its result."""
     if not isinstance(body, dict):
         raise InvalidSyntax("The BulkRequest body must be a JSON object.")
-    fields = _keys(body)
+    fields = fold_keys(body)
     schemas = fields.get("schemas")
     if schemas is not None and (not isinstance(schemas, list) or BULK_REQUEST not in schemas):
         raise InvalidSyntax(f"schemas must contain {BULK_REQUEST}.")
@@ -330,7 +328,7 @@ def _too_large(limit: int) -> PayloadTooLarge:
 @bp.post("/Bulk")
 def bulk() -> Response:
     """RFC 7644 §3.7: 200 with a BulkResponse whenever the request itself could be read."""
-    config = current_app.config["SCIM"]
+    config = runtime.current().config
     limit = payload_limit(config)
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)

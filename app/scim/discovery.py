@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response
 
+from app import runtime
 from app.errors import NotFound, scim_response
 from app.scim import bp
 from app.scim.bulk import payload_limit
-from app.scim.http import base_url
 from app.scim.listing import default_cursor_count
+from app.scim.responses import base_url
 from scim_schemas import (
     LIST_RESPONSE,
     resource_type_documents,
@@ -39,7 +40,7 @@ def _list(resources: list[dict[str, Any]]) -> Response:
 def service_provider_config() -> dict[str, Any]:
     """The template with the numbers this deployment actually enforces: bulk limits (RFC 7644
     §3.7.4), `filter.maxResults`, and the RFC 9865 §4 `pagination` block."""
-    config = current_app.config["SCIM"]
+    config = runtime.current().config
     doc = service_provider_config_template()
     doc["filter"]["maxResults"] = config.max_page_size
     doc["bulk"]["maxOperations"] = config.bulk_max_operations

@@ -1,7 +1,7 @@
 """A resource endpoint's writes as plain functions, and the Flask routes that call them.
 
 `/Users` and `/Groups` each describe their POST, PUT, PATCH and DELETE work once, as plain
-functions from the parsed body to `(status, resource)` (`http.Outcome`). An `Endpoint` holds
+functions from the parsed body to `(status, resource)` (`Outcome`). An `Endpoint` holds
 them: `route()` attaches the HTTP views (request in, function, response out), and `/Bulk`
 (`app.scim.bulk`) calls `run()` for each of its operations, so both go through the same code.
 """
@@ -15,8 +15,13 @@ from typing import Any
 from flask import Response
 
 from app.scim import bp
-from app.scim.http import Outcome, if_match, not_modified, read_json
+from app.scim.request_checks import if_match, read_json
+from app.scim.responses import not_modified
 from scim_schemas import ResourceType
+
+Outcome = tuple[int, dict[str, Any] | None]
+"""What a write endpoint's plain function returns: the HTTP status and the resource (None for
+a DELETE's 204)."""
 
 Show = Callable[[dict[str, Any], int], Response]
 """How a resource type answers with one resource and a status (links, projection, ETag)."""

@@ -1,6 +1,6 @@
 """`/Groups`: create, read, replace, patch, delete and list (RFC 7644 §3.2 to §3.6).
 
-Groups are the LMS's audiences. Members are streamed into responses (`http.JsonArray`), never
+Groups are the LMS's audiences. Members are streamed into responses (`json_stream.JsonArray`), never
 built as one list, and are not read at all when the request leaves them out
 (`excludedAttributes=members`, as Entra ID asks, or `attributes` without them, RFC 7644 §3.9).
 
@@ -13,35 +13,29 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, request
 
-from app import marshal, patch
+from app import marshal, patch, runtime
 from app.attributes import Projection
 from app.scim import bp
-from app.scim.endpoint import Endpoint
-from app.scim.http import (
-    JsonArray,
-    Outcome,
+from app.scim.endpoint import Endpoint, Outcome
+from app.scim.json_stream import JsonArray, streaming_response
+from app.scim.listing import next_cursor, parse_list_query, search_request
+from app.scim.request_checks import read_json
+from app.scim.responses import (
     actor,
     base_url,
     link_members,
     list_body,
     projection,
-    read_json,
     resource_headers,
-    streaming_response,
     with_links,
 )
-from app.scim.listing import next_cursor, parse_list_query, search_request
 from app.store import groups as store
-from app.store.search import GROUP_COMPILER
+from app.store.filter_sql import GROUP_COMPILER
 from scim_schemas import CORE_GROUP, resource_type
 
 GROUP = resource_type("Group")
-
-
-def _config() -> Any:
-    return current_app.config["SCIM"]
 
 
 def _member_chunks(
@@ -79,7 +73,7 @@ def _parse(body: Any) -> tuple[dict[str, Any], list[str] | None]:
     body leaves `members` out (a PUT then keeps the members: RFC 7644 §3.5.1 lets a server
     treat an omitted attribute as "not asserted", and a client that read the group with
     `excludedAttributes=members` must not empty it by writing it back)."""
-    resource = marshal.load_resource(GROUP, body)
+    resource = marshal.load_resource(GROUP, body, runtime.current().input_limits)
     listed = resource.pop("members", [])
     asserted = any(isinstance(key, str) and key.casefold() == "members" for key in body)
     return resource, store.member_ids(listed) if asserted else None
@@ -94,7 +88,7 @@ def create_group(body: Any) -> Outcome:
     created = store.create(
         resource,
         members or [],
-        unique_names=_config().unique_group_names,
+        unique_names=runtime.current().config.unique_group_names,
         actor=actor(),
     )
     return 201, created
@@ -107,7 +101,7 @@ def replace_group(group_id: str, body: Any, if_match: str | None = None) -> Outc
         group_id,
         resource,
         members,
-        unique_names=_config().unique_group_names,
+        unique_names=runtime.current().config.unique_group_names,
         if_match=if_match,
         actor=actor(),
     )
@@ -116,15 +110,16 @@ def replace_group(group_id: str, body: Any, if_match: str | None = None) -> Outc
 
 def patch_group(group_id: str, body: Any, if_match: str | None = None) -> Outcome:
     """PATCH /Groups/{id} (RFC 7644 §3.5.2): 200 with the group or 204, as configured."""
-    operations = patch.parse_patch_request(GROUP, body)
+    settings = runtime.current()
+    operations = patch.parse_patch_request(GROUP, body, settings.input_limits)
     updated = store.modify(
         group_id,
         operations,
-        unique_names=_config().unique_group_names,
+        unique_names=settings.config.unique_group_names,
         if_match=if_match,
         actor=actor(),
     )
-    return _config().group_patch_status, updated
+    return settings.config.group_patch_status, updated
 
 
 def delete_group(group_id: str, if_match: str | None = None) -> Outcome:

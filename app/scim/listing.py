@@ -10,13 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app
-
-from app import cursors, filters
+from app import cursors, filters, runtime
 from app.config import Config
 from app.errors import InvalidSyntax, InvalidValue, ScimError
-from app.scim.http import integer_param
-from app.store.search import Page, PageRequest
+from app.marshal import fold_keys
+from app.scim.request_checks import integer_param
+from app.store.paging import Page, PageRequest
 from scim_schemas import SEARCH_REQUEST, Attribute, ResourceType
 
 
@@ -35,13 +34,10 @@ class ListQuery:
 
 
 def _cursor_key() -> bytes:
-    """Cursors are signed with a key derived from the app's `SECRET_KEY` (`app.admin` sets it:
-    `SECRET_KEY`, else the key kept in `SECRET_KEY_FILE`), so every worker and machine sharing
-    that secret accepts the others' cursors."""
-    secret = current_app.secret_key
-    if not secret:  # pragma: no cover - create_app always sets one
-        raise ScimError("Cursor paging is not configured (no SECRET_KEY).", status=500)
-    return cursors.derive_key(secret)
+    """Cursors are signed with a key derived from the app's `SECRET_KEY` (else the key kept in
+    `SECRET_KEY_FILE`, `runtime.resolve_secret_key`), so every worker and machine sharing that
+    secret accepts the others' cursors."""
+    return cursors.derive_key(runtime.current().secret_key)
 
 
 def _invalid_count(detail: str) -> ScimError:
@@ -82,7 +78,7 @@ def _sort_attribute(rtype: ResourceType, text: str) -> Attribute | None:
 
 
 def parse_list_query(rtype: ResourceType, source: Any) -> ListQuery:
-    config = current_app.config["SCIM"]
+    config = runtime.current().config
     text = source.get("filter")
     if text is not None and not isinstance(text, str):
         raise InvalidValue("filter must be a string.")
@@ -134,29 +130,31 @@ def next_cursor(query: ListQuery, found: Page) -> str | None:
     """`nextCursor` for the page after `found`, or None on the last page (RFC 9865 §2)."""
     if not query.page.keyset or found.next is None:
         return None
-    timeout = current_app.config["SCIM"].cursor_timeout_seconds
+    timeout = runtime.current().config.cursor_timeout_seconds
     return cursors.encode(found.next, query.digest, _cursor_key(), timeout)
+
+
+_SEARCH_FIELDS = {
+    name.casefold(): name
+    for name in (
+        "filter",
+        "sortBy",
+        "sortOrder",
+        "startIndex",
+        "count",
+        "cursor",
+        "attributes",
+        "excludedAttributes",
+        "schemas",
+    )
+}
 
 
 def search_request(body: Any) -> dict[str, Any]:
     """The SearchRequest body of `POST …/.search` (RFC 7644 §3.4.3), keys in any case."""
     if not isinstance(body, dict):
         raise InvalidSyntax("The SearchRequest body must be a JSON object.")
-    fields = {
-        k.lower(): k
-        for k in (
-            "filter",
-            "sortBy",
-            "sortOrder",
-            "startIndex",
-            "count",
-            "cursor",
-            "attributes",
-            "excludedAttributes",
-            "schemas",
-        )
-    }
-    normalised = {fields.get(key.lower(), key): value for key, value in body.items()}
+    normalised = {_SEARCH_FIELDS.get(key, key): value for key, value in fold_keys(body).items()}
     schemas = normalised.get("schemas")
     if schemas is not None and (not isinstance(schemas, list) or SEARCH_REQUEST not in schemas):
         raise InvalidSyntax(f"schemas must contain {SEARCH_REQUEST}.")

@@ -9,46 +9,46 @@ inside a bulk request behaves exactly like the same request on its own.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, request
 
-from app import marshal, passwords, patch
+from app import marshal, patch, runtime
 from app.errors import Mutability
 from app.scim import bp
-from app.scim.endpoint import Endpoint
-from app.scim.http import (
-    Outcome,
-    actor,
-    list_response,
-    projection,
-    read_json,
-    resource_response,
-)
+from app.scim.endpoint import Endpoint, Outcome
 from app.scim.listing import next_cursor, parse_list_query, search_request
-from app.store import search as store_search
+from app.scim.request_checks import read_json
+from app.scim.responses import actor, list_response, projection, resource_response
+from app.store import filter_sql
 from app.store import users as store
 from scim_schemas import resource_type
 
 USER = resource_type("User")
 
 
-def _config() -> Any:
-    return current_app.config["SCIM"]
-
-
 def _apply_defaults(resource: dict[str, Any]) -> dict[str, Any]:
     """LMS defaults for what the IdP left out (user type and timezone)."""
-    config = _config()
+    config = runtime.current().config
     resource.setdefault("userType", config.default_user_type)
     resource.setdefault("timezone", config.default_timezone)
     return resource
 
 
 def _hash(password: str | None) -> str | None:
-    if not password or _config().password_policy == "ignore":  # noqa: S105 - a policy name
+    settings = runtime.current()
+    if not password or settings.config.password_policy == "ignore":  # noqa: S105 - a policy
         return None
-    return passwords.hash_password(password)
+    return settings.hasher.hash(password)
+
+
+def _unique_emails() -> bool:
+    return runtime.current().config.unique_emails
+
+
+def _limits() -> marshal.Limits:
+    return runtime.current().input_limits
 
 
 # -- the work of each endpoint, as plain functions (the views below and /Bulk call them) ------
@@ -56,12 +56,16 @@ def _hash(password: str | None) -> str | None:
 
 def create_user(body: Any) -> Outcome:
     """POST /Users (RFC 7644 §3.3). The password is hashed before the store's transaction."""
-    resource = marshal.load_resource(USER, body)
+    resource = marshal.load_resource(USER, body, _limits())
     password = resource.pop("password", None)
-    if password and (clash := store.conflict(resource)) is not None:
+    unique_emails = _unique_emails()
+    if password and (clash := store.conflict(resource, unique_emails=unique_emails)):
         raise clash  # before spending a hash on a duplicate (Okta's retries send passwords)
     password_hash = _hash(password)
-    return 201, store.create(_apply_defaults(resource), password_hash, actor())
+    created = store.create(
+        _apply_defaults(resource), password_hash, actor(), unique_emails=unique_emails
+    )
+    return 201, created
 
 
 def _check_immutable(current: dict[str, Any], new: dict[str, Any]) -> None:
@@ -82,9 +86,29 @@ def _password_hashes(password: str | None) -> dict[str, str]:
     return {password: hashed} if password and hashed else {}
 
 
+def _modify(
+    user_id: str,
+    change: Callable[[dict[str, Any]], dict[str, Any]],
+    hashes: dict[str, str],
+    if_match: str | None,
+    operation: str,
+) -> Outcome:
+    """A PUT or PATCH through the store, as this request's token, under the app's settings."""
+    updated = store.modify(
+        user_id,
+        change,
+        password_hashes=hashes,
+        if_match=if_match,
+        actor=actor(),
+        operation=operation,
+        unique_emails=_unique_emails(),
+    )
+    return 200, updated
+
+
 def replace_user(user_id: str, body: Any, if_match: str | None = None) -> Outcome:
     """PUT /Users/{id} (RFC 7644 §3.5.1)."""
-    new = marshal.load_resource(USER, body)
+    new = marshal.load_resource(USER, body, _limits())
     password = new.pop("password", None)
     hashes = _password_hashes(password)
 
@@ -97,20 +121,13 @@ def replace_user(user_id: str, body: Any, if_match: str | None = None) -> Outcom
             replacement["password"] = password
         return replacement
 
-    updated = store.modify(
-        user_id,
-        change,
-        password_hashes=hashes,
-        if_match=if_match,
-        actor=actor(),
-        operation="replace",
-    )
-    return 200, updated
+    return _modify(user_id, change, hashes, if_match, "replace")
 
 
 def patch_user(user_id: str, body: Any, if_match: str | None = None) -> Outcome:
     """PATCH /Users/{id} (RFC 7644 §3.5.2), atomic: any failing operation applies nothing."""
-    operations = patch.parse_patch_request(USER, body)
+    limits = _limits()
+    operations = patch.parse_patch_request(USER, body, limits)
     hashes: dict[str, str] = {}
     if "password" in json.dumps(body).lower():
         # Find a new password on an unlocked snapshot first, so hashing holds no lock.
@@ -123,20 +140,12 @@ def patch_user(user_id: str, body: Any, if_match: str | None = None) -> Outcome:
             # The LMS keeps an account state; unassigning it would be silently ignored.
             raise Mutability("active cannot be removed; replace it with false to deactivate.")
         password = patched.pop("password", None)
-        result = marshal.load_resource(USER, patched)
+        result = marshal.load_resource(USER, patched, limits)
         if password and password in hashes:
             result["password"] = password
         return result
 
-    updated = store.modify(
-        user_id,
-        change,
-        password_hashes=hashes,
-        if_match=if_match,
-        actor=actor(),
-        operation="patch",
-    )
-    return 200, updated
+    return _modify(user_id, change, hashes, if_match, "patch")
 
 
 def delete_user(user_id: str, if_match: str | None = None) -> Outcome:
@@ -159,8 +168,8 @@ USERS.route(_show)
 def _list(source: Any) -> Response:
     query = parse_list_query(USER, source)
     plan = projection(USER, source)
-    condition = store_search.USER_COMPILER.compile(query.expr) if query.expr else None
-    sort = store_search.user_order(query.sort_by, query.descending)
+    condition = filter_sql.USER_COMPILER.compile(query.expr) if query.expr else None
+    sort = filter_sql.USER_COMPILER.order(query.sort_by, query.descending)
     found = store.search(condition, sort, query.page)
     cursor = next_cursor(query, found)
     return list_response(USER, found.total, query.start_index, found.items, plan, cursor)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.store.mapping import Scalar, check_indexable, meta
 from app.store.models import Group
-from app.store.user_mapping import Scalar, _check_indexable, iso
 from scim_schemas import CORE_GROUP, fold
 
 G = CORE_GROUP
@@ -33,9 +33,9 @@ def row_values(resource: dict[str, Any], unique_names: bool) -> dict[str, Any]:
     """Column values for the group row from a canonical resource dict (members aside)."""
     name = resource["displayName"]
     external_id = resource.get("externalId")
-    _check_indexable("displayName", name)
+    check_indexable("displayName", name)
     if external_id is not None:
-        _check_indexable("externalId", external_id)
+        check_indexable("externalId", external_id)
     return {
         "display_name": name,
         "display_name_key": fold(name),
@@ -50,12 +50,7 @@ def to_resource(row: Group) -> dict[str, Any]:
     if row.external_id is not None:
         resource["externalId"] = row.external_id
     resource["displayName"] = row.display_name
-    resource["meta"] = {
-        "resourceType": "Group",
-        "created": iso(row.created),
-        "lastModified": iso(row.last_modified),
-        "version": f'W/"{row.version}"',
-    }
+    resource["meta"] = meta("Group", row)
     return resource
 
 

@@ -34,9 +34,10 @@ from app.errors import (
 from app.marshal import coerce, load_resource
 from app.store import audit, enrolments, outbox, prepared
 from app.store.db import database, locked
+from app.store.filter_sql import GROUP_MEMBERS, MEMBER_DISPLAY
 from app.store.group_mapping import member, row_values, to_resource
 from app.store.models import Group, Membership, User, utcnow
-from app.store.search import GROUP_MEMBERS, MEMBER_DISPLAY, Page, PageRequest, Sort, page
+from app.store.paging import Page, PageRequest, Sort, page
 from app.store.users import new_id
 from scim_schemas import fold, resource_type
 
@@ -304,7 +305,7 @@ def _conflict(exc: peewee.IntegrityError, name: str) -> Exception:
 
 
 def _check_version(row: Group, if_match: str | None) -> None:
-    etags.require(if_match, f'W/"{row.version}"')
+    etags.require(if_match, etags.weak(row.version))
 
 
 def _scalars(resource: dict[str, Any]) -> dict[str, Any]:

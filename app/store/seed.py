@@ -47,6 +47,7 @@ def bulk_create(
     *,
     batch: int = 2000,
     password_hash: str | None = None,
+    unique_emails: bool = True,
     actor: audit.Actor = audit.SYSTEM,
 ) -> list[str]:
     """Insert users (and their multi-valued attributes); return their new ids in input order.
@@ -55,11 +56,11 @@ def bulk_create(
     `bulk_create`, `changes={"count": n}`), not one per user. A duplicate userName or e-mail
     (within the input or against stored users) raises `Uniqueness` and rolls back that batch
     only; the batches before it stay committed. `resources` is consumed lazily, so an iterator
-    of a million users needs memory for one batch (plus the returned ids).
+    of a million users needs memory for one batch (plus the returned ids). `unique_emails` is
+    the app's `UNIQUE_EMAILS`, as for `users.create`.
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
-    unique_emails = store_users.settings.unique_emails
     ids: list[str] = []
     for number, chunk in enumerate(_batches(resources, batch)):
         now = utcnow()

@@ -1,30 +1,31 @@
 """Read-only questions operators ask, shared by the CLI and the `/admin` pages.
 
 "Is alice active, since when, and who changed it?" — `find_user` + `user_status`. Users are
-matched through the SCIM filter compiler (`app.store.search`), so the same allow-list, case rules
-and indexes apply as for an IdP's filter; values only ever reach SQL as bound parameters.
+matched as a SCIM filter would match them (RFC 7644 §3.4.2.2: `caseExact` attributes exactly,
+the others folded), on the same normalised key columns and indexes (`user_name_key`, e-mail
+`value_key`, group `display_name_key`); values only ever reach SQL as bound parameters.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import operator
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import reduce
 from typing import Any
 
 from peewee import fn
 
-from app import filters
-from app.errors import NotFound
+from app.errors import InvalidValue, NotFound
 from app.store import enrolments, outbox
+from app.store.filter_sql import contains, fold_sql
 from app.store.models import ApiToken, AuditEvent, Group, Membership, User, UserValue, utcnow
-from app.store.search import USER_COMPILER
 from app.store.tokens import state as token_state
-from scim_schemas import resource_type
+from scim_schemas import fold
 
-USER = resource_type("User")
 # Operations that set `active` (see `users._operation_name`); `create` sets it too.
 STATE_OPERATIONS = ("create", "activate", "deactivate")
 PROVISIONED = ("User", "Group")
@@ -95,13 +96,22 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:39] + "…"
 
 
-def _where(text: str) -> Any:
-    """A filter over Users (RFC 7644 §3.4.2.2) compiled through the allow-list."""
-    return USER_COMPILER.compile(filters.parse(text, USER))
+def _text(value: str) -> str:
+    """`value` if it can be stored text: PostgreSQL refuses NUL, and a lone surrogate cannot
+    be encoded (what the filter parser refuses in a value, RFC 7644 §3.4.2.2)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidValue(f"{value!r} is not valid Unicode text.") from None
+    if "\x00" in value:
+        raise InvalidValue(f"{value!r} contains a NUL character.")
+    return value
 
 
-def _literal(value: str) -> str:
-    return json.dumps(value)  # a SCIM filter string is a JSON string (RFC 7644 §3.4.2.2)
+def _with_email(condition: Any) -> Any:
+    """Users with an e-mail address whose folded value (`value_key`) meets `condition`."""
+    emails = UserValue.select(UserValue.user).where((UserValue.attr == "emails") & condition)
+    return User.id.in_(emails)
 
 
 # -- users ---------------------------------------------------------------------------------
@@ -109,8 +119,16 @@ def _literal(value: str) -> str:
 
 def find_user(ref: str) -> User:
     """The user whose id, userName, externalId or e-mail is `ref`, tried in that order."""
-    for path in ("id", "userName", "externalId", "emails.value"):
-        rows = list(User.select().where(_where(f"{path} eq {_literal(ref)}")).limit(2))
+    ref = _text(ref)
+    key = fold(ref)
+    # id and externalId are caseExact, userName and emails.value are not (RFC 7643 §8.7.1).
+    for path, condition in (
+        ("id", User.id == ref),
+        ("userName", User.user_name_key == key),
+        ("externalId", User.external_id == ref),
+        ("emails.value", _with_email(UserValue.value_key == key)),
+    ):
+        rows = list(User.select().where(condition).limit(2))
         if len(rows) > 1:
             raise Ambiguous(f"More than one user has {path} {ref!r}; use the id.")
         if rows:
@@ -247,8 +265,11 @@ def user_condition(*, inactive: bool = False, group: str | None = None) -> Any:
     """Users to list: all, or only inactive ones, or members of a group (by id or name)."""
     condition = User.active == False if inactive else None  # noqa: E712 - SQL, not Python
     if group:
-        in_group = _where(
-            f"groups.value eq {_literal(group)} or groups.display eq {_literal(group)}"
+        # `groups.value eq g or groups.display eq g`: a group id is lower-case hex, so folded.
+        key = fold(_text(group))
+        groups = Group.select(Group.id).where((Group.id == key) | (Group.display_name_key == key))
+        in_group = User.id.in_(
+            Membership.select(Membership.user).where(Membership.group.in_(groups))
         )
         condition = in_group if condition is None else condition & in_group
     return condition
@@ -279,13 +300,14 @@ def search_users(text: str, limit: int = 50) -> list[dict[str, Any]]:
     query = User.select()
     text = text.strip()
     if text:
-        value = _literal(text)
+        key = fold(_text(text))
+        names = (User.display_name, User.given_name, User.family_name)
         query = query.where(
-            _where(
-                f"userName co {value} or emails.value co {value} or displayName co {value}"
-                f" or name.givenName co {value} or name.familyName co {value}"
-                f" or externalId eq {value} or id eq {value}"
-            )
+            contains(User.user_name_key, key)
+            | _with_email(contains(UserValue.value_key, key))
+            | reduce(operator.or_, (contains(fold_sql(name), key) for name in names))
+            | (User.external_id == text)
+            | (User.id == text)
         )
     return summarise(list(query.order_by(User.user_name_key).limit(limit)))
 

@@ -6,27 +6,15 @@ not here cannot reach SQL.
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
 from typing import Any
 
-import peewee
-
-from app.errors import InvalidValue
+from app import datetimes
+from app.store.mapping import Scalar, check_indexable, meta
 from app.store.models import MAX_INDEXED_LENGTH, User, UserAddress, UserValue
-from scim_schemas import CORE_USER, ENTERPRISE_USER, LMS_USER, fold
+from scim_schemas import CORE_USER, ENTERPRISE_USER, LMS_USER, fold, resource_type
 
 C, E, L = CORE_USER, ENTERPRISE_USER, LMS_USER
-
-
-@dataclass(frozen=True)
-class Scalar:
-    """A single-valued attribute (or sub-attribute of a single-valued complex) in one column."""
-
-    schema: str
-    path: str
-    field: peewee.Field
-    key_field: peewee.Field | None = None  # normalised copy, indexed, for caseless compares
+USER = resource_type("User")
 
 
 SCALARS: tuple[Scalar, ...] = (
@@ -88,21 +76,14 @@ ADDRESS_COLUMNS = {
     "type": UserAddress.type,
     "primary": UserAddress.primary,
 }
-_CASE_EXACT_VALUES = frozenset({"x509Certificates"})
+# Values too long to index (certificates, photo URLs): kept, but never a key.
 _UNINDEXED_VALUES = frozenset({"x509Certificates", "photos"})
-
-
-def iso(moment: dt.datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
-
-
-def parse_iso(text: str) -> dt.datetime:
-    parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
-    return parsed
+# Whether each value attribute's `value` compares case-exactly (RFC 7643 §2.2), from the schema.
+_CASE_EXACT_VALUES = frozenset(
+    attr for attr in VALUE_ATTRIBUTES if USER.resolve(f"{attr}.value").sub_attribute.case_exact
+)
+# The scalar columns that hold a dateTime (RFC 7643 §2.3.5), from the schema.
+_DATETIMES = frozenset(s.path for s in SCALARS if s.attribute(USER).type == "dateTime")
 
 
 def _get(resource: dict[str, Any], schema: str, path: str) -> Any:
@@ -114,11 +95,6 @@ def _get(resource: dict[str, Any], schema: str, path: str) -> Any:
     return value
 
 
-def _check_indexable(path: str, value: str) -> None:
-    if len(value) > MAX_INDEXED_LENGTH:
-        raise InvalidValue(f"{path} is longer than {MAX_INDEXED_LENGTH} characters.")
-
-
 def row_values(resource: dict[str, Any]) -> dict[str, Any]:
     """Column values for the User row (every mapped column, None where absent)."""
     values: dict[str, Any] = {}
@@ -126,10 +102,11 @@ def row_values(resource: dict[str, Any]) -> dict[str, Any]:
         if scalar.path in ("id", "meta.created", "meta.lastModified"):
             continue
         value = _get(resource, scalar.schema, scalar.path)
-        if scalar.path == "hireDate" and value is not None:
-            value = parse_iso(value)
+        if scalar.path in _DATETIMES and isinstance(value, str):
+            parsed = datetimes.parse(value)  # already checked by `marshal`
+            value = datetimes.stored(parsed) if parsed is not None else None
         if isinstance(value, str) and scalar.field.name in ("user_name", "external_id"):
-            _check_indexable(scalar.path, value)
+            check_indexable(scalar.path, value)
         values[scalar.field.name] = value
         if scalar.key_field is not None:
             values[scalar.key_field.name] = fold(value) if value is not None else None
@@ -157,7 +134,7 @@ def child_rows(
             key = value_key(attr, value)
             unique_key = None
             if attr == "emails" and unique_emails and key is not None and key not in seen:
-                _check_indexable("emails.value", value)
+                check_indexable("emails.value", value)
                 unique_key = key
                 seen.add(key)
             values.append(
@@ -184,7 +161,7 @@ def child_rows(
 # Per scalar column, worked out once: (field, schema, attribute, sub-attribute, is a dateTime).
 # A page of a hundred users reads some three thousand columns through this.
 _READ_PLAN = [
-    (scalar.field.name, scalar.schema, *scalar.path.partition(".")[::2], scalar.path == "hireDate")
+    (scalar.field.name, scalar.schema, *scalar.path.partition(".")[::2], scalar.path in _DATETIMES)
     for scalar in SCALARS
     if not scalar.path.startswith("meta.")
 ]
@@ -206,7 +183,7 @@ def to_resource(
         if value is None:
             continue
         if is_date:
-            value = iso(value)
+            value = datetimes.scim(value)
         container = resource if schema == C else resource.setdefault(schema, {})
         if tail:
             container.setdefault(head, {})[tail] = value
@@ -233,10 +210,5 @@ def to_resource(
     if enrolments:
         resource.setdefault(L, {})["enrolments"] = enrolments
     resource["schemas"] += [urn for urn in (E, L) if urn in resource]
-    resource["meta"] = {
-        "resourceType": "User",
-        "created": iso(user.created),
-        "lastModified": iso(user.last_modified),
-        "version": f'W/"{user.version}"',
-    }
+    resource["meta"] = meta("User", user)
     return resource

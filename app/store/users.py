@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import peewee
@@ -15,19 +14,11 @@ from app.errors import NotFound, Uniqueness
 from app.store import audit, enrolments, outbox, prepared
 from app.store.db import database, locked
 from app.store.models import Group, Membership, User, UserAddress, UserValue, utcnow
-from app.store.search import Page, PageRequest, Sort, page
-from app.store.user_mapping import child_rows, row_values, to_resource
+from app.store.paging import Page, PageRequest, Sort, page
+from app.store.user_mapping import VALUE_ATTRIBUTES, child_rows, row_values, to_resource
 from scim_schemas import fold
 
 KEEP = object()  # "leave the stored password hash as it is"
-
-
-@dataclass
-class Settings:
-    unique_emails: bool = True
-
-
-settings = Settings()
 
 
 def new_id() -> str:
@@ -94,14 +85,12 @@ def get(user_id: str) -> dict[str, Any]:
     return load_many([user])[0]
 
 
-def password_hash_of(user_id: str) -> str | None:
-    row = User.select(User.password_hash).where(User.id == user_id).first()
-    return row.password_hash if row else None
-
-
-def conflict(resource: dict[str, Any], exclude_id: str | None = None) -> Uniqueness | None:
+def conflict(
+    resource: dict[str, Any], *, unique_emails: bool, exclude_id: str | None = None
+) -> Uniqueness | None:
     """The uniqueness clash `resource` would cause, naming the other user so that an IdP can
-    link it (a retried POST meets 409 with the existing id), or None.
+    link it (a retried POST meets 409 with the existing id), or None. E-mail values clash only
+    when `unique_emails` (the app's `UNIQUE_EMAILS`).
 
     Only a cheap indexed look-up: the unique indexes still decide, so a create that races past
     this check is refused by the database all the same.
@@ -114,7 +103,7 @@ def conflict(resource: dict[str, Any], exclude_id: str | None = None) -> Uniquen
         if (existing := query.first()) is not None:
             return Uniqueness(f"userName {name!r} is already taken by user {existing.id}.")
     keys = [fold(e["value"]) for e in resource.get("emails") or () if e.get("value")]
-    if settings.unique_emails and keys:
+    if unique_emails and keys:
         rows = UserValue.select(UserValue.user).where(UserValue.unique_key.in_(keys))
         if exclude_id is not None:
             rows = rows.where(UserValue.user != exclude_id)
@@ -125,14 +114,15 @@ def conflict(resource: dict[str, Any], exclude_id: str | None = None) -> Uniquen
     return None
 
 
-def _conflict(resource: dict[str, Any], exclude_id: str | None = None) -> Uniqueness:
-    return conflict(resource, exclude_id) or Uniqueness(
-        "The resource conflicts with an existing one."
-    )
+def _conflict(
+    resource: dict[str, Any], unique_emails: bool, exclude_id: str | None = None
+) -> Uniqueness:
+    found = conflict(resource, unique_emails=unique_emails, exclude_id=exclude_id)
+    return found or Uniqueness("The resource conflicts with an existing one.")
 
 
-def _write_children(user_id: str, resource: dict[str, Any]) -> None:
-    values, addresses = child_rows(user_id, resource, settings.unique_emails)
+def _write_children(user_id: str, resource: dict[str, Any], unique_emails: bool) -> None:
+    values, addresses = child_rows(user_id, resource, unique_emails)
     prepared.insert(UserValue, values)
     prepared.insert(UserAddress, addresses)
 
@@ -149,7 +139,7 @@ def _as_stored(
     Built by the same `to_resource` as a read, from unsaved model instances, so a write needs no
     second round of queries to answer with the stored form.
     """
-    values, addresses = child_rows(user_id, resource, settings.unique_emails)
+    values, addresses = child_rows(user_id, resource, unique_emails=False)
     return to_resource(
         User(id=user_id, **row_values(resource), **row),
         [UserValue(**v) for v in values],
@@ -160,9 +150,14 @@ def _as_stored(
 
 
 def create(
-    resource: dict[str, Any], password_hash: str | None, actor: audit.Actor
+    resource: dict[str, Any],
+    password_hash: str | None,
+    actor: audit.Actor,
+    *,
+    unique_emails: bool,
 ) -> dict[str, Any]:
-    """Insert a user and its multi-valued attributes in one transaction."""
+    """Insert a user and its multi-valued attributes in one transaction; e-mail values are
+    unique among users when `unique_emails` (the app's `UNIQUE_EMAILS`)."""
     user_id = new_id()
     now = utcnow()
     try:
@@ -176,11 +171,11 @@ def create(
                 **row_values(resource),
             }
             prepared.insert(User, [row])
-            _write_children(user_id, resource)
+            _write_children(user_id, resource, unique_emails)
             audit.record(actor, "User", user_id, "create", audit.diff({}, resource))
             outbox.user(user_id)
     except peewee.IntegrityError as exc:
-        raise _conflict(resource) from exc
+        raise _conflict(resource, unique_emails) from exc
     return _as_stored(user_id, resource, {"created": now, "last_modified": now, "version": 1}, [])
 
 
@@ -196,6 +191,7 @@ def modify(
     if_match: str | None = None,
     actor: audit.Actor,
     operation: str,
+    unique_emails: bool,
 ) -> dict[str, Any]:
     """Read the user under a row lock, apply `change`, and write the result if it differs.
 
@@ -236,7 +232,7 @@ def modify(
             if _children_changed(current, new):
                 UserValue.delete().where(UserValue.user == user_id).execute()
                 UserAddress.delete().where(UserAddress.user == user_id).execute()
-                _write_children(user_id, new)
+                _write_children(user_id, new, unique_emails)
             changes = audit.diff(current, new)
             if new_hash is not KEEP:
                 changes["password"] = {"changed": True}
@@ -244,13 +240,11 @@ def modify(
             outbox.user(user_id)
             courses = enrolments.of_users([user_id]).get(user_id)
     except peewee.IntegrityError as exc:
-        raise _conflict(new, user_id) from exc
+        raise _conflict(new, unique_emails, user_id) from exc
     return _as_stored(user_id, new, stamp, current.get("groups", []), courses)
 
 
 def _children_changed(current: dict[str, Any], new: dict[str, Any]) -> bool:
-    from app.store.user_mapping import VALUE_ATTRIBUTES
-
     return any(current.get(a) != new.get(a) for a in (*VALUE_ATTRIBUTES, "addresses"))
 
 
@@ -277,7 +271,7 @@ def delete(user_id: str, actor: audit.Actor, if_match: str | None = None) -> Non
         ).first()
         if user is None:
             raise NotFound(f"User {user_id} not found.")
-        etags.require(if_match, f'W/"{user.version}"')
+        etags.require(if_match, etags.weak(user.version))
         _leave_groups(user_id, actor)
         UserValue.delete().where(UserValue.user == user_id).execute()
         UserAddress.delete().where(UserAddress.user == user_id).execute()

@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 
 from app import admin, create_app
 from app.config import Config
+from app.runtime import resolve_secret_key
 from app.store.models import AuditEvent, Operator, utcnow
 from tests.api.test_cli import run
 from tests.api.test_operator_cli import deactivate
@@ -137,11 +138,11 @@ def test_cookie_security_follows_host_unless_configured(env: dict[str, str], sec
 
 def test_secret_key_is_generated_once_and_kept(tmp_path: Path) -> None:
     config = Config.from_env({"SECRET_KEY_FILE": str(tmp_path / "var" / "secret_key")})
-    first = admin._secret_key(config)
+    first = resolve_secret_key(config)
     assert len(first) >= 40
-    assert admin._secret_key(config) == first
+    assert resolve_secret_key(config) == first
     assert (tmp_path / "var" / "secret_key").stat().st_mode & 0o777 == 0o600
-    assert admin._secret_key(Config.from_env({"SECRET_KEY": "explicit"})) == "explicit"
+    assert resolve_secret_key(Config.from_env({"SECRET_KEY": "explicit"})) == "explicit"
 
 
 def test_sign_out_needs_csrf_and_ends_the_session(signed_in: FlaskClient) -> None:

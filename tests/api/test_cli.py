@@ -14,7 +14,7 @@ from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import auth, create_app
+from app import auth, create_app, runtime
 from app.config import Config
 from app.store import migrations
 from app.store.db import database
@@ -82,7 +82,6 @@ def fresh_app(config: Config, tmp_path: Any) -> Iterator[Flask]:
     else:
         url = f"sqlite:///{tmp_path / 'fresh.db'}"
     flask_app = create_app(Config.from_env({}, database_url=url, testing=True))
-    auth.clear_cache()
     yield flask_app
     db = database.obj
     if hasattr(db, "close_all"):
@@ -221,7 +220,7 @@ def test_bootstrap_creates_one_when_only_unusable_tokens_exist(
 ) -> None:
     old = last_line(run(app, "tokens", "create", "old"))
     ApiToken.update(**unusable).where(ApiToken.name == "old").execute()
-    auth.clear_cache()
+    runtime.of(app).tokens.clear()
     assert users_status(client, old) == 401
 
     result = run(app, "tokens", "bootstrap", "--name", "replacement")

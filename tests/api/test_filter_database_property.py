@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app import filters as f
-from app.store import search
+from app.store import filter_sql
 from app.store.models import User
 from scim_schemas import CORE_USER, ENTERPRISE_USER, resource_type
 from tests.conftest import Scim
@@ -144,7 +144,7 @@ def test_database_agrees_with_the_reference_evaluator(app: Flask, token: str) ->
         parsed = f.parse(text, USER, max_nodes=10_000, max_depth=1_000)
         expected = {u["id"] for u in stored if f.matches(parsed, u)}
         with app.app_context():
-            condition = search.USER_COMPILER.compile(parsed)
+            condition = filter_sql.USER_COMPILER.compile(parsed)
             found = {row.id for row in User.select(User.id).where(condition)}
         assert found == expected, text
 

@@ -17,9 +17,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from playhouse.pool import MaxConnectionsExceeded
 
-from app import auth, create_app, observability
+from app import auth, create_app, observability, runtime
 from app.config import Config
-from app.scim.http import nesting_exceeds
+from app.scim.request_checks import nesting_exceeds
 from app.store import db
 from app.store.models import User
 from scim_schemas import CORE_GROUP, PATCH_OP
@@ -29,7 +29,7 @@ from tests.conftest import Scim
 
 def limited_app(app: Flask, **settings: Any) -> Flask:
     """Another app on the test's (migrated, clean) database with some settings changed."""
-    return create_app(replace(app.config["SCIM"], **settings))
+    return create_app(replace(runtime.of(app).config, **settings))
 
 
 def raw_post(scim: Scim, path: str, raw: bytes) -> Any:
@@ -116,7 +116,7 @@ def test_count_is_capped_and_floored(scim: Scim, app: Flask) -> None:
     huge = scim.get("/Users?count=1000000000000").get_json()
     assert huge["itemsPerPage"] == 1
     assert scim.get("/Users?count=-5").get_json().get("Resources", []) == []
-    assert app.config["SCIM"].max_page_size == 1000
+    assert runtime.of(app).config.max_page_size == 1000
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,7 +255,7 @@ def test_repeated_bad_tokens_slow_the_address_down(app: Flask, token: str) -> No
     # A braked address is refused before any token is looked up in the database: only the
     # token this process verified moments ago (the IdP behind the same NAT) goes on working,
     assert idp.get("/Users").status_code == 200
-    auth.clear_cache()
+    runtime.of(braked).tokens.clear()
     _assert_429(idp.get("/Users"))
     # …while other addresses are served.
     elsewhere = _scim(braked, token).get("/Users", environ_base={"REMOTE_ADDR": "192.0.2.8"})

@@ -7,16 +7,19 @@ import csv
 import datetime as dt
 import io
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from flask import Flask
 
+from app import create_app, runtime
 from app.store import status
 from app.store.models import AuditEvent, Operator, User, utcnow
 from scim_schemas import PATCH_OP
 from tests.api.test_cli import invoke, last_line, run
 from tests.api.test_users import create
+from tests.conftest import Scim
 
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 
@@ -93,15 +96,11 @@ def test_status_of_an_unknown_user_fails(app: Flask) -> None:
     assert "No user" in result.output
 
 
-def test_status_with_an_ambiguous_email_asks_for_the_id(app: Flask, scim: Any) -> None:
-    from app.store import users
-
-    users.settings.unique_emails = False
-    try:
-        create(scim, "a1", emails=[{"value": "shared@example.com"}])
-        create(scim, "a2", emails=[{"value": "shared@example.com"}])
-    finally:
-        users.settings.unique_emails = True
+def test_status_with_an_ambiguous_email_asks_for_the_id(app: Flask, token: str) -> None:
+    shared = create_app(replace(runtime.of(app).config, unique_emails=False))
+    scim = Scim(shared.test_client(), token)
+    create(scim, "a1", emails=[{"value": "shared@example.com"}])
+    create(scim, "a2", emails=[{"value": "shared@example.com"}])
     result = invoke(app, "users", "status", "shared@example.com")
     assert result.exit_code == 1
     assert "use the id" in result.output

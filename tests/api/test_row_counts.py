@@ -9,7 +9,7 @@ from flask import Flask
 
 from app.store import seed
 from app.store.models import Group, User
-from app.store.search import count_of
+from app.store.paging import count_of
 from scim_schemas import CORE_GROUP, CORE_USER, PATCH_OP
 from tests.api.test_users import create
 

@@ -265,9 +265,9 @@ def test_okta_password_push_is_hashed_and_never_returned(scim: Any) -> None:
     )
     assert response.status_code == 200
     assert "password" not in response.get_json()
-    from app.passwords import verify_password
+    from app.passwords import Hasher
 
-    assert verify_password(User.get_by_id(created["id"]).password_hash, "n3w!")
+    assert Hasher().verify(User.get_by_id(created["id"]).password_hash, "n3w!")
     audit = AuditEvent.select().order_by(AuditEvent.id.desc()).first()
     assert "n3w!" not in (audit.changes or "")
 

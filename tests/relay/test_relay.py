@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from app import create_app
 from app.relay.worker import Relay, Settings
 from app.store import outbox
 from app.store.models import LmsUserLink, Outbox
@@ -267,7 +268,7 @@ def test_wrong_token_and_missing_functions_are_reported_by_relay_test(
 
     from tests.relay.moodle_sim import TOKEN, URL
 
-    app.config["SCIM"] = replace(config, lms_url=URL, lms_token=TOKEN)
+    app = create_app(replace(config, lms_url=URL, lms_token=TOKEN))
     moodle.allowed = {"core_webservice_get_site_info", "core_user_get_users_by_field"}
     from tests.api.test_cli import invoke
 
@@ -280,7 +281,7 @@ def test_wrong_token_and_missing_functions_are_reported_by_relay_test(
     moodle.allowed = None
     assert "every required function is allowed" in run(app, "relay", "test").stdout
 
-    app.config["SCIM"] = replace(config, lms_url=URL, lms_token="wrong")
+    app = create_app(replace(config, lms_url=URL, lms_token="wrong"))
     result = invoke(app, "relay", "test")
     assert result.exit_code == 1
     assert "invalidtoken" in result.stderr

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from app import filters
 from app.errors import InvalidFilter
 from app.filters import (
     And,
@@ -25,6 +24,7 @@ from app.filters import (
     parse_value_filter,
     render,
 )
+from app.filters.literals import prepare
 from scim_schemas import CORE_USER, ENTERPRISE_USER, Attribute, resource_type
 
 USER = resource_type("User")
@@ -418,12 +418,12 @@ def test_number_comparisons_evaluate_numerically() -> None:
 
 
 def test_literal_pass_replaces_numbers_and_strings_before_their_lexer() -> None:
-    prepared = filters._prepare(r'x eq 42 and y eq "a\"b" and z eq 1.5e3', 20)
+    prepared = prepare(r'x eq 42 and y eq "a\"b" and z eq 1.5e3', 20)
     assert prepared.text == 'x eq "#0" and y eq "#1" and z eq "#2"'
     assert [literal.value for literal in prepared.literals] == [42, 'a"b', 1500.0]
     # Numbers that are part of a URN or an attribute name are left alone.
     urn = f"{ENTERPRISE_USER}:department eq x2"
-    assert filters._prepare(urn, 20).text == f'{ENTERPRISE_USER}:department eq "#0"'
+    assert prepare(urn, 20).text == f'{ENTERPRISE_USER}:department eq "#0"'
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,9 @@
 A migration is a module `mNNNN_name.py` here with `apply(db, migrator)`. Applied numbers are
 recorded in `schema_migration`; on PostgreSQL an advisory lock keeps two instances that start at
 once from migrating together (SQLite's IMMEDIATE transactions already serialise them).
+A migration states what it creates as frozen DDL (`_ddl`), never through `app.store.models`,
+so a fresh database and one upgraded from any earlier release end up the same
+(tests/unit/test_migrations.py checks it, and that the result matches the models).
 """
 
 from __future__ import annotations
@@ -37,13 +40,21 @@ def _migrator(db: peewee.Database) -> SchemaMigrator:
     return SchemaMigrator.from_database(db)
 
 
-def upgrade(db: peewee.Database, report: Callable[[str], None] = lambda _msg: None) -> list[str]:
-    """Apply every migration not yet applied; return the names applied now."""
+def upgrade(
+    db: peewee.Database,
+    report: Callable[[str], None] = lambda _msg: None,
+    target: int | None = None,
+) -> list[str]:
+    """Apply every migration not yet applied, or only those numbered up to `target` (a
+    database as an earlier release left it, for tests); return the names applied now."""
     applied_now = []
-    with db.connection_context():
+    # `db`, not whatever the models' proxy points at, keeps the bookkeeping.
+    with db.bind_ctx([SchemaMigration]), db.connection_context():
         with db.atomic():
             db.create_tables([SchemaMigration], safe=True)
         for number, name, module in _migrations():
+            if target is not None and number > target:
+                break
             with db.atomic():
                 if isinstance(db, peewee.PostgresqlDatabase):
                     db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_ID,))
@@ -57,7 +68,8 @@ def upgrade(db: peewee.Database, report: Callable[[str], None] = lambda _msg: No
 
 
 def pending(db: peewee.Database) -> list[str]:
-    with db.connection_context():
+    """The names of the migrations `db` has not had yet, in order."""
+    with db.bind_ctx([SchemaMigration]), db.connection_context():
         if not db.table_exists(SchemaMigration._meta.table_name):
             return [name for _, name, _ in _migrations()]
         done = {row.number for row in SchemaMigration.select(SchemaMigration.number)}

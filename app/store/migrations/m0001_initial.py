@@ -1,12 +1,149 @@
-"""The initial tables: users and their multi-valued values, groups, memberships, tokens, audit."""
+"""The initial tables: users and their multi-valued values, groups, memberships, tokens, audit.
+
+Frozen as release m0001 created them (commit 5ec3914's models): `user_value.primary` and
+`user_address.primary` were still NOT NULL then (m0006 relaxes them); `lms_group` had neither
+`unique_name_key` (m0002) nor `keeps_enrolments` (m0004), `api_token` no `rotated_at` (m0003).
+"""
 
 from __future__ import annotations
 
 import peewee
 from playhouse.migrate import SchemaMigrator
 
-from app.store.models import ALL_MODELS
+from app.store.migrations._ddl import execute, table
+
+STATEMENTS = (
+    table(
+        "lms_user",
+        '"id" VARCHAR(32) NOT NULL PRIMARY KEY',
+        '"user_name" TEXT NOT NULL',
+        '"user_name_key" TEXT NOT NULL',
+        '"external_id" TEXT',
+        '"formatted_name" TEXT',
+        '"family_name" TEXT',
+        '"given_name" TEXT',
+        '"middle_name" TEXT',
+        '"honorific_prefix" TEXT',
+        '"honorific_suffix" TEXT',
+        '"display_name" TEXT',
+        '"nick_name" TEXT',
+        '"profile_url" TEXT',
+        '"title" TEXT',
+        '"user_type" TEXT',
+        '"preferred_language" TEXT',
+        '"locale" TEXT',
+        '"timezone" TEXT',
+        '"active" {BOOL} NOT NULL',
+        '"password_hash" TEXT',
+        '"employee_number" TEXT',
+        '"cost_center" TEXT',
+        '"organization" TEXT',
+        '"division" TEXT',
+        '"department" TEXT',
+        '"manager_id" TEXT',
+        '"branch" TEXT',
+        '"job_role" TEXT',
+        '"hire_date" {TIMESTAMP}',
+        '"created" {TIMESTAMP} NOT NULL',
+        '"last_modified" {TIMESTAMP} NOT NULL',
+        '"version" INTEGER NOT NULL',
+    ),
+    'CREATE UNIQUE INDEX "lms_user_user_name_key" ON "lms_user" ("user_name_key")',
+    'CREATE INDEX "lms_user_external_id" ON "lms_user" ("external_id")',
+    'CREATE INDEX "lms_user_active" ON "lms_user" ("active")',
+    'CREATE INDEX "lms_user_manager_id" ON "lms_user" ("manager_id")',
+    'CREATE INDEX "lms_user_created" ON "lms_user" ("created")',
+    'CREATE INDEX "lms_user_last_modified" ON "lms_user" ("last_modified")',
+    table(
+        "user_value",
+        '"id" {SERIAL} NOT NULL PRIMARY KEY',
+        '"user_id" VARCHAR(32) NOT NULL',
+        '"attr" VARCHAR(32) NOT NULL',
+        '"position" INTEGER NOT NULL',
+        '"value" TEXT',
+        '"value_key" TEXT',
+        '"type" TEXT',
+        '"primary" {BOOL} NOT NULL',
+        '"display" TEXT',
+        '"unique_key" TEXT',
+        'FOREIGN KEY ("user_id") REFERENCES "lms_user" ("id") ON DELETE CASCADE',
+    ),
+    'CREATE INDEX "user_value_user_id" ON "user_value" ("user_id")',
+    'CREATE UNIQUE INDEX "user_value_unique_key" ON "user_value" ("unique_key")',
+    'CREATE INDEX "user_value_attr_value_key" ON "user_value" ("attr", "value_key")',
+    'CREATE UNIQUE INDEX "user_value_user_id_attr_position" '
+    'ON "user_value" ("user_id", "attr", "position")',
+    table(
+        "user_address",
+        '"id" {SERIAL} NOT NULL PRIMARY KEY',
+        '"user_id" VARCHAR(32) NOT NULL',
+        '"position" INTEGER NOT NULL',
+        '"formatted" TEXT',
+        '"street_address" TEXT',
+        '"locality" TEXT',
+        '"region" TEXT',
+        '"postal_code" TEXT',
+        '"country" TEXT',
+        '"type" TEXT',
+        '"primary" {BOOL} NOT NULL',
+        'FOREIGN KEY ("user_id") REFERENCES "lms_user" ("id") ON DELETE CASCADE',
+    ),
+    'CREATE INDEX "user_address_user_id" ON "user_address" ("user_id")',
+    'CREATE UNIQUE INDEX "user_address_user_id_position" ON "user_address" ("user_id", "position")',
+    table(
+        "lms_group",
+        '"id" VARCHAR(32) NOT NULL PRIMARY KEY',
+        '"display_name" TEXT NOT NULL',
+        '"display_name_key" TEXT NOT NULL',
+        '"external_id" TEXT',
+        '"created" {TIMESTAMP} NOT NULL',
+        '"last_modified" {TIMESTAMP} NOT NULL',
+        '"version" INTEGER NOT NULL',
+    ),
+    'CREATE INDEX "lms_group_display_name_key" ON "lms_group" ("display_name_key")',
+    'CREATE INDEX "lms_group_external_id" ON "lms_group" ("external_id")',
+    'CREATE INDEX "lms_group_created" ON "lms_group" ("created")',
+    'CREATE INDEX "lms_group_last_modified" ON "lms_group" ("last_modified")',
+    table(
+        "membership",
+        '"group_id" VARCHAR(32) NOT NULL',
+        '"user_id" VARCHAR(32) NOT NULL',
+        'PRIMARY KEY ("group_id", "user_id")',
+        'FOREIGN KEY ("group_id") REFERENCES "lms_group" ("id") ON DELETE CASCADE',
+        'FOREIGN KEY ("user_id") REFERENCES "lms_user" ("id") ON DELETE CASCADE',
+    ),
+    'CREATE INDEX "membership_group_id" ON "membership" ("group_id")',
+    'CREATE INDEX "membership_user_id" ON "membership" ("user_id")',
+    'CREATE INDEX "membership_user_id_group_id" ON "membership" ("user_id", "group_id")',
+    table(
+        "api_token",
+        '"id" {SERIAL} NOT NULL PRIMARY KEY',
+        '"name" TEXT NOT NULL',
+        '"prefix" TEXT NOT NULL',
+        '"token_hash" VARCHAR(64) NOT NULL',
+        '"read_only" {BOOL} NOT NULL',
+        '"created" {TIMESTAMP} NOT NULL',
+        '"expires_at" {TIMESTAMP}',
+        '"revoked_at" {TIMESTAMP}',
+        '"last_used_at" {TIMESTAMP}',
+    ),
+    'CREATE INDEX "api_token_name" ON "api_token" ("name")',
+    'CREATE UNIQUE INDEX "api_token_token_hash" ON "api_token" ("token_hash")',
+    table(
+        "audit_event",
+        '"id" {SERIAL} NOT NULL PRIMARY KEY',
+        '"at" {TIMESTAMP} NOT NULL',
+        '"token_name" TEXT',
+        '"request_id" TEXT',
+        '"resource_type" VARCHAR(16) NOT NULL',
+        '"resource_id" VARCHAR(32) NOT NULL',
+        '"operation" VARCHAR(32) NOT NULL',
+        '"changes" TEXT',
+    ),
+    'CREATE INDEX "audit_event_at" ON "audit_event" ("at")',
+    'CREATE INDEX "audit_event_resource_id" ON "audit_event" ("resource_id")',
+)
 
 
 def apply(db: peewee.Database, migrator: SchemaMigrator) -> None:
-    db.create_tables(ALL_MODELS, safe=True)
+    execute(db, STATEMENTS)

@@ -5,15 +5,15 @@ column costs nothing while the option is off, and existing groups are left as th
 from __future__ import annotations
 
 import peewee
-from playhouse.migrate import SchemaMigrator, migrate
+from playhouse.migrate import SchemaMigrator
 
-TABLE = "lms_group"
-COLUMN = "unique_name_key"
+from app.store.migrations._ddl import execute
+
+STATEMENTS = (
+    'ALTER TABLE "lms_group" ADD COLUMN "unique_name_key" TEXT',
+    'CREATE UNIQUE INDEX "lms_group_unique_name_key" ON "lms_group" ("unique_name_key")',
+)
 
 
 def apply(db: peewee.Database, migrator: SchemaMigrator) -> None:
-    # m0001 creates tables from the live models: skip what a fresh database already has.
-    if COLUMN not in {column.name for column in db.get_columns(TABLE)}:
-        migrate(migrator.add_column(TABLE, COLUMN, peewee.TextField(null=True)))
-    if not any(index.columns == [COLUMN] for index in db.get_indexes(TABLE)):
-        migrate(migrator.add_index(TABLE, (COLUMN,), unique=True))
+    execute(db, STATEMENTS)

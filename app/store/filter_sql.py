@@ -1,17 +1,20 @@
-"""Filter ASTs (from `app.filters`) compiled into Peewee expressions, and sort orders.
+"""Filter ASTs (from `app.filters`) compiled into Peewee expressions, and `sortBy` into orders.
 
-Only attributes in the store's field maps can reach SQL; values are always bound parameters.
-`co`/`sw`/`ew` use instr/substr rather than LIKE, so `%`, `_` and `\\` in a value match
-literally, and comparisons are null-safe so that `not (…)` matches what the in-memory evaluator
-(the RFC reference) matches. Multi-valued attributes become one EXISTS per value path, so
-`emails[type eq "work" and value co "@x"]` binds both conditions to the same e-mail row.
+RFC 7644 §3.4.2.2 (filtering) and §3.4.2.3 (sorting), through the store's allow-list: only
+attributes in the field maps (`user_mapping`, `group_mapping`) can reach SQL, and values are
+always bound parameters. `co`/`sw`/`ew` use instr/substr rather than LIKE, so `%`, `_` and `\\`
+in a value match literally, and comparisons are null-safe so that `not (…)` matches what the
+in-memory evaluator (`app.filters.matches`, the RFC reference) matches. Multi-valued attributes
+become one `owner IN (SELECT …)` per value path, so `emails[type eq "work" and value co "@x"]`
+binds both conditions to the same e-mail row.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from functools import reduce
 from typing import Any
 
 import peewee
@@ -19,17 +22,10 @@ from peewee import SQL, NodeList, fn
 
 from app import filters as f
 from app.errors import InvalidFilter, InvalidValue
-from app.store import group_mapping, prepared
+from app.store import group_mapping
 from app.store.db import is_postgres
-from app.store.models import (
-    COUNTED_MODELS,
-    Group,
-    Membership,
-    RowCount,
-    User,
-    UserAddress,
-    UserValue,
-)
+from app.store.models import Group, Membership, User, UserAddress, UserValue
+from app.store.paging import Sort
 from app.store.user_mapping import (
     ADDRESS_COLUMNS,
     SCALAR_BY_PATH,
@@ -41,8 +37,14 @@ from scim_schemas import Attribute, fold
 Expression = Any
 
 
-def _fold_sql(column: Expression) -> Expression:
+def fold_sql(column: Expression) -> Expression:
+    """`column` folded in SQL as `scim_schemas.fold` folds in Python (lower-case)."""
     return fn.LOWER(column) if is_postgres() else fn.scim_fold(column)
+
+
+def contains(column: Expression, text: str) -> Expression:
+    """`column` contains `text` literally: no LIKE, so `%`, `_` and `\\` are plain characters."""
+    return (fn.strpos(column, text) if is_postgres() else fn.instr(column, text)) > 0
 
 
 def _binary(column: Expression) -> Expression:
@@ -75,13 +77,13 @@ def compare(
     if caseless:
         value = fold(value)
         if not folded:
-            column = _fold_sql(column)
+            column = fold_sql(column)
     if op == "ne":
         return column.is_null() | (column != value)
     if op == "eq":
         condition = column == value
     elif op == "co":
-        condition = (fn.strpos(column, value) if is_postgres() else fn.instr(column, value)) > 0
+        condition = contains(column, value)
     elif op == "sw":
         condition = fn.substr(column, 1, len(value)) == value
     elif op == "ew":
@@ -102,12 +104,26 @@ def compare(
     return column.is_null(False) & condition
 
 
+def _expression(column: Expression) -> Expression:
+    """A column, or a scalar subquery (`groups.display`) wrapped to be used as one."""
+    return column if isinstance(column, peewee.ColumnBase) else NodeList((column,))
+
+
 def _present(column: Expression) -> Expression:
-    return column.is_null(False) & (column != "") if _is_text(column) else column.is_null(False)
+    """`pr` (RFC 7644 §3.4.2.2): not null, and for text (subqueries give text) not empty."""
+    if isinstance(column, peewee.Field) and not _is_text(column):
+        return column.is_null(False)
+    column = _expression(column)
+    return column.is_null(False) & (column != "")
 
 
 def _is_text(column: Expression) -> bool:
     return isinstance(column, peewee.TextField | peewee.CharField)
+
+
+def _any_present(columns: list[Expression]) -> Expression:
+    """`pr` on a complex value: any of its stored members is present (RFC 7644 §3.4.2.2)."""
+    return reduce(operator.or_, (_present(column) for column in columns))
 
 
 class ChildTable:
@@ -145,29 +161,22 @@ class ChildTable:
 
     def any_present(self) -> Expression:
         """An element counts as present when any of its stored sub-attributes is."""
-        parts = [_present(c) for c in self.columns.values() if isinstance(c, peewee.Field)]
-        condition = parts[0]
-        for part in parts[1:]:
-            condition |= part
-        return condition
+        return _any_present([c for c in self.columns.values() if isinstance(c, peewee.Field)])
 
     def condition(self, expr: f.Expr) -> Expression:
         """An element-level filter (inside `attr[...]`) over this table's columns."""
-        if isinstance(expr, f.And):
-            return self.condition(expr.left) & self.condition(expr.right)
-        if isinstance(expr, f.Or):
-            return self.condition(expr.left) | self.condition(expr.right)
-        if isinstance(expr, f.Not):
-            return ~self.condition(expr.expr)
-        if isinstance(expr, f.Present | f.Compare):
-            sub = expr.attr.sub or expr.attr.attribute
-            column = self.columns.get(sub.name)
-            if column is None:
-                raise InvalidFilter(f"{expr.attr.attribute.name}.{sub.name} cannot be filtered.")
-            if isinstance(expr, f.Present):
-                return _present(column)
-            return compare(column, expr.op, expr.value, sub, folded=sub.name in self.folded)
-        raise InvalidFilter("Nested value paths are not allowed.")
+        return f.fold_logic(expr, self._element_leaf)
+
+    def _element_leaf(self, expr: f.Leaf) -> Expression:
+        if isinstance(expr, f.ValuePath):
+            raise InvalidFilter("Nested value paths are not allowed.")
+        sub = expr.attr.sub or expr.attr.attribute
+        column = self.columns.get(sub.name)
+        if column is None:
+            raise InvalidFilter(f"{expr.attr.attribute.name}.{sub.name} cannot be filtered.")
+        if isinstance(expr, f.Present):
+            return _present(column)
+        return compare(column, expr.op, expr.value, sub, folded=sub.name in self.folded)
 
 
 def _value_table(attr: str) -> ChildTable:
@@ -218,56 +227,6 @@ GROUP_MEMBERS = ChildTable(
 )
 
 
-Position = tuple[Any, str]
-"""Where a page ended: the last row's sort value (None without `sortBy`) and its id."""
-
-
-@dataclass(frozen=True)
-class Sort:
-    """An ORDER BY and the keyset seek that continues it (RFC 7644 §3.4.2.3, RFC 9865).
-
-    Rows are ordered by `key` (nulls last in both directions), then by id, so every row has a
-    unique position and "the rows after this one" is a WHERE clause, not an OFFSET: a page
-    deep in the collection is found by an index seek, like the first one.
-    """
-
-    owner_id: Expression
-    key: Expression | None = None
-    descending: bool = False
-
-    def _beyond(self, column: Expression, value: Any) -> Expression:
-        return column < value if self.descending else column > value
-
-    def order_by(self) -> list[Expression]:
-        tie = self.owner_id.desc() if self.descending else self.owner_id.asc()
-        if self.key is None:
-            return [tie]
-        nulls_last = peewee.Case(None, [(self.key.is_null(), 1)], 0)
-        return [nulls_last, self.key.desc() if self.descending else self.key.asc(), tie]
-
-    def after(self, position: Position) -> Expression:
-        """The rows that follow `position` in this order (`(key, id) > (value, id)`, spelt out
-        because the null rows come last whichever the direction)."""
-        value, last_id = position
-        tied = self._beyond(self.owner_id, last_id)
-        if self.key is None:
-            return tied
-        if value is None:  # already among the nulls: only the ids still ahead
-            return self.key.is_null() & tied
-        return self.key.is_null() | self._beyond(self.key, value) | ((self.key == value) & tied)
-
-    def select(self, query: peewee.ModelSelect) -> peewee.ModelSelect:
-        """The query with the sort value selected too, so a page can say where it ended."""
-        return query if self.key is None else query.select_extend(self.key.alias(_SORT_VALUE))
-
-    def position(self, row: peewee.Model) -> Position:
-        value = getattr(row, _SORT_VALUE) if self.key is not None else None
-        return value, getattr(row, self.owner_id.name)
-
-
-_SORT_VALUE = "scim_sort_value"
-
-
 class Compiler:
     """Compiles a filter for one resource type through its allow-list of columns."""
 
@@ -282,43 +241,25 @@ class Compiler:
         self.scalars, self.children = scalars, children
 
     def compile(self, expr: f.Expr) -> Expression:
-        if isinstance(expr, f.And):
-            return self.compile(expr.left) & self.compile(expr.right)
-        if isinstance(expr, f.Or):
-            return self.compile(expr.left) | self.compile(expr.right)
-        if isinstance(expr, f.Not):
-            return ~self.compile(expr.expr)
+        """A WHERE condition selecting the resources that match `expr` (RFC 7644 §3.4.2.2)."""
+        return f.fold_logic(expr, self._leaf)
+
+    def _leaf(self, expr: f.Leaf) -> Expression:
         if isinstance(expr, f.ValuePath):
             table = self._child(expr.attr.attribute)
             return table.exists(table.condition(expr.filter), self.owner_id)
         attribute, sub = expr.attr.attribute, expr.attr.sub
         if attribute.multi_valued:
-            table = self._child(attribute)
-            if sub is None:  # `emails pr`: an element with any sub-attribute present
-                return table.exists(table.any_present(), self.owner_id)
-            found = table.exists(table.condition(expr), self.owner_id)
-            if isinstance(expr, f.Compare) and expr.op == "ne":
-                # No element at all is one null value, and null is "not identical" to anything
-                # (the reference evaluator's rule, app.filters).
-                found |= ~table.exists(None, self.owner_id)
-            return found
+            return self._multi_valued(expr, attribute, sub)
         if isinstance(expr, f.Present) and sub is None and attribute.is_complex:
             parts = [self._scalar(attribute, s) for s in attribute.subs()]
-            parts = [_present(p.field) for p in parts if p is not None]
-            if not parts:
+            fields = [p.field for p in parts if p is not None]
+            if not fields:
                 raise InvalidFilter(f"{attribute.name} cannot be filtered.")
-            result = parts[0]
-            for part in parts[1:]:
-                result |= part
-            return result
+            return _any_present(fields)
         target = sub or attribute
         if attribute.name == "meta" and target.name == "resourceType":
-            matched = expr.value == self.resource if isinstance(expr, f.Compare) else True
-            if isinstance(expr, f.Compare) and expr.op not in ("eq", "ne"):
-                raise InvalidFilter("meta.resourceType supports eq and ne only.")
-            if isinstance(expr, f.Compare) and expr.op == "ne":
-                matched = not matched
-            return SQL("1 = 1") if matched else SQL("1 = 0")
+            return self._resource_type(expr)
         scalar = self._scalar(attribute, sub)
         if scalar is None:
             raise InvalidFilter(f"{target.path} cannot be filtered.")
@@ -331,6 +272,28 @@ class Compiler:
         ):
             return compare(scalar.key_field, expr.op, expr.value, target, folded=True)
         return compare(scalar.field, expr.op, expr.value, target)
+
+    def _multi_valued(
+        self, expr: f.Compare | f.Present, attribute: Attribute, sub: Attribute | None
+    ) -> Expression:
+        table = self._child(attribute)
+        if sub is None:  # `emails pr`: an element with any sub-attribute present
+            return table.exists(table.any_present(), self.owner_id)
+        found = table.exists(table.condition(expr), self.owner_id)
+        if isinstance(expr, f.Compare) and expr.op == "ne":
+            # No element at all is one null value, and null is "not identical" to anything
+            # (the reference evaluator's rule, app.filters.evaluate).
+            found |= ~table.exists(None, self.owner_id)
+        return found
+
+    def _resource_type(self, expr: f.Compare | f.Present) -> Expression:
+        """`meta.resourceType` is the same for every row of one endpoint: true or false."""
+        if not isinstance(expr, f.Compare):
+            return SQL("1 = 1")
+        if expr.op not in ("eq", "ne"):
+            raise InvalidFilter("meta.resourceType supports eq and ne only.")
+        matched = (expr.value == self.resource) == (expr.op == "eq")
+        return SQL("1 = 1") if matched else SQL("1 = 0")
 
     def _scalar(self, attribute: Attribute, sub: Attribute | None) -> Any:
         path = f"{attribute.name}.{sub.name}" if sub is not None else attribute.name
@@ -360,9 +323,8 @@ class Compiler:
                 raise InvalidValue(f"Cannot sort by {attribute.path}.")
             column = scalar.key_field or scalar.field
             if scalar.key_field is None and attribute.type == "string" and not attribute.case_exact:
-                column = _fold_sql(column)
-        if not isinstance(column, peewee.ColumnBase):
-            column = NodeList((column,))  # a scalar subquery, as an expression
+                column = fold_sql(column)
+        column = _expression(column)
         if attribute.type in ("string", "reference"):
             column = _binary(column)  # PostgreSQL refuses a collation on timestamps and booleans
         return Sort(self.owner_id, column, descending)
@@ -375,93 +337,3 @@ GROUP_COMPILER = Compiler(
     group_mapping.SCALAR_BY_PATH,
     {"members": GROUP_MEMBERS},
 )
-
-
-@dataclass(frozen=True)
-class PageRequest:
-    """Which page: by `startIndex` (RFC 7644 §3.4.2.4) or, with `keyset`, the `count` rows after
-    `after` (RFC 9865 cursors; `after` None is the first page)."""
-
-    count: int
-    start_index: int = 1
-    keyset: bool = False
-    after: Position | None = None
-
-
-@dataclass
-class Page:
-    """One page of results, how many match in all, and, for keyset paging when more rows
-    follow, the position of the page's last row."""
-
-    total: int
-    items: list[Any] = field(default_factory=list)
-    next: Position | None = None
-
-
-def count_of(model: type[peewee.Model]) -> int:
-    """All of a table's rows, from the counts its triggers keep (m0005): a sum of a few rows
-    where `COUNT(*)` would read a million."""
-    found = (
-        RowCount.select(fn.SUM(RowCount.n)).where(RowCount.name == model._meta.table_name).scalar()
-    )
-    return int(found or 0)
-
-
-def page(query: peewee.ModelSelect, condition: Any, sort: Sort, request: PageRequest) -> Page:
-    """One page of the matching rows and how many match in all (an empty page when `count` is 0
-    or `startIndex` is past the end).
-
-    `totalResults` is always true, but it is counted only when the page cannot tell it: a page
-    that starts at the beginning and ends before `count` rows *is* the whole result, which is the
-    case for every look-up an IdP makes before a create. Keyset pages read one row more than
-    asked to learn whether another page follows, and never use OFFSET.
-    """
-    if condition is not None:
-        query = query.where(condition)
-
-    def total() -> int:
-        if condition is None and query.model in COUNTED_MODELS:
-            return count_of(query.model)
-        return query.count()
-
-    if request.count <= 0:
-        return Page(total())
-    ordered = sort.select(query).order_by(*sort.order_by())
-    if not request.keyset:
-        rows = _offset_page(query, ordered, sort, request)
-        whole = request.start_index == 1 and len(rows) < request.count
-        ended = 0 < len(rows) < request.count
-        if whole or ended:
-            return Page(request.start_index - 1 + len(rows), rows)
-        return Page(total(), rows)
-    if request.after is not None:
-        ordered = ordered.where(sort.after(request.after))
-    rows = list(prepared.rows(ordered.limit(request.count + 1)))
-    more = len(rows) > request.count
-    rows = rows[: request.count]
-    found = len(rows) if request.after is None and not more else total()
-    return Page(found, rows, sort.position(rows[-1]) if more else None)
-
-
-# Past this OFFSET, a page is found by its ids first: skipping index entries is much cheaper
-# than skipping whole rows (measured at 100k users: 16 ms → 2 ms on SQLite, 48 → 30 ms on
-# PostgreSQL). Deep pages still cost O(offset); cursors (RFC 9865) do not.
-_DEFERRED_JOIN_OFFSET = 1000
-
-
-def _offset_page(
-    query: peewee.ModelSelect, ordered: peewee.ModelSelect, sort: Sort, request: PageRequest
-) -> list[Any]:
-    offset = request.start_index - 1
-    if offset < _DEFERRED_JOIN_OFFSET or sort.key is not None:
-        return list(prepared.rows(ordered.offset(offset).limit(request.count)))
-    ids = query.select(sort.owner_id).order_by(*sort.order_by()).offset(offset).limit(request.count)
-    model = query.model
-    return list(
-        prepared.rows(model.select().where(sort.owner_id.in_(ids)).order_by(*sort.order_by()))
-    )
-
-
-def user_order(attribute: Attribute | None, descending: bool) -> Sort:
-    """The order for a /Users `sortBy` (see `Compiler.order`)."""
-    return USER_COMPILER.order(attribute, descending)

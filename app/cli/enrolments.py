@@ -1,0 +1,63 @@
+"""`lms-scim enrolments`: Course enrolment rules on groups."""
+
+from __future__ import annotations
+
+import click
+
+from app.cli.common import echo_json, reported, table
+from app.store import audit
+from app.store import enrolments as enrolment_store
+
+enrolments_group = click.Group("enrolments", help="Course enrolment rules on groups.")
+
+
+@enrolments_group.command("add")
+@click.argument("group")
+@click.argument("course")
+@click.option("--role", type=click.Choice(enrolment_store.ROLES), required=True)
+@click.option(
+    "--keep-on-leave",
+    is_flag=True,
+    help="Members who leave the group (or when the rule is removed) stay enrolled.",
+)
+def enrolments_add(group: str, course: str, role: str, keep_on_leave: bool) -> None:
+    """Enrol the members of GROUP (id or displayName) in LMS course COURSE (its id)."""
+    with reported():
+        rule = enrolment_store.add_rule(
+            group, course, role, keep_on_leave=keep_on_leave, actor=audit.SYSTEM
+        )
+    keep = "; leavers keep it" if rule.keep_on_leave else "; leavers are unenrolled"
+    click.echo(
+        f"Members of {rule.group_name!r} ({rule.members}) are enrolled in course "
+        f"{rule.course_id} as {rule.role}{keep}."
+    )
+
+
+@enrolments_group.command("list")
+@click.argument("group", required=False)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def enrolments_list(group: str | None, fmt: str) -> None:
+    """Enrolment rules, of every group or of GROUP."""
+    with reported():
+        found = enrolment_store.rules(group)
+    if fmt == "json":
+        echo_json([rule.as_json() for rule in found])
+        return
+    table(
+        (
+            (r.group_name, r.course_id, r.role, "keep" if r.keep_on_leave else "unenrol", r.members)
+            for r in found
+        ),
+        ("group", "course", "role", "on leave", "members"),
+    )
+
+
+@enrolments_group.command("remove")
+@click.argument("group")
+@click.argument("course")
+def enrolments_remove(group: str, course: str) -> None:
+    """Drop GROUP's rule for COURSE: members are unenrolled unless the rule keeps enrolments."""
+    with reported():
+        rule = enrolment_store.remove_rule(group, course, actor=audit.SYSTEM)
+    what = "keep their enrolment" if rule.keep_on_leave else "are unenrolled"
+    click.echo(f"Removed; the members of {rule.group_name!r} {what} in course {course}.")

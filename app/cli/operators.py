@@ -1,0 +1,66 @@
+"""`lms-scim operators`: People who may sign in to /admin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from app import operator_signin, runtime
+from app.cli.common import reported, table
+from app.datetimes import minute
+from app.store import operators as operator_store
+
+operators_group = click.Group("operators", help="People who may sign in to /admin.")
+
+
+MIN_PASSWORD_LENGTH = 12
+
+
+def _long_enough(_ctx: Any, _param: Any, password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise click.BadParameter(f"use at least {MIN_PASSWORD_LENGTH} characters")
+    return password
+
+
+def _password_option() -> Any:
+    return click.option(
+        "--password",
+        prompt=True,
+        hide_input=True,
+        confirmation_prompt=True,
+        callback=_long_enough,
+        help=f"Prompted for when omitted (input hidden); {MIN_PASSWORD_LENGTH}+ characters.",
+    )
+
+
+@operators_group.command("create")
+@click.argument("name")
+@_password_option()
+def operators_create(name: str, password: str) -> None:
+    """An operator who may sign in to /admin (read-only status pages)."""
+    with reported():
+        operator_signin.create_operator(name, password, runtime.current().hasher)
+    click.echo(f"Created operator {name!r}.")
+
+
+@operators_group.command("password")
+@click.argument("name")
+@_password_option()
+def operators_password(name: str, password: str) -> None:
+    """Set a new password for NAME (also lifts a sign-in back-off)."""
+    with reported():
+        operator_signin.set_operator_password(name, password, runtime.current().hasher)
+    click.echo(f"Password of {name!r} changed.")
+
+
+@operators_group.command("list")
+def operators_list() -> None:
+    """Operators with their last sign-in."""
+    table(
+        (
+            (o.name, minute(o.created), minute(o.last_sign_in_at))
+            for o in operator_store.all_operators()
+        ),
+        ("name", "created", "last sign-in"),
+    )

@@ -1,0 +1,92 @@
+"""`lms-scim tokens`: API tokens for identity providers: create, rotate, revoke, list."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+
+from app import auth, runtime
+from app.cli.common import DURATION, reported, settings
+from app.datetimes import minute
+from app.store import tokens as token_store
+from app.store.models import utcnow
+
+tokens_group = click.Group("tokens", help="API tokens for identity providers.")
+
+
+@tokens_group.command("create")
+@click.argument("name")
+@click.option("--expires-in", type=DURATION, help="Lifetime, e.g. 90d (default: no expiry).")
+@click.option("--read-only", is_flag=True, help="May read (GET, POST .search) but not write.")
+def tokens_create(name: str, expires_in: dt.timedelta | None, read_only: bool) -> None:
+    """Create a token; the secret is printed once, alone on the last line."""
+    with reported():
+        secret = auth.issue(name, read_only=read_only, expires_in=expires_in)
+    click.echo(f"Created token {name!r}. Store it now: it is not shown again.", err=True)
+    click.echo(secret)
+
+
+@tokens_group.command("rotate")
+@click.argument("name")
+@click.option(
+    "--grace",
+    type=DURATION,
+    default="24h",
+    show_default=True,
+    help="How long the old secret keeps working, so the IdP can be switched without downtime.",
+)
+@click.option("--expires-in", type=DURATION, help="Lifetime of the new token (default: none).")
+def tokens_rotate(name: str, grace: dt.timedelta, expires_in: dt.timedelta | None) -> None:
+    """Issue a new secret for NAME; the old one stops when the grace period ends."""
+    with reported():
+        secret = auth.rotate(name, runtime.current().tokens, grace=grace, expires_in=expires_in)
+    ends = utcnow() + grace
+    click.echo(
+        f"Rotated token {name!r}; the old secret works until {ends:%Y-%m-%d %H:%M} UTC. "
+        "Store the new one now: it is not shown again.",
+        err=True,
+    )
+    click.echo(secret)
+
+
+@tokens_group.command("revoke")
+@click.argument("name")
+def tokens_revoke(name: str) -> None:
+    """Refuse NAME from now on (other server processes within TOKEN_CACHE_SECONDS)."""
+    with reported():
+        count = auth.revoke(name, runtime.current().tokens)
+    click.echo(f"Revoked {count} token(s) named {name!r}.")
+
+
+@tokens_group.command("bootstrap")
+@click.option("--name", default="first-token", show_default=True)
+def tokens_bootstrap(name: str) -> None:
+    """Create and print a first token if no usable token exists (used by `make run`)."""
+    if token_store.count_usable():
+        click.echo(
+            "A token already exists; create another with `lms-scim tokens create NAME`.", err=True
+        )
+        return
+    secret = auth.issue(name)
+    base = f"http://{settings().host}:{settings().port}"
+    click.echo(f"First API token {name!r} (shown once; keep it safe):", err=True)
+    click.echo(f"  curl -H 'Authorization: Bearer {secret}' {base}/scim/v2/Users", err=True)
+    click.echo(secret)
+
+
+@tokens_group.command("list")
+def tokens_list() -> None:
+    """Name, prefix, created, expires, last used and state (tab-separated) — never the secret."""
+    now = utcnow()
+    for token in token_store.all_tokens():
+        mode = " (read-only)" if token.read_only else ""
+        fields = (
+            token.name,
+            f"{token.prefix}…",
+            minute(token.created),
+            minute(token.expires_at),
+            minute(token.last_used_at),
+            token_store.state(token, now) + mode,
+        )
+        click.echo("\t".join(fields))

@@ -1,0 +1,48 @@
+"""Date-times in and out: SCIM's xsd:dateTime text (RFC 7643 §2.3.5) and the naive UTC values
+the database keeps. One parser serves request bodies, filters and stored values alike."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+_XSD_DATETIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
+
+
+def parse(text: str) -> dt.datetime | None:
+    """An xsd:dateTime as an aware datetime (no offset means UTC), or None if `text` is not
+    one."""
+    if not _XSD_DATETIME.fullmatch(text):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(text.upper())
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
+
+
+def stored(moment: dt.datetime) -> dt.datetime:
+    """The naive UTC value a timestamp column keeps."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    return moment
+
+
+def canonical(moment: dt.datetime) -> str:
+    """The xsd:dateTime a request value is kept as: UTC, `Z`, precision as sent."""
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def scim(moment: dt.datetime | None) -> str | None:
+    """A stored (naive UTC) timestamp as SCIM returns it: milliseconds and `Z` (`meta`)."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def minute(moment: dt.datetime | None, missing: str = "-") -> str:
+    """`2026-12-03 21:15` for tables (CLI, /admin); `missing` when there is none."""
+    return f"{moment:%Y-%m-%d %H:%M}" if moment else missing

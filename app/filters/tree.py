@@ -1,0 +1,131 @@
+"""The filter AST (RFC 7644 §3.4.2.2): immutable nodes over attributes resolved against the schema.
+
+Parsing builds it (`app.filters.parser`), `matches()` evaluates it in memory (the reference
+semantics) and the store compiles it into SQL (`app.store.filter_sql`). `fold_logic` is the one
+walk over `and`/`or`/`not` that the evaluator and the SQL compilers share.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeAlias, TypeVar
+
+from scim_schemas import Attribute
+
+COMPARE_OPS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"})
+ORDER_OPS = frozenset({"gt", "ge", "lt", "le"})
+SUBSTRING_OPS = frozenset({"co", "sw", "ew"})
+KEYWORDS = COMPARE_OPS | {"pr", "and", "or", "not"}
+STRING_TYPES = frozenset({"string", "reference", "binary"})
+
+Value: TypeAlias = str | bool | int | float | datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AttrRef:
+    """A resolved attribute: the top-level `attribute` and, if named, its `sub`-attribute."""
+
+    attribute: Attribute
+    sub: Attribute | None = None
+
+    @property
+    def target(self) -> Attribute:
+        """The attribute whose values are compared: the sub-attribute if there is one."""
+        return self.sub if self.sub is not None else self.attribute
+
+    @property
+    def path(self) -> str:
+        """The canonical path; extension attributes carry their schema URN (RFC 7644 §3.10)."""
+        base = self.attribute.name
+        if self.attribute.is_extension:
+            base = f"{self.attribute.schema}:{base}"
+        return f"{base}.{self.sub.name}" if self.sub is not None else base
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """`attr op value` with op one of eq ne co sw ew gt ge lt le (lowercase).
+
+    `value` is never None: `eq null`/`ne null` are parsed into `Present` (RFC 7643 §2.5).
+    """
+
+    attr: AttrRef
+    op: str
+    value: Value
+
+
+@dataclass(frozen=True, slots=True)
+class Present:
+    """`attr pr`: the attribute has a non-empty value."""
+
+    attr: AttrRef
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    """`left and right`; `and` binds tighter than `or` (RFC 7644 §3.4.2.2)."""
+
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    """`left or right`."""
+
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    """`not (expr)`: true where `expr` is false, including for absent attributes."""
+
+    expr: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class ValuePath:
+    """`attr[filter]`: `filter` must hold for one and the same value of `attr`.
+
+    The inner filter's AttrRefs are `AttrRef(attr.attribute, sub)` (RFC 7644 §3.4.2.2, "[ ]").
+    """
+
+    attr: AttrRef
+    filter: Expr
+
+
+Expr: TypeAlias = Compare | Present | And | Or | Not | ValuePath
+Leaf: TypeAlias = Compare | Present | ValuePath
+
+T = TypeVar("T")
+
+
+def fold_logic(
+    expr: Expr,
+    leaf: Callable[[Leaf], T],
+    *,
+    both: Callable[[T, T], T] = operator.and_,
+    either: Callable[[T, T], T] = operator.or_,
+    negate: Callable[[T], T] = operator.invert,
+) -> T:
+    """Combine the results of `leaf` over `expr`'s comparisons by its `and`/`or`/`not`.
+
+    The defaults are Python's `&`, `|` and `~`, which build a Peewee expression; an evaluator of
+    booleans passes `negate=operator.not_`. Every node that is not And/Or/Not goes to `leaf`,
+    which refuses what it cannot handle.
+    """
+
+    def walk(node: Expr) -> T:
+        if isinstance(node, And):
+            return both(walk(node.left), walk(node.right))
+        if isinstance(node, Or):
+            return either(walk(node.left), walk(node.right))
+        if isinstance(node, Not):
+            return negate(walk(node.expr))
+        return leaf(node)
+
+    return walk(expr)

@@ -1,0 +1,107 @@
+"""SCIM responses: links that depend on the external base URL, attribute projection, ETag and
+Location headers, ListResponse bodies (RFC 7644 §3.1, §3.4.2, §3.9, §3.14)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from flask import Response, g, request
+
+from app import etags, runtime
+from app.attributes import Projection, split_list
+from app.errors import scim_response
+from app.store.audit import Actor
+from scim_schemas import ENTERPRISE_USER, LIST_RESPONSE, ResourceType
+
+
+def base_url() -> str:
+    configured = runtime.current().config.scim_base_url
+    if configured:
+        return configured.rstrip("/")
+    return request.url_root.rstrip("/") + "/scim/v2"
+
+
+def actor() -> Actor:
+    principal = g.get("principal")
+    return Actor(principal.token_name if principal else None, g.get("request_id"))
+
+
+def with_links(rtype: ResourceType, resource: dict[str, Any]) -> dict[str, Any]:
+    """Add `meta.location` and `$ref`s, which depend on the external base URL."""
+    base = base_url()
+    resource["meta"]["location"] = f"{base}{rtype.endpoint}/{resource['id']}"
+    for group in resource.get("groups", ()):
+        group["$ref"] = f"{base}/Groups/{group['value']}"
+    manager = resource.get(ENTERPRISE_USER, {}).get("manager")
+    if manager and manager.get("value"):
+        manager["$ref"] = f"{base}/Users/{manager['value']}"  # RFC 7643 §4.3: RECOMMENDED
+    link_members(resource.get("members", ()), base)
+    return resource
+
+
+def link_members(members: Iterable[dict[str, Any]], base: str) -> None:
+    """Each member's `$ref` (RFC 7643 §4.2): the URI of the User or Group it is."""
+    for member in members:
+        member["$ref"] = (
+            f"{base}/{'Groups' if member.get('type') == 'Group' else 'Users'}/{member['value']}"
+        )
+
+
+def projection(rtype: ResourceType, source: dict[str, Any] | None = None) -> Projection:
+    """The attributes/excludedAttributes of this request (query string or .search body)."""
+    source = request.args if source is None else source
+    return Projection(
+        rtype, split_list(source.get("attributes")), split_list(source.get("excludedAttributes"))
+    )
+
+
+def resource_headers(resource: dict[str, Any], status: int) -> dict[str, str]:
+    """ETag (RFC 7644 §3.14) and, for a 201, Location (§3.3) of a linked resource."""
+    headers = {"ETag": resource["meta"]["version"]}
+    if status == 201:
+        headers["Location"] = resource["meta"]["location"]
+    return headers
+
+
+def resource_response(
+    rtype: ResourceType,
+    resource: dict[str, Any],
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    resource = with_links(rtype, resource)
+    headers = {**(headers or {}), **resource_headers(resource, status)}
+    return scim_response(projection(rtype).apply(resource), status, headers)
+
+
+def list_body(
+    total: int, start_index: int | None, resources: list[Any], next_cursor: str | None = None
+) -> dict[str, Any]:
+    """A ListResponse (RFC 7644 §3.4.2) of already shaped resources; under cursor paging
+    (RFC 9865 §2) no `startIndex`, and `nextCursor` unless this is the last page."""
+    body: dict[str, Any] = {"schemas": [LIST_RESPONSE], "totalResults": total}
+    if start_index is not None:
+        body["startIndex"] = start_index
+    body["itemsPerPage"] = len(resources)
+    if next_cursor is not None:
+        body["nextCursor"] = next_cursor
+    body["Resources"] = resources
+    return body
+
+
+def list_response(
+    rtype: ResourceType,
+    total: int,
+    start_index: int | None,
+    resources: list[dict[str, Any]],
+    plan: Projection,
+    next_cursor: str | None = None,
+) -> Response:
+    shaped = [plan.apply(with_links(rtype, r)) for r in resources]
+    return scim_response(list_body(total, start_index, shaped, next_cursor))
+
+
+def not_modified(resource: dict[str, Any]) -> bool:
+    """Whether `If-None-Match` names the resource's current version (RFC 7644 §3.14)."""
+    return etags.matches(request.headers.get("If-None-Match"), resource["meta"]["version"])

@@ -1,0 +1,82 @@
+"""Settings belong to an app, not to the process: two apps with different settings, served
+in one process and used in turn, each answer by their own (`app.runtime`)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from flask import Flask
+
+from app import create_app, runtime
+from app.config import Config
+from scim_schemas import CORE_USER
+from tests.conftest import Scim
+
+
+def _user(name: str, email: str) -> dict[str, Any]:
+    return {"schemas": [CORE_USER], "userName": name, "emails": [{"value": email}]}
+
+
+def test_two_apps_in_one_process_keep_their_own_settings(app: Flask, token: str) -> None:
+    base = runtime.of(app).config
+    strict = create_app(
+        replace(base, unique_emails=True, default_user_type="learner", max_page_size=2)
+    )
+    lenient = create_app(
+        replace(base, unique_emails=False, default_user_type="instructor", max_page_size=50)
+    )
+    a, b = Scim(strict.test_client(), token), Scim(lenient.test_client(), token)
+
+    first = a.post("/Users", _user("one", "shared@example.com"))
+    assert first.status_code == 201
+    assert first.get_json()["userType"] == "learner"
+    # The same address: refused by the strict app, taken by the lenient one, in turn.
+    assert a.post("/Users", _user("two", "shared@example.com")).status_code == 409
+    second = b.post("/Users", _user("two", "shared@example.com"))
+    assert second.status_code == 201
+    assert second.get_json()["userType"] == "instructor"
+    assert a.post("/Users", _user("three", "SHARED@example.com")).status_code == 409
+    assert b.post("/Users", _user("three", "x@example.com")).get_json()["userType"] == "instructor"
+    assert a.post("/Users", _user("four", "y@example.com")).get_json()["userType"] == "learner"
+
+    # Page sizes: each app caps `count` at its own MAX_PAGE_SIZE, and says so in discovery.
+    assert a.get("/Users?count=10").get_json()["itemsPerPage"] == 2
+    assert b.get("/Users?count=10").get_json()["itemsPerPage"] == 4
+    assert a.get("/Users?count=10").get_json()["itemsPerPage"] == 2
+    assert a.get("/ServiceProviderConfig").get_json()["filter"]["maxResults"] == 2
+    assert b.get("/ServiceProviderConfig").get_json()["filter"]["maxResults"] == 50
+
+    assert runtime.of(strict).config.unique_emails is True
+    assert runtime.of(lenient).config.unique_emails is False
+
+
+def test_each_app_signs_cursors_with_its_own_secret(app: Flask, token: str) -> None:
+    base = runtime.of(app).config
+    one = Scim(create_app(replace(base, secret_key="one" * 16)).test_client(), token)
+    two = Scim(create_app(replace(base, secret_key="two" * 16)).test_client(), token)
+    for name in ("a", "b", "c"):
+        assert one.post("/Users", _user(name, f"{name}@example.com")).status_code == 201
+    page = one.get("/Users?cursor=&count=1").get_json()
+    cursor = page["nextCursor"]
+    assert one.get(f"/Users?cursor={cursor}&count=1").status_code == 200
+    refused = two.get(f"/Users?cursor={cursor}&count=1")
+    assert refused.status_code == 400
+    assert refused.get_json()["scimType"] == "invalidCursor"
+
+
+def test_every_variable_is_read_with_its_parser_and_default() -> None:
+    variables = Config.variables()
+    assert variables["MAX_PAGE_SIZE"] == 1000
+    assert variables["LMS_ROLE_IDS"] == (("student", 5), ("teacher", 3))
+    config = Config.from_env(
+        {"MAX_PAGE_SIZE": "7", "UNIQUE_EMAILS": "off", "LMS_ROLE_IDS": "student=9, teacher=4"}
+    )
+    assert config.max_page_size == 7
+    assert config.unique_emails is False
+    assert config.lms_role_ids == (("student", 9), ("teacher", 4))
+    # Empty means unset: the default.
+    assert Config.from_env({"MAX_PAGE_SIZE": ""}).max_page_size == 1000
+    # Every field but `testing` is read from exactly one variable.
+    assert len(variables) == len(Config.__dataclass_fields__) - 1
+    assert len(set(variables)) == len(variables)
