@@ -6,6 +6,7 @@ A `Projection` is built once per request and applied to every resource returned.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
 from app.errors import InvalidValue
@@ -43,7 +44,10 @@ class Projection:
         self.trivial = (
             not attributes
             and not excluded
-            and not any(a.returned in ("never", "request") for a in rtype.all_attributes())
+            and all(
+                a.returned not in _HIDDEN and _default_subs(a) is True
+                for a in rtype.all_attributes()
+            )
         )
 
     def _parse(self, paths: list[str]) -> dict[_Key | str, set[str] | None]:
@@ -58,10 +62,10 @@ class Projection:
             if resolved is None:
                 raise InvalidValue(f"Unknown attribute {path!r} in attributes/excludedAttributes.")
             key = (resolved.attribute.schema, resolved.attribute.name)
-            if resolved.sub_attribute is None:
+            if resolved.sub is None:
                 parsed[key] = None
             elif key not in parsed or parsed[key] is not None:
-                parsed.setdefault(key, set()).add(resolved.sub_attribute.name)  # type: ignore[union-attr]
+                parsed.setdefault(key, set()).add(resolved.sub.name)  # type: ignore[union-attr]
         return parsed
 
     def wants(self, urn: str, name: str) -> bool:
@@ -69,17 +73,22 @@ class Projection:
         attribute = next((a for a in self.rtype.attributes(urn) if a.name == name), None)
         return attribute is not None and self._keep(attribute) is not False
 
-    def _keep(self, attribute: Attribute) -> bool | set[str] | None:
-        """False to drop, True to keep whole, or a set of sub-attribute names to keep."""
+    def _keep(self, attribute: Attribute) -> bool | set[str]:
+        """False to drop, True to keep whole, or a set of sub-attribute names to keep.
+
+        `returned` applies to sub-attributes too (RFC 7643 §7): `never` ones are never kept,
+        `request` ones only when named in `attributes`."""
         key = (attribute.schema, attribute.name)
         if attribute.returned == "never":
             return False
         if attribute.returned == "always":
-            return True
+            return _default_subs(attribute)
         if self.has_request:
             if key in self.included or attribute.schema in self.included:
-                subs = self.included.get(key)
-                return True if subs is None else subs
+                named = self.included.get(key)
+                if named is None:
+                    return _default_subs(attribute)
+                return {n for n in named if (sub := attribute.sub(n)) and sub.returned != "never"}
             return False
         if attribute.returned == "request":
             return False
@@ -88,9 +97,9 @@ class Projection:
             if subs is None:
                 return False
             return {
-                s.name for s in attribute.subs() if s.name not in subs and s.returned != "never"
+                s.name for s in attribute.subs() if s.name not in subs and s.returned not in _HIDDEN
             }
-        return True
+        return _default_subs(attribute)
 
     def apply(self, resource: dict[str, Any]) -> dict[str, Any]:
         if self.trivial:
@@ -119,6 +128,19 @@ class Projection:
                 out[urn] = target
         out["schemas"] = [s for s in out["schemas"] if s == self.rtype.schema or s in out]
         return out
+
+
+_HIDDEN = ("never", "request")
+
+
+@cache
+def _default_subs(attribute: Attribute) -> bool | set[str]:
+    """True when every sub-attribute is returned by default, else the names of those that are
+    (not `returned: never` or `request`)."""
+    subs = list(attribute.subs())
+    if all(s.returned not in _HIDDEN for s in subs):
+        return True
+    return {s.name for s in subs if s.returned not in _HIDDEN}
 
 
 def _only(value: Any, subs: set[str]) -> Any:

@@ -4,22 +4,18 @@ the database keeps. One parser serves request bodies, filters and stored values 
 from __future__ import annotations
 
 import datetime as dt
-import re
-
-_XSD_DATETIME = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
-    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?"
-)
 
 
 def parse(text: str) -> dt.datetime | None:
-    """An xsd:dateTime as an aware datetime (no offset means UTC), or None if `text` is not
-    one."""
-    if not _XSD_DATETIME.fullmatch(text):
-        return None
+    """An xsd:dateTime (RFC 7643 §2.3.5) as an aware datetime, or None if `text` is none.
+
+    No offset means UTC. Read leniently, as ISO 8601 (`datetime.fromisoformat`): IdPs map
+    date-only fields (`2024-09-01`, midnight UTC) and drop the seconds; a `Z` or `T` may be in
+    lower case. What leaves is always strict (`canonical`, `scim`).
+    """
     try:
         parsed = dt.datetime.fromisoformat(text.upper())
-    except ValueError:
+    except (TypeError, ValueError):
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
 
@@ -32,7 +28,8 @@ def stored(moment: dt.datetime) -> dt.datetime:
 
 
 def canonical(moment: dt.datetime) -> str:
-    """The xsd:dateTime a request value is kept as: UTC, `Z`, precision as sent."""
+    """The xsd:dateTime a request value is kept as: UTC with `Z`, and microseconds when the
+    value had a fraction."""
     return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 

@@ -100,16 +100,29 @@ def _schema_docs() -> dict[str, dict[str, Any]]:
     return {doc["id"]: doc for doc in map(_load, _SCHEMA_FILES)}
 
 
-@dataclass(frozen=True)
-class ResolvedPath:
-    """An attribute path split into its schema, attribute and optional sub-attribute."""
+@dataclass(frozen=True, slots=True)
+class AttrRef:
+    """A resolved attribute path: the top-level `attribute` and, if named, its `sub`-attribute.
+
+    What `ResourceType.resolve` answers, what filters compare (`app.filters`) and what a PATCH
+    path points at (`app.patch.Path`).
+    """
 
     attribute: Attribute
-    sub_attribute: Attribute | None = None
+    sub: Attribute | None = None
 
     @property
     def target(self) -> Attribute:
-        return self.sub_attribute or self.attribute
+        """The attribute whose values are meant: the sub-attribute if there is one."""
+        return self.sub if self.sub is not None else self.attribute
+
+    @property
+    def path(self) -> str:
+        """The canonical path; extension attributes carry their schema URN (RFC 7644 §3.10)."""
+        base = self.attribute.name
+        if self.attribute.is_extension:
+            base = f"{self.attribute.schema}:{base}"
+        return f"{base}.{self.sub.name}" if self.sub is not None else base
 
 
 class ResourceType:
@@ -163,7 +176,7 @@ class ResourceType:
                 return urn, path[len(key) + 1 :]
         return self.schema, path
 
-    def resolve(self, path: str) -> ResolvedPath | None:
+    def resolve(self, path: str) -> AttrRef | None:
         """Resolve an attribute path (any case, optionally URN-qualified) or return None."""
         urn, rest = self.split_urn(path)
         head, _, tail = rest.partition(".")
@@ -171,9 +184,9 @@ class ResourceType:
         if attribute is None:
             return None
         if not tail:
-            return ResolvedPath(attribute)
+            return AttrRef(attribute)
         sub = attribute.sub(tail)
-        return ResolvedPath(attribute, sub) if sub is not None else None
+        return AttrRef(attribute, sub) if sub is not None else None
 
     def attribute(self, path: str) -> Attribute | None:
         """The attribute or sub-attribute a path names, ignoring case; None if unknown."""

@@ -7,9 +7,7 @@ collide) and are skipped loudly when the server is unreachable — unless REQUIR
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import peewee
@@ -22,36 +20,39 @@ from app.config import Config
 from app.store import migrations
 from app.store.db import database
 from app.store.models import ALL_MODELS
-
-PG_DSN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from tests.helpers import (
+    OPERATOR,
+    PASSWORD,
+    PG_DSN,
+    Scim,
+    app_with,
+    connect_postgres,
+    create_schema,
+    drop_schema,
+    run,
+    schema_url,
+    sign_in,
+)
 
 
 def _postgres_schema() -> str | None:
     """Create a private schema for this test session; None if PostgreSQL is unreachable."""
-    try:
-        import psycopg2
-
-        conn = psycopg2.connect(PG_DSN, connect_timeout=3)
-    except Exception as exc:
-        if os.environ.get("REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required but unreachable at {PG_DSN}: {exc}")
+    conn = connect_postgres()
+    if conn is None:
         return None
-    schema = f"lms_scim_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE SCHEMA "{schema}"')
-    conn.close()
-    return schema
+    try:
+        return create_schema(conn, "lms_scim_test")
+    finally:
+        conn.close()
 
 
 def _drop_schema(schema: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(PG_DSN, connect_timeout=3)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    conn.close()
+    conn = connect_postgres()
+    if conn is not None:
+        try:
+            drop_schema(conn, schema)
+        finally:
+            conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +61,7 @@ def database_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     urls: dict[str, str | None] = {"sqlite": f"sqlite:///{sqlite_path}", "postgres": None}
     schema = _postgres_schema()
     if schema:
-        urls["postgres"] = f"{PG_DSN}?options=-csearch_path%3D{schema}"
+        urls["postgres"] = schema_url(schema)
     yield urls
     if schema:
         for db in list(_migrated):
@@ -114,37 +115,31 @@ def token(app: Flask) -> str:
         return auth.issue("test-idp")
 
 
-class Scim:
-    """A test client that speaks SCIM: bearer token, SCIM media type, base path."""
-
-    def __init__(self, client: FlaskClient, token: str):
-        self.client = client
-        self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/scim+json"}
-
-    def request(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
-        headers = {**self.headers, **kwargs.pop("headers", {})}
-        if body is not None:
-            kwargs["json"] = body
-            headers.setdefault("Content-Type", "application/scim+json")
-        url = path if path.startswith(("/scim/", "/healthz")) else f"/scim/v2{path}"
-        return self.client.open(url, method=method, headers=headers, **kwargs)
-
-    def get(self, path: str, **kw: Any) -> Any:
-        return self.request("GET", path, **kw)
-
-    def post(self, path: str, body: Any = None, **kw: Any) -> Any:
-        return self.request("POST", path, body, **kw)
-
-    def put(self, path: str, body: Any = None, **kw: Any) -> Any:
-        return self.request("PUT", path, body, **kw)
-
-    def patch(self, path: str, body: Any = None, **kw: Any) -> Any:
-        return self.request("PATCH", path, body, **kw)
-
-    def delete(self, path: str, **kw: Any) -> Any:
-        return self.request("DELETE", path, **kw)
-
-
 @pytest.fixture
 def scim(client: FlaskClient, token: str) -> Scim:
     return Scim(client, token)
+
+
+@pytest.fixture
+def scim_with(app: Flask, token: str) -> Callable[..., Scim]:
+    """A client for an app built with some settings changed (same database)."""
+
+    def make(**settings: Any) -> Scim:
+        return Scim.of(app_with(app, **settings), token)
+
+    return make
+
+
+@pytest.fixture
+def operator(app: Flask) -> str:
+    """An /admin operator account (`OPERATOR`, `PASSWORD`)."""
+    run(app, "operators", "create", OPERATOR, "--password", PASSWORD)
+    return OPERATOR
+
+
+@pytest.fixture
+def signed_in(client: FlaskClient, operator: str) -> FlaskClient:
+    """The test client, signed in to /admin as the operator."""
+    response = sign_in(client)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return client

@@ -211,7 +211,7 @@ class Builder:
         resolved = self.resource_type.resolve(full)
         if resolved is None:
             raise _unknown(full)
-        return AttrRef(resolved.attribute, resolved.sub_attribute)
+        return AttrRef(resolved.attribute, resolved.sub)
 
     def literal(self, comp_value: Any) -> Literal:
         raw = getattr(comp_value, "value", None)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeAlias, TypeVar
 
-from scim_schemas import Attribute
+from scim_schemas import AttrRef
 
 COMPARE_OPS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"})
 ORDER_OPS = frozenset({"gt", "ge", "lt", "le"})
@@ -22,27 +22,6 @@ KEYWORDS = COMPARE_OPS | {"pr", "and", "or", "not"}
 STRING_TYPES = frozenset({"string", "reference", "binary"})
 
 Value: TypeAlias = str | bool | int | float | datetime
-
-
-@dataclass(frozen=True, slots=True)
-class AttrRef:
-    """A resolved attribute: the top-level `attribute` and, if named, its `sub`-attribute."""
-
-    attribute: Attribute
-    sub: Attribute | None = None
-
-    @property
-    def target(self) -> Attribute:
-        """The attribute whose values are compared: the sub-attribute if there is one."""
-        return self.sub if self.sub is not None else self.attribute
-
-    @property
-    def path(self) -> str:
-        """The canonical path; extension attributes carry their schema URN (RFC 7644 §3.10)."""
-        base = self.attribute.name
-        if self.attribute.is_extension:
-            base = f"{self.attribute.schema}:{base}"
-        return f"{base}.{self.sub.name}" if self.sub is not None else base
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,7 +158,7 @@ def _place(rtype: ResourceType, out: dict[str, Any], key: str, value: Any) -> No
     resolved = rtype.resolve(key)
     if resolved is None:
         raise InvalidValue(f"Unknown attribute {key!r}.")
-    attribute, sub = resolved.attribute, resolved.sub_attribute
+    attribute, sub = resolved.attribute, resolved.sub
     target = out if attribute.schema == rtype.schema else out.setdefault(attribute.schema, {})
     if sub is None:
         if attribute.is_complex and isinstance(value, dict) and attribute.name in target:

@@ -67,12 +67,17 @@ def list_schemas() -> Response:
     return _list(_schemas())
 
 
+def _one(docs: list[dict[str, Any]], wanted: str, what: str) -> Response:
+    """The document whose `id` is `wanted` in any case (RFC 7643 §2.1), or 404."""
+    for doc in docs:
+        if doc["id"].casefold() == wanted.casefold():
+            return scim_response(doc)
+    raise NotFound(f"No {what} {wanted}.")
+
+
 @bp.get("/Schemas/<path:urn>")
 def get_schema(urn: str) -> Response:
-    for doc in _schemas():
-        if doc["id"].casefold() == urn.casefold():
-            return scim_response(doc)
-    raise NotFound(f"No schema {urn}.")
+    return _one(_schemas(), urn, "schema")
 
 
 def _resource_types() -> list[dict[str, Any]]:
@@ -86,7 +91,4 @@ def list_resource_types() -> Response:
 
 @bp.get("/ResourceTypes/<name>")
 def get_resource_type(name: str) -> Response:
-    for doc in _resource_types():
-        if doc["id"].casefold() == name.casefold():
-            return scim_response(doc)
-    raise NotFound(f"No resource type {name}.")
+    return _one(_resource_types(), name, "resource type")

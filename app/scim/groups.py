@@ -10,7 +10,7 @@ by `GROUPS` (an `endpoint.Endpoint`) and called by `/Bulk` too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from flask import Response, request
@@ -32,6 +32,7 @@ from app.scim.responses import (
     with_links,
 )
 from app.store import groups as store
+from app.store import memberships
 from app.store.filter_sql import GROUP_COMPILER
 from scim_schemas import CORE_GROUP, resource_type
 
@@ -39,7 +40,7 @@ GROUP = resource_type("Group")
 
 
 def _member_chunks(
-    feed: store.MemberFeed, group_id: str, plan: Projection
+    feed: memberships.MemberFeed, group_id: str, plan: Projection
 ) -> Iterator[list[dict[str, Any]]]:
     base = base_url()
     for chunk in feed.chunks(group_id):
@@ -47,7 +48,7 @@ def _member_chunks(
         yield chunk if plan.trivial else plan.apply({"members": chunk}).get("members", [])
 
 
-def _shape(resource: dict[str, Any], plan: Projection, feed: store.MemberFeed | None) -> Any:
+def _shape(resource: dict[str, Any], plan: Projection, feed: memberships.MemberFeed | None) -> Any:
     """The group as returned: links, projection, and its members as a streamed array."""
     body = plan.apply(with_links(GROUP, resource))
     if feed is not None and feed.has_members(resource["id"]):
@@ -55,11 +56,11 @@ def _shape(resource: dict[str, Any], plan: Projection, feed: store.MemberFeed | 
     return body
 
 
-def _feed(plan: Projection, resources: list[dict[str, Any]]) -> store.MemberFeed | None:
+def _feed(plan: Projection, resources: list[dict[str, Any]]) -> memberships.MemberFeed | None:
     """Members are read only when the response will show them (RFC 7644 §3.9)."""
     if not resources or not plan.wants(CORE_GROUP, "members"):
         return None
-    return store.MemberFeed([r["id"] for r in resources])
+    return memberships.MemberFeed([r["id"] for r in resources])
 
 
 def _group_response(resource: dict[str, Any], status: int = 200) -> Response:
@@ -76,7 +77,7 @@ def _parse(body: Any) -> tuple[dict[str, Any], list[str] | None]:
     resource = marshal.load_resource(GROUP, body, runtime.current().input_limits)
     listed = resource.pop("members", [])
     asserted = any(isinstance(key, str) and key.casefold() == "members" for key in body)
-    return resource, store.member_ids(listed) if asserted else None
+    return resource, patch.member_ids(listed) if asserted else None
 
 
 # -- the work of each endpoint, as plain functions (the views below and /Bulk call them) ------
@@ -94,31 +95,48 @@ def create_group(body: Any) -> Outcome:
     return 201, created
 
 
-def replace_group(group_id: str, body: Any, if_match: str | None = None) -> Outcome:
-    """PUT /Groups/{id} (RFC 7644 §3.5.1)."""
-    resource, members = _parse(body)
-    updated = store.replace(
+def _modify(
+    group_id: str,
+    change: store.Change,
+    commands: Iterable[patch.MemberCommand],
+    if_match: str | None,
+    operation: str,
+) -> dict[str, Any]:
+    """A PUT or PATCH through the store, as this request's token, under the app's settings."""
+    return store.modify(
         group_id,
-        resource,
-        members,
+        change,
+        commands,
         unique_names=runtime.current().config.unique_group_names,
         if_match=if_match,
         actor=actor(),
+        operation=operation,
     )
-    return 200, updated
+
+
+def replace_group(group_id: str, body: Any, if_match: str | None = None) -> Outcome:
+    """PUT /Groups/{id} (RFC 7644 §3.5.1): new scalars, and the member list when the body has
+    `members`."""
+    resource, members = _parse(body)
+    commands = [] if members is None else [patch.replace_members(members)]
+    return 200, _modify(group_id, lambda _current: resource, commands, if_match, "replace")
 
 
 def patch_group(group_id: str, body: Any, if_match: str | None = None) -> Outcome:
-    """PATCH /Groups/{id} (RFC 7644 §3.5.2): 200 with the group or 204, as configured."""
+    """PATCH /Groups/{id} (RFC 7644 §3.5.2): 200 with the group or 204, as configured.
+
+    Operations on `members` become commands the store runs as single-row writes, in request
+    order; the others go through `patch.apply_operations` on the group without its members.
+    """
     settings = runtime.current()
     operations = patch.parse_patch_request(GROUP, body, settings.input_limits)
-    updated = store.modify(
-        group_id,
-        operations,
-        unique_names=settings.config.unique_group_names,
-        if_match=if_match,
-        actor=actor(),
-    )
+    others, commands = patch.member_commands(GROUP, operations)
+
+    def change(current: dict[str, Any]) -> dict[str, Any]:
+        patched = patch.apply_operations(GROUP, current, others)
+        return marshal.load_resource(GROUP, patched, settings.input_limits)
+
+    updated = _modify(group_id, change, commands, if_match, "patch")
     return settings.config.group_patch_status, updated
 
 

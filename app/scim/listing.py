@@ -70,7 +70,7 @@ def _sort_attribute(rtype: ResourceType, text: str) -> Attribute | None:
     resolved = rtype.resolve(text)
     if resolved is None:
         return None
-    attribute, sub = resolved.attribute, resolved.sub_attribute
+    attribute, sub = resolved.attribute, resolved.sub
     if attribute.multi_valued:
         return attribute if sub is None or sub.name == "value" else None
     target = sub or attribute

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -231,13 +229,6 @@ def release() -> None:
 def ping() -> None:
     """One `SELECT 1`: raises peewee.OperationalError/InterfaceError if the database is down."""
     database.execute_sql("SELECT 1").fetchone()
-
-
-@contextlib.contextmanager
-def write_transaction() -> Iterator[Any]:
-    """One transaction for a read-modify-write; rows read inside it are locked (see `locked`)."""
-    with database.atomic() as txn:
-        yield txn
 
 
 def locked(query: peewee.ModelSelect) -> peewee.ModelSelect:

@@ -2,7 +2,7 @@
 
 As for Users (`user_mapping`), this map is the allow-list that filters and `sortBy` compile
 through. Members are not a column: they are `membership` rows (one per group and user, RFC 7643
-§4.2 `members`), read and written by `app.store.groups` a row at a time, never as a list.
+§4.2 `members`), read and written by `app.store.memberships` a row at a time, never as a list.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ SCALARS: tuple[Scalar, ...] = (
 )
 SCALAR_BY_PATH = {(s.schema, s.path): s for s in SCALARS}
 
-# Only Users are members (see `app.store.groups`), so a member's type is constant.
+# Only Users are members (see `app.patch.members`), so a member's type is constant.
 MEMBER_TYPE = "User"
 
 

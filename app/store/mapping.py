@@ -29,7 +29,7 @@ class Scalar:
         resolved = rtype.resolve(qualified)
         if resolved is None:  # pragma: no cover - the maps are checked by the unit tests
             raise LookupError(f"{qualified} is not in the {rtype.name} schema")
-        return resolved.sub_attribute or resolved.attribute
+        return resolved.sub or resolved.attribute
 
 
 def check_indexable(path: str, value: str) -> None:

@@ -70,8 +70,9 @@ class User(BaseModel):
 class UserValue(BaseModel):
     """One element of a multi-valued attribute with value/type/primary/display sub-attributes.
 
-    `value_key` is the value as filters compare it (casefolded unless the attribute is caseExact);
-    `unique_key` is set only where the value must be unique across users (e-mails, by default).
+    `value_key` is the value as filters compare it (lower-cased by `scim_schemas.fold` unless
+    the attribute is caseExact); `unique_key` is set only where the value must be unique across
+    users (e-mails, by default).
     """
 
     user = peewee.ForeignKeyField(User, on_delete="CASCADE", backref="values")

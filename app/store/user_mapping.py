@@ -80,7 +80,7 @@ ADDRESS_COLUMNS = {
 _UNINDEXED_VALUES = frozenset({"x509Certificates", "photos"})
 # Whether each value attribute's `value` compares case-exactly (RFC 7643 §2.2), from the schema.
 _CASE_EXACT_VALUES = frozenset(
-    attr for attr in VALUE_ATTRIBUTES if USER.resolve(f"{attr}.value").sub_attribute.case_exact
+    attr for attr in VALUE_ATTRIBUTES if USER.resolve(f"{attr}.value").sub.case_exact
 )
 # The scalar columns that hold a dateTime (RFC 7643 §2.3.5), from the schema.
 _DATETIMES = frozenset(s.path for s in SCALARS if s.attribute(USER).type == "dateTime")

@@ -4,7 +4,6 @@ the pages' content (the browser test in tests/browser drives the same pages in C
 from __future__ import annotations
 
 import datetime as dt
-import re
 from pathlib import Path
 from typing import Any
 
@@ -16,36 +15,7 @@ from app import admin, create_app
 from app.config import Config
 from app.runtime import resolve_secret_key
 from app.store.models import AuditEvent, Operator, utcnow
-from tests.api.test_cli import run
-from tests.api.test_operator_cli import deactivate
-from tests.api.test_users import create
-
-PASSWORD = "a long operator password"
-
-
-def csrf(client: FlaskClient, path: str = "/admin/login") -> str:
-    page = client.get(path).get_data(as_text=True)
-    match = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert match, page
-    return match[1]
-
-
-def sign_in(client: FlaskClient, name: str = "olivia", password: str = PASSWORD) -> Any:
-    token = csrf(client)
-    return client.post("/admin/login", data={"csrf": token, "name": name, "password": password})
-
-
-@pytest.fixture
-def operator(app: Flask) -> str:
-    run(app, "operators", "create", "olivia", "--password", PASSWORD)
-    return "olivia"
-
-
-@pytest.fixture
-def signed_in(client: FlaskClient, operator: str) -> FlaskClient:
-    response = sign_in(client)
-    assert response.status_code == 302, response.get_data(as_text=True)
-    return client
+from tests.helpers import PASSWORD, create_user, csrf, deactivate, run, sign_in
 
 
 def test_pages_require_sign_in_and_return_after_it(client: FlaskClient, operator: str) -> None:
@@ -171,7 +141,7 @@ def test_dashboard_empty_states(signed_in: FlaskClient) -> None:
 def test_dashboard_charts_activity_and_warns_about_expiring_tokens(
     app: Flask, signed_in: FlaskClient, scim: Any
 ) -> None:
-    alice = create(scim)
+    alice = create_user(scim)
     deactivate(scim, alice["id"])
     run(app, "tokens", "create", "short-lived", "--expires-in", "3d")
     page = signed_in.get("/admin/").get_data(as_text=True)
@@ -189,8 +159,8 @@ def test_dashboard_charts_activity_and_warns_about_expiring_tokens(
 def test_search_and_user_page_answer_who_deactivated_alice(
     signed_in: FlaskClient, scim: Any
 ) -> None:
-    alice = create(scim, externalId="okta-00u1")
-    create(scim, "bob@example.com", name={"givenName": "Bob", "familyName": "Builder"})
+    alice = create_user(scim, externalId="okta-00u1")
+    create_user(scim, "bob@example.com", name={"givenName": "Bob", "familyName": "Builder"})
     deactivate(scim, alice["id"])
     changed = AuditEvent.get(AuditEvent.operation == "deactivate").at
 

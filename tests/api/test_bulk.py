@@ -10,9 +10,7 @@ import pytest
 
 from app.store.models import AuditEvent, Group, Membership, User
 from scim_schemas import CORE_GROUP, CORE_USER, ENTERPRISE_USER, ERROR, PATCH_OP
-from tests.api.test_groups import create_group, scim_with  # noqa: F401 - a fixture
-from tests.api.test_users import assert_error, create
-from tests.conftest import Scim
+from tests.helpers import Scim, assert_error, create_group, create_user
 
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 BULK_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
@@ -88,9 +86,9 @@ def test_rfc7644_section_3_7_2_user_created_and_added_to_a_new_group(scim: Any) 
 
 def test_rfc7644_section_3_7_3_post_put_patch_delete(scim: Any) -> None:
     """§3.7.3's request: POST, PUT with version, PATCH with version, DELETE with version."""
-    bob = create(scim, "bob", nickName="Bobby")
-    dave = create(scim, "dave-to-be", nickName="Nick")
-    gone = create(scim, "gone")
+    bob = create_user(scim, "bob", nickName="Bobby")
+    dave = create_user(scim, "dave-to-be", nickName="Nick")
+    gone = create_user(scim, "gone")
     body = bulk(
         post_user("qwerty", "Alice"),
         {
@@ -132,7 +130,7 @@ def test_rfc7644_section_3_7_3_post_put_patch_delete(scim: Any) -> None:
 def test_rfc7644_section_3_7_3_fail_on_errors_stops_after_the_first_error(scim: Any) -> None:
     """§3.7.3: with failOnErrors 1 the first failure ends the job; the response holds what
     was processed, and nothing after it is done."""
-    create(scim, "Alice")
+    create_user(scim, "Alice")
     body = bulk(
         post_user("qwerty", "Alice"),  # already taken: 409
         post_user("ytrewq", "Bob"),
@@ -164,7 +162,7 @@ def test_rfc7644_section_3_7_1_circular_group_references_are_409(scim: Any) -> N
 
 
 def mixed(scim: Any) -> dict[str, Any]:
-    existing = create(scim, "taken")
+    existing = create_user(scim, "taken")
     return bulk(
         post_user("a", "ann"),
         post_user("b", "taken"),  # 409 uniqueness
@@ -384,7 +382,7 @@ def test_bulk_operations_are_audited_with_the_request_and_hash_passwords(scim: A
 
 
 def test_group_patch_status_follows_the_configuration(
-    scim_with: Callable[..., Scim],  # noqa: F811 - the fixture
+    scim_with: Callable[..., Scim],
 ) -> None:
     client = scim_with(group_patch_status=200)
     group = create_group(client, "Physics")
@@ -414,7 +412,7 @@ def test_read_only_tokens_cannot_bulk(app: Any, client: Any) -> None:
 
 
 def test_limits_are_advertised_and_enforced_with_413(
-    scim_with: Callable[..., Scim],  # noqa: F811 - the fixture
+    scim_with: Callable[..., Scim],
 ) -> None:
     client = scim_with(bulk_max_operations=2, bulk_max_payload_bytes=600)
     config = client.get("/ServiceProviderConfig").get_json()

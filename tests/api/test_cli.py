@@ -5,12 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -20,32 +18,18 @@ from app.store import migrations
 from app.store.db import database
 from app.store.models import ALL_MODELS, ApiToken, SchemaMigration, utcnow
 from scim_schemas import CORE_USER
+from tests.helpers import (
+    create_schema,
+    drop_schema,
+    invoke,
+    last_line,
+    postgres_or_skip,
+    run,
+    schema_url,
+    status_of,
+)
 
 SECRET = re.compile(r"lmsscim_[A-Za-z0-9_-]{40,}")
-
-
-def invoke(app: Flask, *args: str) -> Result:
-    # The console script's FlaskGroup pushes an app context for every command; the test runner
-    # invokes `app.cli` directly, which does not, and `tokens bootstrap` reads `current_app`.
-    with app.app_context():
-        return app.test_cli_runner().invoke(args=list(args))
-
-
-def run(app: Flask, *args: str) -> Result:
-    result = invoke(app, *args)
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
-
-
-def last_line(result: Result) -> str:
-    lines = result.stdout.strip().splitlines()
-    assert lines, f"nothing on stdout: {result.output!r}"
-    return lines[-1]
-
-
-def users_status(client: FlaskClient, secret: str) -> int:
-    response = client.get("/scim/v2/Users", headers={"Authorization": f"Bearer {secret}"})
-    return response.status_code
 
 
 def hash_of(secret: str) -> str:
@@ -68,17 +52,11 @@ def assert_only_the_hash_is_stored(secret: str, name: str) -> ApiToken:
 @pytest.fixture
 def fresh_app(config: Config, tmp_path: Any) -> Iterator[Flask]:
     """An app on an empty database (a new SQLite file, or a new PostgreSQL schema)."""
-    schema = None
+    conn = schema = None
     if config.database_url.startswith("postgres"):
-        import psycopg2
-
-        dsn = config.database_url.split("?", 1)[0]
-        schema = f"lms_scim_cli_{uuid.uuid4().hex[:10]}"
-        conn = psycopg2.connect(dsn, connect_timeout=3)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE SCHEMA "{schema}"')
-        url = f"{dsn}?options=-csearch_path%3D{schema}"
+        conn = postgres_or_skip()
+        schema = create_schema(conn, "lms_scim_cli")
+        url = schema_url(schema)
     else:
         url = f"sqlite:///{tmp_path / 'fresh.db'}"
     flask_app = create_app(Config.from_env({}, database_url=url, testing=True))
@@ -87,9 +65,8 @@ def fresh_app(config: Config, tmp_path: Any) -> Iterator[Flask]:
     if hasattr(db, "close_all"):
         db.close_all()
     db.close()
-    if schema:
-        with conn.cursor() as cur:
-            cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    if conn is not None and schema is not None:
+        drop_schema(conn, schema)
         conn.close()
 
 
@@ -114,7 +91,7 @@ def test_db_upgrade_creates_the_schema_and_a_second_run_applies_nothing(fresh_ap
     assert "applied m" not in second.stdout
     assert [row.number for row in SchemaMigration.select()] == applied
     assert_only_the_hash_is_stored(secret, "kept")
-    assert users_status(fresh_app.test_client(), secret) == 200
+    assert status_of(fresh_app.test_client(), secret) == 200
 
 
 def test_db_upgrade_on_an_up_to_date_database_applies_nothing(app: Flask) -> None:
@@ -142,8 +119,8 @@ def test_tokens_create_prints_the_secret_alone_on_the_last_line(
     assert row.revoked_at is None
     assert ApiToken.select().count() == 1
 
-    assert users_status(client, secret) == 200
-    assert users_status(client, secret[:-1] + ("A" if secret[-1] != "A" else "B")) == 401
+    assert status_of(client, secret) == 200
+    assert status_of(client, secret[:-1] + ("A" if secret[-1] != "A" else "B")) == 401
 
 
 def test_each_token_gets_its_own_secret(app: Flask, client: FlaskClient) -> None:
@@ -151,13 +128,13 @@ def test_each_token_gets_its_own_secret(app: Flask, client: FlaskClient) -> None
     second = last_line(run(app, "tokens", "create", "two"))
     assert first != second
     assert ApiToken.select().count() == 2
-    assert users_status(client, first) == users_status(client, second) == 200
+    assert status_of(client, first) == status_of(client, second) == 200
 
 
 def test_tokens_create_read_only_is_recorded(app: Flask, client: FlaskClient) -> None:
     secret = last_line(run(app, "tokens", "create", "auditor", "--read-only"))
     assert assert_only_the_hash_is_stored(secret, "auditor").read_only is True
-    assert users_status(client, secret) == 200
+    assert status_of(client, secret) == 200
 
 
 def test_a_read_only_token_may_not_write(app: Flask, client: FlaskClient) -> None:
@@ -187,7 +164,7 @@ def test_bootstrap_creates_a_first_token_when_there_is_none(
     assert SECRET.fullmatch(secret)
     assert result.stdout.strip() == secret
     assert_only_the_hash_is_stored(secret, "first-token")
-    assert users_status(client, secret) == 200
+    assert status_of(client, secret) == 200
 
 
 def test_bootstrap_does_nothing_when_a_usable_token_exists(app: Flask) -> None:
@@ -221,13 +198,13 @@ def test_bootstrap_creates_one_when_only_unusable_tokens_exist(
     old = last_line(run(app, "tokens", "create", "old"))
     ApiToken.update(**unusable).where(ApiToken.name == "old").execute()
     runtime.of(app).tokens.clear()
-    assert users_status(client, old) == 401
+    assert status_of(client, old) == 401
 
     result = run(app, "tokens", "bootstrap", "--name", "replacement")
     secret = last_line(result)
     assert SECRET.fullmatch(secret)
     assert sorted(t.name for t in ApiToken.select()) == ["old", "replacement"]
-    assert users_status(client, secret) == 200
+    assert status_of(client, secret) == 200
 
 
 def test_bootstrap_with_a_token_expiring_later_does_nothing(app: Flask) -> None:

@@ -13,9 +13,14 @@ from playhouse.test_utils import count_queries
 from app import cursors
 from app.store.models import Group
 from scim_schemas import LIST_RESPONSE, SEARCH_REQUEST
-from tests.api.test_groups import bulk_users, create_group, scim_with  # noqa: F401 - a fixture
-from tests.api.test_users import assert_error, create
-from tests.conftest import Scim
+from tests.helpers import (
+    Scim,
+    assert_error,
+    bulk_users,
+    create_group,
+    create_user,
+    tampered_cursors,
+)
 
 
 def walk(scim: Any, path: str, **params: Any) -> tuple[list[str], list[dict[str, Any]]]:
@@ -70,8 +75,8 @@ def test_an_exact_multiple_ends_without_an_empty_page(scim: Any, many: list[str]
 def test_rfc9865_section_2_example_filter_and_count(scim: Any) -> None:
     """`GET /Users?filter=userName sw J&cursor&count=10` (RFC 9865 §2), then nextCursor."""
     for i in range(12):
-        create(scim, f"J{i:02d}@example.com")
-    create(scim, "kim@example.com")
+        create_user(scim, f"J{i:02d}@example.com")
+    create_user(scim, "kim@example.com")
     first = scim.get("/Users?filter=userName%20sw%20J&cursor&count=10")
     assert first.status_code == 200
     body = first.get_json()
@@ -90,7 +95,7 @@ def test_rfc9865_section_2_example_filter_and_count(scim: Any) -> None:
 def test_rfc9865_section_3_search_with_an_empty_cursor(scim: Any) -> None:
     """RFC 9865 §3: `cursor` and `count` in a `.search` body."""
     for name in ("Ann Smithers", "Bo Smith", "Cy Jones"):
-        create(scim, f"{name.split()[0].lower()}@example.com", displayName=name)
+        create_user(scim, f"{name.split()[0].lower()}@example.com", displayName=name)
     request = {
         "schemas": [SEARCH_REQUEST],
         "attributes": ["displayName", "userName"],
@@ -134,7 +139,7 @@ def test_sorted_cursor_walks_match_index_paging(scim: Any, sort: dict[str, str])
             extra["displayName"] = "Same" if i % 4 == 1 else name.upper()
         else:
             extra["emails"] = []
-        create(scim, name, **extra)
+        create_user(scim, name, **extra)
     ids, _ = walk(scim, "/Users", count=3, **sort)
     assert ids == index_ids(scim, "/Users", **sort)
     assert len(set(ids)) == len(names)
@@ -186,24 +191,9 @@ def _next(scim: Any, **params: Any) -> str:
     ]
 
 
-def _tampered(cursor: str) -> list[str]:
-    payload, mac = cursor.split(".")
-    flip = {"A": "B"}.get(payload[3], "A")
-    return [
-        payload[:3] + flip + payload[4:] + "." + mac,
-        payload + "." + mac[:-2] + ("AA" if mac[-2:] != "AA" else "BB"),
-        payload,
-        "." + mac,
-        "garbage",
-        "no.way",
-        "é.é",
-        "a" * 5000,
-    ]
-
-
 def test_tampered_and_garbage_cursors_are_invalid_cursor(scim: Any, many: list[str]) -> None:
     cursor = _next(scim)
-    for bad in _tampered(cursor):
+    for bad in tampered_cursors(cursor):
         response = scim.get("/Users", query_string={"cursor": bad, "count": 2})
         assert_error(response, 400, "invalidCursor")
     body = {"schemas": [SEARCH_REQUEST], "cursor": 12}
@@ -225,7 +215,7 @@ def test_a_cursor_only_continues_its_own_query(scim: Any, many: list[str]) -> No
 
 
 def test_another_services_cursor_is_invalid(
-    scim_with: Callable[..., Scim],  # noqa: F811 - the fixture
+    scim_with: Callable[..., Scim],
     many: list[str],
 ) -> None:
     mine = scim_with(secret_key="one")
@@ -251,7 +241,7 @@ def _digest(_scim: Any) -> str:
 
 
 def test_cursor_timeout_is_configured_and_advertised(
-    scim_with: Callable[..., Scim],  # noqa: F811 - the fixture
+    scim_with: Callable[..., Scim],
 ) -> None:
     client = scim_with(cursor_timeout_seconds=120, max_page_size=50, default_page_size=20)
     pagination = client.get("/ServiceProviderConfig").get_json()["pagination"]
@@ -275,7 +265,7 @@ def test_bad_counts_are_invalid_count(scim: Any, many: list[str], count: str) ->
 
 
 def test_count_above_the_maximum_is_served_as_the_maximum(
-    scim_with: Callable[..., Scim],  # noqa: F811 - the fixture
+    scim_with: Callable[..., Scim],
     many: list[str],
 ) -> None:
     client = scim_with(max_page_size=4)

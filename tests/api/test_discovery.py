@@ -18,7 +18,8 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from app.config import Config
-from scim_schemas import CORE_GROUP, CORE_USER, ENTERPRISE_USER, ERROR, LIST_RESPONSE, LMS_USER
+from scim_schemas import CORE_GROUP, CORE_USER, ENTERPRISE_USER, LIST_RESPONSE, LMS_USER
+from tests.helpers import assert_error
 
 BASE = "http://localhost/scim/v2"
 SCHEMA_FILES = {
@@ -44,16 +45,6 @@ def ok_json(response: Any) -> dict[str, Any]:
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.mimetype == "application/scim+json"
     return response.get_json()
-
-
-def assert_error(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/scim+json"
-    body = response.get_json()
-    assert body["schemas"] == [ERROR]
-    assert body["status"] == str(status)
-    assert body["detail"]
-    return body
 
 
 def assert_list_response(body: dict[str, Any], count: int) -> list[dict[str, Any]]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -12,69 +10,28 @@ import pytest
 from flask import Flask
 from playhouse.test_utils import count_queries
 
-from app import create_app
 from app.config import Config
-from app.store import groups as group_store
-from app.store.db import database
-from app.store.models import AuditEvent, Group, Membership, User, utcnow
+from app.store import memberships
+from app.store.models import AuditEvent, Group, Membership, User
 from scim_schemas import CORE_GROUP, CORE_USER, LIST_RESPONSE, PATCH_OP, SEARCH_REQUEST
-from tests.api.test_users import assert_error
-from tests.api.test_users import create as create_user
-from tests.conftest import Scim
-
-
-def group_body(name: str = "Physics 101", **extra: Any) -> dict[str, Any]:
-    return {"schemas": [CORE_GROUP], "displayName": name, **extra}
-
-
-def create_group(scim: Any, name: str = "Physics 101", **extra: Any) -> dict[str, Any]:
-    response = scim.post("/Groups", group_body(name, **extra))
-    assert response.status_code == 201, response.get_data(as_text=True)
-    return response.get_json()
-
-
-def members(*ids: str) -> list[dict[str, str]]:
-    return [{"value": i} for i in ids]
-
-
-def patch_body(*operations: dict[str, Any]) -> dict[str, Any]:
-    return {"schemas": [PATCH_OP], "Operations": list(operations)}
+from tests.helpers import (
+    Scim,
+    assert_error,
+    bulk_members,
+    bulk_users,
+    create_group,
+    create_user,
+    group_body,
+    in_threads,
+    members,
+    patch_body,
+    stored_members,
+)
 
 
 def member_ids(scim: Any, group_id: str) -> set[str]:
     body = scim.get(f"/Groups/{group_id}").get_json()
     return {m["value"] for m in body.get("members", [])}
-
-
-def stored_members(group_id: str) -> set[str]:
-    rows = Membership.select(Membership.user).where(Membership.group == group_id).tuples()
-    return {user_id for (user_id,) in rows}
-
-
-def bulk_users(count: int, prefix: str = "bulk") -> list[str]:
-    """Users inserted straight into the store (fast set-up for big groups)."""
-    now = utcnow()
-    rows = [
-        {
-            "id": f"{prefix}{i:08d}",
-            "user_name": f"{prefix}{i}",
-            "user_name_key": f"{prefix}{i}",
-            "created": now,
-            "last_modified": now,
-        }
-        for i in range(count)
-    ]
-    with database.atomic():
-        for start in range(0, count, 500):
-            User.insert_many(rows[start : start + 500]).execute()
-    return [row["id"] for row in rows]
-
-
-def bulk_members(group_id: str, user_ids: list[str]) -> None:
-    with database.atomic():
-        for start in range(0, len(user_ids), 500):
-            rows = [{"group": group_id, "user": u} for u in user_ids[start : start + 500]]
-            Membership.insert_many(rows).execute()
 
 
 @pytest.fixture
@@ -84,17 +41,6 @@ def users(scim: Any) -> list[dict[str, Any]]:
         create_user(scim, "bob@example.com"),
         create_user(scim, "cid@example.com", displayName="Cid"),
     ]
-
-
-@pytest.fixture
-def scim_with(app: Flask, config: Config, token: str) -> Callable[..., Scim]:
-    """A client for an app built with some configuration changed (same database)."""
-
-    def make(**overrides: Any) -> Scim:
-        other = create_app(dataclasses.replace(config, **overrides))
-        return Scim(other.test_client(), token)
-
-    return make
 
 
 # --------------------------------------------------------------------------------------------
@@ -629,7 +575,7 @@ def test_member_patch_costs_the_same_whatever_the_group_size(warm: Any) -> None:
 
 
 def test_big_groups_stream_in_chunks(warm: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(group_store, "CHUNK", 10)
+    monkeypatch.setattr(memberships, "CHUNK", 10)
     ids = bulk_users(35)
     big = create_group(warm, "Big")
     bulk_members(big["id"], ids)
@@ -657,29 +603,6 @@ def test_big_groups_stream_in_chunks(warm: Any, monkeypatch: pytest.MonkeyPatch)
 # Concurrency
 
 
-def _in_threads(app: Flask, work: list[Callable[[Scim], None]], token: str) -> list[BaseException]:
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(len(work))
-
-    def run(job: Callable[[Scim], None]) -> None:
-        try:
-            client = Scim(app.test_client(), token)
-            barrier.wait()
-            job(client)
-        except BaseException as exc:  # collected and re-raised by the test
-            errors.append(exc)
-        finally:
-            if not database.is_closed():
-                database.close()
-
-    threads = [threading.Thread(target=run, args=(job,)) for job in work]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return errors
-
-
 def test_concurrent_member_changes_lose_nothing(app: Flask, scim: Any, token: str) -> None:
     joining = bulk_users(20, "join")
     leaving = bulk_users(20, "leave")
@@ -699,7 +622,7 @@ def test_concurrent_member_changes_lose_nothing(app: Flask, scim: Any, token: st
 
         return change
 
-    errors = _in_threads(app, [job(i) for i in range(20)], token)
+    errors = in_threads(app, [job(i) for i in range(20)], token)
     assert not errors, errors
     assert stored_members(gid) == set(joining)
     assert scim.get(f"/Groups/{gid}").get_json()["meta"]["version"] == 'W/"41"'

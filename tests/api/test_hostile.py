@@ -8,7 +8,6 @@ import json
 import logging
 import re
 import uuid
-from dataclasses import replace
 from typing import Any
 
 import peewee
@@ -17,19 +16,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from playhouse.pool import MaxConnectionsExceeded
 
-from app import auth, create_app, observability, runtime
+from app import auth, observability, runtime
 from app.config import Config
 from app.scim.request_checks import nesting_exceeds
 from app.store import db
 from app.store.models import User
 from scim_schemas import CORE_GROUP, PATCH_OP
-from tests.api.test_users import assert_error, create, user_body
-from tests.conftest import Scim
-
-
-def limited_app(app: Flask, **settings: Any) -> Flask:
-    """Another app on the test's (migrated, clean) database with some settings changed."""
-    return create_app(replace(runtime.of(app).config, **settings))
+from tests.helpers import Scim, app_with, assert_error, create_user, user_body
 
 
 def raw_post(scim: Scim, path: str, raw: bytes) -> Any:
@@ -51,7 +44,7 @@ def test_a_body_nested_deeper_than_the_limit_is_refused_before_parsing(scim: Sci
 
 def test_brackets_inside_strings_do_not_count_as_nesting(scim: Scim) -> None:
     name = '[{"[[[\\' * 40 + '"]}'  # quotes and backslashes escaped in the JSON body
-    assert create(scim, name, emails=[])["userName"] == name
+    assert create_user(scim, name, emails=[])["userName"] == name
 
 
 @pytest.mark.parametrize(
@@ -92,7 +85,7 @@ def test_more_than_max_multi_values_e_mails_are_refused(scim: Scim) -> None:
     emails = [{"value": f"u{i}@example.com"} for i in range(101)]
     error = assert_error(scim.post("/Users", user_body(emails=emails)), 400, "invalidValue")
     assert "at most 100" in error["detail"]
-    user = create(scim, emails=emails[:100])
+    user = create_user(scim, emails=emails[:100])
     assert len(user["emails"]) == 100
     # Growing past the limit one PATCH at a time is refused too.
     add = {"op": "add", "path": "emails", "value": [{"value": "one-more@example.com"}]}
@@ -112,7 +105,7 @@ def test_more_than_max_members_per_operation_are_refused(scim: Scim) -> None:
 
 
 def test_count_is_capped_and_floored(scim: Scim, app: Flask) -> None:
-    create(scim)
+    create_user(scim)
     huge = scim.get("/Users?count=1000000000000").get_json()
     assert huge["itemsPerPage"] == 1
     assert scim.get("/Users?count=-5").get_json().get("Resources", []) == []
@@ -137,8 +130,8 @@ def _filter(scim: Scim, text: str) -> Any:
 
 def test_filter_values_are_matched_literally(scim: Scim) -> None:
     for name in INJECTED_NAMES:
-        create(scim, name, emails=[])
-    create(scim, "plain@example.com", emails=[])
+        create_user(scim, name, emails=[])
+    create_user(scim, "plain@example.com", emails=[])
     for name in INJECTED_NAMES:
         quoted = json.dumps(name)
         found = _filter(scim, f"userName eq {quoted}").get_json()
@@ -178,10 +171,10 @@ def test_attribute_names_in_filters_are_refused(scim: Scim, text: str) -> None:
 def test_filter_limits_come_from_config(
     app: Flask, token: str, settings: dict[str, int], text: str
 ) -> None:
-    limited = _scim(limited_app(app, **settings), token)
+    limited = Scim.of(app_with(app, **settings), token)
     assert_error(limited.get("/Users", query_string={"filter": text}), 400, "invalidFilter")
     # The same filter is fine under the defaults.
-    assert _scim(app, token).get("/Users", query_string={"filter": text}).status_code == 200
+    assert Scim.of(app, token).get("/Users", query_string={"filter": text}).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -197,7 +190,7 @@ def test_filter_limits_come_from_config(
     ],
 )
 def test_names_in_sort_and_attributes_are_refused(scim: Scim, parameter: str, value: str) -> None:
-    create(scim)
+    create_user(scim)
     assert_error(scim.get("/Users", query_string={parameter: value}), 400, "invalidValue")
     search = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]}
     listed = value.split(",") if parameter.endswith("ttributes") else value
@@ -209,20 +202,16 @@ def test_names_in_sort_and_attributes_are_refused(scim: Scim, parameter: str, va
 # Rate limits and the bad-token brake
 
 
-def _scim(app: Flask, token: str) -> Scim:
-    return Scim(app.test_client(), token)
-
-
 def _assert_429(response: Any) -> None:
     assert_error(response, 429)
     assert 0 < int(response.headers["Retry-After"]) <= 60
 
 
 def test_a_token_over_its_rate_gets_429_and_others_do_not(app: Flask, token: str) -> None:
-    limited = limited_app(app, rate_limit_per_token="3/minute")
+    limited = app_with(app, rate_limit_per_token="3/minute")
     with limited.app_context():
         other = auth.issue("other-idp")
-    first, second = _scim(limited, token), _scim(limited, other)
+    first, second = Scim.of(limited, token), Scim.of(limited, other)
     for _ in range(3):
         assert first.get("/Users").status_code == 200
     _assert_429(first.get("/Users"))
@@ -231,24 +220,24 @@ def test_a_token_over_its_rate_gets_429_and_others_do_not(app: Flask, token: str
 
 
 def test_an_address_over_its_rate_gets_429_whatever_the_token(app: Flask, token: str) -> None:
-    limited = limited_app(app, rate_limit_per_address="3/minute")
+    limited = app_with(app, rate_limit_per_address="3/minute")
     with limited.app_context():
         other = auth.issue("other-idp")
     for secret in (token, other, token):
-        assert _scim(limited, secret).get("/Users").status_code == 200
-    _assert_429(_scim(limited, other).get("/Users"))
-    away = _scim(limited, token).get("/Users", environ_base={"REMOTE_ADDR": "192.0.2.7"})
+        assert Scim.of(limited, secret).get("/Users").status_code == 200
+    _assert_429(Scim.of(limited, other).get("/Users"))
+    away = Scim.of(limited, token).get("/Users", environ_base={"REMOTE_ADDR": "192.0.2.7"})
     assert away.status_code == 200
 
 
 def test_repeated_bad_tokens_slow_the_address_down(app: Flask, token: str) -> None:
-    braked = limited_app(app, bad_token_limit="3/minute")
+    braked = app_with(app, bad_token_limit="3/minute")
     client = braked.test_client()
     for _ in range(5):  # no token at all is not a guess
         assert client.get("/scim/v2/Users").status_code == 401
-    idp = _scim(braked, token)
+    idp = Scim.of(braked, token)
     assert idp.get("/Users").status_code == 200  # the IdP at work, from the same address
-    guesser = _scim(braked, f"lmsscim_{uuid.uuid4().hex}")
+    guesser = Scim.of(braked, f"lmsscim_{uuid.uuid4().hex}")
     for _ in range(3):
         assert_error(guesser.get("/Users"), 401)
     _assert_429(guesser.get("/Users"))
@@ -258,17 +247,17 @@ def test_repeated_bad_tokens_slow_the_address_down(app: Flask, token: str) -> No
     runtime.of(braked).tokens.clear()
     _assert_429(idp.get("/Users"))
     # …while other addresses are served.
-    elsewhere = _scim(braked, token).get("/Users", environ_base={"REMOTE_ADDR": "192.0.2.8"})
+    elsewhere = Scim.of(braked, token).get("/Users", environ_base={"REMOTE_ADDR": "192.0.2.8"})
     assert elsewhere.status_code == 200
 
 
 def test_behind_a_trusted_proxy_the_forwarded_address_is_the_client(app: Flask, token: str) -> None:
-    braked = limited_app(app, bad_token_limit="2/minute", trusted_proxy_hops=1)
-    guesser = _scim(braked, "lmsscim_guess")
+    braked = app_with(app, bad_token_limit="2/minute", trusted_proxy_hops=1)
+    guesser = Scim.of(braked, "lmsscim_guess")
     for _ in range(2):
         guesser.get("/Users", headers={"X-Forwarded-For": "198.51.100.1"})
     _assert_429(guesser.get("/Users", headers={"X-Forwarded-For": "198.51.100.1"}))
-    ok = _scim(braked, token).get("/Users", headers={"X-Forwarded-For": "198.51.100.2"})
+    ok = Scim.of(braked, token).get("/Users", headers={"X-Forwarded-For": "198.51.100.2"})
     assert ok.status_code == 200
 
 
@@ -282,19 +271,19 @@ def test_instances_share_limits_through_redis(app: Flask, token: str) -> None:
         "rate_limit_per_token": "3/minute",
         "ratelimit_storage_uri": "redis://127.0.0.1:6379",
     }
-    one, two = limited_app(app, **settings), limited_app(app, **settings)
+    one, two = app_with(app, **settings), app_with(app, **settings)
     # A fresh token: its bucket in the shared storage is its own.
     with one.app_context():
         fresh = auth.issue(f"shared-{uuid.uuid4().hex[:6]}")
-    assert _scim(one, fresh).get("/Users").status_code == 200
-    assert _scim(two, fresh).get("/Users").status_code == 200
-    assert _scim(one, fresh).get("/Users").status_code == 200
-    _assert_429(_scim(two, fresh).get("/Users"))
+    assert Scim.of(one, fresh).get("/Users").status_code == 200
+    assert Scim.of(two, fresh).get("/Users").status_code == 200
+    assert Scim.of(one, fresh).get("/Users").status_code == 200
+    _assert_429(Scim.of(two, fresh).get("/Users"))
 
 
 def test_an_unreachable_rate_limit_storage_lets_requests_through(app: Flask, token: str) -> None:
-    broken = limited_app(app, ratelimit_storage_uri="redis://127.0.0.1:1")
-    assert _scim(broken, token).get("/Users").status_code == 200
+    broken = app_with(app, ratelimit_storage_uri="redis://127.0.0.1:1")
+    assert Scim.of(broken, token).get("/Users").status_code == 200
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,7 +306,7 @@ def test_a_failing_database_is_a_503_with_retry_after(
     if isinstance(failure, str):
         psycopg2 = pytest.importorskip("psycopg2")
         failure = getattr(psycopg2, failure.split(".")[1])("connection refused")
-    user = create(scim)
+    user = create_user(scim)
     kind = type(failure).__name__
     before = _metric(scim.client, "lms_scim_database_errors_total", kind=kind)
 
@@ -381,7 +370,7 @@ def test_metrics_count_requests_by_route_template_and_provisioning_writes(
     creates = _metric(
         client, "lms_scim_provisioning_operations_total", resource="User", operation="create"
     )
-    user = create(scim)
+    user = create_user(scim)
     scim.get(f"/Users/{user['id']}")
     scim.get("/Users/no-such-id")
     assert _metric(client, "lms_scim_http_requests_total", route=route, status="200") == reads + 1
@@ -399,7 +388,7 @@ def test_metrics_are_for_loopback_or_the_metrics_token(app: Flask) -> None:
     assert client.get("/metrics").status_code == 200
     assert client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.5"}).status_code == 403
     assert client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.5"}).status_code == 403
-    guarded = limited_app(app, metrics_token="metrics-secret-for-tests").test_client()
+    guarded = app_with(app, metrics_token="metrics-secret-for-tests").test_client()
     assert guarded.get("/metrics").status_code == 403
     assert guarded.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 403
     remote = {"REMOTE_ADDR": "203.0.113.5"}

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.test_users import assert_error
+from tests.helpers import assert_error
 
 
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE"])

@@ -7,40 +7,30 @@ import csv
 import datetime as dt
 import io
 import json
-from dataclasses import replace
 from typing import Any
 
 import pytest
 from flask import Flask
 
-from app import create_app, runtime
 from app.store import status
 from app.store.models import AuditEvent, Operator, User, utcnow
 from scim_schemas import PATCH_OP
-from tests.api.test_cli import invoke, last_line, run
-from tests.api.test_users import create
-from tests.conftest import Scim
-
-GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
-
-
-def deactivate(scim: Any, user_id: str) -> None:
-    body = {
-        "schemas": [PATCH_OP],
-        "Operations": [{"op": "replace", "path": "active", "value": False}],
-    }
-    response = scim.patch(f"/Users/{user_id}", body, headers={"X-Request-Id": "req-deactivate-1"})
-    assert response.status_code == 200, response.get_json()
+from tests.helpers import (
+    Scim,
+    app_with,
+    create_group,
+    create_user,
+    deactivate,
+    invoke,
+    last_line,
+    run,
+)
 
 
 @pytest.fixture
 def alice(scim: Any) -> dict[str, Any]:
-    user = create(scim, "alice@example.com", externalId="okta-00u1")
-    group = scim.post(
-        "/Groups",
-        {"schemas": [GROUP], "displayName": "Teachers", "members": [{"value": user["id"]}]},
-    )
-    assert group.status_code == 201, group.get_json()
+    user = create_user(scim, "alice@example.com", externalId="okta-00u1")
+    create_group(scim, "Teachers", user["id"])
     return user
 
 
@@ -97,10 +87,9 @@ def test_status_of_an_unknown_user_fails(app: Flask) -> None:
 
 
 def test_status_with_an_ambiguous_email_asks_for_the_id(app: Flask, token: str) -> None:
-    shared = create_app(replace(runtime.of(app).config, unique_emails=False))
-    scim = Scim(shared.test_client(), token)
-    create(scim, "a1", emails=[{"value": "shared@example.com"}])
-    create(scim, "a2", emails=[{"value": "shared@example.com"}])
+    scim = Scim.of(app_with(app, unique_emails=False), token)
+    create_user(scim, "a1", emails=[{"value": "shared@example.com"}])
+    create_user(scim, "a2", emails=[{"value": "shared@example.com"}])
     result = invoke(app, "users", "status", "shared@example.com")
     assert result.exit_code == 1
     assert "use the id" in result.output
@@ -111,8 +100,8 @@ def test_status_with_an_ambiguous_email_asks_for_the_id(app: Flask, token: str) 
 
 @pytest.fixture
 def people(scim: Any, alice: dict[str, Any]) -> dict[str, str]:
-    bob = create(scim, "bob@example.com", userType="instructor")
-    carol = create(scim, "carol@example.com")
+    bob = create_user(scim, "bob@example.com", userType="instructor")
+    carol = create_user(scim, "carol@example.com")
     deactivate(scim, bob["id"])
     return {"alice": alice["id"], "bob": bob["id"], "carol": carol["id"]}
 
@@ -154,7 +143,7 @@ def test_list_inactive_and_by_group(app: Flask, people: dict[str, str]) -> None:
 def test_listing_streams_in_chunks_by_id(
     app: Flask, scim: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ids = [create(scim, f"user{n}@example.com")["id"] for n in range(7)]
+    ids = [create_user(scim, f"user{n}@example.com")["id"] for n in range(7)]
     chunks: list[int] = []
     real = status.summarise
     monkeypatch.setattr(status, "summarise", lambda rows: (chunks.append(len(rows)), real(rows))[1])
@@ -224,7 +213,7 @@ def test_audit_by_user_in_table_and_json(app: Flask, scim: Any, people: dict[str
 
 
 def test_audit_finds_a_deleted_user_by_id_and_honours_since(app: Flask, scim: Any) -> None:
-    user = create(scim, "gone@example.com")
+    user = create_user(scim, "gone@example.com")
     assert scim.delete(f"/Users/{user['id']}").status_code == 204
     lines = run(app, "audit", "--user", user["id"], "--format", "json").stdout.splitlines()
     assert [json.loads(line)["operation"] for line in lines] == ["create", "delete"]
@@ -235,8 +224,8 @@ def test_audit_finds_a_deleted_user_by_id_and_honours_since(app: Flask, scim: An
 
 
 def test_audit_prune_and_db_upgrade_drop_events_past_retention(app: Flask, scim: Any) -> None:
-    create(scim, "old@example.com")
-    create(scim, "new@example.com")
+    create_user(scim, "old@example.com")
+    create_user(scim, "new@example.com")
     AuditEvent.delete().where(AuditEvent.resource_type == "Token").execute()
     old = AuditEvent.select().order_by(AuditEvent.id).first()
     AuditEvent.update(at=utcnow() - dt.timedelta(days=400)).where(AuditEvent.id == old.id).execute()

@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from app import patch
 from app.errors import ScimError
 from scim_schemas import CORE_USER, ENTERPRISE_USER, PATCH_OP, resource_type
-from tests.conftest import Scim
+from tests.helpers import Scim, api_examples
 
 USER = resource_type("User")
 WORDS = st.sampled_from(["alpha", "Beta", "gamma delta", "Ünïcødé", "x'y", "%_\\", ""])
@@ -86,7 +86,7 @@ def _comparable(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_api_patch_equals_the_pure_engine(app: Flask, token: str) -> None:
-    scim = Scim(app.test_client(), token)
+    scim = Scim.of(app, token)
     created = scim.post(
         "/Users",
         {
@@ -98,12 +98,7 @@ def test_api_patch_equals_the_pure_engine(app: Flask, token: str) -> None:
     assert created.status_code == 201
     url = f"/Users/{created.get_json()['id']}"
 
-    @settings(
-        max_examples=120,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    )
+    @api_examples(120)
     @given(OPERATIONS)
     def roundtrip(operations: list[dict[str, Any]]) -> None:
         before = scim.get(url).get_json()

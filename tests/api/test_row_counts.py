@@ -11,7 +11,7 @@ from app.store import seed
 from app.store.models import Group, User
 from app.store.paging import count_of
 from scim_schemas import CORE_GROUP, CORE_USER, PATCH_OP
-from tests.api.test_users import create
+from tests.helpers import create_user
 
 
 def _total(scim: Any, path: str) -> int:
@@ -29,7 +29,7 @@ def _same(app: Flask, scim: Any) -> None:
 
 def test_counts_follow_every_create_and_delete(app: Flask, scim: Any) -> None:
     _same(app, scim)
-    users = [create(scim, f"count{i}@example.com") for i in range(3)]
+    users = [create_user(scim, f"count{i}@example.com") for i in range(3)]
     _same(app, scim)
     # A clash rolls back: nothing counted.
     assert (
@@ -75,7 +75,7 @@ def test_counts_follow_every_create_and_delete(app: Flask, scim: Any) -> None:
 
 def test_a_filtered_total_is_still_counted(scim: Any) -> None:
     for i in range(3):
-        create(scim, f"f{i}@example.com")
+        create_user(scim, f"f{i}@example.com")
     found = scim.get('/Users?count=1&filter=userName sw "f"').get_json()
     assert found["totalResults"] == 3
     found = scim.get('/Users?count=1&filter=userName sw "f1"').get_json()

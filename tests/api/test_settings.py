@@ -3,15 +3,14 @@ in one process and used in turn, each answer by their own (`app.runtime`)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from flask import Flask
 
-from app import create_app, runtime
+from app import runtime
 from app.config import Config
 from scim_schemas import CORE_USER
-from tests.conftest import Scim
+from tests.helpers import Scim, app_with
 
 
 def _user(name: str, email: str) -> dict[str, Any]:
@@ -19,14 +18,9 @@ def _user(name: str, email: str) -> dict[str, Any]:
 
 
 def test_two_apps_in_one_process_keep_their_own_settings(app: Flask, token: str) -> None:
-    base = runtime.of(app).config
-    strict = create_app(
-        replace(base, unique_emails=True, default_user_type="learner", max_page_size=2)
-    )
-    lenient = create_app(
-        replace(base, unique_emails=False, default_user_type="instructor", max_page_size=50)
-    )
-    a, b = Scim(strict.test_client(), token), Scim(lenient.test_client(), token)
+    strict = app_with(app, unique_emails=True, default_user_type="learner", max_page_size=2)
+    lenient = app_with(app, unique_emails=False, default_user_type="instructor", max_page_size=50)
+    a, b = Scim.of(strict, token), Scim.of(lenient, token)
 
     first = a.post("/Users", _user("one", "shared@example.com"))
     assert first.status_code == 201
@@ -52,9 +46,8 @@ def test_two_apps_in_one_process_keep_their_own_settings(app: Flask, token: str)
 
 
 def test_each_app_signs_cursors_with_its_own_secret(app: Flask, token: str) -> None:
-    base = runtime.of(app).config
-    one = Scim(create_app(replace(base, secret_key="one" * 16)).test_client(), token)
-    two = Scim(create_app(replace(base, secret_key="two" * 16)).test_client(), token)
+    one = Scim.of(app_with(app, secret_key="one" * 16), token)
+    two = Scim.of(app_with(app, secret_key="two" * 16), token)
     for name in ("a", "b", "c"):
         assert one.post("/Users", _user(name, f"{name}@example.com")).status_code == 201
     page = one.get("/Users?cursor=&count=1").get_json()

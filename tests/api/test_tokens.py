@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import replace
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import auth, create_app, runtime
+from app import auth
 from app.store import tokens as token_store
 from app.store.models import ApiToken, AuditEvent, utcnow
 from scim_schemas import CORE_USER, ERROR, PATCH_OP
-from tests.api.test_cli import invoke, last_line, run
-
-
-def status_of(
-    client: FlaskClient, secret: str, method: str = "GET", path: str = "/Users", **kw: Any
-) -> int:
-    headers = {"Authorization": f"Bearer {secret}", **kw.pop("headers", {})}
-    return client.open(f"/scim/v2{path}", method=method, headers=headers, **kw).status_code
+from tests.helpers import app_with, invoke, last_line, run, status_of
 
 
 @pytest.fixture
@@ -193,7 +185,7 @@ def test_another_process_revoking_is_seen_within_the_cache_time(
 
 
 def test_a_cache_time_of_zero_checks_every_request(app: Flask) -> None:
-    uncached = create_app(replace(runtime.of(app).config, token_cache_seconds=0))
+    uncached = app_with(app, token_cache_seconds=0)
     client = uncached.test_client()
     secret = last_line(run(uncached, "tokens", "create", "okta"))
     assert status_of(client, secret) == 200

@@ -7,36 +7,8 @@ from typing import Any
 import pytest
 
 from app.store.models import AuditEvent, User, UserValue
-from scim_schemas import CORE_USER, ENTERPRISE_USER, ERROR, LIST_RESPONSE, LMS_USER, PATCH_OP
-
-
-def user_body(user_name: str = "alice@example.com", **extra: Any) -> dict[str, Any]:
-    body = {
-        "schemas": [CORE_USER],
-        "userName": user_name,
-        "name": {"givenName": "Alice", "familyName": "Liddell"},
-        "emails": [{"value": user_name, "type": "work", "primary": True}],
-        "active": True,
-    }
-    body.update(extra)
-    return body
-
-
-def create(scim: Any, user_name: str = "alice@example.com", **extra: Any) -> dict[str, Any]:
-    response = scim.post("/Users", user_body(user_name, **extra))
-    assert response.status_code == 201, response.get_json()
-    return response.get_json()
-
-
-def assert_error(response: Any, status: int, scim_type: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/scim+json"
-    body = response.get_json()
-    assert body["schemas"] == [ERROR]
-    assert body["status"] == str(status)
-    assert body.get("scimType") == scim_type
-    assert body["detail"]
-    return body
+from scim_schemas import CORE_USER, ENTERPRISE_USER, LIST_RESPONSE, LMS_USER, PATCH_OP
+from tests.helpers import assert_error, create_user, user_body
 
 
 def test_create_returns_the_resource_with_location_and_no_password(scim: Any) -> None:
@@ -57,16 +29,16 @@ def test_create_returns_the_resource_with_location_and_no_password(scim: Any) ->
 
 
 def test_create_applies_lms_defaults_for_user_type_and_timezone(scim: Any) -> None:
-    body = create(scim)
+    body = create_user(scim)
     assert body["userType"] == "learner"
     assert body["timezone"] == "UTC"
-    explicit = create(scim, "bob@example.com", userType="instructor", timezone="Europe/Paris")
+    explicit = create_user(scim, "bob@example.com", userType="instructor", timezone="Europe/Paris")
     assert explicit["userType"] == "instructor"
     assert explicit["timezone"] == "Europe/Paris"
 
 
 def test_user_name_is_unique_without_regard_to_case(scim: Any) -> None:
-    first = create(scim)
+    first = create_user(scim)
     response = scim.post(
         "/Users", user_body("ALICE@Example.com", emails=[{"value": "other@example.com"}])
     )
@@ -76,7 +48,7 @@ def test_user_name_is_unique_without_regard_to_case(scim: Any) -> None:
 
 
 def test_email_is_unique_across_users(scim: Any) -> None:
-    first = create(scim)
+    first = create_user(scim)
     response = scim.post("/Users", user_body("bob", emails=[{"value": "Alice@Example.com"}]))
     body = assert_error(response, 409, "uniqueness")
     assert first["id"] in body["detail"]
@@ -85,14 +57,14 @@ def test_email_is_unique_across_users(scim: Any) -> None:
 
 
 def test_one_user_may_list_the_same_email_twice(scim: Any) -> None:
-    body = create(
+    body = create_user(
         scim, emails=[{"value": "a@x.org", "type": "work"}, {"value": "A@x.org", "type": "home"}]
     )
     assert [e["type"] for e in body["emails"]] == ["work", "home"]
 
 
 def test_extension_attributes_round_trip(scim: Any) -> None:
-    body = create(
+    body = create_user(
         scim,
         schemas=[CORE_USER, ENTERPRISE_USER, LMS_USER],
         **{
@@ -215,7 +187,7 @@ def test_missing_or_wrong_token_is_401_with_bearer_challenge(client: Any, token:
 
 
 def test_put_replaces_ignoring_read_only_and_clearing_omitted(scim: Any) -> None:
-    created = create(scim, nickName="Ally", title="Dr")
+    created = create_user(scim, nickName="Ally", title="Dr")
     replacement = user_body(name={"givenName": "Alicia"}, title="Prof")
     replacement.update(id="someone-else", meta={"resourceType": "User"}, groups=[])
     response = scim.put(f"/Users/{created['id']}", replacement)
@@ -230,20 +202,20 @@ def test_put_replaces_ignoring_read_only_and_clearing_omitted(scim: Any) -> None
 
 
 def test_put_without_active_keeps_the_user_deactivated(scim: Any) -> None:
-    created = create(scim, active=False)
+    created = create_user(scim, active=False)
     body = user_body()
     del body["active"]
     assert scim.put(f"/Users/{created['id']}", body).get_json()["active"] is False
 
 
 def test_put_that_changes_nothing_keeps_the_version(scim: Any) -> None:
-    created = create(scim)
+    created = create_user(scim)
     body = scim.put(f"/Users/{created['id']}", user_body()).get_json()
     assert body["meta"]["version"] == created["meta"]["version"]
 
 
 def test_okta_patch_deactivates_and_reactivates_without_deleting(scim: Any) -> None:
-    created = create(scim)
+    created = create_user(scim)
     for active in (False, True):
         response = scim.patch(
             f"/Users/{created['id']}",
@@ -257,7 +229,7 @@ def test_okta_patch_deactivates_and_reactivates_without_deleting(scim: Any) -> N
 
 
 def test_okta_password_push_is_hashed_and_never_returned(scim: Any) -> None:
-    created = create(scim)
+    created = create_user(scim)
     assert User.get_by_id(created["id"]).password_hash is None
     response = scim.patch(
         f"/Users/{created['id']}",
@@ -273,7 +245,7 @@ def test_okta_password_push_is_hashed_and_never_returned(scim: Any) -> None:
 
 
 def test_patch_replace_with_a_simple_path(scim: Any) -> None:
-    created = create(scim)
+    created = create_user(scim)
     response = scim.patch(
         f"/Users/{created['id']}",
         {
@@ -285,15 +257,15 @@ def test_patch_replace_with_a_simple_path(scim: Any) -> None:
 
 
 def test_delete_frees_user_name_and_email_at_once(scim: Any) -> None:
-    created = create(scim)
+    created = create_user(scim)
     assert scim.delete(f"/Users/{created['id']}").status_code == 204
     assert_error(scim.get(f"/Users/{created['id']}"), 404)
-    again = create(scim)
+    again = create_user(scim)
     assert again["id"] != created["id"]
 
 
 def test_list_pages_with_true_totals_and_stable_order(scim: Any) -> None:
-    ids = {create(scim, f"user{i}@example.com")["id"] for i in range(7)}
+    ids = {create_user(scim, f"user{i}@example.com")["id"] for i in range(7)}
     seen: list[str] = []
     for start in (1, 4, 7):
         body = scim.get(f"/Users?startIndex={start}&count=3").get_json()
@@ -320,7 +292,7 @@ def test_list_pages_with_true_totals_and_stable_order(scim: Any) -> None:
 )
 def test_paging_edges(scim: Any, query: str, total: int, items: int, start: int) -> None:
     for i in range(3):
-        create(scim, f"u{i}")
+        create_user(scim, f"u{i}")
     body = scim.get(f"/Users?{query}").get_json()
     assert (body["totalResults"], body["itemsPerPage"], body["startIndex"]) == (total, items, start)
     assert len(body["Resources"]) == items
@@ -331,8 +303,8 @@ def test_non_integer_paging_is_invalid_value(scim: Any) -> None:
 
 
 def test_lookup_filters_okta_and_entra_use(scim: Any) -> None:
-    alice = create(scim, externalId="00u-Alice")
-    create(scim, "bob@example.com", externalId="00u-bob")
+    alice = create_user(scim, externalId="00u-Alice")
+    create_user(scim, "bob@example.com", externalId="00u-bob")
     cases = {
         'userName eq "ALICE@example.com"': [alice["id"]],
         'externalId eq "00u-Alice"': [alice["id"]],
@@ -350,7 +322,7 @@ def test_lookup_filters_okta_and_entra_use(scim: Any) -> None:
 
 
 def test_unknown_filter_attribute_is_refused_not_ignored(scim: Any) -> None:
-    create(scim)
+    create_user(scim)
     assert_error(
         scim.get("/Users", query_string={"filter": 'shoeSize eq "9"'}), 400, "invalidFilter"
     )
@@ -358,7 +330,7 @@ def test_unknown_filter_attribute_is_refused_not_ignored(scim: Any) -> None:
 
 
 def test_search_endpoint_takes_a_search_request(scim: Any) -> None:
-    alice = create(scim)
+    alice = create_user(scim)
     response = scim.post(
         "/Users/.search",
         {
@@ -377,7 +349,7 @@ def test_search_endpoint_takes_a_search_request(scim: Any) -> None:
 
 
 def test_attributes_and_excluded_attributes(scim: Any) -> None:
-    alice = create(scim)
+    alice = create_user(scim)
     only = scim.get(f"/Users/{alice['id']}?attributes=name.givenName,active").get_json()
     assert only == {
         "schemas": [CORE_USER],
@@ -393,7 +365,7 @@ def test_attributes_and_excluded_attributes(scim: Any) -> None:
 
 
 def test_if_none_match_gives_304(scim: Any) -> None:
-    alice = create(scim)
+    alice = create_user(scim)
     response = scim.get(
         f"/Users/{alice['id']}", headers={"If-None-Match": alice["meta"]["version"]}
     )
@@ -401,7 +373,7 @@ def test_if_none_match_gives_304(scim: Any) -> None:
 
 
 def test_if_match_mismatch_is_412(scim: Any) -> None:
-    alice = create(scim)
+    alice = create_user(scim)
     assert_error(
         scim.put(f"/Users/{alice['id']}", user_body(), headers={"If-Match": 'W/"999"'}), 412
     )
@@ -410,14 +382,14 @@ def test_if_match_mismatch_is_412(scim: Any) -> None:
 @pytest.mark.parametrize("sort_by", ["emails", "emails.value", "EMAILS.Value"])
 def test_sort_by_a_multi_valued_attribute_uses_its_primary_value(scim: Any, sort_by: str) -> None:
     """RFC 7644 §3.4.2.3: a multi-valued sortBy sorts by the primary value; no e-mail: last."""
-    create(scim, "carol", emails=[{"value": "b@example.com", "primary": True}])
-    create(
+    create_user(scim, "carol", emails=[{"value": "b@example.com", "primary": True}])
+    create_user(
         scim,
         "alice",
         emails=[{"value": "0@example.com"}, {"value": "c@example.com", "primary": True}],
     )
-    create(scim, "bob", emails=[{"value": "a@example.com", "primary": True}])
-    create(scim, "dave", emails=[])
+    create_user(scim, "bob", emails=[{"value": "a@example.com", "primary": True}])
+    create_user(scim, "dave", emails=[])
     for order, expected in (
         ("ascending", ["bob", "carol", "alice", "dave"]),
         ("descending", ["alice", "carol", "bob", "dave"]),

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
 
 from app.store.models import AuditEvent, User
-from scim_schemas import PATCH_OP
-from tests.api.test_users import assert_error, create
-from tests.conftest import Scim
-
-
-def ops(*operations: dict[str, Any]) -> dict[str, Any]:
-    return {"schemas": [PATCH_OP], "Operations": list(operations)}
+from tests.helpers import Scim, assert_error, create_user, in_threads, patch_body
 
 
 def test_a_failing_operation_leaves_the_user_untouched(scim: Any) -> None:
-    alice = create(scim, nickName="Ally")
+    alice = create_user(scim, nickName="Ally")
     response = scim.patch(
         f"/Users/{alice['id']}",
-        ops(
+        patch_body(
             {"op": "replace", "path": "nickName", "value": "Changed"},
             {"op": "add", "path": "emails", "value": [{"value": "x@example.com"}]},
             {"op": "replace", "path": "active", "value": "perhaps"},
@@ -35,11 +29,11 @@ def test_a_failing_operation_leaves_the_user_untouched(scim: Any) -> None:
 
 
 def test_a_failing_uniqueness_check_rolls_everything_back(scim: Any) -> None:
-    bob = create(scim, "bob@example.com")
-    alice = create(scim)
+    bob = create_user(scim, "bob@example.com")
+    alice = create_user(scim)
     response = scim.patch(
         f"/Users/{alice['id']}",
-        ops(
+        patch_body(
             {"op": "replace", "path": "displayName", "value": "New"},
             {"op": "replace", "path": "userName", "value": "BOB@example.com"},
         ),
@@ -49,30 +43,34 @@ def test_a_failing_uniqueness_check_rolls_everything_back(scim: Any) -> None:
 
 
 def test_a_clashing_email_names_the_other_user_not_this_one(scim: Any) -> None:
-    bob = create(scim, "bob@example.com")
-    alice = create(scim)
+    bob = create_user(scim, "bob@example.com")
+    alice = create_user(scim)
     emails = [{"value": "alice@example.com"}, {"value": "BOB@example.com"}]
-    body = ops({"op": "replace", "path": "emails", "value": emails})
+    body = patch_body({"op": "replace", "path": "emails", "value": emails})
     detail = assert_error(scim.patch(f"/Users/{alice['id']}", body), 409, "uniqueness")["detail"]
     assert bob["id"] in detail
     assert alice["id"] not in detail
 
 
 def test_version_changes_on_effective_changes_only(scim: Any) -> None:
-    alice = create(scim)
+    alice = create_user(scim)
     url = f"/Users/{alice['id']}"
-    same = scim.patch(url, ops({"op": "replace", "path": "active", "value": True})).get_json()
+    same = scim.patch(
+        url, patch_body({"op": "replace", "path": "active", "value": True})
+    ).get_json()
     assert same["meta"]["version"] == alice["meta"]["version"]
     assert same["meta"]["lastModified"] == alice["meta"]["lastModified"]
-    changed = scim.patch(url, ops({"op": "replace", "path": "title", "value": "Dr"})).get_json()
+    changed = scim.patch(
+        url, patch_body({"op": "replace", "path": "title", "value": "Dr"})
+    ).get_json()
     assert changed["meta"]["version"] != alice["meta"]["version"]
 
 
 def test_patch_response_honours_attributes(scim: Any) -> None:
-    alice = create(scim)
+    alice = create_user(scim)
     response = scim.patch(
         f"/Users/{alice['id']}?attributes=title",
-        ops({"op": "replace", "path": "title", "value": "Dr"}),
+        patch_body({"op": "replace", "path": "title", "value": "Dr"}),
     )
     assert response.get_json() == {
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
@@ -82,16 +80,19 @@ def test_patch_response_honours_attributes(scim: Any) -> None:
 
 
 def test_if_match_on_patch_and_delete(scim: Any) -> None:
-    alice = create(scim)
+    alice = create_user(scim)
     url = f"/Users/{alice['id']}"
     stale = {"If-Match": 'W/"0"'}
     assert_error(
-        scim.patch(url, ops({"op": "replace", "path": "title", "value": "x"}), headers=stale), 412
+        scim.patch(
+            url, patch_body({"op": "replace", "path": "title", "value": "x"}), headers=stale
+        ),
+        412,
     )
     assert_error(scim.delete(url, headers=stale), 412)
     current = {"If-Match": alice["meta"]["version"]}
     response = scim.patch(
-        url, ops({"op": "replace", "path": "title", "value": "x"}), headers=current
+        url, patch_body({"op": "replace", "path": "title", "value": "x"}), headers=current
     )
     assert response.status_code == 200
     assert response.headers["ETag"] != alice["meta"]["version"]
@@ -101,36 +102,34 @@ def test_if_match_on_patch_and_delete(scim: Any) -> None:
 
 
 def test_remove_without_path_is_no_target(scim: Any) -> None:
-    alice = create(scim)
-    assert_error(scim.patch(f"/Users/{alice['id']}", ops({"op": "remove"})), 400, "noTarget")
+    alice = create_user(scim)
+    assert_error(scim.patch(f"/Users/{alice['id']}", patch_body({"op": "remove"})), 400, "noTarget")
 
 
 def test_read_only_target_is_mutability(scim: Any) -> None:
-    alice = create(scim)
-    body = ops({"op": "replace", "path": "id", "value": "other"})
+    alice = create_user(scim)
+    body = patch_body({"op": "replace", "path": "id", "value": "other"})
     assert_error(scim.patch(f"/Users/{alice['id']}", body), 400, "mutability")
 
 
 def test_concurrent_patches_lose_no_operation(app: Flask, token: str) -> None:
-    scim = Scim(app.test_client(), token)
-    alice = create(scim)
+    scim = Scim.of(app, token)
+    alice = create_user(scim)
     url = f"/Users/{alice['id']}"
     errors: list[Any] = []
 
-    def add_phone(n: int) -> None:
-        client = Scim(app.test_client(), token)
-        body = ops(
-            {"op": "add", "path": "phoneNumbers", "value": [{"value": f"+100{n}", "type": "work"}]}
-        )
-        response = client.patch(url, body)
-        if response.status_code != 200:
-            errors.append(response.get_json())
+    def add_phone(n: int) -> Callable[[Scim], None]:
+        def job(client: Scim) -> None:
+            phone = {"value": f"+100{n}", "type": "work"}
+            response = client.patch(
+                url, patch_body({"op": "add", "path": "phoneNumbers", "value": [phone]})
+            )
+            if response.status_code != 200:
+                errors.append(response.get_json())
 
-    threads = [threading.Thread(target=add_phone, args=(n,)) for n in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+        return job
+
+    assert in_threads(app, [add_phone(n) for n in range(12)], token) == []
     assert errors == []
     phones = {p["value"] for p in scim.get(url).get_json()["phoneNumbers"]}
     assert phones == {f"+100{n}" for n in range(12)}
@@ -138,34 +137,32 @@ def test_concurrent_patches_lose_no_operation(app: Flask, token: str) -> None:
 
 
 def test_concurrent_patches_with_if_match_lose_nothing_silently(app: Flask, token: str) -> None:
-    scim = Scim(app.test_client(), token)
-    alice = create(scim)
+    scim = Scim.of(app, token)
+    alice = create_user(scim)
     url = f"/Users/{alice['id']}"
     statuses: list[int] = []
 
-    def set_title(n: int) -> None:
-        client = Scim(app.test_client(), token)
-        body = ops({"op": "replace", "path": "title", "value": f"T{n}"})
-        response = client.patch(url, body, headers={"If-Match": alice["meta"]["version"]})
-        statuses.append(response.status_code)
+    def set_title(n: int) -> Callable[[Scim], None]:
+        def job(client: Scim) -> None:
+            body = patch_body({"op": "replace", "path": "title", "value": f"T{n}"})
+            response = client.patch(url, body, headers={"If-Match": alice["meta"]["version"]})
+            statuses.append(response.status_code)
 
-    threads = [threading.Thread(target=set_title, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+        return job
+
+    assert in_threads(app, [set_title(n) for n in range(8)], token) == []
     assert sorted(statuses) == [200] + [412] * 7
 
 
 def test_removing_active_is_refused_rather_than_ignored(scim: Any) -> None:
-    alice = create(scim)
-    body = ops({"op": "remove", "path": "active"})
+    alice = create_user(scim)
+    body = patch_body({"op": "remove", "path": "active"})
     assert_error(scim.patch(f"/Users/{alice['id']}", body), 400, "mutability")
     assert User.get_by_id(alice["id"]).active is True
 
 
 def test_write_responses_equal_what_a_read_returns(scim: Any) -> None:
-    alice = create(
+    alice = create_user(
         scim,
         addresses=[{"locality": "Oxford", "primary": True}],
         phoneNumbers=[{"value": "+1", "primary": False}],
@@ -176,5 +173,5 @@ def test_write_responses_equal_what_a_read_returns(scim: Any) -> None:
         {"op": "replace", "path": "title", "value": "Dr"},
         {"op": "replace", "path": "title", "value": "Dr"},
     ):  # the second: a no-op
-        response = scim.patch(url, ops(operation)).get_json()
+        response = scim.patch(url, patch_body(operation)).get_json()
         assert response == scim.get(url).get_json()

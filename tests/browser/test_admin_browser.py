@@ -7,19 +7,15 @@ import re
 from typing import Any
 
 import requests
-from flask import Flask
 
 from app.store.models import AuditEvent
 from scim_schemas import CORE_USER, PATCH_OP
-from tests.api.test_cli import run
-
-PASSWORD = "a long operator password"
+from tests.helpers import PASSWORD
 
 
 def test_operator_signs_in_finds_alice_and_sees_her_deactivation(
-    app: Flask, token: str, live_server: str, page: Any
+    token: str, operator: str, live_server: str, page: Any
 ) -> None:
-    run(app, "operators", "create", "olivia", "--password", PASSWORD)
     scim = requests.Session()
     scim.headers.update(
         {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
@@ -40,7 +36,7 @@ def test_operator_signs_in_finds_alice_and_sees_her_deactivation(
     # Signed out: the page sends us to sign in, then back.
     page.goto(f"{live_server}/admin/users")
     assert "/admin/login" in page.url
-    page.get_by_label("Name").fill("olivia")
+    page.get_by_label("Name").fill(operator)
     page.get_by_label("Password").fill("wrong password")
     page.get_by_role("button", name="Sign in").click()
     assert page.get_by_role("alert").inner_text() == "Wrong name or password."

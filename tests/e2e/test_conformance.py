@@ -27,7 +27,7 @@ import scim2_tester.checkers.patch_replace as patch_replace_checker
 import scim2_tester.filling as filling
 from scim2_tester import CheckResult, Status, check_server
 
-from tests.e2e.conftest import SCIM_MEDIA_TYPE, LiveServer, RequestsSCIMClient
+from tests.e2e.live import SCIM_MEDIA_TYPE, LiveServer, RequestsSCIMClient
 
 pytestmark = pytest.mark.e2e
 

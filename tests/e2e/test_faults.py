@@ -26,19 +26,22 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.e2e.conftest import PG_DSN, SCIM_MEDIA_TYPE, LiveServer, Servers
+from tests.e2e.live import (
+    CORE_GROUP,
+    ERROR,
+    SCIM_MEDIA_TYPE,
+    LiveServer,
+    Servers,
+    patch_body,
+    user_body,
+)
 from tests.e2e.tcp_proxy import TcpProxy
-from tests.e2e.test_server import ERROR, PATCH_OP, user_body
+from tests.helpers import PG_DSN
 
 pytestmark = pytest.mark.e2e
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 WAIT_SECONDS = 20.0
-
-
-def _headers(server: LiveServer) -> dict[str, str]:
-    return {"Authorization": f"Bearer {server.token}", "Content-Type": SCIM_MEDIA_TYPE}
 
 
 @dataclass
@@ -70,7 +73,7 @@ class WriteBurst:
                 method,
                 f"{self.server.scim_url}{path}",
                 json=body,
-                headers=_headers(self.server),
+                headers=self.server.headers(),
                 timeout=15,
             )
         except requests.RequestException:
@@ -99,7 +102,7 @@ class WriteBurst:
             with self.lock:
                 self.users[name] = user_id
             operation = {"op": "add", "path": "members", "value": [{"value": user_id}]}
-            patch = {"schemas": [PATCH_OP], "Operations": [operation]}
+            patch = patch_body(operation)
             added = self._send("PATCH", f"/Groups/{self.group_id}", patch)
             if added is not None and added.status_code == 204:
                 with self.lock:
@@ -166,8 +169,8 @@ def test_kill_9_of_a_worker_and_of_the_instance_loses_no_acknowledged_write(
     server = servers.launch(backend, name=f"kill-{backend}")
     group = requests.post(
         f"{server.scim_url}/Groups",
-        json={"schemas": [GROUP], "displayName": f"burst-{uuid.uuid4().hex[:6]}"},
-        headers=_headers(server),
+        json={"schemas": [CORE_GROUP], "displayName": f"burst-{uuid.uuid4().hex[:6]}"},
+        headers=server.headers(),
         timeout=15,
     ).json()
     burst = WriteBurst(server, group["id"])
@@ -235,11 +238,11 @@ def test_a_database_outage_answers_503_and_heals_without_a_restart(servers: Serv
             if number % 2:
                 body = user_body(f"outage-{prefix}-{thread}-{number}@example.com")
                 answer = requests.post(
-                    f"{server.scim_url}/Users", json=body, headers=_headers(server), timeout=30
+                    f"{server.scim_url}/Users", json=body, headers=server.headers(), timeout=30
                 )
             else:
                 answer = requests.get(
-                    f"{server.scim_url}/Users?count=1", headers=_headers(server), timeout=30
+                    f"{server.scim_url}/Users?count=1", headers=server.headers(), timeout=30
                 )
             is_json = answer.headers.get("Content-Type", "").startswith(SCIM_MEDIA_TYPE)
             probes.append(

@@ -18,12 +18,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.conftest import SCIM_MEDIA_TYPE, LiveServer, Servers
-from tests.e2e.test_server import PATCH_OP, unique_name, user_body
+from tests.e2e.live import CORE_GROUP, LiveServer, Servers, patch_body, unique_name, user_body
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
-GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 TIMEOUT = 30
 
 
@@ -41,11 +39,7 @@ def call(server: LiveServer, method: str, path: str, body: Any = None, **headers
         method,
         f"{server.scim_url}{path}",
         json=body,
-        headers={
-            "Authorization": f"Bearer {server.token}",
-            "Content-Type": SCIM_MEDIA_TYPE,
-            **headers,
-        },
+        headers={**server.headers(), **headers},
         timeout=TIMEOUT,
     )
 
@@ -60,10 +54,6 @@ def at_once(count: int, job: Callable[[int], Any]) -> list[Any]:
 
     with ThreadPoolExecutor(max_workers=count) as pool:
         return list(pool.map(run, range(count)))
-
-
-def patch_body(*operations: dict[str, Any]) -> dict[str, Any]:
-    return {"schemas": [PATCH_OP], "Operations": list(operations)}
 
 
 def test_fifty_concurrent_posts_of_one_user_name_create_exactly_one(
@@ -129,7 +119,7 @@ def test_concurrent_member_adds_and_removes_on_one_group_lose_nothing(
         "POST",
         "/Groups",
         {
-            "schemas": [GROUP],
+            "schemas": [CORE_GROUP],
             "displayName": f"g-{tag}",
             "members": [{"value": u} for u in stay + leave],
         },

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.conftest import Servers, console_script
+from tests.e2e.live import Servers, console_script
 
 pytestmark = pytest.mark.e2e
 

@@ -11,8 +11,7 @@ import uuid
 import pytest
 import requests
 
-from tests.e2e.conftest import SCIM_MEDIA_TYPE, LiveServer, Servers
-from tests.e2e.test_server import PATCH_OP, unique_name, user_body
+from tests.e2e.live import LiveServer, Servers, patch_body, unique_name, user_body
 
 pytestmark = pytest.mark.e2e
 
@@ -27,9 +26,7 @@ def debug_server(servers: Servers) -> LiveServer:
 def _provisioning_run(server: LiveServer) -> dict[str, str]:
     """What an IdP does in a day, plus mistakes; returns the request ids it sent."""
     session = requests.Session()
-    session.headers.update(
-        {"Authorization": f"Bearer {server.token}", "Content-Type": SCIM_MEDIA_TYPE}
-    )
+    session.headers.update(server.headers())
     base = server.scim_url
     ids: dict[str, str] = {}
 
@@ -53,7 +50,7 @@ def _provisioning_run(server: LiveServer) -> dict[str, str]:
     replaced = send("PUT", path, user_body(name, password=PASSWORDS[1]))
     assert replaced.status_code == 200
     operation = {"op": "replace", "path": "password", "value": PASSWORDS[2]}
-    patched = send("PATCH", path, {"schemas": [PATCH_OP], "Operations": [operation]})
+    patched = send("PATCH", path, patch_body(operation))
     assert patched.status_code == 200
     # Mistakes: a duplicate with a password, a body that fails validation next to a password,
     # a broken JSON body containing one, and wrong tokens of several shapes.

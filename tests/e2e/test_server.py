@@ -10,37 +10,23 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
-import uuid
 from typing import Any
 
 import pytest
 import requests
 
-from tests.e2e.conftest import PG_DSN, SCIM_MEDIA_TYPE, LiveServer
+from tests.e2e.live import (
+    ERROR,
+    LIST_RESPONSE,
+    PATCH_OP,
+    SCIM_MEDIA_TYPE,
+    LiveServer,
+    unique_name,
+    user_body,
+)
+from tests.helpers import PG_DSN
 
 pytestmark = pytest.mark.e2e
-
-CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
-PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
-LIST_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
-ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
-
-
-def unique_name() -> str:
-    return f"e2e-{uuid.uuid4().hex[:10]}@example.com"
-
-
-def user_body(user_name: str, **extra: Any) -> dict[str, Any]:
-    body = {
-        "schemas": [CORE_USER],
-        "userName": user_name,
-        "externalId": f"ext-{user_name}",
-        "name": {"givenName": "Ada", "familyName": "Lovelace"},
-        "emails": [{"value": user_name, "type": "work", "primary": True}],
-        "active": True,
-    }
-    body.update(extra)
-    return body
 
 
 def scim_json(response: requests.Response, status: int) -> dict[str, Any]:

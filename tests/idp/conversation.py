@@ -8,6 +8,9 @@ from typing import Any
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# What Okta sends with every write (the charset parameter included).
+OKTA_HEADERS = {"Content-Type": "application/scim+json; charset=utf-8"}
+
 
 def fixture(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / f"{name}.json").read_text())

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from flask import Flask
 
-from app import create_app
-from app.config import Config
-from app.store.models import Membership
-from scim_schemas import CORE_GROUP, CORE_USER, PATCH_OP
-from tests.conftest import Scim
+from scim_schemas import CORE_GROUP, CORE_USER
+from tests.helpers import Scim, patch_body, stored_members
 from tests.idp.conversation import fixture, subset
 
 pytestmark = pytest.mark.idp
@@ -35,16 +31,6 @@ def create_group(scim: Any) -> dict[str, Any]:
     assert response.status_code == recorded["statusCode"], response.get_json()
     subset(recorded["response"], response.get_json())
     return response.get_json()
-
-
-def members_of(group_id: str) -> set[str]:
-    rows = Membership.select(Membership.user).where(Membership.group == group_id).tuples()
-    return {user_id for (user_id,) in rows}
-
-
-def patch(scim: Any, group_id: str, *operations: dict[str, Any]) -> Any:
-    body = {"schemas": [PATCH_OP], "Operations": list(operations)}
-    return scim.patch(f"/Groups/{group_id}", body)
 
 
 def test_test_connection_looks_up_a_random_name(scim: Any) -> None:
@@ -87,7 +73,7 @@ def test_membership_probe(scim: Any) -> None:
     group = create_group(scim)
     member, other = user(scim, "member@contoso.com"), user(scim, "other@contoso.com")
     add = {"op": "Add", "path": "members", "value": [{"value": member}]}
-    assert patch(scim, group["id"], add).status_code == 204
+    assert scim.patch(f"/Groups/{group['id']}", patch_body(add)).status_code == 204
 
     def probe(user_id: str) -> list[str]:
         text = f'id eq "{group["id"]}" and members eq "{user_id}"'
@@ -111,16 +97,16 @@ def test_add_and_remove_members_with_capitalised_ops(scim: Any) -> None:
         "path": "members",
         "value": [{"$ref": None, "value": user_id} for user_id in ids],
     }
-    response = patch(scim, group["id"], add)
+    response = scim.patch(f"/Groups/{group['id']}", patch_body(add))
     assert response.status_code == 204  # what Entra prefers, and the default
-    assert members_of(group["id"]) == set(ids)
+    assert stored_members(group["id"]) == set(ids)
     remove = {
         "op": "Remove",
         "path": "members",
         "value": [{"$ref": None, "value": ids[0]}, {"$ref": None, "value": ids[2]}],
     }
-    assert patch(scim, group["id"], remove).status_code == 204
-    assert members_of(group["id"]) == {ids[1], ids[3]}  # only the listed members went
+    assert scim.patch(f"/Groups/{group['id']}", patch_body(remove)).status_code == 204
+    assert stored_members(group["id"]) == {ids[1], ids[3]}  # only the listed members went
 
 
 def test_recorded_update_renames_adds_and_removes(scim: Any) -> None:
@@ -138,12 +124,8 @@ def test_recorded_update_renames_adds_and_removes(scim: Any) -> None:
     assert fetched["meta"]["version"] == 'W/"2"'
 
 
-def test_recorded_update_with_200_configured(
-    app: Flask, config: Config, token: str, scim: Any
-) -> None:
-    client = Scim(
-        create_app(dataclasses.replace(config, group_patch_status=200)).test_client(), token
-    )
+def test_recorded_update_with_200_configured(scim_with: Callable[..., Scim]) -> None:
+    client = scim_with(group_patch_status=200)
     group = create_group(client)
     recorded = fixture("entra/update_group")
     member = user(client, "f648@contoso.com")

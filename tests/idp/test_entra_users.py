@@ -8,14 +8,11 @@ from typing import Any
 import pytest
 
 from app.store.models import User
-from scim_schemas import ENTERPRISE_USER, PATCH_OP
+from scim_schemas import ENTERPRISE_USER
+from tests.helpers import patch_body
 from tests.idp.conversation import fixture, subset
 
 pytestmark = pytest.mark.idp
-
-
-def patch_body(*operations: dict[str, Any]) -> dict[str, Any]:
-    return {"schemas": [PATCH_OP], "Operations": list(operations)}
 
 
 @pytest.fixture

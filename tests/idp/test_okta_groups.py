@@ -7,13 +7,12 @@ from typing import Any
 
 import pytest
 
-from app.store.models import Membership, User
+from app.store.models import User
 from scim_schemas import CORE_USER, LIST_RESPONSE
-from tests.idp.conversation import fixture, subset
+from tests.helpers import stored_members
+from tests.idp.conversation import OKTA_HEADERS, fixture, subset
 
 pytestmark = pytest.mark.idp
-
-OKTA_HEADERS = {"Content-Type": "application/scim+json; charset=utf-8"}
 
 # The user ids in the recorded requests, standing for users of this store.
 RECORDED_MEMBERS = ("89bb1940-b905-4575-9e7f-6f887cfb368e", "23a35c27-23d3-4c03-b4c5-6443c09e7173")
@@ -39,11 +38,6 @@ def push_group(scim: Any) -> dict[str, Any]:
     response = scim.post("/Groups", create["request"], headers=OKTA_HEADERS)
     assert response.status_code == create["statusCode"]
     return response.get_json()
-
-
-def members_of(group_id: str) -> set[str]:
-    rows = Membership.select(Membership.user).where(Membership.group == group_id).tuples()
-    return {user_id for (user_id,) in rows}
 
 
 def test_test_connection_lists_groups(scim: Any) -> None:
@@ -91,11 +85,11 @@ def test_membership_patch_removes_adds_and_replaces_in_one_request(scim: Any) ->
     remove_then_add = {**request, "Operations": request["Operations"][:2]}
     response = scim.patch(f"/Groups/{group['id']}", remove_then_add, headers=OKTA_HEADERS)
     assert response.status_code in (200, 204)
-    assert members_of(group["id"]) == {joining}
+    assert stored_members(group["id"]) == {joining}
 
     response = scim.patch(f"/Groups/{group['id']}", request, headers=OKTA_HEADERS)
     assert response.status_code in (200, 204)
-    assert members_of(group["id"]) == {joining, leaving}  # the final full replace
+    assert stored_members(group["id"]) == {joining, leaving}  # the final full replace
     assert User.select().count() == 2
 
 
@@ -127,7 +121,7 @@ def test_wizard_apps_put_the_group(scim: Any) -> None:
     assert {m["value"] for m in response.get_json()["members"]} == {first, second}
     body["members"] = [{"value": second}]
     scim.put(f"/Groups/{group['id']}", body, headers=OKTA_HEADERS)
-    assert members_of(group["id"]) == {second}
+    assert stored_members(group["id"]) == {second}
 
 
 def test_unlink_deletes_the_group_but_not_its_users(scim: Any) -> None:

@@ -7,11 +7,9 @@ from typing import Any
 import pytest
 
 from app.store.models import User
-from tests.idp.conversation import fixture, subset
+from tests.idp.conversation import OKTA_HEADERS, fixture, subset
 
 pytestmark = pytest.mark.idp
-
-OKTA_HEADERS = {"Content-Type": "application/scim+json; charset=utf-8"}
 
 
 def test_test_connection_lists_two_users(scim: Any) -> None:

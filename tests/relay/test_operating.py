@@ -18,20 +18,10 @@ from flask.testing import FlaskClient
 from playhouse.test_utils import count_queries
 
 from app.store.models import AuditEvent, KeptEnrolment, Outbox
-from tests.api.test_admin import PASSWORD, sign_in
-from tests.api.test_cli import invoke, run
-from tests.api.test_users import create as create_user
-from tests.relay.conftest import Clock, drain
-from tests.relay.test_relay import create_group, leave
+from tests.helpers import create_group, create_user, invoke, run
+from tests.relay.harness import Clock, drain, leave
 
 LMS = "urn:lms-scim:schemas:extension:lms:2.0:User"
-
-
-@pytest.fixture
-def signed_in(app: Flask, client: FlaskClient) -> FlaskClient:
-    run(app, "operators", "create", "olivia", "--password", PASSWORD)
-    assert sign_in(client).status_code == 302
-    return client
 
 
 def test_enrolment_rules_add_list_remove(app: Flask, scim: Any) -> None:

@@ -9,45 +9,12 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from app import create_app
 from app.relay.worker import Relay, Settings
 from app.store import outbox
 from app.store.models import LmsUserLink, Outbox
-from scim_schemas import CORE_GROUP, PATCH_OP
-from tests.api.test_cli import run
-from tests.api.test_users import create as create_user
-from tests.relay.conftest import Clock, drain, make_relay
-from tests.relay.moodle_sim import MoodleSim, SimulatedCrash
-
-
-def patch(scim: Any, path: str, *operations: dict[str, Any]) -> Any:
-    response = scim.patch(path, {"schemas": [PATCH_OP], "Operations": list(operations)})
-    assert response.status_code in (200, 204), response.get_data(as_text=True)
-    return response
-
-
-def create_group(scim: Any, name: str, *member_ids: str) -> dict[str, Any]:
-    body = {"schemas": [CORE_GROUP], "displayName": name}
-    if member_ids:
-        body["members"] = [{"value": m} for m in member_ids]
-    response = scim.post("/Groups", body)
-    assert response.status_code == 201, response.get_data(as_text=True)
-    return response.get_json()
-
-
-def set_active(scim: Any, user_id: str, active: bool) -> None:
-    patch(scim, f"/Users/{user_id}", {"op": "replace", "value": {"active": active}})
-
-
-def join(scim: Any, group_id: str, user_id: str) -> None:
-    patch(
-        scim, f"/Groups/{group_id}", {"op": "add", "path": "members", "value": [{"value": user_id}]}
-    )
-
-
-def leave(scim: Any, group_id: str, user_id: str) -> None:
-    patch(scim, f"/Groups/{group_id}", {"op": "remove", "path": f'members[value eq "{user_id}"]'})
-
+from tests.helpers import app_with, create_group, create_user, in_threads, invoke, patch_ok, run
+from tests.relay.harness import Clock, drain, join, leave, make_relay, set_active
+from tests.relay.moodle_sim import TOKEN, URL, MoodleSim, SimulatedCrash
 
 # -- the "done when" scenario ----------------------------------------------------------------
 
@@ -150,7 +117,7 @@ def test_create_update_and_delete(scim: Any, moodle: MoodleSim, relay: Relay, cl
     (lms_id,) = moodle.users
     assert moodle.users[lms_id]["firstname"] == "Alice"
     assert moodle.users[lms_id]["idnumber"] == user["id"]
-    patch(
+    patch_ok(
         scim, f"/Users/{user['id']}", {"op": "replace", "path": "name.givenName", "value": "Dana"}
     )
     drain(relay, clock)
@@ -173,7 +140,9 @@ def test_group_rename_and_delete_follow_and_keep_rules_survive_deletion(
         ("erin@example.com", 103, "student"),
         ("erin@example.com", 201, "student"),
     ]
-    patch(scim, f"/Groups/{group['id']}", {"op": "replace", "path": "displayName", "value": "Chem"})
+    patch_ok(
+        scim, f"/Groups/{group['id']}", {"op": "replace", "path": "displayName", "value": "Chem"}
+    )
     drain(relay, clock)
     assert list(moodle.state()["cohorts"]) == ["Chem"]
     assert scim.delete(f"/Groups/{group['id']}").status_code == 204
@@ -253,7 +222,7 @@ def test_permanent_errors_are_dead_letters_that_block_nobody(
     )
 
     # The operator fixes the user in the IdP; requeued dead letters then go through.
-    patch(scim, f"/Users/{bad['id']}", {"op": "replace", "path": "userName", "value": "ivy"})
+    patch_ok(scim, f"/Users/{bad['id']}", {"op": "replace", "path": "userName", "value": "ivy"})
     assert "requeued 2" in run(app, "relay", "retry", "--all").stdout
     drain(relay, clock)
     assert moodle.state()["cohorts"] == {"Maths": ["ivy", "jack@example.com"]}
@@ -262,27 +231,21 @@ def test_permanent_errors_are_dead_letters_that_block_nobody(
 
 
 def test_wrong_token_and_missing_functions_are_reported_by_relay_test(
-    app: Flask, moodle: MoodleSim, config: Any
+    app: Flask, moodle: MoodleSim
 ) -> None:
-    from dataclasses import replace
-
-    from tests.relay.moodle_sim import TOKEN, URL
-
-    app = create_app(replace(config, lms_url=URL, lms_token=TOKEN))
+    configured = app_with(app, lms_url=URL, lms_token=TOKEN)
     moodle.allowed = {"core_webservice_get_site_info", "core_user_get_users_by_field"}
-    from tests.api.test_cli import invoke
-
-    result = invoke(app, "relay", "test")
+    result = invoke(configured, "relay", "test")
     assert result.exit_code == 1
     assert "connected to Simulated Moodle" in result.stdout
     assert "core_user_create_users" in result.stderr
     assert "12 required function(s) missing" in result.stderr
 
     moodle.allowed = None
-    assert "every required function is allowed" in run(app, "relay", "test").stdout
+    assert "every required function is allowed" in run(configured, "relay", "test").stdout
 
-    app = create_app(replace(config, lms_url=URL, lms_token="wrong"))
-    result = invoke(app, "relay", "test")
+    wrong = app_with(app, lms_url=URL, lms_token="wrong")
+    result = invoke(wrong, "relay", "test")
     assert result.exit_code == 1
     assert "invalidtoken" in result.stderr
 
@@ -323,8 +286,6 @@ def test_a_restart_mid_backlog_loses_nothing_and_applies_nothing_twice(
 def test_concurrent_scim_writes_and_two_relays_converge_in_order(
     app: Flask, scim: Any, token: str, moodle: MoodleSim, clock: Clock
 ) -> None:
-    from tests.api.test_groups import _in_threads
-
     users = [create_user(scim, f"c{n}@example.com") for n in range(8)]
     groups = [create_group(scim, f"Course group {n}") for n in range(2)]
     run(app, "enrolments", "add", "Course group 0", "101", "--role", "student")
@@ -340,13 +301,13 @@ def test_concurrent_scim_writes_and_two_relays_converge_in_order(
             if n % 3 == 0:
                 leave(client, groups[0]["id"], user["id"])
                 leave(client, groups[1]["id"], user["id"])
-            patch(
+            patch_ok(
                 client, f"/Users/{user['id']}", {"op": "replace", "path": "title", "value": f"T{n}"}
             )
 
         return work
 
-    errors = _in_threads(app, [writer(n) for n in range(8)], token)
+    errors = in_threads(app, [writer(n) for n in range(8)], token)
     assert not errors, errors
 
     relays = [make_relay(clock, seed=s) for s in (1, 2)]

@@ -17,25 +17,15 @@ import pytest
 
 from app.errors import InvalidFilter, InvalidValue
 from app.filters import And, AttrRef, Compare, Present, ValuePath, parse
-from app.store.db import database
 from app.store.filter_sql import GROUP_COMPILER, USER_COMPILER, Compiler
 from app.store.models import Group, Membership, User, UserAddress, UserValue
 from app.store.paging import Sort
 from scim_schemas import ENTERPRISE_USER, LMS_USER, fold, resource_type
+from tests.helpers import bound_database
 
 USER = resource_type("User")
 GROUP = resource_type("Group")
 MODELS = (User, UserValue, UserAddress, Group, Membership)
-
-
-def _bind(db: peewee.Database) -> Iterator[peewee.Database]:
-    """Point the store's database proxy at `db` for one test, then back."""
-    previous = database.obj
-    database.initialize(db)
-    try:
-        yield db
-    finally:
-        database.initialize(previous)
 
 
 @pytest.fixture
@@ -43,16 +33,17 @@ def sqlite() -> Iterator[peewee.Database]:
     db = peewee.SqliteDatabase(":memory:")
     # As `app.store.db` registers it: SQLite's lower() folds ASCII only.
     db.register_function(lambda v: fold(v) if isinstance(v, str) else v, "scim_fold", 1)
-    for bound in _bind(db):
+    with bound_database(db):
         db.create_tables(MODELS)
-        yield bound
+        yield db
     db.close()
 
 
 @pytest.fixture
 def postgres() -> Iterator[peewee.Database]:
     """The PostgreSQL dialect only: `query.sql()` never connects."""
-    yield from _bind(peewee.PostgresqlDatabase("never-connected"))
+    with bound_database(peewee.PostgresqlDatabase("never-connected")) as db:
+        yield db
 
 
 def _compiler(rtype: Any) -> tuple[Compiler, type[peewee.Model]]:
@@ -303,7 +294,7 @@ def test_unfilterable_attributes_are_invalid_filter(
 def _ref(path: str) -> AttrRef:
     resolved = USER.resolve(path)
     assert resolved is not None
-    return AttrRef(resolved.attribute, resolved.sub_attribute)
+    return AttrRef(resolved.attribute, resolved.sub)
 
 
 def test_the_compiler_refuses_what_the_parser_would_not_build(sqlite: peewee.Database) -> None:
@@ -325,7 +316,7 @@ def test_the_compiler_refuses_what_the_parser_would_not_build(sqlite: peewee.Dat
 def _attribute(path: str, rtype: Any = USER) -> Any:
     resolved = rtype.resolve(path)
     assert resolved is not None
-    return resolved.sub_attribute or resolved.attribute
+    return resolved.sub or resolved.attribute
 
 
 def _order_sql(sort: Sort) -> str:

@@ -25,7 +25,7 @@ from app.filters import (
     render,
 )
 from scim_schemas import Attribute, resource_type
-from tests.unit.test_filters import SCORES
+from tests.helpers import SCORES
 
 USER = resource_type("User")
 GROUP = resource_type("Group")

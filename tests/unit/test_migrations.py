@@ -11,8 +11,6 @@ REQUIRE_POSTGRES=1.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,8 +22,7 @@ from app.config import Config
 from app.store import migrations
 from app.store.db import make_database
 from app.store.models import ALL_MODELS, SchemaMigration
-
-PG_DSN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from tests.helpers import create_schema, drop_schema, postgres_or_skip, schema_url
 
 NAMES = [name for _, name, _ in migrations._migrations()]
 NUMBERS = [number for number, _, _ in migrations._migrations()]
@@ -36,24 +33,10 @@ NewDatabase = Callable[[], peewee.Database]
 # -- databases -------------------------------------------------------------------------------
 
 
-def _postgres_admin() -> Any:
-    """An autocommit connection to create and drop schemas with; skips (or fails) if down."""
-    try:
-        import psycopg2
-
-        conn = psycopg2.connect(PG_DSN, connect_timeout=3)
-    except Exception as exc:
-        if os.environ.get("REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required but unreachable at {PG_DSN}: {exc}")
-        pytest.skip(f"PostgreSQL unreachable at {PG_DSN}: PostgreSQL tests SKIPPED")
-    conn.autocommit = True
-    return conn
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NewDatabase]:
     """Makes empty databases of one kind, as the CLI opens them (`make_database`)."""
-    admin = _postgres_admin() if request.param == "postgres" else None
+    admin = postgres_or_skip() if request.param == "postgres" else None
     made: list[peewee.Database] = []
     schemas: list[str] = []
 
@@ -61,11 +44,9 @@ def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[New
         if admin is None:
             url = f"sqlite:///{tmp_path / f'step{len(made)}.db'}"
         else:
-            schema = f"lms_scim_migrations_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-            with admin.cursor() as cur:
-                cur.execute(f'CREATE SCHEMA "{schema}"')
+            schema = create_schema(admin, "lms_scim_migrations")
             schemas.append(schema)
-            url = f"{PG_DSN}?options=-csearch_path%3D{schema}"
+            url = schema_url(schema)
         db = make_database(Config.from_env({}, database_url=url, testing=True))
         made.append(db)
         return db
@@ -74,9 +55,8 @@ def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[New
     for db in made:
         db.close_all() if hasattr(db, "close_all") else db.close()
     if admin is not None:
-        with admin.cursor() as cur:
-            for schema in schemas:
-                cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        for schema in schemas:
+            drop_schema(admin, schema)
         admin.close()
 
 

@@ -4,8 +4,6 @@ every error with its scimType. Each case also checks that the input dict is left
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path as FsPath
 from typing import Any
 
 import pytest
@@ -21,11 +19,11 @@ from app.errors import (
 )
 from app.patch import Operation, apply_operations, parse_patch_request, parse_path
 from scim_schemas import CORE_GROUP, CORE_USER, ENTERPRISE_USER, PATCH_OP, resource_type
+from tests.helpers import patch_body as body
+from tests.idp.conversation import fixture
 
 USER = resource_type("User")
 GROUP = resource_type("Group")
-FIXTURES = FsPath(__file__).resolve().parents[1] / "idp" / "fixtures"
-
 # Identifiers and values from RFC 7644 §3.5.2's examples.
 BJENSEN = "2819c223-7f76-453a-919d-413861904646"
 JSMITH = "08e1d05d-121c-4561-8b96-473d93df9210"
@@ -70,10 +68,6 @@ def group(*members: str) -> dict[str, Any]:
     if members:
         resource["members"] = [{"value": m, "type": "User"} for m in members]
     return resource
-
-
-def body(*operations: dict[str, Any]) -> dict[str, Any]:
-    return {"schemas": [PATCH_OP], "Operations": list(operations)}
 
 
 def patch(resource: dict[str, Any], *operations: dict[str, Any]) -> dict[str, Any]:
@@ -533,12 +527,8 @@ def test_idp_forms(
 # The recorded requests in tests/idp/fixtures.
 
 
-def _fixture(name: str) -> dict[str, Any]:
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-
-
 def test_fixture_entra_update_user() -> None:
-    recorded = _fixture("entra/update_user.json")
+    recorded = fixture("entra/update_user")
     expected = recorded["response"]
     before = {
         "schemas": [CORE_USER],
@@ -558,7 +548,7 @@ def test_fixture_entra_update_user() -> None:
 
 
 def test_fixture_entra_update_group() -> None:
-    recorded = _fixture("entra/update_group.json")
+    recorded = fixture("entra/update_group")
     expected = recorded["response"]
     before = {**group(), "id": expected["id"], "displayName": "before"}
     after = patch(before, *recorded["request"]["Operations"])
@@ -567,14 +557,14 @@ def test_fixture_entra_update_group() -> None:
 
 
 def test_fixture_okta_update_group_membership() -> None:
-    recorded = _fixture("okta/update_group_membership.json")
+    recorded = fixture("okta/update_group_membership")
     removed, added = "89bb1940-b905-4575-9e7f-6f887cfb368e", "23a35c27-23d3-4c03-b4c5-6443c09e7173"
     after = patch(group(removed), *recorded["request"]["Operations"])
     assert after["members"] == [member(added), member(removed)]
 
 
 def test_fixture_okta_update_group_name() -> None:
-    recorded = _fixture("okta/update_group_name.json")
+    recorded = fixture("okta/update_group_name")
     operation = recorded["request"]["Operations"][0]
     before = {**group(), "id": operation["value"]["id"]}
     after = patch(before, *recorded["request"]["Operations"])
@@ -582,7 +572,7 @@ def test_fixture_okta_update_group_name() -> None:
 
 
 def test_fixture_okta_update_user_patch() -> None:
-    recorded = _fixture("okta/update_user_patch.json")
+    recorded = fixture("okta/update_user_patch")
     after = patch(user(), *recorded["request"]["Operations"])
     assert after == changed(user(), active=False)
 

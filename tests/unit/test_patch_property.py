@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from app.errors import ScimError
 from app.patch import apply_operations, parse_patch_request
 from scim_schemas import CORE_GROUP, CORE_USER, ENTERPRISE_USER, LMS_USER, PATCH_OP, resource_type
+from tests.helpers import patch_body
 
 USER = resource_type("User")
 GROUP = resource_type("Group")
@@ -76,12 +77,8 @@ def _one_primary(elements: list[dict[str, Any]], index: int | None) -> list[dict
     return elements
 
 
-def _body(*operations: dict[str, Any]) -> dict[str, Any]:
-    return {"schemas": [PATCH_OP], "Operations": list(operations)}
-
-
 def _apply(rtype: Any, resource: dict[str, Any], *operations: dict[str, Any]) -> dict[str, Any]:
-    return apply_operations(rtype, resource, parse_patch_request(rtype, _body(*operations)))
+    return apply_operations(rtype, resource, parse_patch_request(rtype, patch_body(*operations)))
 
 
 @SETTINGS

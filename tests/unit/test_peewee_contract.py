@@ -12,8 +12,8 @@ import peewee
 import pytest
 
 from app.store import prepared
-from app.store.db import database
 from app.store.models import Group, Membership, User, UserValue
+from tests.helpers import bound_database
 
 MODELS = [User, UserValue, Group, Membership]
 
@@ -28,14 +28,11 @@ DATABASES = [pytest.param(SQLITE, id="sqlite"), pytest.param(POSTGRES, id="postg
 def sqlite() -> Iterator[peewee.SqliteDatabase]:
     """An in-memory database with the models' tables, behind the models' proxy meanwhile."""
     db = peewee.SqliteDatabase(":memory:", pragmas={"foreign_keys": 1})
-    previous = database.obj
-    with db.bind_ctx(MODELS):
-        database.initialize(db)
+    with db.bind_ctx(MODELS), bound_database(db):
         try:
             db.create_tables(MODELS)
             yield db
         finally:
-            database.obj = previous
             db.close()
 
 
