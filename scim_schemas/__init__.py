@@ -17,6 +17,8 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
+from scim_schemas.identity import identity_key
+
 CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 ENTERPRISE_USER = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -27,6 +29,13 @@ SEARCH_REQUEST = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 
 _SCHEMA_FILES = ("user.json", "group.json", "enterprise_user.json", "lms_user.json")
+
+# The attributes that name a person or a group. lms-scim keeps them unique (userName always,
+# e-mail values under UNIQUE_EMAILS, group displayName under UNIQUE_GROUP_NAMES), so they are
+# compared, filtered and indexed under `identity_key`, and refuse invisible or edge characters.
+IDENTITY_ATTRIBUTES = frozenset(
+    {(CORE_USER, "userName"), (CORE_USER, "emails.value"), (CORE_GROUP, "displayName")}
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class Attribute:
     parent: str | None = None
     canonical_values: tuple[str, ...] = ()
     reference_types: tuple[str, ...] = ()
+    identity: bool = False
     sub_attributes: Mapping[str, Attribute] = field(default_factory=dict, compare=False)
 
     @property
@@ -59,6 +69,11 @@ class Attribute:
     @property
     def is_extension(self) -> bool:
         return self.schema not in (CORE_USER, CORE_GROUP)
+
+    def key(self, text: str) -> str:
+        """`text` as this attribute's values are compared when not caseExact: the identity key
+        for names (`IDENTITY_ATTRIBUTES`), lower-cased otherwise."""
+        return identity_key(text) if self.identity else fold(text)
 
     def sub(self, name: str) -> Attribute | None:
         """The sub-attribute called `name`, ignoring case (RFC 7643 §2.1)."""
@@ -87,6 +102,7 @@ def _attribute(doc: Mapping[str, Any], schema: str, parent: str | None = None) -
         parent=parent,
         canonical_values=tuple(doc.get("canonicalValues", ())),
         reference_types=tuple(doc.get("referenceTypes", ())),
+        identity=(schema, f"{parent}.{name}" if parent else name) in IDENTITY_ATTRIBUTES,
         sub_attributes=MappingProxyType(subs),
     )
 

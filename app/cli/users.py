@@ -1,4 +1,4 @@
-"""`lms-scim users`: LMS users: look up, list, add."""
+"""`lms-scim users`: LMS users: look up, list, add, and find duplicate identities."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import csv
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import asdict
 from typing import Any
 
 import click
@@ -13,7 +14,7 @@ import click
 from app import marshal, runtime
 from app.cli.common import echo_json, reported, table
 from app.datetimes import minute
-from app.store import audit, status
+from app.store import audit, collisions, status
 from app.store import users as user_store
 from scim_schemas import CORE_USER, resource_type
 
@@ -163,3 +164,30 @@ def users_add(
         )
     click.echo(f"Created user {created['userName']!r} with id {created['id']}.", err=True)
     click.echo(created["id"])
+
+
+@users_group.command("duplicates")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def users_duplicates(fmt: str) -> None:
+    """Users and groups whose names became one identity (NFKC case-fold) when lms-scim began
+    comparing names that way: each pair, the one that keeps the name first. Resolve a pair by
+    renaming one of them in the IdP (or deactivating it there); until then neither the name nor
+    the address can be taken by a third."""
+    pairs = collisions.pairs()
+    if fmt == "json":
+        echo_json([asdict(pair) for pair in pairs])
+        return
+    if not pairs:
+        click.echo("No duplicate identities.")
+        return
+
+    def side(found: dict[str, Any] | None) -> str:
+        if found is None:
+            return "(nobody now: its next update takes the key)"
+        state = "" if found["active"] else ", inactive"
+        return f"{found['id']} ({found['name']!r}{state})"
+
+    table(
+        [(p.attribute, repr(p.key), side(p.kept), side(p.marked)) for p in pairs],
+        ("attribute", "key", "keeps it", "also has it"),
+    )

@@ -8,9 +8,10 @@ The database query compiled from the same AST (`app.store.filter_sql`) must agre
   null value, and a null value satisfies only `ne`: `title ne "x"` matches a user without a
   title ("the attribute and operator values are not identical"), so for a single-valued
   attribute `ne` is exactly `not eq`. A stored value of the wrong type counts as null.
-* Strings compare folded (`scim_schemas.fold`, lower-casing as the database does) unless the
-  attribute is `caseExact`; `gt`/`ge`/`lt`/`le` on strings compare code points (of the folded
-  text), on dateTimes chronologically.
+* Strings compare folded unless the attribute is `caseExact`: by `Attribute.key`, the identity
+  key for names and e-mail values and lower-casing (as the database does) otherwise;
+  `gt`/`ge`/`lt`/`le` on strings compare code points (of the folded text), on dateTimes
+  chronologically.
 * `pr` is false for missing, null, `""`, `[]`, and complex values whose members are all absent.
 """
 
@@ -32,7 +33,7 @@ from app.filters.tree import (
     ValuePath,
     fold_logic,
 )
-from scim_schemas import Attribute, fold
+from scim_schemas import Attribute
 
 
 def matches(expr: Expr, resource: Mapping[str, Any]) -> bool:
@@ -145,7 +146,7 @@ def _compare(expr: Compare, stored: Any) -> bool:
         return expr.op == "ne"  # null is "not identical" to any value
     expected = expr.value
     if isinstance(actual, str) and isinstance(expected, str) and not target.case_exact:
-        actual, expected = fold(actual), fold(expected)
+        actual, expected = target.key(actual), target.key(expected)
     op = expr.op
     if op == "eq":
         return actual == expected

@@ -11,6 +11,7 @@ from marshmallow import Schema, ValidationError, fields
 
 from app import datetimes
 from scim_schemas import Attribute
+from scim_schemas.identity import name_problem
 
 
 class ScimBoolean(fields.Field):
@@ -26,6 +27,18 @@ class ScimBoolean(fields.Field):
 
 class ScimString(fields.String):
     """A JSON string; numbers are refused rather than silently turned into text."""
+
+
+class IdentityString(ScimString):
+    """A name that identifies a person or group (`Attribute.identity`): non-empty, no edge white
+    space, no control or bidi formatting characters (`scim_schemas.identity.name_problem`)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        problem = name_problem(text)
+        if problem is not None:
+            raise ValidationError(f"{problem[0].upper()}{problem[1:]}.")
+        return text
 
 
 class ScimInteger(fields.Integer):
@@ -84,6 +97,8 @@ _SIMPLE = {
 def _single_field(attribute: Attribute, **kwargs: Any) -> fields.Field:
     if attribute.is_complex:
         return fields.Nested(complex_schema(attribute), **kwargs)
+    if attribute.identity:
+        return IdentityString(**kwargs)
     return _SIMPLE[attribute.type](**kwargs)
 
 

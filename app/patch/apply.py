@@ -13,7 +13,7 @@ from app.errors import InvalidValue, Mutability, NoTarget
 from app.filters import matches_element
 from app.marshal import absent, coerce
 from app.patch.operations import REMOVE, REPLACE, Operation, Path, expand_operations
-from scim_schemas import Attribute, ResourceType, fold
+from scim_schemas import Attribute, ResourceType
 
 # Entra ID's value-path dialect: `emails[type eq "work"].value` (see `_entra_new_element`).
 _TYPE_EQ = re.compile(r'^\s*type\s+eq\s+("(?:[^"\\]|\\.)*")\s*$', re.IGNORECASE)
@@ -50,7 +50,7 @@ def _equal(attribute: Attribute, left: Any, right: Any) -> bool:
             return False
         return all(_equal(attribute.sub(k) or attribute, left[k], right[k]) for k in left)
     if isinstance(left, str) and isinstance(right, str) and not attribute.case_exact:
-        return fold(left) == fold(right)
+        return attribute.key(left) == attribute.key(right)
     return type(left) is type(right) and left == right
 
 

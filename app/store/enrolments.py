@@ -27,7 +27,7 @@ from app.errors import InvalidValue, NotFound
 from app.store import audit, outbox, prepared
 from app.store.db import database, locked
 from app.store.models import EnrolmentRule, Group, KeptEnrolment, Membership, User
-from scim_schemas import fold
+from scim_schemas import identity_key
 
 ROLES = ("student", "teacher")
 _COURSE_ID = re.compile(r"[1-9][0-9]{0,17}")
@@ -67,7 +67,7 @@ def find_group(ref: str, *, lock: bool = False) -> Group:
     found = select(Group.select().where(Group.id == ref)).first()
     if found is not None:
         return found
-    rows = list(select(Group.select().where(Group.display_name_key == fold(ref)).limit(2)))
+    rows = list(select(Group.select().where(Group.display_name_key == identity_key(ref)).limit(2)))
     if len(rows) > 1:
         raise AmbiguousGroup(f"More than one group is called {ref!r}; use the id.")
     if not rows:

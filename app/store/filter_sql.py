@@ -75,7 +75,8 @@ def compare(
         and not attribute.case_exact
     )
     if caseless:
-        value = fold(value)
+        # A folded column holds `attribute.key` of each value (the identity key for names).
+        value = attribute.key(value) if folded else fold(value)
         if not folded:
             column = fold_sql(column)
     if op == "ne":

@@ -11,7 +11,7 @@ from typing import Any
 
 from app.store.mapping import Scalar, check_indexable, meta
 from app.store.models import Group
-from scim_schemas import CORE_GROUP, fold
+from scim_schemas import CORE_GROUP, identity_key
 
 G = CORE_GROUP
 
@@ -38,8 +38,8 @@ def row_values(resource: dict[str, Any], unique_names: bool) -> dict[str, Any]:
         check_indexable("externalId", external_id)
     return {
         "display_name": name,
-        "display_name_key": fold(name),
-        "unique_name_key": fold(name) if unique_names else None,
+        "display_name_key": identity_key(name),
+        "unique_name_key": identity_key(name) if unique_names else None,
         "external_id": external_id,
     }
 

@@ -16,13 +16,13 @@ import peewee
 
 from app import etags
 from app.errors import InvalidValue, NotFound, Uniqueness
-from app.store import audit, memberships, outbox, prepared
+from app.store import audit, collisions, memberships, outbox, prepared
 from app.store.db import database, locked
 from app.store.group_mapping import row_values, to_resource
 from app.store.models import Group, utcnow
 from app.store.paging import Page, PageRequest, Sort, page
 from app.store.users import new_id
-from scim_schemas import fold
+from scim_schemas import identity_key
 
 # The group's new resource (without members) from its current one: a PUT's body, or a PATCH's
 # operations on the attributes other than `members`.
@@ -61,11 +61,20 @@ def search(condition: Any, sort: Sort, request: PageRequest) -> Page:
 def _conflict(exc: peewee.IntegrityError, name: str) -> Exception:
     message = str(exc).lower()
     if "unique_name_key" in message:
-        existing = Group.get_or_none(Group.unique_name_key == fold(name))
+        existing = Group.get_or_none(Group.unique_name_key == identity_key(name))
         where = f" by group {existing.id}" if existing else ""
         return Uniqueness(f"displayName {name!r} is already taken{where}.")
     # A user deleted between the check and the insert fails the membership's foreign key.
     return InvalidValue("A member does not exist (any more).")
+
+
+def _kept_mark(stored: str | None, values: dict[str, Any]) -> str | None:
+    """A group whose name was marked as a duplicate (`collisions`) keeps the mark while it
+    keeps the name; returns the mark kept, for an attempt to drop it."""
+    if not collisions.is_marked(stored) or values["unique_name_key"] != collisions.plain(stored):
+        return None
+    values["unique_name_key"] = stored
+    return stored
 
 
 def _scalars(resource: dict[str, Any]) -> dict[str, Any]:
@@ -130,7 +139,10 @@ def modify(
                 return before
             values = row_values(after, unique_names)
             values.update(last_modified=utcnow(), version=row.version + 1)  # the row is locked
+            marked = _kept_mark(row.unique_name_key, values)
             Group.update(**values).where(Group.id == group_id).execute()
+            if marked:
+                collisions.unmark(Group.unique_name_key, Group.id == group_id, marked)
             audit.record(actor, "Group", group_id, operation, {**changes, **members.audit()})
             members.tell_lms("displayName" in changes)
     except peewee.IntegrityError as exc:

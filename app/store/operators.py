@@ -11,6 +11,7 @@ from app.errors import NotFound, Uniqueness
 from app.store import audit
 from app.store.db import database
 from app.store.models import Operator, utcnow
+from app.store.names import require_name
 
 # Failures allowed before back-off starts, and its ceiling: after that each failure doubles the
 # wait (2 s, 4 s, … 15 min), so a guesser gets a few dozen tries a day per operator.
@@ -19,6 +20,7 @@ MAX_BACKOFF = dt.timedelta(minutes=15)
 
 
 def create(name: str, password_hash: str, actor: audit.Actor = audit.SYSTEM) -> Operator:
+    require_name("An operator name", name)
     try:
         with database.atomic():
             operator = Operator.create(name=name, password_hash=password_hash)

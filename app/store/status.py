@@ -24,7 +24,7 @@ from app.store import enrolments, outbox
 from app.store.filter_sql import contains, fold_sql
 from app.store.models import ApiToken, AuditEvent, Group, Membership, User, UserValue, utcnow
 from app.store.tokens import state as token_state
-from scim_schemas import fold
+from scim_schemas import fold, identity_key
 
 # Operations that set `active` (see `users._operation_name`); `create` sets it too.
 STATE_OPERATIONS = ("create", "activate", "deactivate")
@@ -120,7 +120,7 @@ def _with_email(condition: Any) -> Any:
 def find_user(ref: str) -> User:
     """The user whose id, userName, externalId or e-mail is `ref`, tried in that order."""
     ref = _text(ref)
-    key = fold(ref)
+    key = identity_key(ref)
     # id and externalId are caseExact, userName and emails.value are not (RFC 7643 §8.7.1).
     for path, condition in (
         ("id", User.id == ref),
@@ -266,7 +266,7 @@ def user_condition(*, inactive: bool = False, group: str | None = None) -> Any:
     condition = User.active == False if inactive else None  # noqa: E712 - SQL, not Python
     if group:
         # `groups.value eq g or groups.display eq g`: a group id is lower-case hex, so folded.
-        key = fold(_text(group))
+        key = identity_key(_text(group))
         groups = Group.select(Group.id).where((Group.id == key) | (Group.display_name_key == key))
         in_group = User.id.in_(
             Membership.select(Membership.user).where(Membership.group.in_(groups))
@@ -300,12 +300,12 @@ def search_users(text: str, limit: int = 50) -> list[dict[str, Any]]:
     query = User.select()
     text = text.strip()
     if text:
-        key = fold(_text(text))
+        key, folded = identity_key(_text(text)), fold(_text(text))
         names = (User.display_name, User.given_name, User.family_name)
         query = query.where(
             contains(User.user_name_key, key)
             | _with_email(contains(UserValue.value_key, key))
-            | reduce(operator.or_, (contains(fold_sql(name), key) for name in names))
+            | reduce(operator.or_, (contains(fold_sql(name), folded) for name in names))
             | (User.external_id == text)
             | (User.id == text)
         )

@@ -12,6 +12,7 @@ from app.errors import NotFound, Uniqueness
 from app.store import audit
 from app.store.db import database, locked
 from app.store.models import ApiToken, utcnow
+from app.store.names import require_name
 
 
 def _usable(now: dt.datetime) -> object:
@@ -30,6 +31,7 @@ def create(
     actor: audit.Actor = audit.SYSTEM,
 ) -> ApiToken:
     """A new token; 409 if a usable token already has the name (rotate that one instead)."""
+    require_name("A token name", name)
     with database.atomic():
         if ApiToken.select().where((ApiToken.name == name) & _usable(utcnow())).exists():
             raise Uniqueness(f"A usable token named {name!r} exists; rotate or revoke it.")

@@ -11,7 +11,7 @@ from typing import Any
 from app import datetimes
 from app.store.mapping import Scalar, check_indexable, meta
 from app.store.models import MAX_INDEXED_LENGTH, User, UserAddress, UserValue
-from scim_schemas import CORE_USER, ENTERPRISE_USER, LMS_USER, fold, resource_type
+from scim_schemas import CORE_USER, ENTERPRISE_USER, LMS_USER, resource_type
 
 C, E, L = CORE_USER, ENTERPRISE_USER, LMS_USER
 USER = resource_type("User")
@@ -82,6 +82,10 @@ _UNINDEXED_VALUES = frozenset({"x509Certificates", "photos"})
 _CASE_EXACT_VALUES = frozenset(
     attr for attr in VALUE_ATTRIBUTES if USER.resolve(f"{attr}.value").sub.case_exact
 )
+# How each value attribute's `value`, and each keyed scalar, is folded into its key column: the
+# identity key for names and e-mail addresses, lower-casing otherwise (`Attribute.key`).
+_VALUE_KEYS = {attr: USER.resolve(f"{attr}.value").target.key for attr in VALUE_ATTRIBUTES}
+_KEYS = {s.path: s.attribute(USER).key for s in SCALARS if s.key_field is not None}
 # The scalar columns that hold a dateTime (RFC 7643 §2.3.5), from the schema.
 _DATETIMES = frozenset(s.path for s in SCALARS if s.attribute(USER).type == "dateTime")
 
@@ -109,7 +113,7 @@ def row_values(resource: dict[str, Any]) -> dict[str, Any]:
             check_indexable(scalar.path, value)
         values[scalar.field.name] = value
         if scalar.key_field is not None:
-            values[scalar.key_field.name] = fold(value) if value is not None else None
+            values[scalar.key_field.name] = _KEYS[scalar.path](value) if value is not None else None
     if values.get("active") is None:
         values["active"] = True
     return values
@@ -118,7 +122,7 @@ def row_values(resource: dict[str, Any]) -> dict[str, Any]:
 def value_key(attr: str, value: Any) -> str | None:
     if not isinstance(value, str) or attr in _UNINDEXED_VALUES:
         return None
-    key = value if attr in _CASE_EXACT_VALUES else fold(value)
+    key = value if attr in _CASE_EXACT_VALUES else _VALUE_KEYS[attr](value)
     return key[:MAX_INDEXED_LENGTH]
 
 

@@ -11,12 +11,12 @@ import peewee
 
 from app import etags
 from app.errors import NotFound, Uniqueness
-from app.store import audit, enrolments, outbox, prepared
+from app.store import audit, collisions, enrolments, outbox, prepared
 from app.store.db import database, locked
 from app.store.models import Group, Membership, User, UserAddress, UserValue, utcnow
 from app.store.paging import Page, PageRequest, Sort, page
 from app.store.user_mapping import VALUE_ATTRIBUTES, child_rows, row_values, to_resource
-from scim_schemas import fold
+from scim_schemas import identity_key
 
 KEEP = object()  # "leave the stored password hash as it is"
 
@@ -97,12 +97,12 @@ def conflict(
     """
     name = resource.get("userName")
     if isinstance(name, str):
-        query = User.select(User.id).where(User.user_name_key == fold(name))
+        query = User.select(User.id).where(User.user_name_key == identity_key(name))
         if exclude_id is not None:
             query = query.where(User.id != exclude_id)
         if (existing := query.first()) is not None:
             return Uniqueness(f"userName {name!r} is already taken by user {existing.id}.")
-    keys = [fold(e["value"]) for e in resource.get("emails") or () if e.get("value")]
+    keys = [identity_key(e["value"]) for e in resource.get("emails") or () if e.get("value")]
     if unique_emails and keys:
         rows = UserValue.select(UserValue.user).where(UserValue.unique_key.in_(keys))
         if exclude_id is not None:
@@ -121,10 +121,22 @@ def _conflict(
     return found or Uniqueness("The resource conflicts with an existing one.")
 
 
-def _write_children(user_id: str, resource: dict[str, Any], unique_emails: bool) -> None:
+def _write_children(
+    user_id: str, resource: dict[str, Any], unique_emails: bool, marks: dict[str, str] | None = None
+) -> None:
+    """Insert the user's value and address rows; an e-mail whose key was marked as a duplicate
+    (`collisions`) keeps its mark unless the address is now free."""
     values, addresses = child_rows(user_id, resource, unique_emails)
+    kept = []
+    for row in values:
+        if marks and row["unique_key"] in marks:
+            row["unique_key"] = marks[row["unique_key"]]
+            kept.append(row)
     prepared.insert(UserValue, values)
     prepared.insert(UserAddress, addresses)
+    for row in kept:
+        where = (UserValue.user == user_id) & (UserValue.unique_key == row["unique_key"])
+        collisions.unmark(UserValue.unique_key, where, row["unique_key"])
 
 
 def _as_stored(
@@ -217,22 +229,7 @@ def modify(
                 }
                 courses = enrolments.of_users([user_id]).get(user_id)
                 return _as_stored(user_id, current, unchanged, current.get("groups", []), courses)
-            # Only the columns that change: a deactivation writes `active`, not thirty columns.
-            before = row_values(current)
-            values = {k: v for k, v in row_values(new).items() if before.get(k) != v}
-            stamp = {
-                "created": user.created,
-                "last_modified": utcnow(),
-                "version": user.version + 1,
-            }
-            values.update(last_modified=stamp["last_modified"], version=User.version + 1)
-            if new_hash is not KEEP:
-                values["password_hash"] = new_hash
-            User.update(**values).where(User.id == user_id).execute()
-            if _children_changed(current, new):
-                UserValue.delete().where(UserValue.user == user_id).execute()
-                UserAddress.delete().where(UserAddress.user == user_id).execute()
-                _write_children(user_id, new, unique_emails)
+            stamp = _write(user, current, new, new_hash, unique_emails)
             changes = audit.diff(current, new)
             if new_hash is not KEEP:
                 changes["password"] = {"changed": True}
@@ -242,6 +239,28 @@ def modify(
     except peewee.IntegrityError as exc:
         raise _conflict(new, unique_emails, user_id) from exc
     return _as_stored(user_id, new, stamp, current.get("groups", []), courses)
+
+
+def _write(
+    user: User, current: dict[str, Any], new: dict[str, Any], new_hash: Any, unique_emails: bool
+) -> dict[str, Any]:
+    """Write what changed from `current` to `new`; the new `created`/`lastModified`/version."""
+    # Only the columns that change: a deactivation writes `active`, not thirty columns.
+    before = row_values(current)
+    values = {k: v for k, v in row_values(new).items() if before.get(k) != v}
+    stamp = {"created": user.created, "last_modified": utcnow(), "version": user.version + 1}
+    values.update(last_modified=stamp["last_modified"], version=User.version + 1)
+    if new_hash is not KEEP:
+        values["password_hash"] = new_hash
+    User.update(**values).where(User.id == user.id).execute()
+    if "user_name_key" not in values and collisions.is_marked(user.user_name_key):
+        collisions.unmark(User.user_name_key, User.id == user.id, user.user_name_key)
+    if _children_changed(current, new):
+        marks = collisions.kept_email_marks(user.id) if unique_emails else None
+        UserValue.delete().where(UserValue.user == user.id).execute()
+        UserAddress.delete().where(UserAddress.user == user.id).execute()
+        _write_children(user.id, new, unique_emails, marks)
+    return stamp
 
 
 def _children_changed(current: dict[str, Any], new: dict[str, Any]) -> bool:

@@ -481,9 +481,16 @@ def test_case_exact_comes_from_the_schema() -> None:
     assert matches(parse('id eq "ABC"', USER), {"id": "ABC"})
     assert not matches(parse('id eq "abc"', USER), {"id": "ABC"})  # id is caseExact
     assert matches(parse('userName eq "abc"', USER), {"userName": "ABC"})
-    # Folding is lower-casing, the same as the database's LOWER() and the normalised columns.
+    # Names fold to the identity key (NFKC case-fold); other strings are lower-cased, the same
+    # as the database's LOWER().
     assert matches(parse('userName eq "ÉCOLE"', USER), {"userName": "école"})
-    assert not matches(parse('userName eq "STRASSE"', USER), {"userName": "straße"})
+    assert matches(parse('userName eq "STRASSE"', USER), {"userName": "straße"})
+    assert matches(
+        parse('emails[value eq "BOB\uff20EXAMPLE.COM"]', USER),
+        {"emails": [{"value": "bob@example.com"}]},
+    )
+    assert matches(parse('title eq "ÉCOLE"', USER), {"title": "école"})
+    assert not matches(parse('title eq "STRASSE"', USER), {"title": "straße"})
 
 
 def test_ordering_of_strings_and_datetimes() -> None:

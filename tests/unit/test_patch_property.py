@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from app.errors import ScimError
 from app.patch import apply_operations, parse_patch_request
 from scim_schemas import CORE_GROUP, CORE_USER, ENTERPRISE_USER, LMS_USER, PATCH_OP, resource_type
+from scim_schemas.identity import name_problem
 from tests.helpers import patch_body
 
 USER = resource_type("User")
@@ -27,6 +28,8 @@ STRING_ATTRIBUTES = sorted(
 )
 
 texts = st.text(max_size=20)
+# Names a client may send (RFC 7643 §4.1.1 non-empty; no edge white space or invisible controls).
+names = st.text(min_size=1, max_size=20).filter(lambda s: name_problem(s) is None)
 ids = st.uuids().map(str)
 
 
@@ -48,7 +51,7 @@ def users(draw: st.DrawFn) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "id": draw(ids),
         "meta": {"resourceType": "User", "version": 'W/"1"'},
-        "userName": draw(st.text(min_size=1, max_size=20)),
+        "userName": draw(names),
     }
     for urn, name in draw(st.lists(st.sampled_from(STRING_ATTRIBUTES), unique=True)):
         target = resource if urn == CORE_USER else resource.setdefault(urn, {})
@@ -62,7 +65,7 @@ def users(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def emails_values(draw: st.DrawFn) -> dict[str, Any]:
-    element: dict[str, Any] = {"value": draw(st.emails() | st.text(min_size=1, max_size=10))}
+    element: dict[str, Any] = {"value": draw(st.emails() | names)}
     if draw(st.booleans()):
         element["type"] = draw(st.sampled_from(["work", "home", "other", "Work"]))
     if draw(st.booleans()):
@@ -99,6 +102,8 @@ def test_setting_a_string_attribute_sets_that_key(
     data: st.DataObject,
 ) -> None:
     urn, name = target
+    if USER.attribute(f"{urn}:{name}").identity:
+        value = data.draw(names)  # a name must be one a client may send
     key = data.draw(_case(name))
     if "qualified" in form or (urn != CORE_USER and data.draw(st.booleans())):
         key = f"{urn}:{key}"
