@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +48,18 @@ def record(
     operation: str,
     changes: dict[str, Any] | None = None,
 ) -> None:
-    event = {
+    insert([event(actor, resource_type, resource_id, operation, changes)])
+
+
+def event(
+    actor: Actor,
+    resource_type: str,
+    resource_id: str,
+    operation: str,
+    changes: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One audit row, for `insert` (several events of one change go in together)."""
+    return {
         "token_name": actor.token_name,
         "request_id": actor.request_id,
         "resource_type": resource_type,
@@ -55,7 +67,10 @@ def record(
         "operation": operation,
         "changes": json.dumps(changes, default=str, sort_keys=True) if changes else None,
     }
-    prepared.insert(AuditEvent, [event])
+
+
+def insert(events: Sequence[dict[str, Any]]) -> None:
+    prepared.insert(AuditEvent, events)
 
 
 def prune(before: dt.datetime, chunk: int = 10_000) -> int:

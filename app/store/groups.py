@@ -105,6 +105,7 @@ def create(
                 writer.add(members)
             changes = {**audit.diff({}, _scalars(resource)), **writer.audit()}
             audit.record(actor, "Group", group_id, "create", changes)
+            writer.touch_users(actor, resource["displayName"])
             writer.tell_lms(group_changed=True)
     except peewee.IntegrityError as exc:
         raise _conflict(exc, resource["displayName"]) from exc
@@ -144,6 +145,9 @@ def modify(
             if marked:
                 collisions.unmark(Group.unique_name_key, Group.id == group_id, marked)
             audit.record(actor, "Group", group_id, operation, {**changes, **members.audit()})
+            members.touch_users(actor, name)
+            if "displayName" in changes:
+                memberships.touch_members(group_id)
             members.tell_lms("displayName" in changes)
     except peewee.IntegrityError as exc:
         raise _conflict(exc, name) from exc
@@ -157,7 +161,7 @@ def delete(group_id: str, actor: audit.Actor, if_match: str | None = None) -> No
     with database.atomic():
         row = _row(group_id, lock=True)
         etags.require(if_match, etags.weak(row.version))
-        memberships.leave_all(group_id, row.keeps_enrolments)
+        memberships.leave_all(group_id, row.display_name, row.keeps_enrolments, actor)
         Group.delete().where(Group.id == group_id).execute()
         changes = {"displayName": {"before": row.display_name}}
         audit.record(actor, "Group", group_id, "delete", changes)

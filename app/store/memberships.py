@@ -18,6 +18,7 @@ transitive reads): `app.patch.member_ids` refuses a member whose `type` is not U
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -25,11 +26,11 @@ import peewee
 
 from app.errors import InvalidValue
 from app.filters import Expr
-from app.store import enrolments, outbox
+from app.store import audit, enrolments, outbox
 from app.store.db import database
 from app.store.filter_sql import GROUP_MEMBERS, MEMBER_DISPLAY
 from app.store.group_mapping import member
-from app.store.models import Group, Membership, User
+from app.store.models import AuditEvent, Group, Membership, User, utcnow
 
 # Rows per membership query: bounds memory when streaming and the ids bound in one statement.
 CHUNK = 1000
@@ -208,6 +209,19 @@ class Writer:
     def changed(self) -> bool:
         return bool(self.added or self.removed)
 
+    def touch_users(self, actor: audit.Actor, group_name: str) -> None:
+        """Members who joined or left: their `groups` changed, so their version and
+        lastModified move (an `If-None-Match` never answers 304 with a stale body), and each
+        one's own history says which group they joined or left."""
+        for part in _chunks([*self.added, *self.removed]):
+            _bump_users(User.id.in_(list(part)))
+        joined = group_change("after", group_name, self.group_id)
+        left = group_change("before", group_name, self.group_id)
+        audit.insert(
+            [audit.event(actor, "User", uid, "group_join", joined) for uid in self.added]
+            + [audit.event(actor, "User", uid, "group_leave", left) for uid in self.removed]
+        )
+
     def audit(self) -> dict[str, Any]:
         """`{"members": {"added": [...], "removed": [...]}}` with user ids, when anything moved."""
         if not self.changed:
@@ -226,10 +240,48 @@ class Writer:
             outbox.members(self.group_id, moved)
 
 
-def leave_all(group_id: str, keeps_enrolments: bool) -> None:
+def group_change(side: str, group_name: str, group_id: str) -> dict[str, Any]:
+    """A user's audit change for joining (`after`) or leaving (`before`) a group."""
+    return {"group": {side: group_name}, "groupId": {side: group_id}}
+
+
+def _bump_users(condition: Any) -> None:
+    User.update(version=User.version + 1, last_modified=utcnow()).where(condition).execute()
+
+
+def _members_of(group_id: str) -> peewee.SelectQuery:
+    return Membership.select(Membership.user).where(Membership.group == group_id)
+
+
+def touch_members(group_id: str) -> None:
+    """Every member's `groups[].display` changed with the group's name: their versions move."""
+    _bump_users(User.id.in_(_members_of(group_id)))
+
+
+def leave_all(group_id: str, group_name: str, keeps_enrolments: bool, actor: audit.Actor) -> None:
     """Every member leaves a group that is being deleted (RFC 7644 §3.6: the users stay): they
-    keep what keep rules gave them and the LMS hears about each one, without reading the list."""
+    keep what keep rules gave them, the LMS hears about each one, their versions move and their
+    histories say so, all without reading the list into memory."""
     if keeps_enrolments:
         enrolments.keep_for_group(group_id)
     outbox.group_members(group_id)
+    _bump_users(User.id.in_(_members_of(group_id)))
+    changes = json.dumps(group_change("before", group_name, group_id), sort_keys=True)
+    columns = (
+        AuditEvent.at,
+        AuditEvent.token_name,
+        AuditEvent.request_id,
+        AuditEvent.resource_type,
+        AuditEvent.resource_id,
+        AuditEvent.operation,
+        AuditEvent.changes,
+    )
+    values = [utcnow(), actor.token_name, actor.request_id, "User"]
+    events = Membership.select(
+        *map(peewee.Value, values),
+        Membership.user,
+        peewee.Value("group_leave"),
+        peewee.Value(changes),
+    ).where(Membership.group == group_id)
+    AuditEvent.insert_from(events, columns).execute()
     Membership.delete().where(Membership.group == group_id).execute()

@@ -375,6 +375,7 @@ def test_bulk_operations_are_audited_with_the_request_and_hash_passwords(scim: A
     assert sorted((e.resource_type, e.operation) for e in events) == [
         ("Group", "create"),
         ("User", "create"),
+        ("User", "group_join"),  # pat's own history says pat joined G
     ]
     assert {e.token_name for e in events} == {"test-idp"}
     assert all("S3cret" not in (e.changes or "") for e in events)
