@@ -4,6 +4,7 @@ Every test runs against SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import re
@@ -15,6 +16,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from playhouse.pool import MaxConnectionsExceeded
+from playhouse.test_utils import count_queries
 
 from app import auth, observability, runtime
 from app.config import Config
@@ -241,14 +243,43 @@ def test_repeated_bad_tokens_slow_the_address_down(app: Flask, token: str) -> No
     for _ in range(3):
         assert_error(guesser.get("/Users"), 401)
     _assert_429(guesser.get("/Users"))
-    # A braked address is refused before any token is looked up in the database: only the
-    # token this process verified moments ago (the IdP behind the same NAT) goes on working,
+    _assert_429(client.get("/scim/v2/Users"))  # braked, no token is no better than a guess
+    # The IdP behind the same NAT goes on working, from the cache…
     assert idp.get("/Users").status_code == 200
+    # …and once its token has left the cache (TOKEN_CACHE_SECONDS later, or in another worker).
     runtime.of(braked).tokens.clear()
-    _assert_429(idp.get("/Users"))
-    # …while other addresses are served.
+    assert idp.get("/Users").status_code == 200
+    # Other addresses are served as ever.
     elsewhere = Scim.of(braked, token).get("/Users", environ_base={"REMOTE_ADDR": "192.0.2.8"})
     assert elsewhere.status_code == 200
+
+
+def _token_lookups(counted: count_queries) -> int:
+    """SELECTs on the token table among the counted queries."""
+    queries = [record.msg[0] for record in counted.get_queries()]
+    return sum('"api_token"' in sql and sql.lstrip().startswith("SELECT") for sql in queries)
+
+
+def test_under_the_brake_a_token_is_looked_up_once_and_only_a_valid_one_served(
+    app: Flask, token: str
+) -> None:
+    """The brake refuses invalid tokens, never valid ones: an uncached token costs the one
+    indexed lookup it always costs (not one for the brake and one for the endpoint)."""
+    braked = app_with(app, bad_token_limit="1/minute", token_cache_seconds=0)
+    guesser = Scim.of(braked, "lmsscim_guess")
+    assert_error(guesser.get("/ServiceProviderConfig"), 401)
+    with count_queries() as counted:
+        _assert_429(guesser.get("/ServiceProviderConfig"))
+    assert _token_lookups(counted) == 1
+    with count_queries() as counted:
+        assert Scim.of(braked, token).get("/ServiceProviderConfig").status_code == 200
+    assert _token_lookups(counted) == 1
+    with braked.app_context():
+        expiring = auth.issue("expiring-idp", expires_in=dt.timedelta(seconds=-1))
+        read_only = auth.issue("reader", read_only=True)
+    _assert_429(Scim.of(braked, expiring).get("/Users"))  # an expired token is no token
+    assert Scim.of(braked, read_only).get("/Users").status_code == 200
+    assert_error(Scim.of(braked, read_only).post("/Users", user_body()), 403)
 
 
 def test_behind_a_trusted_proxy_the_forwarded_address_is_the_client(app: Flask, token: str) -> None:
@@ -398,6 +429,28 @@ def test_metrics_are_for_loopback_or_the_metrics_token(app: Flask) -> None:
         environ_base=remote,
     )
     assert allowed.status_code == 200
+
+
+def test_x_forwarded_for_without_trusted_proxy_hops_is_warned_about_once(
+    app: Flask, token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Behind a proxy with TRUSTED_PROXY_HOPS=0 every client has the proxy's address, so one
+    guesser brakes everyone's: the operator is told, once per process (one app per worker)."""
+    caplog.set_level(logging.WARNING, logger="app.ratelimit")
+    relayed = {"X-Forwarded-For": "198.51.100.7"}
+    idp = Scim.of(app, token)
+    for _ in range(3):
+        assert idp.get("/Users", headers=relayed).status_code == 200
+    assert app.test_client().get("/healthz", headers=relayed).status_code == 200
+    warnings = [r.getMessage() for r in caplog.records if r.name == "app.ratelimit"]
+    assert len(warnings) == 1, warnings
+    assert "TRUSTED_PROXY_HOPS" in warnings[0]
+    caplog.clear()
+    trusting = app_with(app, trusted_proxy_hops=1)
+    assert Scim.of(trusting, token).get("/Users", headers=relayed).status_code == 200
+    quiet = app_with(app)
+    assert Scim.of(quiet, token).get("/Users").status_code == 200  # no proxy, nothing to say
+    assert [r for r in caplog.records if r.name == "app.ratelimit"] == []
 
 
 def test_each_request_is_one_structured_log_line(
