@@ -40,9 +40,10 @@ from prometheus_client import (
 )
 
 from app.config import Config
-from app.errors import database_outage_errors
+from app.errors import is_database_outage, outage_cause
 from app.store import db
 
+log = logging.getLogger(__name__)
 REQUEST_LOG = logging.getLogger("lms_scim.request")
 
 REQUESTS = Counter(
@@ -187,7 +188,10 @@ def readyz() -> Response:
     """Ready when the database answers a `SELECT 1`; 503 with `Retry-After` otherwise."""
     try:
         db.ping()
-    except database_outage_errors() as exc:
+    except Exception as exc:
+        if not is_database_outage(exc):
+            raise
+        log.warning("readyz: database unavailable: %s", outage_cause(exc))
         DATABASE_ERRORS.labels(type(exc).__name__).inc()
         return Response("database unreachable\n", 503, {"Retry-After": "5"}, mimetype="text/plain")
     return Response("ready\n", mimetype="text/plain")

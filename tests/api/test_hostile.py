@@ -8,7 +8,9 @@ import datetime as dt
 import json
 import logging
 import re
+import sqlite3
 import uuid
+from pathlib import Path
 from typing import Any
 
 import peewee
@@ -18,13 +20,23 @@ from flask.testing import FlaskClient
 from playhouse.pool import MaxConnectionsExceeded
 from playhouse.test_utils import count_queries
 
-from app import auth, observability, runtime
+from app import auth, create_app, observability, runtime
 from app.config import Config
 from app.scim.request_checks import nesting_exceeds
 from app.store import db
 from app.store.models import User
 from scim_schemas import CORE_GROUP, PATCH_OP
-from tests.helpers import Scim, app_with, assert_error, create_user, user_body
+from tests.helpers import (
+    Scim,
+    app_with,
+    assert_error,
+    create_schema,
+    create_user,
+    drop_schema,
+    postgres_or_skip,
+    schema_url,
+    user_body,
+)
 
 
 def raw_post(scim: Scim, path: str, raw: bytes) -> Any:
@@ -321,22 +333,96 @@ def test_an_unreachable_rate_limit_storage_lets_requests_through(app: Flask, tok
 # Database failures
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [
-        peewee.OperationalError("server closed the connection unexpectedly"),
-        peewee.InterfaceError("connection already closed"),
-        MaxConnectionsExceeded("Max connections exceeded, timed out attempting to connect."),
-        pytest.param("psycopg2.OperationalError", id="psycopg2-operational"),
-        pytest.param("psycopg2.InterfaceError", id="psycopg2-interface"),
-    ],
-)
-def test_a_failing_database_is_a_503_with_retry_after(
-    scim: Scim, monkeypatch: pytest.MonkeyPatch, failure: Any
+def _refused() -> Exception:
+    """What psycopg2 raises when PostgreSQL does not accept the connection."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    return psycopg2.OperationalError(
+        'connection to server at "127.0.0.1", port 5432 failed: Connection refused\n'
+        "\tIs the server running on that host and accepting TCP/IP connections?\n"
+    )
+
+
+def _sqlite_error(kind: str, folder: Path) -> sqlite3.Error:
+    """A real sqlite3 error (its `sqlite_errorname` is set by SQLite itself)."""
+    try:
+        if kind == "cantopen":
+            sqlite3.connect(folder / "no-such-folder" / "x.db").execute("SELECT 1")
+        elif kind == "busy":
+            holder = sqlite3.connect(folder / "busy.db", isolation_level=None)
+            holder.execute("BEGIN IMMEDIATE")
+            try:
+                sqlite3.connect(folder / "busy.db", timeout=0).execute("BEGIN IMMEDIATE")
+            finally:
+                holder.close()
+        else:
+            sqlite3.connect(":memory:").execute("SELECT * FROM missing")
+    except sqlite3.Error as exc:
+        return exc
+    raise AssertionError(f"no sqlite3 error for {kind}")
+
+
+def _canceled_statement() -> peewee.OperationalError:
+    """A real statement timeout on PostgreSQL (psycopg2's QueryCanceled, SQLSTATE 57014)."""
+    try:
+        with db.database.atomic():
+            db.database.execute_sql("SET LOCAL statement_timeout = 1")
+            db.database.execute_sql("SELECT pg_sleep(1)")
+    except peewee.OperationalError as exc:
+        return exc
+    raise AssertionError("pg_sleep(1) outlived a 1 ms statement timeout")
+
+
+def _wrapped(kind: type[peewee.PeeweeException], driver: BaseException) -> Exception:
+    """The exception peewee raises for a driver's (the driver's is its first argument)."""
+    return kind(driver, *driver.args)
+
+
+def _outage(name: str, folder: Path) -> tuple[BaseException, str]:
+    """An exception that means "the database cannot be reached now", and the words of its cause
+    that the log line must carry."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    if name == "pool-exhausted":
+        return MaxConnectionsExceeded(
+            "Max connections exceeded, timed out attempting to connect."
+        ), "Max connections exceeded"
+    if name == "postgres-refused":
+        return _wrapped(peewee.OperationalError, _refused()), "Connection refused"
+    if name == "postgres-dropped":
+        dropped = psycopg2.InterfaceError("connection already closed")
+        return _wrapped(peewee.InterfaceError, dropped), "connection already closed"
+    if name == "psycopg2-operational":  # a cursor on a connection the server dropped
+        return psycopg2.OperationalError(
+            "server closed the connection unexpectedly"
+        ), "server closed"
+    if name == "psycopg2-interface":
+        return psycopg2.InterfaceError("connection already closed"), "connection already closed"
+    if name == "sqlite-cantopen":
+        return _wrapped(
+            peewee.OperationalError, _sqlite_error("cantopen", folder)
+        ), "unable to open"
+    return _wrapped(peewee.OperationalError, _sqlite_error("busy", folder)), "database is locked"
+
+
+OUTAGES = [
+    "pool-exhausted",
+    "postgres-refused",
+    "postgres-dropped",
+    "psycopg2-operational",
+    "psycopg2-interface",
+    "sqlite-cantopen",
+    "sqlite-busy",
+]
+
+
+@pytest.mark.parametrize("name", OUTAGES)
+def test_an_unreachable_database_is_a_503_with_retry_after_and_the_cause_in_the_log(
+    scim: Scim,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    name: str,
 ) -> None:
-    if isinstance(failure, str):
-        psycopg2 = pytest.importorskip("psycopg2")
-        failure = getattr(psycopg2, failure.split(".")[1])("connection refused")
+    failure, cause = _outage(name, tmp_path)
     user = create_user(scim)
     kind = type(failure).__name__
     before = _metric(scim.client, "lms_scim_database_errors_total", kind=kind)
@@ -345,24 +431,115 @@ def test_a_failing_database_is_a_503_with_retry_after(
         raise failure
 
     monkeypatch.setattr("app.store.users.load_many", fail)
+    caplog.set_level(logging.WARNING, logger="app.errors")
     response = scim.get(f"/Users/{user['id']}")
     error = assert_error(response, 503)
     assert "retry" in error["detail"]
-    assert "connection" not in error["detail"]  # nothing internal leaks
+    assert cause not in error["detail"]  # nothing internal leaks to the client…
     assert response.headers["Retry-After"] == "5"
     assert _metric(scim.client, "lms_scim_database_errors_total", kind=kind) == before + 1
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "app.errors"]
+    assert cause in line  # …but the operator reads what happened
 
 
-def test_readyz_reports_the_database(client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "name", ["sqlite-no-such-table", "peewee-unbound", "postgres-query-canceled"]
+)
+def test_a_database_error_that_is_no_outage_is_a_500_not_a_503(
+    scim: Scim, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    """503 tells the IdP to retry; a bug or a broken schema would be retried for ever."""
+    if name == "sqlite-no-such-table":
+        failure: BaseException = _wrapped(peewee.OperationalError, _sqlite_error("missing", Path()))
+    elif name == "peewee-unbound":
+        failure = peewee.InterfaceError("Query must be bound to a database in order to execute.")
+    else:
+        if not db.is_postgres():
+            pytest.skip("a statement timeout is PostgreSQL's")
+        failure = _canceled_statement()
+    user = create_user(scim)
+
+    def fail(*_args: Any, **_kwargs: Any) -> Any:
+        raise failure
+
+    monkeypatch.setattr("app.store.users.load_many", fail)
+    caplog.set_level(logging.WARNING, logger="app.errors")
+    error = assert_error(scim.get(f"/Users/{user['id']}"), 500)
+    assert error["detail"] == "Internal error."
+    (record,) = [r for r in caplog.records if r.name == "app.errors"]
+    assert record.exc_info is not None  # the whole traceback, for the bug report
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_a_database_that_cannot_be_reached_is_a_503_and_the_log_says_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, backend: str
+) -> None:
+    """Real failures, not imitations: a PostgreSQL port nobody listens on, a SQLite file that
+    cannot be opened (its path is a folder). The token lookup is the first query that fails."""
+    if backend == "postgres":
+        postgres_or_skip().close()
+        url, cause = "postgresql://postgres@127.0.0.1:1/test", "Connection refused"
+    else:
+        (tmp_path / "a-folder.db").mkdir()
+        url, cause = f"sqlite:///{tmp_path / 'a-folder.db'}", "unable to open database file"
+    app = create_app(Config.from_env({}, database_url=url, testing=True, db_connect_timeout=2))
+    caplog.set_level(logging.WARNING, logger="app.errors")
+    response = Scim.of(app, "lmsscim_whatever").get("/Users")
+    assert_error(response, 503)
+    assert any(cause in r.getMessage() for r in caplog.records if r.name == "app.errors")
+    assert app.test_client().get("/readyz").status_code == 503
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_a_database_never_migrated_is_a_500_not_a_503(tmp_path: Path, backend: str) -> None:
+    """A missing table is no outage: retrying will not create it (before, SQLite said 503)."""
+    if backend == "postgres":
+        conn = postgres_or_skip()
+        schema = create_schema(conn, "lms_scim_unmigrated")
+        url = schema_url(schema)
+    else:
+        url = f"sqlite:///{tmp_path / 'empty.db'}"
+    try:
+        app = create_app(Config.from_env({}, database_url=url, testing=True))
+        assert_error(Scim.of(app, "lmsscim_whatever").get("/Users"), 500)
+    finally:
+        if backend == "postgres":
+            db.database.obj.close_all()
+            drop_schema(conn, schema)
+            conn.close()
+
+
+def test_a_database_outage_under_the_brake_is_a_503_not_a_pass(
+    app: Flask, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    braked = app_with(app, bad_token_limit="1/minute", token_cache_seconds=0)
+    assert_error(Scim.of(braked, "lmsscim_guess").get("/Users"), 401)
+
+    def down(_digest: str) -> None:
+        raise _wrapped(peewee.OperationalError, _refused())
+
+    monkeypatch.setattr("app.store.tokens.find_by_hash", down)
+    assert_error(Scim.of(braked, token).get("/Users"), 503)
+
+
+def test_readyz_reports_the_database(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     assert client.get("/readyz").status_code == 200
 
     def down() -> None:
-        raise peewee.OperationalError("could not connect to server")
+        raise _wrapped(peewee.OperationalError, _refused())
 
     monkeypatch.setattr(db, "ping", down)
+    caplog.set_level(logging.WARNING, logger="app.observability")
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
+    assert any("Connection refused" in r.getMessage() for r in caplog.records)
     assert client.get("/healthz").status_code == 200  # the process is alive all the same
 
 
