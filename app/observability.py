@@ -65,6 +65,9 @@ DATABASE_ERRORS = Counter(
 )
 
 _WRITES = {"POST": "create", "PUT": "replace", "PATCH": "patch", "DELETE": "delete"}
+# Label values come from fixed sets, so junk requests cannot grow the metrics document: a
+# method the service does not serve counts as `other`, an unknown path as `<unmatched>`.
+_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
 _RESOURCES = {"Users": "User", "Groups": "Group"}
 _QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -149,8 +152,9 @@ def _started() -> None:
 def _finished(response: Response) -> Response:
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
     route, method, status = _route(), request.method, response.status_code
-    REQUESTS.labels(method, route, str(status)).inc()
-    LATENCY.labels(method, route).observe(elapsed)
+    label = method if method in _METHODS else "other"
+    REQUESTS.labels(label, route, str(status)).inc()
+    LATENCY.labels(label, route).observe(elapsed)
     if "database_error" in g:
         DATABASE_ERRORS.labels(g.database_error).inc()
     resource = _RESOURCES.get(route.split("/")[3] if route.startswith("/scim/v2/") else "")

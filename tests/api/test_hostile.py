@@ -608,6 +608,26 @@ def test_metrics_are_for_loopback_or_the_metrics_token(app: Flask) -> None:
     assert allowed.status_code == 200
 
 
+def test_junk_methods_and_paths_cannot_grow_the_metrics(app: Flask) -> None:
+    """Label values come from a fixed set: a method the service does not serve counts as
+    `other`, every unknown path as `<unmatched>`, so junk requests add no series."""
+    client = app.test_client()
+    before = _metric(client, "lms_scim_http_requests_total", method="other")
+    for number in range(20):
+        client.open(f"/junk-{number}", method=f"JUNK{number}")
+        client.open(f"/scim/v2/Junk-{number}", method="BREW")
+        client.get(f"/nothing/here/{number}")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "JUNK" not in text
+    assert "BREW" not in text
+    assert "junk-" not in text.lower()
+    assert "/nothing/here" not in text
+    assert _metric(client, "lms_scim_http_requests_total", method="other") == before + 40
+    assert _metric(client, "lms_scim_http_requests_total", method="GET", route="<unmatched>") >= 20
+    methods = {match for match in re.findall(r'method="([^"]*)"', text)}
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
+
+
 def test_x_forwarded_for_without_trusted_proxy_hops_is_warned_about_once(
     app: Flask, token: str, caplog: pytest.LogCaptureFixture
 ) -> None:
