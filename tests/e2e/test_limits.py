@@ -1,20 +1,24 @@
 """Limits against the real server, over real sockets (issue 15):
 
 - the bad-token brake: an IdP keeps being served while a guesser from its address is braked,
-  long after the IdP's token left the token cache (SQLite and PostgreSQL).
+  long after the IdP's token left the token cache (SQLite and PostgreSQL);
+- the SQLite database, its `-wal` and `-shm` files and `var/` are private to the owner.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import requests
 
-from tests.e2e.live import Servers
+from tests.e2e.live import Servers, unique_name, user_body
 
 pytestmark = pytest.mark.e2e
 
@@ -75,3 +79,42 @@ def test_an_idp_is_served_throughout_while_a_guesser_from_its_address_is_braked(
     assert guesses[429] > 0, f"the brake never engaged: {guesses}"
     assert set(idp) == {200}, f"the IdP was refused: {idp}"
     assert idp[200] >= 10, idp
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_sqlite_files_and_var_are_private_to_the_owner(
+    servers: Servers, tmp_path: Path
+) -> None:
+    """`make run` on a fresh checkout: `lms-scim db upgrade` creates var/ and the database,
+    the workers the WAL files; with the usual umask 022 none may be readable by others."""
+    var = tmp_path / "var"
+    database = var / "lms-scim.db"
+    previous = os.umask(0o022)
+    try:
+        server = servers.launch(
+            "sqlite",
+            (f"sqlite:///{database}", None),
+            name="files",
+            env={"SECRET_KEY_FILE": str(var / "secret_key")},
+        )
+    finally:
+        os.umask(previous)
+    created = requests.post(
+        f"{server.scim_url}/Users",
+        json=user_body(unique_name()),
+        headers=server.headers(),
+        timeout=30,
+    )
+    assert created.status_code == 201
+    files = [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
+    assert all(path.exists() for path in files), sorted(p.name for p in var.iterdir())
+    assert _mode(var) == 0o700
+    for path in [*files, var / "secret_key"]:
+        assert _mode(path) & 0o077 == 0, f"{path.name}: {oct(_mode(path))}"
