@@ -5,6 +5,7 @@ Every test runs against SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import logging
 import re
@@ -22,7 +23,7 @@ from playhouse.test_utils import count_queries
 
 from app import auth, create_app, observability, runtime
 from app.config import Config
-from app.scim.request_checks import nesting_exceeds
+from app.scim.request_checks import DISCARD_BYTES, nesting_exceeds
 from app.store import db
 from app.store.models import User
 from scim_schemas import CORE_GROUP, PATCH_OP
@@ -37,6 +38,8 @@ from tests.helpers import (
     schema_url,
     user_body,
 )
+
+MIB = 1024 * 1024
 
 
 def raw_post(scim: Scim, path: str, raw: bytes) -> Any:
@@ -54,6 +57,46 @@ def test_a_body_nested_deeper_than_the_limit_is_refused_before_parsing(scim: Sci
     assert "deeper than 32" in error["detail"]
     huge = b"[" * 500_000 + b"]" * 500_000  # would be a RecursionError in json.loads
     assert_error(raw_post(scim, "/Users", huge), 400, "invalidSyntax")
+
+
+def _chunked(scim: Scim, path: str, stream: io.BytesIO, **headers: str) -> Any:
+    """A POST whose body has no Content-Length, as a server that de-chunks it passes it on
+    (gunicorn sets `wsgi.input_terminated`)."""
+    return scim.client.post(
+        f"/scim/v2{path}",
+        input_stream=stream,
+        headers={**scim.headers, "Content-Type": "application/scim+json", **headers},
+        # The test client measures the stream: its Content-Length is taken away again.
+        environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""},
+    )
+
+
+def test_a_body_without_content_length_is_bounded_like_one_with(scim: Scim) -> None:
+    """Valid JSON and 3 MiB of spaces (before: cut at 1 MiB, parsed, and the user created)."""
+    body = json.dumps(user_body()).encode()
+    stream = io.BytesIO(body + b" " * (3 * MIB))
+    assert_error(_chunked(scim, "/Users", stream), 413)
+    assert User.select().count() == 0
+    assert stream.tell() == len(stream.getvalue())  # read to its end, so the client reads the 413
+    assert _chunked(scim, "/Users", io.BytesIO(body + b" " * (MIB // 2))).status_code == 201
+
+
+def test_what_is_left_of_a_body_is_discarded_up_to_a_bound(scim: Scim) -> None:
+    """Whatever the answer, the rest of the body is read (the client then reads the answer),
+    but no more than DISCARD_BYTES of it."""
+    unread = io.BytesIO(b" " * (MIB // 2))
+    assert_error(_chunked(Scim(scim.client, "lmsscim_guess"), "/Users", unread), 401)
+    assert unread.tell() == len(unread.getvalue())
+    endless = io.BytesIO(b" " * (MIB + DISCARD_BYTES + 4 * MIB))
+    assert_error(_chunked(scim, "/Users", endless), 413)
+    assert MIB + DISCARD_BYTES <= endless.tell() <= MIB + DISCARD_BYTES + 128 * 1024
+    sized = scim.client.post(
+        "/scim/v2/Users",
+        data=b" " * (2 * MIB),
+        headers={**scim.headers, "Content-Type": "application/scim+json"},
+    )
+    assert_error(sized, 413)  # refused on its Content-Length, before anything read it
+    assert scim.client.post("/admin/login", data=b"x" * (2 * MIB)).status_code == 413
 
 
 def test_brackets_inside_strings_do_not_count_as_nesting(scim: Scim) -> None:

@@ -2,27 +2,44 @@
 
 - the bad-token brake: an IdP keeps being served while a guesser from its address is braked,
   long after the IdP's token left the token cache (SQLite and PostgreSQL);
+- request bodies: `Transfer-Encoding: chunked` bodies are bounded by `MAX_BODY_BYTES` like those
+  with a `Content-Length`, and a client that sends an oversized body whole before it reads
+  (`http.client`, `urllib`) reads the 413 instead of a broken pipe; an endless body is cut off
+  after a bounded amount;
 - the SQLite database, its `-wal` and `-shm` files and `var/` are private to the owner.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import stat
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
-from tests.e2e.live import Servers, unique_name, user_body
+from tests.e2e.live import ERROR, SCIM_MEDIA_TYPE, LiveServer, Servers, unique_name, user_body
 
 pytestmark = pytest.mark.e2e
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+MIB = 1024 * 1024
+
+
+def _scim_error(status: int, content_type: str | None, body: bytes) -> dict[str, Any]:
+    assert (content_type or "").split(";")[0].strip() == SCIM_MEDIA_TYPE, body[:200]
+    error = json.loads(body)
+    assert error["schemas"] == [ERROR]
+    assert error["status"] == str(status)
+    return error
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,6 +96,105 @@ def test_an_idp_is_served_throughout_while_a_guesser_from_its_address_is_braked(
     assert guesses[429] > 0, f"the brake never engaged: {guesses}"
     assert set(idp) == {200}, f"the IdP was refused: {idp}"
     assert idp[200] >= 10, idp
+
+
+# --------------------------------------------------------------------------------------------
+# Request bodies
+
+
+@pytest.fixture(scope="module")
+def server(servers: Servers) -> LiveServer:
+    """One SQLite server for the body tests: they are about HTTP, not the database."""
+    return servers.launch("sqlite", name="bodies")
+
+
+def _chunks(first: bytes, filler: int, size: int = 64 * 1024) -> Iterator[bytes]:
+    """`first`, then `filler` bytes of spaces, as a generator: requests sends it chunked."""
+    yield first
+    while filler > 0:
+        piece = min(size, filler)
+        filler -= piece
+        yield b" " * piece
+
+
+def test_a_chunked_body_over_max_body_bytes_is_a_413(server: LiveServer) -> None:
+    """Valid JSON followed by 3 MiB of spaces, chunked: over the 1 MiB limit like it would be
+    with a Content-Length (before: the body was cut at 1 MiB, still parsed, and accepted)."""
+    name = unique_name()
+    body = json.dumps(user_body(name)).encode()
+    answer = requests.post(
+        f"{server.scim_url}/Users",
+        data=_chunks(body, 3 * MIB),
+        headers=server.headers(),
+        timeout=60,
+    )
+    assert answer.request.headers.get("Transfer-Encoding") == "chunked"
+    assert answer.status_code == 413, answer.text[:300]
+    _scim_error(413, answer.headers.get("Content-Type"), answer.content)
+    assert server.query("SELECT COUNT(*) FROM lms_user WHERE user_name = %s", name) == [(0,)]
+    # Within the limit, chunked is served like any other body, on the same server.
+    within = requests.post(
+        f"{server.scim_url}/Users",
+        data=_chunks(body, MIB // 2),
+        headers=server.headers(),
+        timeout=60,
+    )
+    assert within.status_code == 201, within.text[:300]
+
+
+@pytest.mark.parametrize("client", ["http.client", "urllib"])
+def test_a_client_sending_8_mib_reads_the_413(server: LiveServer, client: str) -> None:
+    """A client that writes its whole body before reading the answer (the standard library's)
+    gets the 413, not a broken pipe: the server reads and discards a bounded amount first."""
+    body = json.dumps(user_body(unique_name())).encode() + b" " * (8 * MIB)
+    if client == "http.client":
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        try:
+            connection.request("POST", "/scim/v2/Users", body=body, headers=server.headers())
+            answer = connection.getresponse()
+            status, content_type = answer.status, answer.getheader("Content-Type")
+            content = answer.read()
+            # The whole body was read, so the connection stays good for the next request.
+            connection.request("GET", "/scim/v2/ServiceProviderConfig", headers=server.headers())
+            assert connection.getresponse().status == 200
+        finally:
+            connection.close()
+    else:
+        import urllib.error
+        import urllib.request
+
+        sent = urllib.request.Request(  # noqa: S310 - a fixed http URL on loopback
+            f"{server.scim_url}/Users", data=body, headers=server.headers(), method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(sent, timeout=60)  # noqa: S310
+        status = refused.value.code
+        content_type, content = refused.value.headers.get("Content-Type"), refused.value.read()
+    assert status == 413
+    error = _scim_error(413, content_type, content)
+    assert "larger" in error["detail"]
+
+
+def test_an_endless_body_is_cut_off_after_a_bounded_amount(server: LiveServer) -> None:
+    """A client that never stops sending is answered (or cut off) after a bounded amount, not
+    read forever: the discarding has a ceiling."""
+    sent = 0
+
+    def endless() -> Iterator[bytes]:
+        nonlocal sent
+        piece = b" " * (256 * 1024)
+        while sent < 512 * MIB:  # a safety stop far above any bound the server may use
+            sent += len(piece)
+            yield piece
+
+    try:
+        answer = requests.post(
+            f"{server.scim_url}/Users", data=endless(), headers=server.headers(), timeout=60
+        )
+        assert answer.status_code == 413
+    except requests.ConnectionError:
+        pass  # cut off: what a server must do past its bound
+    assert sent < 128 * MIB, f"the server read {sent // MIB} MiB"
 
 
 # --------------------------------------------------------------------------------------------
