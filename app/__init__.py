@@ -13,12 +13,14 @@ def create_app(config: Config | None = None) -> Flask:
     blueprints → CLI. The frozen Config lives in the app's `Runtime` (`app.runtime`), never in
     module state, so two apps in one process keep their own settings."""
     from app import admin, cli, errors, observability, openapi, ratelimit, runtime, scim
-    from app.scim.request_checks import refuse_nul_in_path
+    from app.scim.request_checks import BodyLimit, refuse_nul_in_path, refuse_oversized_body
     from app.store import db
 
     config = config or Config.from_env()
     app = Flask(__name__)
-    app.config.update(MAX_CONTENT_LENGTH=config.max_body_bytes, TESTING=config.testing)
+    # MAX_BODY_BYTES is enforced by BodyLimit and refuse_oversized_body, not MAX_CONTENT_LENGTH
+    # (werkzeug would cut a chunked body at the limit and pass it on).
+    app.config.update(TESTING=config.testing)
     settings = runtime.Runtime.build(config)
     runtime.install(app, settings)
     observability.register(app, config)
@@ -27,6 +29,7 @@ def create_app(config: Config | None = None) -> Flask:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=config.trusted_proxy_hops, x_proto=config.trusted_proxy_hops
         )
+    app.wsgi_app = BodyLimit(app.wsgi_app, config.max_body_bytes)  # type: ignore[method-assign]
 
     @app.teardown_appcontext
     def _release_connection(_exc: BaseException | None) -> None:
@@ -38,6 +41,7 @@ def create_app(config: Config | None = None) -> Flask:
         return Response("ok\n", mimetype="text/plain")
 
     errors.register(app)
+    app.before_request(refuse_oversized_body)
     app.before_request(refuse_nul_in_path)
     ratelimit.init(app, config)
     openapi.register(app)

@@ -188,13 +188,3 @@ def verify(authorization: str | None, cache: TokenCache) -> Principal:
     if principal.token_id is not None:
         cache.note_use(principal.token_id, now)
     return principal
-
-
-def recently_verified(authorization: str | None, cache: TokenCache) -> bool:
-    """Whether this app verified this bearer token within the cache time, from memory alone:
-    no database, and nothing a guesser could learn from (a guess is never cached)."""
-    try:
-        digest = hash_token(_bearer(authorization))
-    except Unauthorized:
-        return False
-    return cache.get(digest) is not None

@@ -8,8 +8,6 @@ through `register(app)` as `{"schemas": [Error], "status": "<code as string>", "
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
 import logging
 from typing import Any
@@ -185,37 +183,69 @@ def to_scim_error(exc: BaseException) -> ScimError:
 
     if isinstance(exc, ValidationError):
         return InvalidValue(_describe_validation(exc.messages))
-    if isinstance(exc, database_outage_errors()):
-        # Connection refused or dropped, pool exhausted, SQLite busy: the client may retry.
-        # The message can hold SQL, so only the exception's type is logged.
-        log.warning("database unavailable: %s", type(exc).__name__)
+    if is_database_outage(exc):
+        # The client may retry; the operator reads the driver's own words (they name a host,
+        # a file or a lock, never data: statements are parameterised and outages carry none).
+        log.warning(
+            "database unavailable: %s",
+            outage_cause(exc),
+            extra={"fields": {"request_id": g.get("request_id")}},
+        )
         g.database_error = type(exc).__name__
         return Unavailable()
     log.exception("unexpected error on %s %s", request.method, request.path)
     return ScimError("Internal error.", status=500)
 
 
-@functools.cache
-def database_outage_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean "the database cannot answer now", as they reach a request.
+# SQLite result codes of a database that cannot answer now: locked by another writer past
+# busy_timeout, a file that cannot be opened, an I/O error (`sqlite_errorname`, Python 3.11+).
+_SQLITE_OUTAGES = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR")
+# PostgreSQL SQLSTATEs of a server that cannot take the request now: connection exceptions
+# (class 08), shutting down or starting up (57P01-57P03), too many connections (53300).
+_POSTGRES_OUTAGES = ("08", "57P01", "57P02", "57P03", "53300")
 
-    peewee wraps driver errors raised while executing (psycopg2's OperationalError becomes
-    `peewee.OperationalError`), but a cursor opened on a connection the server dropped raises
-    psycopg2's own `InterfaceError`, and an exhausted pool raises `MaxConnectionsExceeded`.
+
+def _driver_error(exc: BaseException) -> BaseException:
+    """The driver's exception behind peewee's (peewee keeps it as `orig`, and a failed pool
+    connect made while executing is wrapped twice)."""
+    while isinstance(getattr(exc, "orig", None), BaseException):
+        exc = exc.orig  # type: ignore[attr-defined]
+    return exc
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """Whether `exc` means "the database cannot be reached now" (503 + Retry-After: retrying
+    helps), as opposed to a bug or a broken schema (500: retrying never helps).
+
+    Outages: the pool exhausted; psycopg2's connection errors (no SQLSTATE: refused, dropped,
+    timed out; or one of `_POSTGRES_OUTAGES`); SQLite busy, locked, unopenable or failing I/O.
+    Not outages: a missing table, a cancelled statement, a deadlock, peewee's own misuse errors.
     """
-    import peewee
+    import sqlite3
+
     from playhouse.pool import MaxConnectionsExceeded
 
-    kinds: list[type[BaseException]] = [
-        peewee.OperationalError,
-        peewee.InterfaceError,
-        MaxConnectionsExceeded,
-    ]
-    with contextlib.suppress(ImportError):
+    if isinstance(exc, MaxConnectionsExceeded):
+        return True
+    cause = _driver_error(exc)
+    if isinstance(cause, sqlite3.OperationalError):
+        return getattr(cause, "sqlite_errorname", "").startswith(_SQLITE_OUTAGES)
+    try:
         import psycopg2
+    except ImportError:  # pragma: no cover - psycopg2 is a dependency
+        return False
+    if isinstance(cause, psycopg2.InterfaceError):
+        return True  # "connection already closed"
+    if isinstance(cause, psycopg2.OperationalError) or type(cause) is psycopg2.DatabaseError:
+        code = cause.pgcode
+        return code is None or code.startswith(_POSTGRES_OUTAGES)
+    return False
 
-        kinds += [psycopg2.OperationalError, psycopg2.InterfaceError]
-    return tuple(kinds)
+
+def outage_cause(exc: BaseException) -> str:
+    """The driver's error type and message on one line, for the log."""
+    cause = _driver_error(exc)
+    return f"{type(cause).__name__}: {' '.join(str(cause).split())[:300]}"
 
 
 def _describe_validation(messages: Any, prefix: str = "") -> str:

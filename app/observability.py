@@ -40,9 +40,10 @@ from prometheus_client import (
 )
 
 from app.config import Config
-from app.errors import database_outage_errors
+from app.errors import is_database_outage, outage_cause
 from app.store import db
 
+log = logging.getLogger(__name__)
 REQUEST_LOG = logging.getLogger("lms_scim.request")
 
 REQUESTS = Counter(
@@ -64,6 +65,9 @@ DATABASE_ERRORS = Counter(
 )
 
 _WRITES = {"POST": "create", "PUT": "replace", "PATCH": "patch", "DELETE": "delete"}
+# Label values come from fixed sets, so junk requests cannot grow the metrics document: a
+# method the service does not serve counts as `other`, an unknown path as `<unmatched>`.
+_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
 _RESOURCES = {"Users": "User", "Groups": "Group"}
 _QUIET = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -148,8 +152,9 @@ def _started() -> None:
 def _finished(response: Response) -> Response:
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
     route, method, status = _route(), request.method, response.status_code
-    REQUESTS.labels(method, route, str(status)).inc()
-    LATENCY.labels(method, route).observe(elapsed)
+    label = method if method in _METHODS else "other"
+    REQUESTS.labels(label, route, str(status)).inc()
+    LATENCY.labels(label, route).observe(elapsed)
     if "database_error" in g:
         DATABASE_ERRORS.labels(g.database_error).inc()
     resource = _RESOURCES.get(route.split("/")[3] if route.startswith("/scim/v2/") else "")
@@ -187,7 +192,10 @@ def readyz() -> Response:
     """Ready when the database answers a `SELECT 1`; 503 with `Retry-After` otherwise."""
     try:
         db.ping()
-    except database_outage_errors() as exc:
+    except Exception as exc:
+        if not is_database_outage(exc):
+            raise
+        log.warning("readyz: database unavailable: %s", outage_cause(exc))
         DATABASE_ERRORS.labels(type(exc).__name__).inc()
         return Response("database unreachable\n", 503, {"Retry-After": "5"}, mimetype="text/plain")
     return Response("ready\n", mimetype="text/plain")

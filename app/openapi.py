@@ -356,7 +356,10 @@ def register(app: Flask) -> None:
     """Serve the document at `/scim/v2/openapi.json`, behind the bearer token like the rest."""
 
     def openapi() -> Response:
-        g.principal = auth.verify(request.headers.get("Authorization"), runtime.current().tokens)
+        if "principal" not in g:  # verified already under the bad-token brake
+            g.principal = auth.verify(
+                request.headers.get("Authorization"), runtime.current().tokens
+            )
         return scim_response(document())
 
     app.add_url_rule("/scim/v2/openapi.json", "openapi", openapi)

@@ -3,17 +3,23 @@
 - Every `/scim/` request counts against `RATE_LIMIT_PER_TOKEN` (keyed by a hash of the
   `Authorization` header, never the secret) and `RATE_LIMIT_PER_ADDRESS`; over either, the
   answer is 429 in the SCIM error envelope with `Retry-After` (fixed windows).
-- A client address whose requests carried `BAD_TOKEN_LIMIT` invalid tokens gets 429 for every
-  `/scim/` request until the window ends — before its token is looked up, so a guesser learns
-  nothing more and costs no query. The one exception is a token this process verified within
-  `TOKEN_CACHE_SECONDS` (an IdP behind the same NAT as the guesser, at work): it is known from
-  memory, and a guess never is. No thread sleeps: the brake is a counter.
+- A client address whose requests carried `BAD_TOKEN_LIMIT` invalid tokens is braked until the
+  window ends: its requests' tokens are checked before anything else, a valid one is served
+  and anything else gets 429 instead of 401. An IdP behind the same NAT or proxy as a guesser
+  must never be locked out, and it may not be: a token only this process's cache knew would
+  leave it after `TOKEN_CACHE_SECONDS` (and be unknown to the other workers), so an uncached
+  token is looked up as usual (the one indexed query every request makes). The principal is
+  kept in `g` and the endpoint does not look it up again. No thread sleeps: the brake is a
+  counter.
 - Counters live in `RATELIMIT_STORAGE_URI`: `memory://` (default; per process, so the
   effective limit is workers times the limit) or `redis://host:6379`, shared by every
   instance. If the storage fails, requests pass (availability first), it is logged, and the
   storage is left alone for `STORAGE_RETRY_SECONDS` so no request waits on a dead one.
 - The client address is `REMOTE_ADDR`, or with `TRUSTED_PROXY_HOPS=n` the n-th address from the
-  right of `X-Forwarded-For` (werkzeug's ProxyFix, installed by `create_app`).
+  right of `X-Forwarded-For` (werkzeug's ProxyFix, installed by `create_app`). A request that
+  carries `X-Forwarded-For` while `TRUSTED_PROXY_HOPS=0` is logged as a warning once per app (one
+  app per gunicorn worker): every client then shares the proxy's address, its rate limit and its
+  brake.
 
 The counting is the `limits` library — the engine flask-limiter runs on, with the same
 storage URIs — called directly: flask-limiter's per-request limit resolution cost ~0.45 ms a
@@ -25,16 +31,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import threading
 import time
 
 import limits
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from app import auth, runtime
 from app.config import Config
-from app.errors import TooManyRequests
+from app.errors import TooManyRequests, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +76,8 @@ class RateLimits:
         self.per_address = limits.parse(config.rate_limit_per_address)
         self.bad_tokens = limits.parse(config.bad_token_limit)
         self._skip_until = 0.0
+        self._proxy_unnoticed = True
+        self._lock = threading.Lock()
 
     def _storage_failed(self) -> None:
         log.warning("rate-limit storage unavailable; limits skipped for a few seconds")
@@ -79,39 +88,68 @@ class RateLimits:
         return math.ceil(reset - time.time())
 
     def check(self) -> None:
-        """before_request: refuse a braked address, then count the request against its token
-        and its address."""
+        """before_request: let a braked address through with a valid token only, then count the
+        request against its token and its address."""
         if _outside_scim() or time.monotonic() < self._skip_until:
             return
         address = client_address()
-        refusal: TooManyRequests | None = None
         try:
             braked = not self.window.test(self.bad_tokens, PREFIX, "bad-token", address)
-            # An IdP behind the same NAT as a guesser keeps working with the token it has been
-            # using (verified here moments ago); a guess never was.
-            if braked and not auth.recently_verified(
-                request.headers.get("Authorization"), runtime.current().tokens
-            ):
-                refusal = TooManyRequests(
-                    "Too many requests with an invalid token from this address; retry later.",
-                    self._wait(self.bad_tokens, "bad-token", address),
-                )
-            else:
-                for item, scope, key in (
-                    (self.per_token, "token", token_key()),
-                    (self.per_address, "address", address),
-                ):
-                    if not self.window.hit(item, PREFIX, scope, key):
-                        refusal = TooManyRequests(
-                            f"Too many requests from this {scope}; retry later.",
-                            self._wait(item, scope, key),
-                        )
-                        break
         except Exception:  # the storage is down: serve the request, say so
+            self._storage_failed()
+            return
+        if braked:
+            self._only_valid_tokens(address)
+        refusal: TooManyRequests | None = None
+        try:
+            for item, scope, key in (
+                (self.per_token, "token", token_key()),
+                (self.per_address, "address", address),
+            ):
+                if not self.window.hit(item, PREFIX, scope, key):
+                    refusal = TooManyRequests(
+                        f"Too many requests from this {scope}; retry later.",
+                        self._wait(item, scope, key),
+                    )
+                    break
+        except Exception:
             self._storage_failed()
             return
         if refusal is not None:
             raise refusal
+
+    def _only_valid_tokens(self, address: str) -> None:
+        """A braked address: its token is verified now (from the cache, or the one query the
+        endpoint would make) and kept in `g`; without a valid one the answer is 429, not 401.
+        A database outage propagates as itself (503): it says nothing about the token."""
+        try:
+            g.principal = auth.verify(
+                request.headers.get("Authorization"), runtime.current().tokens
+            )
+        except Unauthorized:
+            try:
+                wait = self._wait(self.bad_tokens, "bad-token", address)
+            except Exception:
+                wait = 60
+            raise TooManyRequests(
+                "Too many requests with an invalid token from this address; retry later.", wait
+            ) from None
+
+    def notice_untrusted_proxy(self) -> None:
+        """before_request with `TRUSTED_PROXY_HOPS=0`: the first request relayed by a proxy is
+        logged as a warning (then never again), since every client now has the proxy's address:
+        one guesser brakes every IdP behind it, and they share one address limit."""
+        if not self._proxy_unnoticed or "X-Forwarded-For" not in request.headers:
+            return
+        with self._lock:
+            first, self._proxy_unnoticed = self._proxy_unnoticed, False
+        if first:
+            log.warning(
+                "requests carry X-Forwarded-For but TRUSTED_PROXY_HOPS=0: every client counts as "
+                "the proxy at %s, so one client's bad tokens brake all of them; set "
+                "TRUSTED_PROXY_HOPS to the number of proxies in front of the service",
+                request.remote_addr,
+            )
 
     def count_bad_token(self, response: Response) -> Response:
         """after_request: a 401 to a request that presented a token counts against its address."""
@@ -131,6 +169,8 @@ class RateLimits:
 def init(app: Flask, config: Config) -> RateLimits:
     """Install the limits on `app` (only paths under `/scim/` count)."""
     rate_limits = RateLimits(config)
+    if not config.trusted_proxy_hops:
+        app.before_request(rate_limits.notice_untrusted_proxy)
     app.before_request(rate_limits.check)
     app.after_request(rate_limits.count_bad_token)
     return rate_limits

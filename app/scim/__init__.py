@@ -16,7 +16,9 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 @bp.before_request
 def _authenticate() -> None:
-    g.principal = auth.verify(request.headers.get("Authorization"), runtime.current().tokens)
+    # Under the bad-token brake the token was verified already (`app.ratelimit`).
+    if "principal" not in g:
+        g.principal = auth.verify(request.headers.get("Authorization"), runtime.current().tokens)
     # A read-only token may query, including POST /.search (RFC 7644 §3.4.3), but not write.
     searching = request.method == "POST" and request.path.rstrip("/").endswith("/.search")
     if g.principal.read_only and request.method not in _READS and not searching:

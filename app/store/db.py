@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -156,12 +157,23 @@ def _fold(value: object) -> object:
     return fold(value) if isinstance(value, str) else value
 
 
+def _private_sqlite_file(path: Path) -> None:
+    """Create the database's folder (mode 0700) and file (0600) before SQLite does.
+
+    SQLite creates the `-wal` and `-shm` files with the permissions of the database file, so all
+    three stay the owner's: they hold names, e-mail addresses and token hashes. An existing file
+    keeps its mode. If the file cannot be created, SQLite says why when it opens it (a 503)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+
+
 def make_database(config: Config) -> peewee.Database:
     """A peewee database for the configured URL, pooled for PostgreSQL."""
     url = config.database_url
     path = config.sqlite_path()
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _private_sqlite_file(path)
     if url.startswith("sqlite"):
         # IMMEDIATE: a write transaction takes the write lock when it begins, so two writers
         # never both read and then deadlock on the upgrade.

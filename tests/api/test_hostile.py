@@ -4,10 +4,14 @@ Every test runs against SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import json
 import logging
 import re
+import sqlite3
 import uuid
+from pathlib import Path
 from typing import Any
 
 import peewee
@@ -15,14 +19,27 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from playhouse.pool import MaxConnectionsExceeded
+from playhouse.test_utils import count_queries
 
-from app import auth, observability, runtime
+from app import auth, create_app, observability, runtime
 from app.config import Config
-from app.scim.request_checks import nesting_exceeds
+from app.scim.request_checks import DISCARD_BYTES, nesting_exceeds
 from app.store import db
 from app.store.models import User
 from scim_schemas import CORE_GROUP, PATCH_OP
-from tests.helpers import Scim, app_with, assert_error, create_user, user_body
+from tests.helpers import (
+    Scim,
+    app_with,
+    assert_error,
+    create_schema,
+    create_user,
+    drop_schema,
+    postgres_or_skip,
+    schema_url,
+    user_body,
+)
+
+MIB = 1024 * 1024
 
 
 def raw_post(scim: Scim, path: str, raw: bytes) -> Any:
@@ -40,6 +57,46 @@ def test_a_body_nested_deeper_than_the_limit_is_refused_before_parsing(scim: Sci
     assert "deeper than 32" in error["detail"]
     huge = b"[" * 500_000 + b"]" * 500_000  # would be a RecursionError in json.loads
     assert_error(raw_post(scim, "/Users", huge), 400, "invalidSyntax")
+
+
+def _chunked(scim: Scim, path: str, stream: io.BytesIO, **headers: str) -> Any:
+    """A POST whose body has no Content-Length, as a server that de-chunks it passes it on
+    (gunicorn sets `wsgi.input_terminated`)."""
+    return scim.client.post(
+        f"/scim/v2{path}",
+        input_stream=stream,
+        headers={**scim.headers, "Content-Type": "application/scim+json", **headers},
+        # The test client measures the stream: its Content-Length is taken away again.
+        environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": ""},
+    )
+
+
+def test_a_body_without_content_length_is_bounded_like_one_with(scim: Scim) -> None:
+    """Valid JSON and 3 MiB of spaces (before: cut at 1 MiB, parsed, and the user created)."""
+    body = json.dumps(user_body()).encode()
+    stream = io.BytesIO(body + b" " * (3 * MIB))
+    assert_error(_chunked(scim, "/Users", stream), 413)
+    assert User.select().count() == 0
+    assert stream.tell() == len(stream.getvalue())  # read to its end, so the client reads the 413
+    assert _chunked(scim, "/Users", io.BytesIO(body + b" " * (MIB // 2))).status_code == 201
+
+
+def test_what_is_left_of_a_body_is_discarded_up_to_a_bound(scim: Scim) -> None:
+    """Whatever the answer, the rest of the body is read (the client then reads the answer),
+    but no more than DISCARD_BYTES of it."""
+    unread = io.BytesIO(b" " * (MIB // 2))
+    assert_error(_chunked(Scim(scim.client, "lmsscim_guess"), "/Users", unread), 401)
+    assert unread.tell() == len(unread.getvalue())
+    endless = io.BytesIO(b" " * (MIB + DISCARD_BYTES + 4 * MIB))
+    assert_error(_chunked(scim, "/Users", endless), 413)
+    assert MIB + DISCARD_BYTES <= endless.tell() <= MIB + DISCARD_BYTES + 128 * 1024
+    sized = scim.client.post(
+        "/scim/v2/Users",
+        data=b" " * (2 * MIB),
+        headers={**scim.headers, "Content-Type": "application/scim+json"},
+    )
+    assert_error(sized, 413)  # refused on its Content-Length, before anything read it
+    assert scim.client.post("/admin/login", data=b"x" * (2 * MIB)).status_code == 413
 
 
 def test_brackets_inside_strings_do_not_count_as_nesting(scim: Scim) -> None:
@@ -241,14 +298,43 @@ def test_repeated_bad_tokens_slow_the_address_down(app: Flask, token: str) -> No
     for _ in range(3):
         assert_error(guesser.get("/Users"), 401)
     _assert_429(guesser.get("/Users"))
-    # A braked address is refused before any token is looked up in the database: only the
-    # token this process verified moments ago (the IdP behind the same NAT) goes on working,
+    _assert_429(client.get("/scim/v2/Users"))  # braked, no token is no better than a guess
+    # The IdP behind the same NAT goes on working, from the cache…
     assert idp.get("/Users").status_code == 200
+    # …and once its token has left the cache (TOKEN_CACHE_SECONDS later, or in another worker).
     runtime.of(braked).tokens.clear()
-    _assert_429(idp.get("/Users"))
-    # …while other addresses are served.
+    assert idp.get("/Users").status_code == 200
+    # Other addresses are served as ever.
     elsewhere = Scim.of(braked, token).get("/Users", environ_base={"REMOTE_ADDR": "192.0.2.8"})
     assert elsewhere.status_code == 200
+
+
+def _token_lookups(counted: count_queries) -> int:
+    """SELECTs on the token table among the counted queries."""
+    queries = [record.msg[0] for record in counted.get_queries()]
+    return sum('"api_token"' in sql and sql.lstrip().startswith("SELECT") for sql in queries)
+
+
+def test_under_the_brake_a_token_is_looked_up_once_and_only_a_valid_one_served(
+    app: Flask, token: str
+) -> None:
+    """The brake refuses invalid tokens, never valid ones: an uncached token costs the one
+    indexed lookup it always costs (not one for the brake and one for the endpoint)."""
+    braked = app_with(app, bad_token_limit="1/minute", token_cache_seconds=0)
+    guesser = Scim.of(braked, "lmsscim_guess")
+    assert_error(guesser.get("/ServiceProviderConfig"), 401)
+    with count_queries() as counted:
+        _assert_429(guesser.get("/ServiceProviderConfig"))
+    assert _token_lookups(counted) == 1
+    with count_queries() as counted:
+        assert Scim.of(braked, token).get("/ServiceProviderConfig").status_code == 200
+    assert _token_lookups(counted) == 1
+    with braked.app_context():
+        expiring = auth.issue("expiring-idp", expires_in=dt.timedelta(seconds=-1))
+        read_only = auth.issue("reader", read_only=True)
+    _assert_429(Scim.of(braked, expiring).get("/Users"))  # an expired token is no token
+    assert Scim.of(braked, read_only).get("/Users").status_code == 200
+    assert_error(Scim.of(braked, read_only).post("/Users", user_body()), 403)
 
 
 def test_behind_a_trusted_proxy_the_forwarded_address_is_the_client(app: Flask, token: str) -> None:
@@ -290,22 +376,96 @@ def test_an_unreachable_rate_limit_storage_lets_requests_through(app: Flask, tok
 # Database failures
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [
-        peewee.OperationalError("server closed the connection unexpectedly"),
-        peewee.InterfaceError("connection already closed"),
-        MaxConnectionsExceeded("Max connections exceeded, timed out attempting to connect."),
-        pytest.param("psycopg2.OperationalError", id="psycopg2-operational"),
-        pytest.param("psycopg2.InterfaceError", id="psycopg2-interface"),
-    ],
-)
-def test_a_failing_database_is_a_503_with_retry_after(
-    scim: Scim, monkeypatch: pytest.MonkeyPatch, failure: Any
+def _refused() -> Exception:
+    """What psycopg2 raises when PostgreSQL does not accept the connection."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    return psycopg2.OperationalError(
+        'connection to server at "127.0.0.1", port 5432 failed: Connection refused\n'
+        "\tIs the server running on that host and accepting TCP/IP connections?\n"
+    )
+
+
+def _sqlite_error(kind: str, folder: Path) -> sqlite3.Error:
+    """A real sqlite3 error (its `sqlite_errorname` is set by SQLite itself)."""
+    try:
+        if kind == "cantopen":
+            sqlite3.connect(folder / "no-such-folder" / "x.db").execute("SELECT 1")
+        elif kind == "busy":
+            holder = sqlite3.connect(folder / "busy.db", isolation_level=None)
+            holder.execute("BEGIN IMMEDIATE")
+            try:
+                sqlite3.connect(folder / "busy.db", timeout=0).execute("BEGIN IMMEDIATE")
+            finally:
+                holder.close()
+        else:
+            sqlite3.connect(":memory:").execute("SELECT * FROM missing")
+    except sqlite3.Error as exc:
+        return exc
+    raise AssertionError(f"no sqlite3 error for {kind}")
+
+
+def _canceled_statement() -> peewee.OperationalError:
+    """A real statement timeout on PostgreSQL (psycopg2's QueryCanceled, SQLSTATE 57014)."""
+    try:
+        with db.database.atomic():
+            db.database.execute_sql("SET LOCAL statement_timeout = 1")
+            db.database.execute_sql("SELECT pg_sleep(1)")
+    except peewee.OperationalError as exc:
+        return exc
+    raise AssertionError("pg_sleep(1) outlived a 1 ms statement timeout")
+
+
+def _wrapped(kind: type[peewee.PeeweeException], driver: BaseException) -> Exception:
+    """The exception peewee raises for a driver's (the driver's is its first argument)."""
+    return kind(driver, *driver.args)
+
+
+def _outage(name: str, folder: Path) -> tuple[BaseException, str]:
+    """An exception that means "the database cannot be reached now", and the words of its cause
+    that the log line must carry."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    if name == "pool-exhausted":
+        return MaxConnectionsExceeded(
+            "Max connections exceeded, timed out attempting to connect."
+        ), "Max connections exceeded"
+    if name == "postgres-refused":
+        return _wrapped(peewee.OperationalError, _refused()), "Connection refused"
+    if name == "postgres-dropped":
+        dropped = psycopg2.InterfaceError("connection already closed")
+        return _wrapped(peewee.InterfaceError, dropped), "connection already closed"
+    if name == "psycopg2-operational":  # a cursor on a connection the server dropped
+        return psycopg2.OperationalError(
+            "server closed the connection unexpectedly"
+        ), "server closed"
+    if name == "psycopg2-interface":
+        return psycopg2.InterfaceError("connection already closed"), "connection already closed"
+    if name == "sqlite-cantopen":
+        return _wrapped(
+            peewee.OperationalError, _sqlite_error("cantopen", folder)
+        ), "unable to open"
+    return _wrapped(peewee.OperationalError, _sqlite_error("busy", folder)), "database is locked"
+
+
+OUTAGES = [
+    "pool-exhausted",
+    "postgres-refused",
+    "postgres-dropped",
+    "psycopg2-operational",
+    "psycopg2-interface",
+    "sqlite-cantopen",
+    "sqlite-busy",
+]
+
+
+@pytest.mark.parametrize("name", OUTAGES)
+def test_an_unreachable_database_is_a_503_with_retry_after_and_the_cause_in_the_log(
+    scim: Scim,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    name: str,
 ) -> None:
-    if isinstance(failure, str):
-        psycopg2 = pytest.importorskip("psycopg2")
-        failure = getattr(psycopg2, failure.split(".")[1])("connection refused")
+    failure, cause = _outage(name, tmp_path)
     user = create_user(scim)
     kind = type(failure).__name__
     before = _metric(scim.client, "lms_scim_database_errors_total", kind=kind)
@@ -314,24 +474,115 @@ def test_a_failing_database_is_a_503_with_retry_after(
         raise failure
 
     monkeypatch.setattr("app.store.users.load_many", fail)
+    caplog.set_level(logging.WARNING, logger="app.errors")
     response = scim.get(f"/Users/{user['id']}")
     error = assert_error(response, 503)
     assert "retry" in error["detail"]
-    assert "connection" not in error["detail"]  # nothing internal leaks
+    assert cause not in error["detail"]  # nothing internal leaks to the client…
     assert response.headers["Retry-After"] == "5"
     assert _metric(scim.client, "lms_scim_database_errors_total", kind=kind) == before + 1
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "app.errors"]
+    assert cause in line  # …but the operator reads what happened
 
 
-def test_readyz_reports_the_database(client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "name", ["sqlite-no-such-table", "peewee-unbound", "postgres-query-canceled"]
+)
+def test_a_database_error_that_is_no_outage_is_a_500_not_a_503(
+    scim: Scim, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    """503 tells the IdP to retry; a bug or a broken schema would be retried for ever."""
+    if name == "sqlite-no-such-table":
+        failure: BaseException = _wrapped(peewee.OperationalError, _sqlite_error("missing", Path()))
+    elif name == "peewee-unbound":
+        failure = peewee.InterfaceError("Query must be bound to a database in order to execute.")
+    else:
+        if not db.is_postgres():
+            pytest.skip("a statement timeout is PostgreSQL's")
+        failure = _canceled_statement()
+    user = create_user(scim)
+
+    def fail(*_args: Any, **_kwargs: Any) -> Any:
+        raise failure
+
+    monkeypatch.setattr("app.store.users.load_many", fail)
+    caplog.set_level(logging.WARNING, logger="app.errors")
+    error = assert_error(scim.get(f"/Users/{user['id']}"), 500)
+    assert error["detail"] == "Internal error."
+    (record,) = [r for r in caplog.records if r.name == "app.errors"]
+    assert record.exc_info is not None  # the whole traceback, for the bug report
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_a_database_that_cannot_be_reached_is_a_503_and_the_log_says_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, backend: str
+) -> None:
+    """Real failures, not imitations: a PostgreSQL port nobody listens on, a SQLite file that
+    cannot be opened (its path is a folder). The token lookup is the first query that fails."""
+    if backend == "postgres":
+        postgres_or_skip().close()
+        url, cause = "postgresql://postgres@127.0.0.1:1/test", "Connection refused"
+    else:
+        (tmp_path / "a-folder.db").mkdir()
+        url, cause = f"sqlite:///{tmp_path / 'a-folder.db'}", "unable to open database file"
+    app = create_app(Config.from_env({}, database_url=url, testing=True, db_connect_timeout=2))
+    caplog.set_level(logging.WARNING, logger="app.errors")
+    response = Scim.of(app, "lmsscim_whatever").get("/Users")
+    assert_error(response, 503)
+    assert any(cause in r.getMessage() for r in caplog.records if r.name == "app.errors")
+    assert app.test_client().get("/readyz").status_code == 503
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_a_database_never_migrated_is_a_500_not_a_503(tmp_path: Path, backend: str) -> None:
+    """A missing table is no outage: retrying will not create it (before, SQLite said 503)."""
+    if backend == "postgres":
+        conn = postgres_or_skip()
+        schema = create_schema(conn, "lms_scim_unmigrated")
+        url = schema_url(schema)
+    else:
+        url = f"sqlite:///{tmp_path / 'empty.db'}"
+    try:
+        app = create_app(Config.from_env({}, database_url=url, testing=True))
+        assert_error(Scim.of(app, "lmsscim_whatever").get("/Users"), 500)
+    finally:
+        if backend == "postgres":
+            db.database.obj.close_all()
+            drop_schema(conn, schema)
+            conn.close()
+
+
+def test_a_database_outage_under_the_brake_is_a_503_not_a_pass(
+    app: Flask, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    braked = app_with(app, bad_token_limit="1/minute", token_cache_seconds=0)
+    assert_error(Scim.of(braked, "lmsscim_guess").get("/Users"), 401)
+
+    def down(_digest: str) -> None:
+        raise _wrapped(peewee.OperationalError, _refused())
+
+    monkeypatch.setattr("app.store.tokens.find_by_hash", down)
+    assert_error(Scim.of(braked, token).get("/Users"), 503)
+
+
+def test_readyz_reports_the_database(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     assert client.get("/readyz").status_code == 200
 
     def down() -> None:
-        raise peewee.OperationalError("could not connect to server")
+        raise _wrapped(peewee.OperationalError, _refused())
 
     monkeypatch.setattr(db, "ping", down)
+    caplog.set_level(logging.WARNING, logger="app.observability")
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
+    assert any("Connection refused" in r.getMessage() for r in caplog.records)
     assert client.get("/healthz").status_code == 200  # the process is alive all the same
 
 
@@ -398,6 +649,48 @@ def test_metrics_are_for_loopback_or_the_metrics_token(app: Flask) -> None:
         environ_base=remote,
     )
     assert allowed.status_code == 200
+
+
+def test_junk_methods_and_paths_cannot_grow_the_metrics(app: Flask) -> None:
+    """Label values come from a fixed set: a method the service does not serve counts as
+    `other`, every unknown path as `<unmatched>`, so junk requests add no series."""
+    client = app.test_client()
+    before = _metric(client, "lms_scim_http_requests_total", method="other")
+    for number in range(20):
+        client.open(f"/junk-{number}", method=f"JUNK{number}")
+        client.open(f"/scim/v2/Junk-{number}", method="BREW")
+        client.get(f"/nothing/here/{number}")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "JUNK" not in text
+    assert "BREW" not in text
+    assert "junk-" not in text.lower()
+    assert "/nothing/here" not in text
+    assert _metric(client, "lms_scim_http_requests_total", method="other") == before + 40
+    assert _metric(client, "lms_scim_http_requests_total", method="GET", route="<unmatched>") >= 20
+    methods = {match for match in re.findall(r'method="([^"]*)"', text)}
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
+
+
+def test_x_forwarded_for_without_trusted_proxy_hops_is_warned_about_once(
+    app: Flask, token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Behind a proxy with TRUSTED_PROXY_HOPS=0 every client has the proxy's address, so one
+    guesser brakes everyone's: the operator is told, once per process (one app per worker)."""
+    caplog.set_level(logging.WARNING, logger="app.ratelimit")
+    relayed = {"X-Forwarded-For": "198.51.100.7"}
+    idp = Scim.of(app, token)
+    for _ in range(3):
+        assert idp.get("/Users", headers=relayed).status_code == 200
+    assert app.test_client().get("/healthz", headers=relayed).status_code == 200
+    warnings = [r.getMessage() for r in caplog.records if r.name == "app.ratelimit"]
+    assert len(warnings) == 1, warnings
+    assert "TRUSTED_PROXY_HOPS" in warnings[0]
+    caplog.clear()
+    trusting = app_with(app, trusted_proxy_hops=1)
+    assert Scim.of(trusting, token).get("/Users", headers=relayed).status_code == 200
+    quiet = app_with(app)
+    assert Scim.of(quiet, token).get("/Users").status_code == 200  # no proxy, nothing to say
+    assert [r for r in caplog.records if r.name == "app.ratelimit"] == []
 
 
 def test_each_request_is_one_structured_log_line(
