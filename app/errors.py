@@ -201,8 +201,10 @@ def to_scim_error(exc: BaseException) -> ScimError:
 # busy_timeout, a file that cannot be opened, an I/O error (`sqlite_errorname`, Python 3.11+).
 _SQLITE_OUTAGES = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR")
 # PostgreSQL SQLSTATEs of a server that cannot take the request now: connection exceptions
-# (class 08), shutting down or starting up (57P01-57P03), too many connections (53300).
-_POSTGRES_OUTAGES = ("08", "57P01", "57P02", "57P03", "53300")
+# (class 08), shutting down or starting up (57P01-57P03), too many connections (53300); and
+# a transaction the server rolled back to let a concurrent one through (serialization failure
+# 40001, deadlock 40P01), which the same request sent again completes.
+_POSTGRES_OUTAGES = ("08", "57P01", "57P02", "57P03", "53300", "40001", "40P01")
 
 
 def _driver_error(exc: BaseException) -> BaseException:
@@ -219,7 +221,7 @@ def is_database_outage(exc: BaseException) -> bool:
 
     Outages: the pool exhausted; psycopg2's connection errors (no SQLSTATE: refused, dropped,
     timed out; or one of `_POSTGRES_OUTAGES`); SQLite busy, locked, unopenable or failing I/O.
-    Not outages: a missing table, a cancelled statement, a deadlock, peewee's own misuse errors.
+    Not outages: a missing table, a cancelled statement, peewee's own misuse errors.
     """
     import sqlite3
 

@@ -28,6 +28,7 @@ from app.store import db
 from app.store.models import User
 from scim_schemas import CORE_GROUP, PATCH_OP
 from tests.helpers import (
+    PG_DSN,
     Scim,
     app_with,
     assert_error,
@@ -511,6 +512,47 @@ def test_a_database_error_that_is_no_outage_is_a_500_not_a_503(
     assert error["detail"] == "Internal error."
     (record,) = [r for r in caplog.records if r.name == "app.errors"]
     assert record.exc_info is not None  # the whole traceback, for the bug report
+
+
+def _serialization_failure(user_id: str) -> peewee.OperationalError:
+    """A real SQLSTATE 40001: a REPEATABLE READ transaction updates a row that another session
+    changed after its snapshot."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    schema = db.database.execute_sql("SELECT current_schema()").fetchone()[0]
+    other = psycopg2.connect(PG_DSN, options=f"-csearch_path={schema}")
+    other.autocommit = True
+    bump = "UPDATE lms_user SET version = version + 1 WHERE id = %s"
+    try:
+        with db.database.atomic():
+            db.database.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            db.database.execute_sql("SELECT version FROM lms_user WHERE id = %s", (user_id,))
+            with other.cursor() as cursor:
+                cursor.execute(bump, (user_id,))
+            db.database.execute_sql(bump, (user_id,))
+    except peewee.OperationalError as exc:
+        return exc
+    finally:
+        other.close()
+    raise AssertionError("the second update went through")
+
+
+def test_a_transaction_the_server_rolled_back_for_a_concurrent_one_is_a_503(
+    scim: Scim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A serialization failure or deadlock: the same request sent again completes, so the IdP
+    is told to retry (503 with Retry-After), not that the service is broken (500)."""
+    if not db.is_postgres():
+        pytest.skip("serialization failures are PostgreSQL's")
+    user = create_user(scim)
+    failure = _serialization_failure(user["id"])
+
+    def fail(*_args: Any, **_kwargs: Any) -> Any:
+        raise failure
+
+    monkeypatch.setattr("app.store.users.load_many", fail)
+    response = scim.get(f"/Users/{user['id']}")
+    assert_error(response, 503)
+    assert response.headers["Retry-After"]
 
 
 @pytest.mark.parametrize(
