@@ -167,7 +167,9 @@ class Operator(BaseModel):
     password_hash = peewee.TextField()
     created = peewee.DateTimeField(default=utcnow)
     last_sign_in_at = peewee.DateTimeField(null=True)
-    # Failed sign-ins in a row, and when the next attempt is allowed (exponential back-off).
+    # Unused since m0008: the back-off moved to the rate limiter, which treats every name alike
+    # (a name no operator has backs off the same way). Kept so that the release before keeps
+    # working during a deploy; a later migration drops them.
     failed_attempts = peewee.IntegerField(default=0)
     locked_until = peewee.DateTimeField(null=True)
     # Set by `operators disable`: no sign-in, no session (m0008).
