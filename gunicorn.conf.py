@@ -1,5 +1,11 @@
 """gunicorn settings lms-scim relies on, read from the working directory by `gunicorn`
-(command-line flags, as in `Procfile` and `make run`, take precedence).
+(command-line flags, as in `make run`, take precedence).
+
+- Where to listen, how many workers and threads: `HOST`:`PORT`, `WEB_CONCURRENCY`, `WEB_THREADS`,
+  read by the app's own `Config.from_env`, so the address gunicorn binds is the `HOST` the app
+  decides the `/admin` cookie's `Secure` flag by. The Procfile sets only `HOST` (0.0.0.0 unless
+  given): before, it bound 0.0.0.0 while the app believed the default loopback `HOST` and sent
+  the cookie without `Secure` to a deployment reached from outside.
 
 - `graceful_timeout`: on SIGTERM a worker stops accepting and finishes the requests it holds
   for up to 30 s before it is killed (a deploy or scale-in loses no acknowledged write).
@@ -18,6 +24,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from app.config import Config
+
+_config = Config.from_env()
+_host = f"[{_config.host}]" if ":" in _config.host else _config.host
+
+bind = [f"{_host}:{_config.port}"]
+workers = _config.web_concurrency
+worker_class = "gthread"
+threads = _config.web_threads
 graceful_timeout = 30
 
 _made: list[str] = []

@@ -75,8 +75,17 @@ class Config:
     # in SECRET_KEY_FILE (`app.secret_key.resolve`).
     secret_key: str | None = env("SECRET_KEY", None)
     secret_key_file: str = env("SECRET_KEY_FILE", "var/secret_key")
-    # None: Secure cookies unless HOST is a loopback address (local http).
+    # None: Secure cookies unless HOST is a loopback address (local http); a request that came
+    # over HTTPS (directly, or as a trusted proxy says) always gets a Secure cookie.
     admin_cookie_secure: bool | None = env("ADMIN_COOKIE_SECURE", None, _bool)
+    # An `/admin` session ends this long after its sign-in however active, and after this long
+    # without a request (and at sign-out, a password change, `operators disable`).
+    admin_session_hours: int = env("ADMIN_SESSION_HOURS", 8, int)
+    admin_idle_minutes: int = env("ADMIN_IDLE_MINUTES", 30, int)
+    # `/admin` sign-in attempts per client address, and failed ones per typed name (whether an
+    # operator has it or not): over either, 429 before any password is checked.
+    admin_signin_per_address: str = env("ADMIN_SIGNIN_PER_ADDRESS", "20/minute")
+    admin_signin_failures_per_name: str = env("ADMIN_SIGNIN_FAILURES_PER_NAME", "5/15 minutes")
     # RFC 7644 §3.7.4: the most operations and bytes one POST /Bulk may carry.
     bulk_max_operations: int = env("BULK_MAX_OPERATIONS", 1000, int)
     bulk_max_payload_bytes: int = env("BULK_MAX_PAYLOAD_BYTES", 1024 * 1024, int)
@@ -165,6 +174,8 @@ class Config:
             raise ValueError("DB_POOL_SIZE must be >= 1")
         if self.lms_match_field not in ("email", "username"):
             raise ValueError("LMS_MATCH_FIELD must be 'email' or 'username'")
+        if min(self.admin_session_hours, self.admin_idle_minutes) < 1:
+            raise ValueError("ADMIN_SESSION_HOURS and ADMIN_IDLE_MINUTES must be >= 1")
 
     def pool_size(self) -> int:
         """`DB_POOL_SIZE`, or one connection per gunicorn thread plus two."""
@@ -181,7 +192,8 @@ class Config:
     def cookie_secure(self) -> bool:
         """`ADMIN_COOKIE_SECURE`, or by default true unless the service listens on loopback only
         (an operator at the machine uses plain http; anything reachable from outside is behind
-        TLS)."""
+        TLS). A request that arrived over HTTPS gets a Secure cookie whatever this says
+        (`app.admin.sessions`)."""
         if self.admin_cookie_secure is not None:
             return self.admin_cookie_secure
         return self.host not in ("127.0.0.1", "::1", "localhost")

@@ -20,6 +20,9 @@
   carries `X-Forwarded-For` while `TRUSTED_PROXY_HOPS=0` is logged as a warning once per app (one
   app per gunicorn worker): every client then shares the proxy's address, its rate limit and its
   brake.
+- `/admin` sign-ins go through the same counters (`sign_in_attempt`, `sign_in_failed`):
+  `ADMIN_SIGNIN_PER_ADDRESS` attempts per client address, `ADMIN_SIGNIN_FAILURES_PER_NAME`
+  failures per typed name, known to us or not, so the back-off tells a guesser nothing.
 
 The counting is the `limits` library — the engine flask-limiter runs on, with the same
 storage URIs — called directly: flask-limiter's per-request limit resolution cost ~0.45 ms a
@@ -47,6 +50,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "lms-scim"
 STORAGE_RETRY_SECONDS = 5.0
+EXTENSION = "lms_scim_ratelimits"
 
 
 def client_address() -> str:
@@ -75,6 +79,8 @@ class RateLimits:
         self.per_token = limits.parse(config.rate_limit_per_token)
         self.per_address = limits.parse(config.rate_limit_per_address)
         self.bad_tokens = limits.parse(config.bad_token_limit)
+        self.sign_ins = limits.parse(config.admin_signin_per_address)
+        self.sign_in_failures = limits.parse(config.admin_signin_failures_per_name)
         self._skip_until = 0.0
         self._proxy_unnoticed = True
         self._lock = threading.Lock()
@@ -165,12 +171,52 @@ class RateLimits:
                 self._storage_failed()
         return response
 
+    def sign_in_attempt(self, address: str, name_key: str) -> None:
+        """Count an `/admin` sign-in against its client address; refuse it (TooManyRequests)
+        when the address is over its limit or the name (`name_key`, a hash of it) has failed too
+        often. Called before any password is checked, so a refusal costs no argon2."""
+        if time.monotonic() < self._skip_until:
+            return
+        refusal: TooManyRequests | None = None
+        try:
+            if not self.window.hit(self.sign_ins, PREFIX, "sign-in", address):
+                refusal = TooManyRequests(
+                    "Too many sign-in attempts from this address; try again shortly.",
+                    self._wait(self.sign_ins, "sign-in", address),
+                )
+            elif not self.window.test(self.sign_in_failures, PREFIX, "sign-in-name", name_key):
+                refusal = TooManyRequests(
+                    "Too many failed attempts; try again in a few minutes.",
+                    self._wait(self.sign_in_failures, "sign-in-name", name_key),
+                )
+        except Exception:  # the storage is down: as for SCIM, let the attempt through
+            self._storage_failed()
+            return
+        if refusal is not None:
+            raise refusal
+
+    def sign_in_failed(self, name_key: str) -> None:
+        """A wrong name or password: one more failure for that name."""
+        if time.monotonic() < self._skip_until:
+            return
+        try:
+            self.window.hit(self.sign_in_failures, PREFIX, "sign-in-name", name_key)
+        except Exception:
+            self._storage_failed()
+
 
 def init(app: Flask, config: Config) -> RateLimits:
-    """Install the limits on `app` (only paths under `/scim/` count)."""
+    """Install the limits on `app` (only paths under `/scim/` count; `/admin` sign-in asks
+    `of(app)` itself)."""
     rate_limits = RateLimits(config)
     if not config.trusted_proxy_hops:
         app.before_request(rate_limits.notice_untrusted_proxy)
+    app.extensions[EXTENSION] = rate_limits
     app.before_request(rate_limits.check)
     app.after_request(rate_limits.count_bad_token)
     return rate_limits
+
+
+def of(app: Flask) -> RateLimits:
+    """The limits installed on `app`."""
+    return app.extensions[EXTENSION]

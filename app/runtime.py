@@ -21,6 +21,10 @@ from app.marshal import Limits as InputLimits
 from app.passwords import Hasher
 
 EXTENSION = "lms_scim"
+# `/admin` sign-ins hash apart from SCIM writes: one at a time per process, and a sign-in that
+# finds the slot taken this long is refused (503) instead of queueing.
+SIGN_IN_HASHES = 1
+SIGN_IN_WAIT_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,8 @@ class Runtime:
     # Signs `/admin` session cookies and SCIM cursors (`resolve_secret_key`).
     secret_key: str
     hasher: Hasher
+    # argon2id for `/admin` sign-ins: a budget of their own, so they never delay SCIM writes.
+    sign_in_hasher: Hasher
     tokens: TokenCache
     input_limits: InputLimits
 
@@ -40,6 +46,7 @@ class Runtime:
             config=config,
             secret_key=resolve_secret_key(config),
             hasher=Hasher(config.hash_concurrency),
+            sign_in_hasher=Hasher(SIGN_IN_HASHES, wait=SIGN_IN_WAIT_SECONDS),
             tokens=TokenCache(config.token_cache_seconds),
             input_limits=InputLimits(
                 multi_values=config.max_multi_values,

@@ -24,6 +24,7 @@ from tests.helpers import (
     OPERATOR,
     PASSWORD,
     PG_DSN,
+    Clock,
     Scim,
     app_with,
     connect_postgres,
@@ -143,3 +144,9 @@ def signed_in(client: FlaskClient, operator: str) -> FlaskClient:
     response = sign_in(client)
     assert response.status_code == 302, response.get_data(as_text=True)
     return client
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The store's clock, to move forward (`Clock.advance`); back to real time after the test."""
+    return Clock(monkeypatch)

@@ -10,7 +10,8 @@ and no test module imports from another test module — what two of them need is
   make again and again (`create_user`, `create_group`, `patch_ok`, `deactivate`);
 - the store directly (`bulk_users`, `bulk_members`, `stored_members`) and threads (`in_threads`);
 - the `lms-scim` commands through Flask's CLI runner (`invoke`, `run`, `last_line`);
-- `/admin` sign-in (`OPERATOR`, `PASSWORD`, `csrf`, `sign_in`);
+- `/admin` sign-in (`OPERATOR`, `PASSWORD`, `csrf`, `sign_in`, `sign_out`), and time moved on
+  (`Clock`);
 - property tests through the API (`api_examples`);
 - synthetic schema attributes (`attribute`, `SCORES`): the schemas have no numbers, for one.
 """
@@ -18,13 +19,14 @@ and no test module imports from another test module — what two of them need is
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import hypothesis
@@ -35,6 +37,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app, runtime
+from app.store import models
 from app.store.db import database
 from app.store.models import Membership, User, utcnow
 from scim_schemas import CORE_GROUP, CORE_USER, ERROR, PATCH_OP, Attribute
@@ -351,6 +354,30 @@ def csrf(client: FlaskClient, path: str = "/admin/login") -> str:
 def sign_in(client: FlaskClient, name: str = OPERATOR, password: str = PASSWORD) -> Any:
     token = csrf(client)
     return client.post("/admin/login", data={"csrf": token, "name": name, "password": password})
+
+
+def sign_out(client: FlaskClient) -> Any:
+    return client.post("/admin/logout", data={"csrf": csrf(client, "/admin/")})
+
+
+class Clock:
+    """Moves the store's clock forward: `app.store.models.utcnow`, which every stored timestamp
+    and every expiry check reads, answers `offset` later than the real time (the cookie's own
+    signature keeps the real time, as a browser's cookie would)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.offset = dt.timedelta()
+        clock = self
+
+        class Shifted(dt.datetime):
+            @classmethod
+            def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:  # type: ignore[override]
+                return dt.datetime.now(tz) + clock.offset
+
+        monkeypatch.setattr(models, "dt", SimpleNamespace(datetime=Shifted, UTC=dt.UTC))
+
+    def advance(self, **delta: float) -> None:
+        self.offset += dt.timedelta(**delta)
 
 
 # -- property tests through the API -----------------------------------------------------------

@@ -1,41 +1,39 @@
 """`/admin`: read-only status pages for LMS operators, server-rendered.
 
 Operators sign in with a name and password of their own (`lms-scim operators create`), never
-with a SCIM token. The session lives in Flask's signed cookie, scoped to `/admin`, HttpOnly,
-SameSite=Lax and Secure unless the service listens on loopback (`Config.cookie_secure`). Every
-POST carries the session's CSRF token. Errors here render HTML; `/scim/v2` keeps its JSON.
+with a SCIM token (`app.operator_signin`). The session is server-side, named by a signed cookie
+(`app.admin.sessions`). Every POST carries the session's CSRF token. Errors here render HTML;
+`/scim/v2` keeps its JSON.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import logging
-import secrets
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import (
     Blueprint,
     Flask,
     Response,
     abort,
+    current_app,
     g,
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 from werkzeug.exceptions import HTTPException
 
-from app import datetimes, operator_signin, runtime
-from app.admin import chart
+from app import datetimes, operator_signin, ratelimit, runtime
+from app.admin import chart, sessions
 from app.errors import ScimError
 from app.runtime import Runtime
-from app.store import operators, outbox, status
+from app.store import outbox, status
 from app.store import tokens as token_store
-from app.store.models import utcnow
+from app.store.models import Operator, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -47,38 +45,22 @@ bp = Blueprint(
     static_folder="static",
 )
 
-SESSION_HOURS = 8
 ACTIVITY_DAYS = 30
 EXPIRY_WARNING_DAYS = 14
 _OPEN_ENDPOINTS = frozenset({"admin.login", "admin.static"})
 
 
-# -- session and CSRF ----------------------------------------------------------------------
-
-
-def csrf_token() -> str:
-    """This session's CSRF token (created on first use), for hidden form fields."""
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(32)
-    return session["csrf"]
-
-
-def _check_csrf() -> None:
-    sent = request.form.get("csrf", "")
-    if not sent or not hmac.compare_digest(sent, session.get("csrf", "")):
-        abort(400, "The form has expired; reload the page and try again.")
+# -- sign-in and the session -----------------------------------------------------------------
 
 
 @bp.before_request
 def _guard() -> Any:
     if request.method == "POST":
-        _check_csrf()
+        sessions.check_csrf()
     if request.endpoint in _OPEN_ENDPOINTS:
         return None
-    name = session.get("operator")
-    operator = operators.find(name) if name else None
+    operator = sessions.current_operator()
     if operator is None:
-        session.pop("operator", None)
         return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
     g.operator = operator
     return None
@@ -99,40 +81,64 @@ def _headers(response: Response) -> Response:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path under /admin: never an open redirect to another site."""
-    if target:
+    """Only a path under /admin/: never an open redirect to another site, never a way out of
+    /admin/ through dot segments (`/admin/../scim`, also percent-encoded), and never a control
+    character (a CR or LF would split the Location header) or a backslash (a slash to browsers)."""
+    if target and target.isprintable() and "\\" not in target:
         parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and parts.path.startswith("/admin"):
+        segments = unquote(parts.path).split("/")
+        if (
+            not parts.scheme
+            and not parts.netloc
+            and parts.path.startswith("/admin/")
+            and not {".", ".."} & set(segments)
+        ):
             return target
     return url_for("admin.dashboard")
 
 
+def _sign_in() -> Operator:
+    """Sign in with the form's name and password, or SignInRefused."""
+    settings = runtime.current()
+    guards = operator_signin.Guards(
+        brake=ratelimit.of(current_app),
+        hasher=settings.sign_in_hasher,
+        secret_key=settings.secret_key,
+    )
+    operator = operator_signin.sign_in(
+        request.form.get("name", "").strip(),
+        request.form.get("password", ""),
+        ratelimit.client_address(),
+        guards,
+    )
+    if not sessions.begin(operator):  # password changed or disabled a moment ago
+        raise operator_signin.SignInRefused(operator_signin.WRONG, 401, repr(operator.name))
+    return operator
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
-    error = None
-    code = 200
-    if request.method == "POST":
-        name = request.form.get("name", "").strip()
-        try:
-            operator = operator_signin.sign_in(
-                name, request.form.get("password", ""), runtime.current().hasher
-            )
-        except operator_signin.SignInRefused as exc:
-            error, code = str(exc), 401
-            log.warning("admin sign-in refused for %r from %s", name, request.remote_addr)
-        else:
-            session.clear()  # a fresh session (and CSRF token) after signing in
-            session.permanent = True
-            session["operator"] = operator.name
-            return redirect(_safe_next(request.args.get("next")))
-    elif session.get("operator"):
+    if request.method == "GET" and sessions.current_operator() is not None:
         return redirect(_safe_next(request.args.get("next")))
-    return render_template("admin/login.html", error=error), code
+    error, code, headers = None, 200, {}
+    if request.method == "POST":
+        try:
+            _sign_in()
+        except operator_signin.SignInRefused as exc:
+            error, code = str(exc), exc.status
+            if exc.retry_after is not None:
+                headers["Retry-After"] = str(exc.retry_after)
+            log.warning(
+                "admin sign-in refused (%s) for %s from %s", code, exc.who, request.remote_addr
+            )
+        else:
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("admin/login.html", error=error), code, headers
 
 
 @bp.post("/logout")
 def logout() -> Response:
-    session.clear()
+    sessions.end()
     return redirect(url_for("admin.login"))
 
 
@@ -227,7 +233,7 @@ def _error(exc: Exception) -> tuple[str, int]:
 @bp.context_processor
 def _template_globals() -> dict[str, Any]:
     return {
-        "csrf_token": csrf_token,
+        "csrf_token": sessions.csrf_token,
         "operator": g.get("operator"),
         "now": utcnow(),
         "display_name": status.display_name,
@@ -235,16 +241,8 @@ def _template_globals() -> dict[str, Any]:
 
 
 def register(app: Flask, runtime: Runtime) -> None:
-    config = runtime.config
-    app.config.update(
-        SECRET_KEY=runtime.secret_key,
-        SESSION_COOKIE_NAME="lms_scim_admin",
-        SESSION_COOKIE_PATH="/admin",
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=config.cookie_secure(),
-        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=SESSION_HOURS),
-    )
+    app.config.update(SECRET_KEY=runtime.secret_key)
+    sessions.configure(app, runtime.config)
     app.register_blueprint(bp)
 
 

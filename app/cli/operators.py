@@ -48,19 +48,54 @@ def operators_create(name: str, password: str) -> None:
 @click.argument("name")
 @_password_option()
 def operators_password(name: str, password: str) -> None:
-    """Set a new password for NAME (also lifts a sign-in back-off)."""
+    """Set a new password for NAME; every /admin session of NAME ends."""
     with reported():
         operator_signin.set_operator_password(name, password, runtime.current().hasher)
-    click.echo(f"Password of {name!r} changed.")
+    click.echo(f"Password of {name!r} changed; their sessions have ended.")
+
+
+@operators_group.command("disable")
+@click.argument("name")
+def operators_disable(name: str) -> None:
+    """NAME may no longer sign in; their sessions end (`enable` lets them back)."""
+    with reported():
+        operator_store.set_disabled(name, True)
+    click.echo(f"Disabled operator {name!r}; their sessions have ended.")
+
+
+@operators_group.command("enable")
+@click.argument("name")
+def operators_enable(name: str) -> None:
+    """NAME may sign in again (with the same password)."""
+    with reported():
+        operator_store.set_disabled(name, False)
+    click.echo(f"Enabled operator {name!r}.")
+
+
+@operators_group.command("delete")
+@click.argument("name")
+@click.confirmation_option(
+    "--yes", prompt="Delete this operator? The audit trail keeps what they did."
+)
+def operators_delete(name: str) -> None:
+    """Delete NAME and end their sessions; the audit trail keeps their events."""
+    with reported():
+        operator_store.delete(name)
+    click.echo(f"Deleted operator {name!r}.")
 
 
 @operators_group.command("list")
 def operators_list() -> None:
-    """Operators with their last sign-in."""
+    """Operators with their last sign-in, and whether they are disabled."""
     table(
         (
-            (o.name, minute(o.created), minute(o.last_sign_in_at))
+            (
+                o.name,
+                minute(o.created),
+                minute(o.last_sign_in_at),
+                f"disabled {minute(o.disabled_at)}" if o.disabled_at else "active",
+            )
             for o in operator_store.all_operators()
         ),
-        ("name", "created", "last sign-in"),
+        ("name", "created", "last sign-in", "state"),
     )

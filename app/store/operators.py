@@ -1,22 +1,16 @@
 """Operator accounts for the `/admin` pages: stored with argon2id hashes (hashed by the caller,
-outside any transaction), with a per-operator failure count that slows password guessing."""
+outside any transaction). A password change, `disable` and `delete` end the operator's sessions
+in the same transaction; every change is audited, and the audit trail outlives the account."""
 
 from __future__ import annotations
-
-import datetime as dt
 
 import peewee
 
 from app.errors import NotFound, Uniqueness
-from app.store import audit
-from app.store.db import database
+from app.store import admin_sessions, audit
+from app.store.db import database, locked
 from app.store.models import Operator, utcnow
 from app.store.names import require_name
-
-# Failures allowed before back-off starts, and its ceiling: after that each failure doubles the
-# wait (2 s, 4 s, … 15 min), so a guesser gets a few dozen tries a day per operator.
-FREE_ATTEMPTS = 3
-MAX_BACKOFF = dt.timedelta(minutes=15)
 
 
 def create(name: str, password_hash: str, actor: audit.Actor = audit.SYSTEM) -> Operator:
@@ -32,20 +26,57 @@ def create(name: str, password_hash: str, actor: audit.Actor = audit.SYSTEM) -> 
     return operator
 
 
+def _existing(name: str) -> Operator:
+    """The operator named `name`, locked until the transaction ends (a sign-in that verified the
+    old password waits, then finds it changed: `admin_sessions.start`)."""
+    operator = locked(Operator.select().where(Operator.name == name)).first()
+    if operator is None:
+        raise NotFound(f"No operator named {name!r}.")
+    return operator
+
+
 def set_password(name: str, password_hash: str, actor: audit.Actor = audit.SYSTEM) -> None:
+    """A new password, and every session signed in with the old one ends."""
     with database.atomic():
-        operator = Operator.get_or_none(Operator.name == name)
-        if operator is None:
-            raise NotFound(f"No operator named {name!r}.")
-        Operator.update(password_hash=password_hash, failed_attempts=0, locked_until=None).where(
-            Operator.id == operator.id
-        ).execute()
+        operator = _existing(name)
+        Operator.update(password_hash=password_hash).where(Operator.id == operator.id).execute()
+        ended = admin_sessions.end_all(operator.id, utcnow())
         audit.record(
             actor,
             "Operator",
             str(operator.id),
             "operator_password",
-            {"password": {"changed": True}},
+            {"password": {"changed": True}, "sessions": {"ended": ended}},
+        )
+
+
+def set_disabled(name: str, disabled: bool, actor: audit.Actor = audit.SYSTEM) -> None:
+    """Disable (no sign-in; every session ends) or enable an operator."""
+    with database.atomic():
+        operator = _existing(name)
+        now = utcnow()
+        Operator.update(disabled_at=now if disabled else None).where(
+            Operator.id == operator.id
+        ).execute()
+        changes = {"disabled": {"before": operator.disabled_at is not None, "after": disabled}}
+        if disabled:
+            changes["sessions"] = {"ended": admin_sessions.end_all(operator.id, now)}
+        operation = "operator_disable" if disabled else "operator_enable"
+        audit.record(actor, "Operator", str(operator.id), operation, changes)
+
+
+def delete(name: str, actor: audit.Actor = audit.SYSTEM) -> None:
+    """Delete an operator and their sessions; their audit events stay (they name no row)."""
+    with database.atomic():
+        operator = _existing(name)
+        ended = admin_sessions.end_all(operator.id, utcnow())
+        Operator.delete().where(Operator.id == operator.id).execute()  # sessions cascade
+        audit.record(
+            actor,
+            "Operator",
+            str(operator.id),
+            "operator_delete",
+            {"name": {"before": name}, "sessions": {"ended": ended}},
         )
 
 
@@ -57,21 +88,5 @@ def all_operators() -> list[Operator]:
     return list(Operator.select().order_by(Operator.name))
 
 
-def record_failure(operator_id: int) -> None:
-    """Count a failed sign-in; past `FREE_ATTEMPTS`, lock out for an exponentially longer time."""
-    with database.atomic():
-        operator = Operator.get_by_id(operator_id)
-        failures = operator.failed_attempts + 1
-        locked_until = None
-        if failures > FREE_ATTEMPTS:
-            wait = min(dt.timedelta(seconds=2 ** (failures - FREE_ATTEMPTS)), MAX_BACKOFF)
-            locked_until = utcnow() + wait
-        Operator.update(failed_attempts=failures, locked_until=locked_until).where(
-            Operator.id == operator_id
-        ).execute()
-
-
 def record_success(operator_id: int) -> None:
-    Operator.update(failed_attempts=0, locked_until=None, last_sign_in_at=utcnow()).where(
-        Operator.id == operator_id
-    ).execute()
+    Operator.update(last_sign_in_at=utcnow()).where(Operator.id == operator_id).execute()

@@ -297,12 +297,16 @@ def test_operators_create_prompts_twice_and_rejects_short_or_duplicate(app: Flas
     assert Operator.select().count() == 1
 
 
-def test_operators_password_resets_the_back_off(app: Flask) -> None:
+def test_operators_password_sets_a_new_hash_and_audits_it(app: Flask) -> None:
     run(app, "operators", "create", "olivia", "--password", "first password!")
-    Operator.update(failed_attempts=9, locked_until=utcnow() + dt.timedelta(hours=1)).execute()
-    run(app, "operators", "password", "olivia", "--password", "second password!")
-    row = Operator.get()
-    assert (row.failed_attempts, row.locked_until) == (0, None)
+    before = Operator.get().password_hash
+    result = run(app, "operators", "password", "olivia", "--password", "second password!")
+    assert "sessions have ended" in result.stdout
+    after = Operator.get().password_hash
+    assert after != before
+    assert after.startswith("$argon2id$")
+    event = AuditEvent.get(AuditEvent.operation == "operator_password")
+    assert "second password" not in (event.changes or "")
     assert (
         invoke(app, "operators", "password", "nobody", "--password", "whatever long").exit_code == 1
     )

@@ -78,6 +78,11 @@ _CONFIG_VARS = (
     "METRICS_TOKEN",
     "LOG_FORMAT",
     "PROMETHEUS_MULTIPROC_DIR",
+    "ADMIN_COOKIE_SECURE",
+    "ADMIN_SESSION_HOURS",
+    "ADMIN_IDLE_MINUTES",
+    "ADMIN_SIGNIN_PER_ADDRESS",
+    "ADMIN_SIGNIN_FAILURES_PER_NAME",
 )
 
 
@@ -117,6 +122,9 @@ class LiveServer:
     name: str = "server"
     workers: int = 2
     threads: int = 4
+    # A shell command line to run instead of gunicorn with `make run`'s flags (the Procfile's
+    # `web:`), by `sh -c` with the virtual environment's bin first on PATH.
+    command: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -177,22 +185,27 @@ class LiveServer:
     def start(self) -> None:
         """Start gunicorn (its settings file, `gunicorn.conf.py`, is read from ROOT as in
         production); the log is appended to, so it survives a restart."""
+        argv = [
+            console_script("gunicorn"),
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(self.workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(self.threads),
+            "app:create_app()",
+        ]
+        env = self.env
+        if self.command is not None:
+            argv = ["sh", "-c", self.command]
+            env = {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', os.defpath)}"}
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [
-                    console_script("gunicorn"),
-                    "--bind",
-                    f"127.0.0.1:{self.port}",
-                    "--workers",
-                    str(self.workers),
-                    "--worker-class",
-                    "gthread",
-                    "--threads",
-                    str(self.threads),
-                    "app:create_app()",
-                ],
+                argv,
                 cwd=ROOT,
-                env=self.env,
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 # Its own process group: the workers can be killed with the master if it hangs.
@@ -251,7 +264,10 @@ class LiveServer:
         process = self.process
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGTERM)
+        if self.command is not None:  # the shell may not pass SIGTERM on: its whole group
+            os.killpg(process.pid, signal.SIGTERM)
+        else:
+            process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=STOP_SECONDS)
         except subprocess.TimeoutExpired:
@@ -322,11 +338,13 @@ class Servers:
         name: str | None = None,
         workers: int = 2,
         url: str | None = None,
+        command: str | None = None,
     ) -> LiveServer:
         """Start a server (gunicorn gthread, 4 threads a worker) and wait for /healthz.
 
         `url` overrides the DATABASE_URL the server gets (say, a proxy in front of the
-        database), while migrations and the token use the database's own URL.
+        database), while migrations and the token use the database's own URL. `command` is a
+        shell command line that starts it instead (`LiveServer.command`), with `PORT` set.
         """
         database_url, schema = database or self.database(backend)
         port = free_port()
@@ -344,6 +362,7 @@ class Servers:
             schema,
             name=name,
             workers=workers,
+            command=command,
         )
         if token is None:
             server.cli("db", "upgrade")

@@ -189,6 +189,7 @@ def _sample_rows(not_primary: bool | None) -> list[tuple[str, dict[str, Any]]]:
                            created=NOW)),
         ("audit_event", dict(at=NOW, resource_type="User", resource_id="u1", operation="create")),
         ("operator", dict(name="op", password_hash="x", created=NOW, failed_attempts=0)),
+        ("admin_session", dict(id="s" * 64, operator_id=1, created=NOW, last_seen=NOW)),
         ("enrolment_rule", dict(group_id="g1", course_id="c1", role="student",
                                 keep_on_leave=False, created=NOW)),
         ("kept_enrolment", dict(user_id="u1", course_id="c0", role="student")),
