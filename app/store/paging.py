@@ -15,6 +15,7 @@ import peewee
 from peewee import fn
 
 from app.store import prepared
+from app.store.db import filter_refusals
 from app.store.models import COUNTED_MODELS, RowCount
 
 Expression = Any
@@ -100,6 +101,15 @@ def count_of(model: type[peewee.Model]) -> int:
 
 
 def page(query: peewee.ModelSelect, condition: Any, sort: Sort, request: PageRequest) -> Page:
+    """`_page`, with a filter the database refuses as too complex turned into 400
+    `invalidFilter` (`db.filter_refusals`)."""
+    if condition is None:
+        return _page(query, condition, sort, request)
+    with filter_refusals():
+        return _page(query, condition, sort, request)
+
+
+def _page(query: peewee.ModelSelect, condition: Any, sort: Sort, request: PageRequest) -> Page:
     """One page of the matching rows and how many match in all (an empty page when `count` is 0
     or `startIndex` is past the end).
 
