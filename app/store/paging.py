@@ -100,6 +100,14 @@ def count_of(model: type[peewee.Model]) -> int:
     return int(found or 0)
 
 
+def count_matching(query: peewee.ModelSelect, condition: Any) -> int:
+    """How many rows `query` (already filtered by `condition`) selects; without a condition,
+    from the trigger-kept counts (`count_of`)."""
+    if condition is None and query.model in COUNTED_MODELS:
+        return count_of(query.model)
+    return query.count()
+
+
 def page(query: peewee.ModelSelect, condition: Any, sort: Sort, request: PageRequest) -> Page:
     """`_page`, with a filter the database refuses as too complex turned into 400
     `invalidFilter` (`db.filter_refusals`)."""
@@ -122,9 +130,7 @@ def _page(query: peewee.ModelSelect, condition: Any, sort: Sort, request: PageRe
         query = query.where(condition)
 
     def total() -> int:
-        if condition is None and query.model in COUNTED_MODELS:
-            return count_of(query.model)
-        return query.count()
+        return count_matching(query, condition)
 
     if request.count <= 0:
         return Page(total())
