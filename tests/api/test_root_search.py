@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app import auth
-from scim_schemas import CORE_GROUP, CORE_USER, LIST_RESPONSE, SEARCH_REQUEST, fold
-from tests.helpers import Scim, assert_error, create_group, create_user
+from app import filters as f
+from scim_schemas import CORE_GROUP, CORE_USER, LIST_RESPONSE, SEARCH_REQUEST, fold, resource_type
+from tests.helpers import Scim, api_examples, assert_error, create_group, create_user
 
 
 def _search(scim: Scim, **request: Any) -> Any:
@@ -198,3 +201,73 @@ def test_a_read_only_token_may_search_the_root(app: Flask) -> None:
         secret = auth.issue("reader", read_only=True)
     reader = Scim(app.test_client(), secret)
     assert _search(reader).status_code == 200
+
+
+# -- property: the root search selects what the reference evaluator selects -----------------
+
+USER, GROUP = resource_type("User"), resource_type("Group")
+WORDS = ["a", "A", "ab", "bio", "é", "", "zoo"]
+
+
+def _ref(rtype: Any, path: str) -> f.AttrRef:
+    resolved = rtype.resolve(path)
+    assert resolved is not None, path
+    return f.AttrRef(resolved.attribute, resolved.sub)
+
+
+def _leaves() -> st.SearchStrategy[f.Expr]:
+    """Comparisons on attributes of both types, of one, or of the other: the evaluator reads
+    each from the resource's own dict, where an attribute its type lacks is simply missing."""
+    paths = [
+        (USER, "displayName"),
+        (GROUP, "displayName"),
+        (USER, "userName"),
+        (USER, "title"),
+        (USER, "emails.value"),
+        (GROUP, "members.display"),
+        (GROUP, "externalId"),
+    ]
+    refs = st.sampled_from(paths).map(lambda p: _ref(*p))
+    ops = st.sampled_from(["eq", "ne", "co", "sw", "gt"])
+    members = GROUP.attribute("members")
+    inner = st.builds(
+        f.Compare, st.just(f.AttrRef(members, members.sub("display"))), ops, st.sampled_from(WORDS)
+    )
+    return st.one_of(
+        st.builds(f.Compare, refs, ops, st.sampled_from(WORDS)),
+        st.builds(f.Present, refs),
+        st.builds(f.ValuePath, st.just(f.AttrRef(members)), inner),
+    )
+
+
+ROOT_FILTERS = st.recursive(
+    _leaves(),
+    lambda children: st.one_of(
+        st.builds(f.And, children, children),
+        st.builds(f.Or, children, children),
+        st.builds(f.Not, children),
+    ),
+    max_leaves=5,
+)
+
+
+def test_the_root_search_agrees_with_the_reference_evaluator(
+    scim: Scim, people: dict[str, Any]
+) -> None:
+    stored = [
+        scim.get(f"/{'Groups' if name[0].isupper() else 'Users'}/{made['id']}").get_json()
+        for name, made in people.items()
+    ]
+    create_user(scim, "dora", displayName="A", title="bio")
+    stored.append(_found(scim, filter='userName eq "dora"')["Resources"][0])
+
+    @api_examples(80)
+    @given(ROOT_FILTERS)
+    def agree(expr: f.Expr) -> None:
+        text = f.render(expr)
+        expected = {r["id"] for r in stored if f.matches(expr, r)}
+        body = _found(scim, filter=text, count=100)
+        assert {r["id"] for r in body["Resources"]} == expected, text
+        assert body["totalResults"] == len(expected), text
+
+    agree()
