@@ -36,13 +36,17 @@ class Projection:
         rtype: ResourceType,
         attributes: list[str] | None = None,
         excluded: list[str] | None = None,
+        *,
+        requested: bool | None = None,
     ):
+        """`requested`: whether the request named `attributes` at all, when the list given is
+        only this type's share of it (`across`); by default, whether `attributes` is empty."""
         self.rtype = rtype
         self.included = self._parse(attributes or [])
         self.excluded = self._parse(excluded or [])
-        self.has_request = bool(attributes)
+        self.has_request = bool(attributes) if requested is None else requested
         self.trivial = (
-            not attributes
+            not self.has_request
             and not excluded
             and all(
                 a.returned not in _HIDDEN and _default_subs(a) is True
@@ -128,6 +132,31 @@ class Projection:
                 out[urn] = target
         out["schemas"] = [s for s in out["schemas"] if s == self.rtype.schema or s in out]
         return out
+
+
+def across(
+    rtypes: Iterable[ResourceType], attributes: list[str], excluded: list[str]
+) -> dict[str, Projection]:
+    """The projection of each resource type in a search across them (RFC 7644 §3.4.3, §3.9):
+    each takes the names it defines, so `attributes=userName` leaves a Group with only what is
+    always returned; a name no type defines is 400 `invalidValue`, as for one type."""
+    rtypes = list(rtypes)
+    for path in (*attributes, *excluded):
+        if not any(_defines(rtype, path) for rtype in rtypes):
+            raise InvalidValue(f"Unknown attribute {path!r} in attributes/excludedAttributes.")
+    return {
+        rtype.name: Projection(
+            rtype,
+            [path for path in attributes if _defines(rtype, path)],
+            [path for path in excluded if _defines(rtype, path)],
+            requested=bool(attributes),
+        )
+        for rtype in rtypes
+    }
+
+
+def _defines(rtype: ResourceType, path: str) -> bool:
+    return rtype.canonical_urn(path) is not None or rtype.resolve(path) is not None
 
 
 _HIDDEN = ("never", "request")

@@ -329,6 +329,16 @@ def _document() -> dict[str, Any]:
         schemas[f"{rtype.name}Request"] = resource_schema(rtype, writing=True)
         schemas[f"{rtype.name}List"] = _list_schema(_ref(rtype.name))
         paths.update(_resource_paths(rtype))
+    # RFC 7644 §3.4.3: every resource type at once, each resource as its own type returns it.
+    schemas["ResourceList"] = _list_schema({"anyOf": [_ref(name) for name in resource_types()]})
+    paths["/.search"] = {
+        "post": _operation(
+            "Search all resource types",
+            {"200": _json("A page of resources of every type", "ResourceList")},
+            "413 415",
+            body="SearchRequest",
+        )
+    }
     paths.update(_discovery_paths())
     return {
         "openapi": "3.1.0",

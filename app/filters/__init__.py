@@ -11,7 +11,7 @@ reference both are tested against, and `render()` (`render`) turns an AST back i
 
 from app.datetimes import parse as parse_datetime
 from app.filters.evaluate import matches, matches_element
-from app.filters.parser import parse, parse_value_filter
+from app.filters.parser import parse, parse_across, parse_value_filter
 from app.filters.render import render
 from app.filters.tree import (
     And,
@@ -42,6 +42,7 @@ __all__ = [
     "matches",
     "matches_element",
     "parse",
+    "parse_across",
     "parse_datetime",
     "parse_value_filter",
     "render",

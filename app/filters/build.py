@@ -25,12 +25,17 @@ Normalisation (so the evaluator and the database compiler have fewer cases):
 
 Attributes that are never returned (`password`) cannot be filtered on at all: a filter would
 let a client test guesses.
+
+Across resource types (`POST /.search` at the root, `others` set): an attribute this type lacks
+but another one defines has no value here (RFC 7644 §3.4.2.1), so its condition is a constant
+(`absent`) that the surrounding `and`/`or`/`not` fold away (`join`). The result (`Built`) is
+then an expression, or True (every resource of this type matches) or False (none does).
 """
 
 from __future__ import annotations
 
 from functools import reduce
-from typing import Any
+from typing import Any, TypeVar
 
 from scim2_filter_parser import ast as their
 
@@ -55,6 +60,7 @@ from app.filters.tree import (
 from scim_schemas import Attribute, ResourceType
 
 _INT64 = 2**63
+T = TypeVar("T")
 
 
 def _sequence(node: Any) -> list[Any]:
@@ -83,17 +89,34 @@ def _unexpected() -> InvalidFilter:
     return InvalidFilter("The filter could not be parsed.")
 
 
+class _Absent(Exception):
+    """An attribute this resource type lacks and another one searched with it defines."""
+
+
+Built = Expr | bool
+"""What a parenthesis level builds to: an expression, or a constant when it depends only on
+attributes absent from this resource type (see the module docstring)."""
+
+
 class Builder:
     """Walk scim2-filter-parser's AST into ours, validating against the schema as we go."""
 
-    def __init__(self, resource_type: ResourceType, prepared: Prepared, max_nodes: int):
+    def __init__(
+        self,
+        resource_type: ResourceType,
+        prepared: Prepared,
+        max_nodes: int,
+        others: tuple[ResourceType, ...] = (),
+    ):
         self.resource_type = resource_type
         self.prepared = prepared
         self.max_nodes = max_nodes
+        self.others = others
         self.count = 0
         self.used: set[int] = set()
 
-    def add(self, node: Expr) -> Expr:
+    def add(self, node: T) -> T:
+        """Count one node of the filter (`FILTER_MAX_NODES`), also one folded into a constant."""
         self.count += 1
         if self.count > self.max_nodes:
             raise InvalidFilter(
@@ -101,11 +124,20 @@ class Builder:
             )
         return node
 
-    def filter(self, node: Any, parent: Attribute | None) -> Expr:
+    def join(self, kind: type[And] | type[Or], left: Built, right: Built) -> Built:
+        """`left and/or right`; a constant side decides the result or drops out."""
+        self.add(None)
+        decisive = kind is Or  # true decides an `or`, false an `and`
+        for one, other in ((left, right), (right, left)):
+            if isinstance(one, bool):
+                return one if one is decisive else other
+        return kind(left, right)
+
+    def filter(self, node: Any, parent: Attribute | None) -> Built:
         """One parenthesis level; `and` binds tighter than `or` (RFC 7644 §3.4.2.2)."""
         items = _sequence(node)
         operands = [self.atom(item, parent) for item in items[0::2]]
-        groups: list[list[Expr]] = [[operands[0]]]
+        groups: list[list[Built]] = [[operands[0]]]
         for op, operand in zip(items[1::2], operands[1:], strict=True):
             if op == "and":
                 groups[-1].append(operand)
@@ -113,33 +145,42 @@ class Builder:
                 groups.append([operand])
             else:
                 raise _unexpected()
-        conjunctions = [
-            reduce(lambda left, right: self.add(And(left, right)), group) for group in groups
-        ]
-        return reduce(lambda left, right: self.add(Or(left, right)), conjunctions)
+        conjunctions = [reduce(lambda a, b: self.join(And, a, b), group) for group in groups]
+        return reduce(lambda a, b: self.join(Or, a, b), conjunctions)
 
-    def atom(self, node: Any, parent: Attribute | None) -> Expr:
+    def atom(self, node: Any, parent: Attribute | None) -> Built:
         if not isinstance(node, their.Filter):
             raise _unexpected()
         if node.namespace is not None:
             return self.value_path(node.namespace, node.expr, parent)
         inner = node.expr
         if node.negated:
-            return self.add(Not(self.filter(inner, parent)))
+            negated = self.add(self.filter(inner, parent))
+            return not negated if isinstance(negated, bool) else Not(negated)
         if isinstance(inner, their.Filter):  # parentheses
             return self.filter(inner, parent)
         if isinstance(inner, their.AttrExpr):
             return self.attr_exp(inner, parent)
         raise _unexpected()
 
-    def value_path(self, namespace: Any, inner: Any, parent: Attribute | None) -> Expr:
-        attribute = self.value_path_attribute(namespace, parent)
+    def value_path(self, namespace: Any, inner: Any, parent: Attribute | None) -> Built:
+        try:
+            attribute = self.value_path_attribute(namespace, parent)
+        except _Absent:
+            return self.add(False)  # no value here, so no value matching `[...]`
         if namespace.sub_attr is not None:
             raise InvalidFilter(
                 f"'[...]' must follow a complex attribute, not a sub-attribute: write "
                 f"'{attribute.name}[...]', not '{attribute.name}.{namespace.sub_attr.value}[...]'."
             )
-        return self.add(ValuePath(AttrRef(attribute), self.filter(inner, attribute)))
+        return self.add(ValuePath(AttrRef(attribute), self.element_filter(inner, attribute)))
+
+    def element_filter(self, inner: Any, attribute: Attribute) -> Expr:
+        """The filter inside `attribute[...]`: its names are sub-attributes, never absent."""
+        built = self.filter(inner, attribute)
+        if isinstance(built, bool):
+            raise _unexpected()
+        return built
 
     def value_path_attribute(self, namespace: Any, parent: Attribute | None) -> Attribute:
         if parent is not None:
@@ -150,7 +191,7 @@ class Builder:
         path = f"{namespace.uri}:{name}" if namespace.uri else name
         resolved = self.resource_type.resolve(path)
         if resolved is None:
-            raise _unknown(path)
+            raise self.unknown(path)
         attribute = resolved.attribute
         if not attribute.is_complex:
             raise InvalidFilter(
@@ -158,14 +199,40 @@ class Builder:
             )
         return attribute
 
-    def attr_exp(self, node: Any, parent: Attribute | None) -> Expr:
+    def unknown(self, path: str) -> Exception:
+        """An attribute this type lacks: absent if another type searched with it has it."""
+        if any(other.resolve(path) is not None for other in self.others):
+            return _Absent(path)
+        return _unknown(path)
+
+    def attr_exp(self, node: Any, parent: Attribute | None) -> Built:
         op = str(node.value).lower()
         path = node.attr_path
         if not isinstance(path, their.AttrPath):
             raise _unexpected()
-        if isinstance(path.attr_name, their.Filter):
-            return self.entra_value_path(path.attr_name, op, node.comp_value, parent)
-        return self.condition(self.ref(path, parent), op, node.comp_value)
+        try:
+            if isinstance(path.attr_name, their.Filter):
+                return self.entra_value_path(path.attr_name, op, node.comp_value, parent)
+        except _Absent:
+            return self.add(False)  # no value here, so no value matching `[...]`
+        try:
+            ref = self.ref(path, parent)
+        except _Absent:
+            return self.add(self.absent(op, node.comp_value))
+        return self.condition(ref, op, node.comp_value)
+
+    def absent(self, op: str, comp_value: Any) -> bool:
+        """`attr op value` on an attribute without a value (RFC 7644 §3.4.2.1, RFC 7643 §2.5):
+        only `ne` a value and `eq null` hold, as in `app.filters.evaluate`."""
+        if op == "pr":
+            return False
+        if op not in COMPARE_OPS:
+            raise InvalidFilter(f"The operator '{op}' is not supported.")
+        if self.literal(comp_value).kind != "null":
+            return op == "ne"
+        if op not in ("eq", "ne"):
+            raise InvalidFilter(f"'{op} null' is not allowed; compare null with 'eq' or 'ne'.")
+        return op == "eq"
 
     def entra_value_path(
         self, value_path: Any, op: str, comp_value: Any, parent: Attribute | None
@@ -185,7 +252,7 @@ class Builder:
         sub = attribute.sub(str(namespace.sub_attr.value))
         if sub is None:
             raise _unknown(f"{attribute.name}.{namespace.sub_attr.value}")
-        inner = self.filter(value_path.expr, attribute)
+        inner = self.element_filter(value_path.expr, attribute)
         condition = self.condition(AttrRef(attribute, sub), op, comp_value)
         return self.add(ValuePath(AttrRef(attribute), self.add(And(inner, condition))))
 
@@ -210,7 +277,7 @@ class Builder:
         full = f"{full}.{sub}" if sub is not None else full
         resolved = self.resource_type.resolve(full)
         if resolved is None:
-            raise _unknown(full)
+            raise self.unknown(full)
         return AttrRef(resolved.attribute, resolved.sub)
 
     def literal(self, comp_value: Any) -> Literal:

@@ -9,9 +9,9 @@ the limits the app's Config sets (`FILTER_MAX_LENGTH`, `FILTER_MAX_NODES`, `FILT
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from scim2_filter_parser import ast as their
 from scim2_filter_parser.lexer import SCIMLexer
@@ -52,7 +52,33 @@ def parse(
     or exceeds a limit.
     """
     limits = Limits(max_length, max_nodes, max_depth)
-    return _guarded(text, resource_type, None, limits)
+    # Without other resource types no attribute is absent, so the result is an expression.
+    return cast(Expr, _guarded(text, resource_type, None, limits))
+
+
+def parse_across(
+    text: str,
+    resource_types: Sequence[ResourceType],
+    *,
+    max_length: int = DEFAULT_LIMITS.max_length,
+    max_nodes: int = DEFAULT_LIMITS.max_nodes,
+    max_depth: int = DEFAULT_LIMITS.max_depth,
+) -> dict[str, Expr | bool]:
+    """A filter searching several resource types at once (`POST /.search` at the root, RFC 7644
+    §3.4.3), parsed for each of them, by name.
+
+    RFC 7644 §3.4.2.1: an attribute that some of them lack is treated, for those, "as if there
+    is no attribute value", so a condition on it is constant there: True means every resource
+    of that type matches, False none. An attribute none of them defines is still InvalidFilter,
+    and so is anything `parse()` refuses for any one of them.
+    """
+    limits = Limits(max_length, max_nodes, max_depth)
+    return {
+        rtype.name: _guarded(
+            text, rtype, None, limits, tuple(o for o in resource_types if o is not rtype)
+        )
+        for rtype in resource_types
+    }
 
 
 def parse_value_filter(
@@ -73,14 +99,18 @@ def parse_value_filter(
         name = getattr(attribute, "name", attribute)
         raise InvalidFilter(f"'{name}' has no sub-attributes to filter on.")
     limits = Limits(max_length, max_nodes, max_depth)
-    return _guarded(text, resource_type, attribute, limits)
+    return cast(Expr, _guarded(text, resource_type, attribute, limits))
 
 
 def _guarded(
-    text: Any, resource_type: ResourceType, parent: Attribute | None, limits: Limits
-) -> Expr:
+    text: Any,
+    resource_type: ResourceType,
+    parent: Attribute | None,
+    limits: Limits,
+    others: tuple[ResourceType, ...] = (),
+) -> Expr | bool:
     try:
-        return _parse(text, resource_type, parent, limits)
+        return _parse(text, resource_type, parent, limits, others)
     except InvalidFilter:
         raise
     except RecursionError as exc:
@@ -90,8 +120,12 @@ def _guarded(
 
 
 def _parse(
-    text: Any, resource_type: ResourceType, parent: Attribute | None, limits: Limits
-) -> Expr:
+    text: Any,
+    resource_type: ResourceType,
+    parent: Attribute | None,
+    limits: Limits,
+    others: tuple[ResourceType, ...],
+) -> Expr | bool:
     if not isinstance(text, str):
         raise InvalidFilter("The filter must be a string.")
     if len(text) > limits.max_length:
@@ -102,8 +136,8 @@ def _parse(
         raise InvalidFilter("The filter is empty.")
     prepared = prepare(text, limits.max_depth)
     tree = _run_their_parser(prepared)
-    expr = Builder(resource_type, prepared, limits.max_nodes).filter(tree, parent)
-    if _depth(expr) > limits.max_depth:
+    expr = Builder(resource_type, prepared, limits.max_nodes, others).filter(tree, parent)
+    if not isinstance(expr, bool) and _depth(expr) > limits.max_depth:
         raise InvalidFilter(
             f"The filter is nested deeper than the limit of {limits.max_depth} levels."
         )

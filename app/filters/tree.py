@@ -96,15 +96,43 @@ def fold_logic(
     The defaults are Python's `&`, `|` and `~`, which build a Peewee expression; an evaluator of
     booleans passes `negate=operator.not_`. Every node that is not And/Or/Not goes to `leaf`,
     which refuses what it cannot handle.
+
+    A run of one operator (`a or b or c …`, parsed left-deep) is combined as a balanced tree,
+    in text order: combined as parsed, 100 `or`s became SQL nested 100 deep, past SQLite's
+    parser stack (a 503 before issue 15). Balanced, it nests log2(n) deep.
     """
 
     def walk(node: Expr) -> T:
         if isinstance(node, And):
-            return both(walk(node.left), walk(node.right))
+            return _balanced([walk(child) for child in _run(node)], both)
         if isinstance(node, Or):
-            return either(walk(node.left), walk(node.right))
+            return _balanced([walk(child) for child in _run(node)], either)
         if isinstance(node, Not):
             return negate(walk(node.expr))
         return leaf(node)
 
     return walk(expr)
+
+
+def _run(node: And | Or) -> list[Expr]:
+    """The operands of the run of `node`'s operator that `node` heads, in text order.
+
+    Iterative, so a long chain cannot exhaust Python's stack either."""
+    kind = type(node)
+    operands: list[Expr] = []
+    stack: list[Expr] = [node]
+    while stack:
+        item = stack.pop()
+        if type(item) is kind:
+            stack.extend((item.right, item.left))
+        else:
+            operands.append(item)
+    return operands
+
+
+def _balanced(items: list[T], combine: Callable[[T, T], T]) -> T:
+    """`combine` over `items` (at least one) as a tree of depth ceil(log2(len(items)))."""
+    if len(items) == 1:
+        return items[0]
+    middle = len(items) // 2
+    return combine(_balanced(items[:middle], combine), _balanced(items[middle:], combine))

@@ -37,7 +37,7 @@ def _echo_request_id(response: Response) -> Response:
 
 
 def register(app) -> None:
-    from app.scim import bulk, discovery, groups, me, users  # noqa: F401 - routes attach to bp
+    from app.scim import bulk, discovery, groups, me, search, users  # noqa: F401 - routes attach to bp
 
     app.before_request(_request_id)
     app.after_request(_echo_request_id)

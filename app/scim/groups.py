@@ -153,14 +153,20 @@ GROUPS = Endpoint(GROUP, store.get, create_group, replace_group, patch_group, de
 GROUPS.route(_group_response)
 
 
+def shape_page(resources: list[dict[str, Any]], plan: Projection) -> list[Any]:
+    """A page of groups as returned in a ListResponse, members streamed (also at the root
+    `.search`, `app.scim.search`)."""
+    feed = _feed(plan, resources)
+    return [_shape(r, plan, feed) for r in resources]
+
+
 def _list(source: Any) -> Response:
     query = parse_list_query(GROUP, source)
     plan = projection(GROUP, source)
     condition = GROUP_COMPILER.compile(query.expr) if query.expr else None
     sort = GROUP_COMPILER.order(query.sort_by, query.descending)
     found = store.search(condition, sort, query.page)
-    feed = _feed(plan, found.items)
-    shaped = [_shape(r, plan, feed) for r in found.items]
+    shaped = shape_page(found.items, plan)
     cursor = next_cursor(query, found)
     return streaming_response(list_body(found.total, query.start_index, shaped, cursor))
 

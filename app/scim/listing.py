@@ -1,5 +1,6 @@
 """Query parameters of a list or `.search` request: filter, sort and paging (RFC 7644 §3.4.2),
-and cursor paging (RFC 9865).
+and cursor paging (RFC 9865), for one resource type (`parse_list_query`) or for a search of
+all of them at the root (`parse_root_query`, RFC 7644 §3.4.3).
 
 Index paging (`startIndex`) stays the default; a `cursor` parameter, even empty, asks for
 cursor paging: the response then carries `nextCursor` while more pages follow.
@@ -7,6 +8,7 @@ cursor paging: the response then carries `nextCursor` while more pages follow.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,42 +79,101 @@ def _sort_attribute(rtype: ResourceType, text: str) -> Attribute | None:
     return None if target.is_complex else target
 
 
-def parse_list_query(rtype: ResourceType, source: Any) -> ListQuery:
-    config = runtime.current().config
+def _filter_text(source: Any) -> str:
     text = source.get("filter")
     if text is not None and not isinstance(text, str):
         raise InvalidValue("filter must be a string.")
-    expr = None
-    if text:
-        expr = filters.parse(
-            text,
-            rtype,
-            max_length=config.filter_max_length,
-            max_nodes=config.filter_max_nodes,
-            max_depth=config.filter_max_depth,
-        )
-    sort_by = None
+    return text or ""
+
+
+def _filter_limits(config: Config) -> dict[str, int]:
+    return {
+        "max_length": config.filter_max_length,
+        "max_nodes": config.filter_max_nodes,
+        "max_depth": config.filter_max_depth,
+    }
+
+
+def _sort_text(source: Any) -> str | None:
     sort_text = source.get("sortBy")
-    if sort_text:
-        if not isinstance(sort_text, str):
-            raise InvalidValue("sortBy must be an attribute name.")
-        sort_by = _sort_attribute(rtype, sort_text)
-        if sort_by is None:
-            raise InvalidValue(f"Cannot sort by {sort_text!r}.", scim_type="invalidValue")
+    if sort_text and not isinstance(sort_text, str):
+        raise InvalidValue("sortBy must be an attribute name.")
+    return sort_text or None
+
+
+def _descending(source: Any) -> bool:
     order = source.get("sortOrder") or "ascending"
     if not isinstance(order, str) or order.lower() not in ("ascending", "descending"):
         raise InvalidValue("sortOrder must be 'ascending' or 'descending'.")
-    descending = order.lower() == "descending"
-    sort_key = f"{sort_by.schema}:{sort_by.path}" if sort_by else None
-    digest = cursors.query_digest(rtype.name, text or "", sort_key, descending)
+    return order.lower() == "descending"
+
+
+def _page_request(source: Any, config: Config, digest: str) -> PageRequest:
     if "cursor" in source:
-        page = _cursor_page(source, config, digest)
-    else:
-        # Past any collection's end, and within what OFFSET takes (a signed 64-bit integer).
-        start = min(max(1, integer_param(source, "startIndex", 1)), MAX_START_INDEX)
-        count = integer_param(source, "count", config.default_page_size)
-        page = PageRequest(min(max(0, count), config.max_page_size), start_index=start)
-    return ListQuery(expr, sort_by, descending, page, digest)
+        return _cursor_page(source, config, digest)
+    # Past any collection's end, and within what OFFSET takes (a signed 64-bit integer).
+    start = min(max(1, integer_param(source, "startIndex", 1)), MAX_START_INDEX)
+    count = integer_param(source, "count", config.default_page_size)
+    return PageRequest(min(max(0, count), config.max_page_size), start_index=start)
+
+
+def parse_list_query(rtype: ResourceType, source: Any) -> ListQuery:
+    config = runtime.current().config
+    text = _filter_text(source)
+    expr = filters.parse(text, rtype, **_filter_limits(config)) if text else None
+    sort_by = None
+    sort_text = _sort_text(source)
+    if sort_text:
+        sort_by = _sort_attribute(rtype, sort_text)
+        if sort_by is None:
+            raise InvalidValue(f"Cannot sort by {sort_text!r}.", scim_type="invalidValue")
+    descending = _descending(source)
+    sort_key = f"{sort_by.schema}:{sort_by.path}" if sort_by else None
+    digest = cursors.query_digest(rtype.name, text, sort_key, descending)
+    return ListQuery(expr, sort_by, descending, _page_request(source, config, digest), digest)
+
+
+@dataclass(frozen=True)
+class RootQuery:
+    """A search across resource types (`POST /.search` at the root, RFC 7644 §3.4.3), by type
+    name: the filter as `filters.parse_across` gives it (True without one), and the attribute
+    `sortBy` names (None for a type without it; `ordered` says whether there is a sortBy)."""
+
+    exprs: dict[str, filters.Expr | bool]
+    sort_by: dict[str, Attribute | None]
+    ordered: bool
+    descending: bool
+    page: PageRequest
+    digest: str
+
+    @property
+    def start_index(self) -> int | None:
+        return None if self.page.keyset else self.page.start_index
+
+
+def parse_root_query(rtypes: Sequence[ResourceType], source: Any) -> RootQuery:
+    """RFC 7644 §3.4.2.1: the filter applies to each type, an attribute only some define
+    counting as unassigned on the others; sortBy likewise (null values sort last, §3.4.2.3),
+    but it must name an attribute of at least one type, of one data type across them."""
+    config = runtime.current().config
+    text = _filter_text(source)
+    exprs: dict[str, filters.Expr | bool] = (
+        filters.parse_across(text, rtypes, **_filter_limits(config))
+        if text
+        else dict.fromkeys((rtype.name for rtype in rtypes), True)
+    )
+    sort_text = _sort_text(source)
+    sort_by = {rtype.name: _sort_attribute(rtype, sort_text) for rtype in rtypes if sort_text}
+    named = [a for a in sort_by.values() if a is not None]
+    if sort_text and not named:
+        raise InvalidValue(f"Cannot sort by {sort_text!r}.")
+    if len({a.type for a in named}) > 1:
+        raise InvalidValue(f"Cannot sort by {sort_text!r}: its type differs between resources.")
+    descending = _descending(source)
+    keys = sorted(f"{a.schema}:{a.path}" for a in named)
+    digest = cursors.query_digest("/", text, keys, descending)
+    page = _page_request(source, config, digest)
+    return RootQuery(exprs, sort_by, bool(sort_text), descending, page, digest)
 
 
 def _cursor_page(source: Any, config: Config, digest: str) -> PageRequest:
@@ -126,7 +187,7 @@ def _cursor_page(source: Any, config: Config, digest: str) -> PageRequest:
     return PageRequest(_cursor_count(source, config), keyset=True, after=after)
 
 
-def next_cursor(query: ListQuery, found: Page) -> str | None:
+def next_cursor(query: ListQuery | RootQuery, found: Page) -> str | None:
     """`nextCursor` for the page after `found`, or None on the last page (RFC 9865 §2)."""
     if not query.page.keyset or found.next is None:
         return None

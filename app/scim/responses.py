@@ -9,7 +9,7 @@ from typing import Any
 from flask import Response, g, request
 
 from app import etags, runtime
-from app.attributes import Projection, split_list
+from app.attributes import Projection, across, split_list
 from app.errors import scim_response
 from app.store.audit import Actor
 from scim_schemas import ENTERPRISE_USER, LIST_RESPONSE, ResourceType
@@ -53,6 +53,13 @@ def projection(rtype: ResourceType, source: dict[str, Any] | None = None) -> Pro
     source = request.args if source is None else source
     return Projection(
         rtype, split_list(source.get("attributes")), split_list(source.get("excludedAttributes"))
+    )
+
+
+def projections(rtypes: Iterable[ResourceType], source: dict[str, Any]) -> dict[str, Projection]:
+    """`projection` of each type in a search across them (`app.attributes.across`)."""
+    return across(
+        rtypes, split_list(source.get("attributes")), split_list(source.get("excludedAttributes"))
     )
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
 from app.config import Config
+from app.errors import InvalidFilter
 from scim_schemas import fold
 
 log = logging.getLogger(__name__)
@@ -246,3 +248,42 @@ def ping() -> None:
 def locked(query: peewee.ModelSelect) -> peewee.ModelSelect:
     """Lock the selected rows until the transaction ends (SQLite's IMMEDIATE lock already does)."""
     return query.for_update() if is_postgres() else query
+
+
+# A statement past what the database can compile, as opposed to a database that cannot answer:
+# SQLite's parser stack (about 100 nested parentheses) and its other per-statement limits, and
+# PostgreSQL's SQLSTATE class 54, program_limit_exceeded ("stack depth limit exceeded",
+# "statement too complex"). Both arrive as OperationalError, which otherwise means an outage.
+_SQLITE_TOO_COMPLEX = (
+    "parser stack overflow",
+    "expression tree is too large",
+    "too many sql variables",
+    "too many terms",
+    "too many arguments",
+)
+
+
+def too_complex(exc: BaseException) -> bool:
+    """Whether `exc` is the database refusing a statement as too large or too deep."""
+    original = getattr(exc, "orig", exc)  # peewee keeps the driver's error as `orig`
+    code = getattr(original, "pgcode", None)
+    if isinstance(code, str):
+        return code.startswith("54")
+    message = str(original).lower()
+    return any(fragment in message for fragment in _SQLITE_TOO_COMPLEX)
+
+
+@contextlib.contextmanager
+def filter_refusals() -> Iterator[None]:
+    """Around a query built from a client's filter: a statement the database refuses as too
+    complex is 400 `invalidFilter` (RFC 7644 §3.12), never 503 "database unavailable" (a
+    retry would fail the same way). Within the default FILTER_MAX_NODES/FILTER_MAX_DEPTH no
+    filter gets here; raised limits can."""
+    try:
+        yield
+    except peewee.DatabaseError as exc:
+        if not too_complex(exc):
+            raise
+        raise InvalidFilter(
+            "The filter is too complex for the database; split it or nest it less deeply."
+        ) from exc

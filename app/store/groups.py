@@ -46,6 +46,14 @@ def get(group_id: str) -> dict[str, Any]:
     return to_resource(_row(group_id))
 
 
+def by_ids(group_ids: list[str]) -> list[dict[str, Any]]:
+    """The groups (without `members`), in no particular order (one deleted meanwhile is left
+    out)."""
+    return [
+        to_resource(row) for row in prepared.rows(Group.select().where(Group.id.in_(group_ids)))
+    ]
+
+
 def search(condition: Any, sort: Sort, request: PageRequest) -> Page:
     """One page of groups (without members) and how many match (RFC 7644 §3.4.2.4, RFC 9865
     when `request.keyset`)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from peewee import fn
+
 from app.store.db import database
 from app.store.models import (
     Group,
@@ -54,7 +56,7 @@ def profile(user_id: str) -> Profile | None:
     email = (
         UserValue.select(UserValue.value)
         .where((UserValue.user == user_id) & (UserValue.attr == "emails"))
-        .order_by(UserValue.primary.is_null(), UserValue.position)
+        .order_by(fn.COALESCE(UserValue.primary, False).desc(), UserValue.position)
         .scalar()
     )
     return Profile(

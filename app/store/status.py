@@ -234,7 +234,9 @@ def _emails(user_ids: list[str]) -> dict[str, list[str]]:
         query = (
             UserValue.select(UserValue.user, UserValue.value)
             .where((UserValue.attr == "emails") & UserValue.user.in_(user_ids))
-            .order_by(UserValue.user, UserValue.primary.is_null(), UserValue.position)
+            .order_by(
+                UserValue.user, fn.COALESCE(UserValue.primary, False).desc(), UserValue.position
+            )
             .tuples()
         )
         for user_id, value in query:

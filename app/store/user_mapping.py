@@ -126,6 +126,13 @@ def value_key(attr: str, value: Any) -> str | None:
     return key[:MAX_INDEXED_LENGTH]
 
 
+def _primary(value: Any) -> bool | None:
+    """`primary` as stored: true, false, or NULL when the client did not send it (m0006 made
+    the columns nullable). A sent `false` is kept, so the client reads back what it wrote
+    (RFC 7643 §2.4 limits only `true` to one element; issue 15)."""
+    return value if isinstance(value, bool) else None
+
+
 def child_rows(
     user_id: str, resource: dict[str, Any], unique_emails: bool
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -149,7 +156,7 @@ def child_rows(
                     "value": value,
                     "value_key": key,
                     "type": element.get("type"),
-                    "primary": True if element.get("primary") else None,
+                    "primary": _primary(element.get("primary")),
                     "display": element.get("display"),
                     "unique_key": unique_key,
                 }
@@ -157,7 +164,7 @@ def child_rows(
     addresses = []
     for position, element in enumerate(resource.get("addresses") or ()):
         row = {column.name: element.get(name) for name, column in ADDRESS_COLUMNS.items()}
-        row["primary"] = True if row["primary"] else None
+        row["primary"] = _primary(row["primary"])
         addresses.append({"user": user_id, "position": position, **row})
     return values, addresses
 
@@ -197,7 +204,7 @@ def to_resource(
         element = {
             "value": row.value,
             "type": row.type,
-            "primary": row.primary or None,
+            "primary": row.primary,
             "display": row.display,
         }
         resource.setdefault(row.attr, []).append(
@@ -205,7 +212,6 @@ def to_resource(
         )
     for row in sorted(addresses, key=lambda r: r.position):
         element = {name: getattr(row, column.name) for name, column in ADDRESS_COLUMNS.items()}
-        element["primary"] = element["primary"] or None
         resource.setdefault("addresses", []).append(
             {k: v for k, v in element.items() if v is not None}
         )

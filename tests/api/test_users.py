@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from app.store import lms_links, status
 from app.store.models import AuditEvent, User, UserValue
 from scim_schemas import CORE_USER, ENTERPRISE_USER, LIST_RESPONSE, LMS_USER, PATCH_OP
 from tests.helpers import assert_error, create_user, user_body
@@ -401,3 +402,53 @@ def test_sort_by_a_multi_valued_attribute_uses_its_primary_value(scim: Any, sort
 
 def test_sort_by_a_sub_attribute_other_than_value_is_refused(scim: Any) -> None:
     assert_error(scim.get("/Users?sortBy=emails.type"), 400, "invalidValue")
+
+
+def test_primary_false_comes_back_as_sent(scim: Any) -> None:
+    """Issue 15 §5: an element sent with `"primary": false` comes back with it (it came back
+    without `primary`, a different value than the client wrote); one sent without `primary`
+    still comes back without it."""
+    emails = [
+        {"value": "a@example.com", "primary": True},
+        {"value": "b@example.com", "primary": False},
+        {"value": "c@example.com"},
+    ]
+    addresses = [{"locality": "Oxford", "primary": False}, {"locality": "Leeds"}]
+    created = create_user(scim, emails=emails, addresses=addresses)
+    read = scim.get(f"/Users/{created['id']}").get_json()
+    for resource in (created, read):
+        assert resource["emails"] == emails
+        assert resource["addresses"] == addresses
+    # Filters see the stored false as the client wrote it (RFC 7644 §3.4.2.2).
+    for text in (
+        "emails[primary eq false]",
+        'addresses[primary eq false and locality eq "oxford"]',
+    ):
+        found = scim.get("/Users", query_string={"filter": text}).get_json()
+        assert [r["id"] for r in found["Resources"]] == [created["id"]], text
+
+
+def test_a_put_that_repeats_primary_false_keeps_the_version(scim: Any) -> None:
+    """Writing back what was read is a no-op (no new version, no audit event)."""
+    emails = [
+        {"value": "a@example.com", "primary": True},
+        {"value": "b@example.com", "primary": False},
+    ]
+    created = create_user(scim, emails=emails)
+    again = scim.put(f"/Users/{created['id']}", user_body(emails=emails)).get_json()
+    assert again["meta"]["version"] == created["meta"]["version"]
+
+
+def test_the_primary_e_mail_is_found_first_beside_a_non_primary_one(scim: Any) -> None:
+    """The relay's profile and the operator listing pick the primary e-mail, also when an
+    earlier element is explicitly `primary: false` (stored as false, not NULL)."""
+    emails = [
+        {"value": "first@example.com", "primary": False},
+        {"value": "main@example.com", "primary": True},
+    ]
+    alice = create_user(scim, emails=emails)
+    profile = lms_links.profile(alice["id"])
+    assert profile is not None
+    assert profile.email == "main@example.com"
+    (row,) = status.summarise(list(User.select().where(User.id == alice["id"])))
+    assert row["email"] == "main@example.com"

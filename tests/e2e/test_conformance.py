@@ -88,26 +88,6 @@ def _differs_only_in(data: Any, name: str) -> bool:
 
 KNOWN_FAILURES: tuple[KnownFailure, ...] = (
     KnownFailure(
-        key="no-root-search",
-        why="POST /scim/v2/.search (searching all resource types at once, RFC 7644 §3.4.3, a "
-        "MAY) is not offered and answers 404; scim2-tester accepts 200, or 501 Not Implemented "
-        "(RFC 7644 §3.12) as 'unsupported' and would then SKIP the check.",
-        reason=r"^No such resource or endpoint",
-        titles=frozenset({"search_with_attributes"}),
-    ),
-    KnownFailure(
-        key="primary-false-dropped",
-        why='A multi-valued element sent with "primary": false comes back without `primary` '
-        "(the store keeps primary only when true), so scim2-tester sees a different value. "
-        "RFC 7643 §2.4 only limits primary=true to one element; whether an explicit false must "
-        "be echoed is debatable (§2.5: unassigned and null are equivalent, false is a value).",
-        reason=r"returned unexpected value for '[^']+'\..*Patched value: .*primary=False"
-        r".*Returned value: .*primary=None",
-        titles=PATCH_CHECKS,
-        resource_type="User",
-        differs_only_in="primary",
-    ),
-    KnownFailure(
         key="remove-active-refused",
         why="PATCH {op: remove, path: active} answers 400 mutability: the LMS keeps an account "
         "state and never lets `active` become unassigned (replace it with false to "
@@ -142,6 +122,8 @@ MUST_SUCCEED = (
     ("User", "object_query_without_id"),
     ("User", "object_query_with_attributes"),
     ("User", "object_list_with_attributes"),
+    ("User", "search_with_attributes"),
+    ("Group", "search_with_attributes"),
     ("User", "object_replacement"),
     ("User", "object_deletion"),
     ("User", "check_add_attribute"),

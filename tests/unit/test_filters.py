@@ -20,6 +20,7 @@ from app.filters import (
     matches,
     matches_element,
     parse,
+    parse_across,
     parse_value_filter,
     render,
 )
@@ -670,3 +671,70 @@ def test_huge_inputs_fail_cleanly() -> None:
     chain = " or ".join(["title pr"] * 3000)
     with contextlib.suppress(InvalidFilter):  # parsing it is fine too; crashing is not
         parse(chain, USER, max_length=10**6, max_nodes=10**6, max_depth=10**6)
+
+
+# --- across resource types (POST /.search at the root, RFC 7644 §3.4.2.1) --------------------
+
+GROUP_NAME = Compare(attr("displayName", GROUP), "eq", "g")
+
+
+@pytest.mark.parametrize(
+    ("text", "for_group"),
+    [
+        # An attribute Groups lack has no value there: only `ne` and `eq null` hold.
+        ('userName eq "u"', False),
+        ('userName ne "u"', True),
+        ('userName co "u"', False),
+        ("userName pr", False),
+        ("userName eq null", True),
+        ("userName ne null", False),
+        ('not (userName eq "u")', True),
+        ('emails[type eq "work"]', False),
+        ('emails[type eq "work"].value ne "x"', False),  # Entra's form: needs an e-mail
+        ('not (emails[type eq "work"])', True),
+        # Constants fold away inside and/or; what is left is the Group's own condition.
+        ('userName eq "u" or displayName eq "g"', GROUP_NAME),
+        ('displayName eq "g" or userName eq "u"', GROUP_NAME),
+        ('userName ne "u" and displayName eq "g"', GROUP_NAME),
+        ('userName eq "u" and displayName eq "g"', False),
+        ('(userName eq "u" or title pr) or displayName eq "g"', GROUP_NAME),
+        ('displayName eq "g" and not (name.givenName pr)', GROUP_NAME),
+    ],
+)
+def test_parse_across_treats_attributes_a_type_lacks_as_unassigned(
+    text: str, for_group: Any
+) -> None:
+    parsed = parse_across(text, [USER, GROUP])
+    assert parsed["Group"] == for_group
+    assert parsed["User"] == parse(text, USER)
+
+
+def test_parse_across_for_users_lacking_members() -> None:
+    parsed = parse_across('members[value eq "x"] or userName eq "u"', [USER, GROUP])
+    assert parsed["User"] == Compare(attr("userName"), "eq", "u")
+    assert isinstance(parsed["Group"], ValuePath)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'shoeSize eq "9"',  # neither type has it
+        "userName gt null",  # refused for Users, so for the search
+        "userName xx 1",
+        'emails[shoeSize eq "x"]',  # Users check inside the brackets
+        'password eq "guess"',
+        "userName eq",
+    ],
+)
+def test_parse_across_refuses_what_no_type_accepts(text: str) -> None:
+    with pytest.raises(InvalidFilter):
+        parse_across(text, [USER, GROUP])
+
+
+def test_parse_across_counts_absent_conditions_against_the_limits() -> None:
+    text = 'userName eq "a" or userName eq "b" or displayName pr'
+    assert parse_across(text, [USER, GROUP], max_nodes=5)["Group"] == Present(
+        attr("displayName", GROUP)
+    )
+    with pytest.raises(InvalidFilter, match="limit of 4 expressions"):
+        parse_across(text, [GROUP, USER], max_nodes=4)
