@@ -19,7 +19,8 @@ from app import auth, create_app
 from app.config import Config
 from app.store import migrations
 from app.store.db import database
-from app.store.models import ALL_MODELS
+from app.store.models import ALL_MODELS, Tenant
+from app.store.tenancy import DEFAULT_TENANT
 from tests.helpers import (
     OPERATOR,
     PASSWORD,
@@ -75,7 +76,8 @@ _migrated: set[peewee.Database] = set()
 
 
 def _clean(db: peewee.Database) -> None:
-    tables = [m._meta.table_name for m in ALL_MODELS]
+    """Every table empty, but for the default tenant, which a database always has (m0009)."""
+    tables = [m._meta.table_name for m in ALL_MODELS if m is not Tenant]
     with db.connection_context():
         if isinstance(db, peewee.PostgresqlDatabase):
             quoted = ", ".join(f'"{table}"' for table in tables)
@@ -83,7 +85,10 @@ def _clean(db: peewee.Database) -> None:
         else:
             with db.atomic():
                 for model in reversed(ALL_MODELS):
-                    model.delete().execute()
+                    if model is not Tenant:
+                        model.delete().execute()
+        with db.atomic():
+            Tenant.delete().where(Tenant.id != DEFAULT_TENANT).execute()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -10,6 +10,7 @@ import datetime as dt
 
 import peewee
 
+from app.store import tenancy
 from app.store.db import database
 
 # Longest string accepted in an indexed column: PostgreSQL's btree entries are limited to about
@@ -29,14 +30,39 @@ class BaseModel(peewee.Model):
         legacy_table_names = False
 
 
-class User(BaseModel):
+class Tenant(BaseModel):
+    """An organisation with its own users, groups, tokens and settings (m0009). `settings` is
+    a JSON object of the settings it sets itself; the rest come from the environment."""
+
+    slug = peewee.CharField(max_length=63, unique=True)
+    name = peewee.TextField()
+    settings = peewee.TextField(null=True)
+    disabled_at = peewee.DateTimeField(null=True)
+    created = peewee.DateTimeField(default=utcnow)
+
+
+class TenantModel(BaseModel):
+    """A table whose rows belong to a tenant: a new row belongs to the tenant at hand
+    (`tenancy.current`); the database's own default (1) serves a writer that knows no tenants."""
+
+    tenant_id = peewee.IntegerField(
+        default=tenancy.current, constraints=[peewee.SQL(f"DEFAULT {tenancy.DEFAULT_TENANT}")]
+    )
+
+
+class User(TenantModel):
     class Meta:
         table_name = "lms_user"
+        indexes = (
+            (("tenant_id", "user_name_key"), True),
+            (("tenant_id", "id"), True),
+            (("tenant_id", "external_id"), False),
+        )
 
     id = peewee.CharField(max_length=32, primary_key=True)
     user_name = peewee.TextField()
-    user_name_key = peewee.TextField(unique=True)
-    external_id = peewee.TextField(null=True, index=True)
+    user_name_key = peewee.TextField()
+    external_id = peewee.TextField(null=True)
     formatted_name = peewee.TextField(null=True)
     family_name = peewee.TextField(null=True)
     given_name = peewee.TextField(null=True)
@@ -67,7 +93,7 @@ class User(BaseModel):
     version = peewee.IntegerField(default=1)
 
 
-class UserValue(BaseModel):
+class UserValue(TenantModel):
     """One element of a multi-valued attribute with value/type/primary/display sub-attributes.
 
     `value_key` is the value as filters compare it (lower-cased by `scim_schemas.fold` unless
@@ -83,13 +109,17 @@ class UserValue(BaseModel):
     type = peewee.TextField(null=True)
     primary = peewee.BooleanField(null=True)  # true or NULL: `primary: false` means "not primary"
     display = peewee.TextField(null=True)
-    unique_key = peewee.TextField(null=True, unique=True)
+    unique_key = peewee.TextField(null=True)
 
     class Meta:
-        indexes = ((("attr", "value_key"), False), (("user", "attr", "position"), True))
+        indexes = (
+            (("tenant_id", "attr", "value_key"), False),
+            (("tenant_id", "unique_key"), True),
+            (("user", "attr", "position"), True),
+        )
 
 
-class UserAddress(BaseModel):
+class UserAddress(TenantModel):
     user = peewee.ForeignKeyField(User, on_delete="CASCADE", backref="address_rows")
     position = peewee.IntegerField()
     formatted = peewee.TextField(null=True)
@@ -105,17 +135,24 @@ class UserAddress(BaseModel):
         indexes = ((("user", "position"), True),)
 
 
-class Group(BaseModel):
+class Group(TenantModel):
     class Meta:
         table_name = "lms_group"
+        indexes = (
+            (("tenant_id", "display_name_key"), False),
+            (("tenant_id", "unique_name_key"), True),
+            (("tenant_id", "external_id"), False),
+            (("tenant_id", "id"), True),
+        )
 
     id = peewee.CharField(max_length=32, primary_key=True)
     display_name = peewee.TextField()
-    display_name_key = peewee.TextField(index=True)
+    display_name_key = peewee.TextField()
     # The folded displayName when UNIQUE_GROUP_NAMES is on, else NULL: its unique index makes the
-    # database refuse a second group of that name (RFC 7643 §2.4), and NULLs never clash (m0002).
-    unique_name_key = peewee.TextField(null=True, unique=True)
-    external_id = peewee.TextField(null=True, index=True)
+    # database refuse a second group of that name in the tenant (RFC 7643 §2.4), and NULLs never
+    # clash (m0002).
+    unique_name_key = peewee.TextField(null=True)
+    external_id = peewee.TextField(null=True)
     created = peewee.DateTimeField(default=utcnow, index=True)
     last_modified = peewee.DateTimeField(default=utcnow, index=True)
     version = peewee.IntegerField(default=1)
@@ -124,7 +161,7 @@ class Group(BaseModel):
     keeps_enrolments = peewee.BooleanField(default=False)
 
 
-class Membership(BaseModel):
+class Membership(TenantModel):
     group = peewee.ForeignKeyField(Group, on_delete="CASCADE", backref="memberships")
     user = peewee.ForeignKeyField(User, on_delete="CASCADE", backref="memberships")
 
@@ -133,10 +170,13 @@ class Membership(BaseModel):
         indexes = ((("user", "group"), False),)
 
 
-class ApiToken(BaseModel):
-    """A bearer token, stored only as the SHA-256 of its secret."""
+class ApiToken(TenantModel):
+    """A bearer token of one tenant, stored only as the SHA-256 of its secret."""
 
-    name = peewee.TextField(index=True)
+    class Meta:
+        indexes = ((("tenant_id", "name"), False),)
+
+    name = peewee.TextField()
     prefix = peewee.TextField()
     token_hash = peewee.CharField(max_length=64, unique=True)
     read_only = peewee.BooleanField(default=False)
@@ -148,8 +188,11 @@ class ApiToken(BaseModel):
     rotated_at = peewee.DateTimeField(null=True)
 
 
-class AuditEvent(BaseModel):
+class AuditEvent(TenantModel):
     """What happened to whom, written in the same transaction as the change. Never secrets."""
+
+    class Meta:
+        indexes = ((("tenant_id", "at"), False),)
 
     at = peewee.DateTimeField(default=utcnow, index=True)
     token_name = peewee.TextField(null=True)
@@ -174,6 +217,8 @@ class Operator(BaseModel):
     locked_until = peewee.DateTimeField(null=True)
     # Set by `operators disable`: no sign-in, no session (m0008).
     disabled_at = peewee.DateTimeField(null=True)
+    # The one tenant this operator sees; NULL: every tenant (m0009).
+    tenant_id = peewee.IntegerField(null=True)
 
 
 class AdminSession(BaseModel):
@@ -189,7 +234,7 @@ class AdminSession(BaseModel):
     ended = peewee.DateTimeField(null=True)
 
 
-class EnrolmentRule(BaseModel):
+class EnrolmentRule(TenantModel):
     """An operator's rule: members of `group` are enrolled in the LMS course `course_id` as `role`.
 
     `keep_on_leave`: leaving the group (or removing the rule) keeps the enrolment (`KeptEnrolment`).
@@ -205,7 +250,7 @@ class EnrolmentRule(BaseModel):
         indexes = ((("group", "course_id"), True),)
 
 
-class KeptEnrolment(BaseModel):
+class KeptEnrolment(TenantModel):
     """An enrolment a user kept after leaving a group whose rule says keep previous enrolments."""
 
     user = peewee.ForeignKeyField(User, on_delete="CASCADE", backref="kept_enrolments")
@@ -216,7 +261,7 @@ class KeptEnrolment(BaseModel):
         primary_key = peewee.CompositeKey("user", "course_id", "role")
 
 
-class Outbox(BaseModel):
+class Outbox(TenantModel):
     """A change the LMS must hear about, written in the same transaction as the change.
 
     Small by design (kind + ids): the relay reads the current state when it delivers, so a row
@@ -244,7 +289,7 @@ class Outbox(BaseModel):
         )
 
 
-class LmsUserLink(BaseModel):
+class LmsUserLink(TenantModel):
     """Our user ↔ the LMS account (Moodle's user id), kept after the user is deleted here until
     the LMS account is deleted too (so no foreign key)."""
 
@@ -254,7 +299,7 @@ class LmsUserLink(BaseModel):
     synced_at = peewee.DateTimeField(default=utcnow)
 
 
-class LmsCohortLink(BaseModel):
+class LmsCohortLink(TenantModel):
     """Our group ↔ the LMS cohort (audience)."""
 
     group_id = peewee.CharField(max_length=32, primary_key=True)
@@ -262,7 +307,7 @@ class LmsCohortLink(BaseModel):
     synced_at = peewee.DateTimeField(default=utcnow)
 
 
-class LmsEnrolment(BaseModel):
+class LmsEnrolment(TenantModel):
     """An enrolment the relay made on the LMS (what the LMS has, as far as we know)."""
 
     user_id = peewee.CharField(max_length=32)
@@ -302,6 +347,7 @@ COUNTED_MODELS = (User, Group)
 # keep it update it while the other tables are emptied.
 ALL_MODELS = (
     RowCount,
+    Tenant,
     User,
     UserValue,
     UserAddress,

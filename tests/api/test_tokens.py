@@ -304,29 +304,3 @@ def test_token_events_go_to_the_audit_trail(app: Flask) -> None:
         assert auth.hash_token(secret) not in (event.changes or "")
     audit_json = run(app, "audit", "--format", "json").stdout
     assert "token_rotate" in audit_json
-
-
-# -- migration -------------------------------------------------------------------------------
-
-
-def test_m0003_upgrades_a_database_from_before_it(app: Flask, client: FlaskClient) -> None:
-    from playhouse.migrate import migrate
-
-    from app.store import migrations
-    from app.store.db import database
-    from app.store.models import AdminSession, Operator, SchemaMigration
-
-    db = database.obj
-    # Put the database back to how m0002 left it: no rotated_at, no operator table (and so none
-    # of what m0008 adds to it).
-    migrate(migrations._migrator(db).drop_column("api_token", "rotated_at"))
-    db.drop_tables([AdminSession, Operator])
-    SchemaMigration.delete().where(SchemaMigration.number.in_([3, 8])).execute()
-
-    assert migrations.upgrade(db) == ["m0003_tokens_operators", "m0008_admin_sessions"]
-    assert "rotated_at" in {c.name for c in db.get_columns("api_token")}
-    assert db.table_exists("operator")
-    old = last_line(run(app, "tokens", "create", "okta"))
-    new = last_line(run(app, "tokens", "rotate", "okta"))
-    assert status_of(client, old) == status_of(client, new) == 200
-    assert migrations.upgrade(db) == []

@@ -21,7 +21,13 @@ MAPS = [
 
 
 def _unique(field: peewee.Field) -> bool:
-    return bool(field.unique or field.primary_key)
+    """Unique on its own, or within a tenant: `uniqueness: server` is per SCIM service provider
+    (RFC 7643 §2.2), and each tenant is one (a unique index on `(tenant_id, field)`)."""
+    per_tenant = any(
+        unique and tuple(columns) == ("tenant_id", field.name)
+        for columns, unique in field.model._meta.indexes
+    )
+    return bool(field.unique or field.primary_key or per_tenant)
 
 
 @pytest.mark.parametrize(("rtype", "scalars"), MAPS)

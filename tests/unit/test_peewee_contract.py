@@ -176,13 +176,15 @@ def test_a_selects_column_list_is__returning(db: peewee.Database) -> None:
 def test_insert_many_renders_one_values_group_without_returning(
     db: peewee.Database, placeholder: str
 ) -> None:
-    fields = [UserValue.user, UserValue.attr, UserValue.position]
+    # Every field of the row, as `prepared.insert` gives them (peewee would add a field with a
+    # default that the list left out, such as `tenant_id`).
+    fields = [UserValue.tenant_id, UserValue.user, UserValue.attr, UserValue.position]
     with db.bind_ctx(MODELS):
-        sql, _ = UserValue.insert_many([(None,) * 3], fields=fields).returning().sql()
+        sql, _ = UserValue.insert_many([(None,) * 4], fields=fields).returning().sql()
     head, _, group = sql.rpartition(" VALUES ")
-    assert head == 'INSERT INTO "user_value" ("user_id", "attr", "position")', (
+    assert head == 'INSERT INTO "user_value" ("tenant_id", "user_id", "attr", "position")', (
         "insert_many(...).sql() no longer starts `INSERT INTO <table> (<columns>) VALUES`"
     )
-    assert group == f"({placeholder}, {placeholder}, {placeholder})", (
+    assert group == f"({placeholder}, {placeholder}, {placeholder}, {placeholder})", (
         "insert_many(...).returning() no longer ends with one `(?, …)` group and no RETURNING"
     )
