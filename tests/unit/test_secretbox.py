@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app import cursors
+from app.config import Config
+from app.runtime import Runtime
 from app.secretbox import SecretBox, SecretUnreadable, derive_key, masked
 
 KEY = "the current secret key, long and random in real life"
@@ -179,3 +181,25 @@ def test_any_text_round_trips(plaintext: str, context: str) -> None:
 def test_masked_shows_at_most_the_last_four_of_a_long_value(value: str | None, shown: str) -> None:
     assert masked(value) == shown
 
+
+def test_config_reads_previous_keys_and_never_shows_secrets() -> None:
+    assert Config.from_env({}).secret_key_previous == ()
+    config = Config.from_env(
+        {"SECRET_KEY": KEY, "SECRET_KEY_PREVIOUS": f" {OLD_KEY} ,, {OTHER_KEY},"},
+        lms_token=SECRET,
+        metrics_token="metrics-token-value",
+    )
+    assert config.secret_key_previous == (OLD_KEY, OTHER_KEY)
+    shown = repr(config)
+    for hidden in (KEY, OLD_KEY, OTHER_KEY, SECRET, "metrics-token-value"):
+        assert hidden not in shown
+    assert "max_page_size=1000" in shown
+
+
+def test_runtime_builds_the_box_from_its_config() -> None:
+    old_sealed = box(OLD_KEY).seal(SECRET, CONTEXT)
+    built = Runtime.build(Config(testing=True, secret_key=KEY, secret_key_previous=(OLD_KEY,)))
+    assert built.secret_box.open(old_sealed, CONTEXT) == SECRET
+    assert box(KEY).open(built.secret_box.seal(SECRET, CONTEXT), CONTEXT) == SECRET
+    for hidden in (KEY, OLD_KEY):
+        assert hidden not in repr(built)
