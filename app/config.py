@@ -28,10 +28,16 @@ def _role_ids(text: str) -> tuple[tuple[str, int], ...]:
         raise ValueError("LMS_ROLE_IDS must look like 'student=5,teacher=3'") from None
 
 
-def env(name: str, default: Any, parse: Callable[[str], Any] = str) -> Any:
+def _comma_list(text: str) -> tuple[str, ...]:
+    """`a, b,,c` → ("a", "b", "c")."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def env(name: str, default: Any, parse: Callable[[str], Any] = str, *, secret: bool = False) -> Any:
     """A setting read from the environment variable `name` with `parse`; `default` when the
-    variable is unset or empty. The one place each variable, its default and parser are named."""
-    return field(default=default, metadata={"env": name, "parse": parse})
+    variable is unset or empty. The one place each variable, its default and parser are named.
+    A `secret` one is left out of the Config's repr, so logging a Config never shows it."""
+    return field(default=default, repr=not secret, metadata={"env": name, "parse": parse})
 
 
 @dataclass(frozen=True)
@@ -72,8 +78,12 @@ class Config:
     token_cache_seconds: float = env("TOKEN_CACHE_SECONDS", 5.0, float)
     audit_retention_days: int = env("AUDIT_RETENTION_DAYS", 365, int)
     # Signs `/admin` session cookies and SCIM cursors; when unset, a key generated once is kept
-    # in SECRET_KEY_FILE (`app.secret_key.resolve`).
-    secret_key: str | None = env("SECRET_KEY", None)
+    # in SECRET_KEY_FILE (`runtime.resolve_secret_key`). Secrets kept in the database are
+    # encrypted under a key derived from it (`app.secretbox`).
+    secret_key: str | None = env("SECRET_KEY", None, secret=True)
+    # Earlier SECRET_KEYs, comma-separated: secrets sealed under them still open (and can be
+    # resealed under SECRET_KEY); cookies and cursors are checked with SECRET_KEY only.
+    secret_key_previous: tuple[str, ...] = env("SECRET_KEY_PREVIOUS", (), _comma_list, secret=True)
     secret_key_file: str = env("SECRET_KEY_FILE", "var/secret_key")
     # None: Secure cookies unless HOST is a loopback address (local http); a request that came
     # over HTTPS (directly, or as a trusted proxy says) always gets a Secure cookie.
@@ -93,7 +103,7 @@ class Config:
     cursor_timeout_seconds: int = env("CURSOR_TIMEOUT_SECONDS", 3600, int)
     # The LMS relay (`lms-scim relay run`): a Moodle-compatible REST web service and its token.
     lms_url: str | None = env("LMS_URL", None)
-    lms_token: str | None = env("LMS_TOKEN", None)
+    lms_token: str | None = env("LMS_TOKEN", None, secret=True)
     lms_timeout_ms: int = env("LMS_TIMEOUT_MS", 10_000, int)
     # How an LMS account is matched on first sight: `email` or `username`.
     lms_match_field: str = env("LMS_MATCH_FIELD", "email", _lower)
@@ -123,7 +133,7 @@ class Config:
     # X-Forwarded-For hops to trust for the client address.
     trusted_proxy_hops: int = env("TRUSTED_PROXY_HOPS", 0, int)
     # None: /metrics answers loopback clients only.
-    metrics_token: str | None = env("METRICS_TOKEN", None)
+    metrics_token: str | None = env("METRICS_TOKEN", None, secret=True)
     log_format: str = env("LOG_FORMAT", "json")
     # Where gunicorn workers share Prometheus counters (prometheus_client reads it too).
     prometheus_multiproc_dir: str | None = env("PROMETHEUS_MULTIPROC_DIR", None)

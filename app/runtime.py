@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import Flask, current_app
@@ -19,6 +19,7 @@ from app.auth import TokenCache
 from app.config import Config
 from app.marshal import Limits as InputLimits
 from app.passwords import Hasher
+from app.secretbox import SecretBox
 
 EXTENSION = "lms_scim"
 # `/admin` sign-ins hash apart from SCIM writes: one at a time per process, and a sign-in that
@@ -33,7 +34,9 @@ class Runtime:
 
     config: Config
     # Signs `/admin` session cookies and SCIM cursors (`resolve_secret_key`).
-    secret_key: str
+    secret_key: str = field(repr=False)
+    # Seals and opens the secrets kept in the database (`app.secretbox`).
+    secret_box: SecretBox
     hasher: Hasher
     # argon2id for `/admin` sign-ins: a budget of their own, so they never delay SCIM writes.
     sign_in_hasher: Hasher
@@ -42,9 +45,11 @@ class Runtime:
 
     @classmethod
     def build(cls, config: Config) -> Runtime:
+        secret_key = resolve_secret_key(config)
         return cls(
             config=config,
-            secret_key=resolve_secret_key(config),
+            secret_key=secret_key,
+            secret_box=SecretBox(secret_key, config.secret_key_previous),
             hasher=Hasher(config.hash_concurrency),
             sign_in_hasher=Hasher(SIGN_IN_HASHES, wait=SIGN_IN_WAIT_SECONDS),
             tokens=TokenCache(config.token_cache_seconds),

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from flask import Flask
 
 from app import runtime
 from app.config import Config
+from app.secretbox import SecretUnreadable
 from scim_schemas import CORE_USER
 from tests.helpers import Scim, app_with
 
@@ -56,6 +58,24 @@ def test_each_app_signs_cursors_with_its_own_secret(app: Flask, token: str) -> N
     refused = two.get(f"/Users?cursor={cursor}&count=1")
     assert refused.status_code == 400
     assert refused.get_json()["scimType"] == "invalidCursor"
+
+
+def test_each_app_seals_secrets_with_its_own_key(app: Flask) -> None:
+    one = app_with(app, secret_key="one" * 16, secret_key_previous=())
+    two = app_with(app, secret_key="two" * 16, secret_key_previous=("one" * 16,))
+    three = app_with(app, secret_key="three" * 10, secret_key_previous=())
+    context = "tenant:1:lms_token"
+    with one.app_context():  # as request and CLI code get it
+        sealed = runtime.current().secret_box.seal("ws-token", context)
+    with two.app_context():
+        assert runtime.current().secret_box.open(sealed, context) == "ws-token"
+        resealed = runtime.current().secret_box.reseal(sealed, context)
+    with three.app_context(), pytest.raises(SecretUnreadable):
+        runtime.current().secret_box.open(sealed, context)
+    with one.app_context(), pytest.raises(SecretUnreadable):
+        runtime.current().secret_box.open(resealed, context)
+    assert runtime.of(one).secret_box is not runtime.of(two).secret_box
+    assert runtime.of(one).secret_box.open(sealed, context) == "ws-token"
 
 
 def test_every_variable_is_read_with_its_parser_and_default() -> None:

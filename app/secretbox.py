@@ -1,0 +1,143 @@
+"""Secrets we must read back (a tenant's LMS web-service token, later OAuth signing keys),
+encrypted at rest under a key derived from `SECRET_KEY`.
+
+A sealed value is text that fits a TEXT column: `v1:` followed by unpadded base64url of a
+96-bit random nonce and the AES-256-GCM ciphertext with its 128-bit tag. The AES key is derived
+with HKDF-SHA256 under its own `info` label, so it is never the bytes that sign `/admin` cookies
+(`SECRET_KEY` itself) or cursors (`app.cursors.derive_key`). The caller's `context` (such as
+`tenant:3:lms_token`) is authenticated with the value: a sealed value copied into another row
+or field does not open there.
+
+Rotation: `SECRET_KEY_PREVIOUS` names earlier keys; a value sealed under any of them still
+opens, and `reseal` moves it to the current key. Which key sealed a value is found by trying
+each (a GCM tag check costs microseconds), so nothing in a sealed value identifies the key.
+
+Nothing here prints a secret: `SecretUnreadable` names only the context, the box's repr only
+counts its keys, and `masked` shows at most the last four characters of a long value.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from collections.abc import Iterable
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+VERSION = "v1"
+PREFIX = f"{VERSION}:"
+# HKDF's `info`: binds the derived key to this one use (RFC 5869 §3.2).
+INFO = b"lms-scim tenant secrets v1"
+NONCE_BYTES = 12  # the 96-bit nonce GCM is specified for (NIST SP 800-38D §5.2.1.1)
+TAG_BYTES = 16
+# `masked` shows the last four characters only of values at least this long, so at least
+# twelve characters stay hidden.
+MASK_SHOWS_TAIL_FROM = 16
+BULLETS = "••••"
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+class SecretUnreadable(Exception):
+    """A sealed value that does not open: another key, another context, altered or not a sealed
+    value at all. Not a client's error (a 500 that says nothing); the message names the context
+    and never the value."""
+
+
+def derive_key(secret_key: str) -> bytes:
+    """The AES-256 key for sealed secrets, derived from one `SECRET_KEY`."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=INFO)
+    return hkdf.derive(secret_key.encode("utf-8"))
+
+
+def _associated_data(context: str) -> bytes:
+    """The version and the context, authenticated with the value (not encrypted, not stored)."""
+    if not context:
+        raise ValueError("a sealed secret needs a context, such as 'tenant:3:lms_token'")
+    return f"{PREFIX}{context}".encode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes | None:
+    """The bytes of unpadded base64url `text`; None for anything else (`base64` itself would
+    skip stray characters instead of refusing them)."""
+    if not _BASE64URL.fullmatch(text) or len(text) % 4 == 1:
+        return None
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class SecretBox:
+    """Seals and opens an app's secrets under its `SECRET_KEY`, and opens (never seals) under
+    the keys in `SECRET_KEY_PREVIOUS`. Built once per app (`Runtime.secret_box`)."""
+
+    __slots__ = ("_current", "_previous")
+
+    def __init__(self, secret_key: str, previous: Iterable[str] = ()) -> None:
+        if not secret_key:
+            raise ValueError("SecretBox needs a secret key")
+        self._current = AESGCM(derive_key(secret_key))
+        self._previous = tuple(AESGCM(derive_key(key)) for key in previous if key != secret_key)
+
+    def __repr__(self) -> str:
+        return f"<SecretBox: current key and {len(self._previous)} previous>"
+
+    __str__ = __repr__
+
+    def seal(self, plaintext: str, context: str) -> str:
+        """`plaintext` encrypted under the current key and bound to `context`."""
+        try:
+            data = plaintext.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate; the codec's message would quote it
+            raise ValueError("a secret must be valid Unicode text") from None
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._current.encrypt(nonce, data, _associated_data(context))
+        return PREFIX + _b64(nonce + sealed)
+
+    def open(self, token: str, context: str) -> str:
+        """The plaintext of `token`, sealed under the current or a previous key for `context`;
+        else `SecretUnreadable`."""
+        nonce, sealed = _split(token, context)
+        aad = _associated_data(context)
+        for key in (self._current, *self._previous):
+            try:
+                data = key.decrypt(nonce, sealed, aad)
+            except InvalidTag:
+                continue
+            return data.decode("utf-8")
+        raise SecretUnreadable(
+            f"the secret sealed for {context!r} does not open: sealed under a key that is "
+            "neither SECRET_KEY nor in SECRET_KEY_PREVIOUS, for another context, or altered"
+        )
+
+    def reseal(self, token: str, context: str) -> str:
+        """`token` sealed again under the current key (after a rotation), with a new nonce."""
+        return self.seal(self.open(token, context), context)
+
+
+def _split(token: str, context: str) -> tuple[bytes, bytes]:
+    """The nonce and the ciphertext with its tag, or `SecretUnreadable` for what is not a
+    `v1:` sealed value."""
+    if not isinstance(token, str) or not token.startswith(PREFIX):
+        raise SecretUnreadable(f"the secret stored for {context!r} is not a {VERSION} sealed value")
+    raw = _unb64(token[len(PREFIX) :])
+    if raw is None:
+        raise SecretUnreadable(f"the secret stored for {context!r} is not base64url")
+    if len(raw) < NONCE_BYTES + TAG_BYTES:
+        raise SecretUnreadable(f"the secret stored for {context!r} is truncated")
+    return raw[:NONCE_BYTES], raw[NONCE_BYTES:]
+
+
+def masked(value: str | None) -> str:
+    """How a secret is shown (`tenants show`, `/admin`): `not set`, or bullets with the last
+    four characters of a long value, enough to tell two tokens apart and too little to use."""
+    if not value:
+        return "not set"
+    if len(value) < MASK_SHOWS_TAIL_FROM:
+        return BULLETS
+    return BULLETS + value[-4:]
