@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import peewee
 
 from app.errors import Unauthorized
-from app.store import audit, tokens
+from app.store import audit, tenancy, tokens
 from app.store.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -41,11 +41,13 @@ LAST_USED_FLUSH_SECONDS = 60.0
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the token's name and whether it may write."""
+    """Who is calling: the token's name, whether it may write, and the tenant it belongs to
+    (every SCIM request works for exactly that tenant)."""
 
     token_name: str
     read_only: bool
     token_id: int | None = None
+    tenant_id: int = tenancy.DEFAULT_TENANT
 
 
 def hash_token(secret: str) -> str:
@@ -183,7 +185,7 @@ def verify(authorization: str | None, cache: TokenCache) -> Principal:
             raise Unauthorized()
         if tokens.state(row, now) in ("revoked", "expired"):
             raise Unauthorized("The token has expired or was revoked.")
-        principal = Principal(row.name, row.read_only, row.id)
+        principal = Principal(row.name, row.read_only, row.id, row.tenant_id)
         cache.put(digest, row.expires_at, principal)
     if principal.token_id is not None:
         cache.note_use(principal.token_id, now)

@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 
 from app import auth, create_app
 from app.config import Config
-from app.store import migrations
+from app.store import migrations, tenancy
 from app.store.db import database
 from app.store.models import ALL_MODELS, Tenant
 from app.store.tenancy import DEFAULT_TENANT
@@ -78,7 +78,7 @@ _migrated: set[peewee.Database] = set()
 def _clean(db: peewee.Database) -> None:
     """Every table empty, but for the default tenant, which a database always has (m0009)."""
     tables = [m._meta.table_name for m in ALL_MODELS if m is not Tenant]
-    with db.connection_context():
+    with db.connection_context(), tenancy.everywhere():
         if isinstance(db, peewee.PostgresqlDatabase):
             quoted = ", ".join(f'"{table}"' for table in tables)
             db.execute_sql(f"TRUNCATE {quoted} CASCADE")

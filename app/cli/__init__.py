@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Flask
 from flask.cli import FlaskGroup
 
-from app.cli import audit, db, enrolments, operators, relay, stats, tokens, users
+from app.cli import audit, db, enrolments, operators, relay, stats, tenants, tokens, users
 
 
 def register(app: Flask) -> None:
@@ -20,6 +20,7 @@ def register(app: Flask) -> None:
         stats.stats_command,
         enrolments.enrolments_group,
         relay.relay_group,
+        tenants.tenants_group,
     ):
         app.cli.add_command(command)
 

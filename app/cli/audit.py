@@ -7,7 +7,7 @@ import json
 
 import click
 
-from app.cli.common import DURATION, reported, settings, table
+from app.cli.common import DURATION, for_tenant, reported, settings, table
 from app.datetimes import minute
 from app.errors import NotFound
 from app.store import audit, status
@@ -28,6 +28,7 @@ def _resource_id(ref: str) -> str:
 
 
 @click.group("audit", invoke_without_command=True)
+@for_tenant
 @click.option("--user", "user_ref", help="userName, e-mail, id or externalId.")
 @click.option("--since", type=DURATION, default="7d", show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import click
 
 from app import runtime
 from app.config import Config
-from app.errors import ScimError
+from app.errors import InvalidValue, ScimError
 from app.store import enrolments as enrolment_store
-from app.store import status
+from app.store import status, tenancy
+from app.store import tenants as tenant_store
+from app.store.models import Tenant
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -36,6 +39,34 @@ class Duration(click.ParamType):
 
 
 DURATION = Duration()
+
+
+def _tenant_named(slug: str | None) -> Tenant:
+    if slug is not None:
+        return tenant_store.by_slug(slug)
+    found = tenant_store.all_tenants()
+    if len(found) == 1:
+        return found[0]
+    slugs = ", ".join(t.slug for t in found)
+    raise InvalidValue(f"This deployment serves several tenants; name one with --tenant ({slugs}).")
+
+
+def for_tenant(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--tenant SLUG`: the command reads and changes that tenant's data only. Without it, the
+    command works for the only tenant there is, and refuses (listing them) when there are more."""
+
+    @click.option("--tenant", "tenant_slug", metavar="SLUG", help="The tenant to work for.")
+    @functools.wraps(command)
+    def run(*args: Any, tenant_slug: str | None = None, **kwargs: Any) -> Any:
+        context = click.get_current_context(silent=True)
+        if context is not None and context.invoked_subcommand:  # a group's own subcommand
+            return command(*args, **kwargs)
+        with reported():
+            tenant = _tenant_named(tenant_slug)
+        with tenancy.use(tenant.id):
+            return command(*args, **kwargs)
+
+    return run
 
 
 def settings() -> Config:

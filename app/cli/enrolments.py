@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from app.cli.common import echo_json, reported, table
+from app.cli.common import echo_json, for_tenant, reported, table
 from app.store import audit
 from app.store import enrolments as enrolment_store
 
@@ -12,6 +12,7 @@ enrolments_group = click.Group("enrolments", help="Course enrolment rules on gro
 
 
 @enrolments_group.command("add")
+@for_tenant
 @click.argument("group")
 @click.argument("course")
 @click.option("--role", type=click.Choice(enrolment_store.ROLES), required=True)
@@ -34,6 +35,7 @@ def enrolments_add(group: str, course: str, role: str, keep_on_leave: bool) -> N
 
 
 @enrolments_group.command("list")
+@for_tenant
 @click.argument("group", required=False)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def enrolments_list(group: str | None, fmt: str) -> None:
@@ -53,6 +55,7 @@ def enrolments_list(group: str | None, fmt: str) -> None:
 
 
 @enrolments_group.command("remove")
+@for_tenant
 @click.argument("group")
 @click.argument("course")
 def enrolments_remove(group: str, course: str) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from app.cli.common import echo_json, table
+from app.cli.common import echo_json, for_tenant, table
 from app.store import status
 
 
 @click.command("stats")
+@for_tenant
 @click.option("--days", type=click.IntRange(1, 366), default=7, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def stats_command(days: int, fmt: str) -> None:

@@ -7,7 +7,7 @@ import datetime as dt
 import click
 
 from app import auth, runtime
-from app.cli.common import DURATION, reported, settings
+from app.cli.common import DURATION, for_tenant, reported, settings
 from app.datetimes import minute
 from app.store import tokens as token_store
 from app.store.models import utcnow
@@ -16,6 +16,7 @@ tokens_group = click.Group("tokens", help="API tokens for identity providers.")
 
 
 @tokens_group.command("create")
+@for_tenant
 @click.argument("name")
 @click.option("--expires-in", type=DURATION, help="Lifetime, e.g. 90d (default: no expiry).")
 @click.option("--read-only", is_flag=True, help="May read (GET, POST .search) but not write.")
@@ -28,6 +29,7 @@ def tokens_create(name: str, expires_in: dt.timedelta | None, read_only: bool) -
 
 
 @tokens_group.command("rotate")
+@for_tenant
 @click.argument("name")
 @click.option(
     "--grace",
@@ -51,6 +53,7 @@ def tokens_rotate(name: str, grace: dt.timedelta, expires_in: dt.timedelta | Non
 
 
 @tokens_group.command("revoke")
+@for_tenant
 @click.argument("name")
 def tokens_revoke(name: str) -> None:
     """Refuse NAME from now on (other server processes within TOKEN_CACHE_SECONDS)."""
@@ -60,6 +63,7 @@ def tokens_revoke(name: str) -> None:
 
 
 @tokens_group.command("bootstrap")
+@for_tenant
 @click.option("--name", default="first-token", show_default=True)
 def tokens_bootstrap(name: str) -> None:
     """Create and print a first token if no usable token exists (used by `make run`)."""
@@ -76,6 +80,7 @@ def tokens_bootstrap(name: str) -> None:
 
 
 @tokens_group.command("list")
+@for_tenant
 def tokens_list() -> None:
     """Name, prefix, created, expires, last used and state (tab-separated) — never the secret."""
     now = utcnow()

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from app import marshal, runtime
-from app.cli.common import echo_json, reported, table
+from app.cli.common import echo_json, for_tenant, reported, table
 from app.datetimes import minute
 from app.store import audit, collisions, status
 from app.store import users as user_store
@@ -27,6 +27,7 @@ def _find(ref: str) -> str:
 
 
 @users_group.command("status")
+@for_tenant
 @click.argument("user")
 @click.option("--history", default=10, show_default=True, help="Recent events to show.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
@@ -112,6 +113,7 @@ def _progress(rows: Iterator[dict[str, Any]], total: int) -> Iterator[dict[str, 
 
 
 @users_group.command("list")
+@for_tenant
 @click.option("--inactive", is_flag=True, help="Only deactivated users.")
 @click.option("--group", help="Only members of this group (id or displayName).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
@@ -139,6 +141,7 @@ def users_list(inactive: bool, group: str | None, fmt: str) -> None:
 
 
 @users_group.command("add")
+@for_tenant
 @click.argument("username")
 @click.option("--email", help="Work e-mail (primary).")
 @click.option("--given", help="Given name.")
@@ -167,6 +170,7 @@ def users_add(
 
 
 @users_group.command("duplicates")
+@for_tenant
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def users_duplicates(fmt: str) -> None:
     """Users and groups whose names became one identity (NFKC case-fold) when lms-scim began

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, g, request
 
 from app import auth, runtime
 from app.errors import Forbidden
+from app.store import tenancy
 
 bp = Blueprint("scim", __name__, url_prefix="/scim/v2")
 
@@ -19,10 +20,17 @@ def _authenticate() -> None:
     # Under the bad-token brake the token was verified already (`app.ratelimit`).
     if "principal" not in g:
         g.principal = auth.verify(request.headers.get("Authorization"), runtime.current().tokens)
+    # From here on the request works for the token's tenant: every query is scoped to it.
+    g.tenant_scope = tenancy.enter(g.principal.tenant_id)
     # A read-only token may query, including POST /.search (RFC 7644 §3.4.3), but not write.
     searching = request.method == "POST" and request.path.rstrip("/").endswith("/.search")
     if g.principal.read_only and request.method not in _READS and not searching:
         raise Forbidden("This token is read-only; it may not create, change or delete.")
+
+
+def _leave_tenant(_exc: BaseException | None) -> None:
+    if "tenant_scope" in g:
+        tenancy.leave(g.pop("tenant_scope"))
 
 
 def _request_id() -> None:
@@ -41,4 +49,5 @@ def register(app) -> None:
 
     app.before_request(_request_id)
     app.after_request(_echo_request_id)
+    app.teardown_request(_leave_tenant)
     app.register_blueprint(bp)

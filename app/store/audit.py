@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.store import prepared
+from app.store import prepared, tenancy
 from app.store.db import database
 from app.store.models import AuditEvent
 
@@ -78,7 +78,7 @@ def prune(before: dt.datetime, chunk: int = 10_000) -> int:
     single transaction holds the table for long; returns how many went."""
     removed = 0
     while True:
-        with database.atomic():
+        with database.atomic(), tenancy.everywhere():  # retention is the deployment's policy
             ids = [
                 row.id
                 for row in AuditEvent.select(AuditEvent.id)

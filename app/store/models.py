@@ -7,6 +7,7 @@ Case-insensitive uniqueness (userName, e-mail) is enforced by unique indexes on 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import peewee
 
@@ -42,12 +43,31 @@ class Tenant(BaseModel):
 
 
 class TenantModel(BaseModel):
-    """A table whose rows belong to a tenant: a new row belongs to the tenant at hand
-    (`tenancy.current`); the database's own default (1) serves a writer that knows no tenants."""
+    """A table whose rows belong to a tenant. Every SELECT, UPDATE and DELETE made through the
+    model is limited to the tenant at hand (`tenancy.current`), so a query that forgets to say
+    which tenant still sees only its own; a new row belongs to that tenant. The database's own
+    default (1) serves a writer that knows no tenants."""
 
     tenant_id = peewee.IntegerField(
-        default=tenancy.current, constraints=[peewee.SQL(f"DEFAULT {tenancy.DEFAULT_TENANT}")]
+        default=tenancy.owner, constraints=[peewee.SQL(f"DEFAULT {tenancy.DEFAULT_TENANT}")]
     )
+
+    @classmethod
+    def select(cls, *fields: Any) -> peewee.ModelSelect:
+        return _scoped(cls, super().select(*fields))
+
+    @classmethod
+    def update(cls, __data: Any = None, **update: Any) -> peewee.ModelUpdate:
+        return _scoped(cls, super().update(__data, **update))
+
+    @classmethod
+    def delete(cls) -> peewee.ModelDelete:
+        return _scoped(cls, super().delete())
+
+
+def _scoped(model: type[TenantModel], query: Any) -> Any:
+    tenant = tenancy.current()
+    return query if tenant is None else query.where(model.tenant_id == tenant)
 
 
 class User(TenantModel):
@@ -324,16 +344,17 @@ class SchemaMigration(BaseModel):
     applied_at = peewee.DateTimeField(default=utcnow)
 
 
-class RowCount(BaseModel):
-    """How many rows a table has, kept by database triggers (m0005) in a few shards, so that an
-    unfiltered list's `totalResults` is a sum of a few rows, not a COUNT over a million.
+class RowCount(TenantModel):
+    """How many rows a table has per tenant, kept by database triggers (m0005, m0010) in a few
+    shards, so that an unfiltered list's `totalResults` is a sum of a few rows, not a COUNT
+    over a million.
 
     PostgreSQL adds each statement's rows to the shard of its transaction id (concurrent writers
     rarely share a row lock); SQLite, one writer at a time, keeps one shard."""
 
     class Meta:
         table_name = "row_count"
-        primary_key = peewee.CompositeKey("name", "shard")
+        primary_key = peewee.CompositeKey("name", "tenant_id", "shard")
 
     name = peewee.TextField()
     shard = peewee.IntegerField()

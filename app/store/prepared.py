@@ -23,21 +23,33 @@ from typing import Any
 
 import peewee
 
+from app.store import tenancy
 from app.store.db import database
 
-_Template = tuple[str, tuple[tuple[bool, Any], ...]]  # SQL, and per parameter (is_id, index|value)
-_cache: dict[tuple[int, str, int], _Template] = {}
+# SQL, and per parameter what fills it: ("id", index), ("tenant", None) or ("value", value).
+_Template = tuple[str, tuple[tuple[str, Any], ...]]
+_cache: dict[tuple[int, str, int, bool], _Template] = {}
 _lock = threading.Lock()
+# Stands for the tenant while a template is built: the tenant is a parameter like the ids,
+# never a value frozen into a template that every tenant then shares.
+_TENANT_PROBE = -0x5C1A_7E4A
+
+
+def _slot(param: Any, ids: dict[str, int]) -> tuple[str, Any]:
+    if isinstance(param, str) and param in ids:
+        return ("id", ids[param])
+    if param == _TENANT_PROBE and not isinstance(param, bool):
+        return ("tenant", None)
+    return ("value", param)
 
 
 def _template(build: Callable[[list[str]], peewee.SelectBase], size: int) -> _Template:
     probes = [f"\x00probe-{i}\x00" for i in range(size)]
-    sql, params = build(probes).sql()
+    scoped = tenancy.current() is not None
+    with tenancy.use(_TENANT_PROBE) if scoped else tenancy.everywhere():
+        sql, params = build(probes).sql()
     where = {probe: index for index, probe in enumerate(probes)}
-    slots = tuple(
-        (True, where[p]) if isinstance(p, str) and p in where else (False, p) for p in params
-    )
-    return sql, slots
+    return sql, tuple(_slot(p, where) for p in params)
 
 
 def raw(
@@ -49,14 +61,18 @@ def raw(
     """`build(ids)` as a `model.raw` query (rows as model instances with their fields' type
     conversions, or `.tuples()`), with the SQL built once per `len(ids)` and database."""
     ids = list(ids)
-    key = (id(database.obj), name, len(ids))
+    tenant = tenancy.current()
+    key = (id(database.obj), name, len(ids), tenant is None)
     template = _cache.get(key)
     if template is None:
         template = _template(build, len(ids))
         with _lock:
             _cache[key] = template
     sql, slots = template
-    params = [ids[value] if is_id else value for is_id, value in slots]
+    params = [
+        ids[value] if kind == "id" else tenant if kind == "tenant" else value
+        for kind, value in slots
+    ]
     return model.raw(sql, *params)
 
 

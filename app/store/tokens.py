@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from app.errors import NotFound, Uniqueness
-from app.store import audit
+from app.store import audit, tenancy
 from app.store.db import database, locked
 from app.store.models import ApiToken, utcnow
 from app.store.names import require_name
@@ -104,16 +104,20 @@ def revoke(name: str, actor: audit.Actor = audit.SYSTEM) -> int:
 
 
 def touch(used: dict[int, dt.datetime]) -> None:
-    """Record when tokens were last used (batched by the caller; never moves the time back)."""
-    for token_id, at in used.items():
-        ApiToken.update(last_used_at=at).where(
-            (ApiToken.id == token_id)
-            & (ApiToken.last_used_at.is_null() | (ApiToken.last_used_at < at))
-        ).execute()
+    """Record when tokens were last used (batched by the caller; never moves the time back).
+    Token ids are unique across tenants, and a batch may hold several tenants' tokens."""
+    with tenancy.everywhere():
+        for token_id, at in used.items():
+            ApiToken.update(last_used_at=at).where(
+                (ApiToken.id == token_id)
+                & (ApiToken.last_used_at.is_null() | (ApiToken.last_used_at < at))
+            ).execute()
 
 
 def find_by_hash(token_hash: str) -> ApiToken | None:
-    return ApiToken.get_or_none(ApiToken.token_hash == token_hash)
+    """The token with this hash, whichever tenant it belongs to (it says which)."""
+    with tenancy.everywhere():
+        return ApiToken.get_or_none(ApiToken.token_hash == token_hash)
 
 
 def count_usable() -> int:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import peewee
 import pytest
 
-from app.store import prepared
+from app.store import prepared, tenancy
 from app.store.models import Group, Membership, User, UserValue
 from tests.helpers import bound_database
 
@@ -44,7 +44,7 @@ def test_a_select_renders_to_sql_and_its_values_as_parameters(
     db: peewee.Database, placeholder: str
 ) -> None:
     probes = ["\x00probe-0\x00", "\x00probe-1\x00"]
-    with db.bind_ctx(MODELS):
+    with db.bind_ctx(MODELS), tenancy.everywhere():  # without the tenant's own condition
         rendered = UserValue.select().where(UserValue.user.in_(probes)).sql()
     assert isinstance(rendered, tuple), "SelectBase.sql() no longer returns (sql, params)"
     sql, params = rendered
