@@ -29,8 +29,11 @@ DUMMY_HASH = (
 WRONG = "Wrong name or password."
 
 
-def create_operator(name: str, password: str, hasher: Hasher) -> Operator:
-    return operators.create(name, hasher.hash(password))
+def create_operator(
+    name: str, password: str, hasher: Hasher, tenant_id: int | None = None
+) -> Operator:
+    """An operator; bound to `tenant_id` when given, else global (sees every tenant)."""
+    return operators.create(name, hasher.hash(password), tenant_id)
 
 
 def set_operator_password(name: str, password: str, hasher: Hasher) -> None:

@@ -10,6 +10,7 @@ from app import operator_signin, runtime
 from app.cli.common import reported, table
 from app.datetimes import minute
 from app.store import operators as operator_store
+from app.store import tenants as tenant_store
 
 operators_group = click.Group("operators", help="People who may sign in to /admin.")
 
@@ -36,12 +37,22 @@ def _password_option() -> Any:
 
 @operators_group.command("create")
 @click.argument("name")
+@click.option(
+    "--tenant",
+    "tenant_slug",
+    metavar="SLUG",
+    help="Bind the operator to this tenant: they see it only. Without it they see every tenant.",
+)
 @_password_option()
-def operators_create(name: str, password: str) -> None:
+def operators_create(name: str, password: str, tenant_slug: str | None) -> None:
     """An operator who may sign in to /admin (read-only status pages)."""
     with reported():
-        operator_signin.create_operator(name, password, runtime.current().hasher)
-    click.echo(f"Created operator {name!r}.")
+        tenant = tenant_store.by_slug(tenant_slug) if tenant_slug is not None else None
+        operator_signin.create_operator(
+            name, password, runtime.current().hasher, tenant.id if tenant else None
+        )
+    scope = f"tenant {tenant.slug!r} only" if tenant else "every tenant"
+    click.echo(f"Created operator {name!r}; they see {scope}.")
 
 
 @operators_group.command("password")
@@ -86,16 +97,19 @@ def operators_delete(name: str) -> None:
 
 @operators_group.command("list")
 def operators_list() -> None:
-    """Operators with their last sign-in, and whether they are disabled."""
+    """Operators with the tenant they are bound to, their last sign-in, and whether they are
+    disabled."""
+    slugs = {t.id: t.slug for t in tenant_store.all_tenants()}
     table(
         (
             (
                 o.name,
+                "(every tenant)" if o.tenant_id is None else slugs.get(o.tenant_id, "?"),
                 minute(o.created),
                 minute(o.last_sign_in_at),
                 f"disabled {minute(o.disabled_at)}" if o.disabled_at else "active",
             )
             for o in operator_store.all_operators()
         ),
-        ("name", "created", "last sign-in", "state"),
+        ("name", "tenant", "created", "last sign-in", "state"),
     )

@@ -13,14 +13,21 @@ from app.store.models import Operator, utcnow
 from app.store.names import require_name
 
 
-def create(name: str, password_hash: str, actor: audit.Actor = audit.SYSTEM) -> Operator:
+def create(
+    name: str,
+    password_hash: str,
+    tenant_id: int | None = None,
+    actor: audit.Actor = audit.SYSTEM,
+) -> Operator:
+    """An operator bound to `tenant_id` (who sees only that tenant on /admin), or global (None)."""
     require_name("An operator name", name)
+    changes: dict[str, dict[str, object]] = {"name": {"after": name}}
+    if tenant_id is not None:
+        changes["tenant"] = {"after": tenant_id}
     try:
         with database.atomic():
-            operator = Operator.create(name=name, password_hash=password_hash)
-            audit.record(
-                actor, "Operator", str(operator.id), "operator_create", {"name": {"after": name}}
-            )
+            operator = Operator.create(name=name, password_hash=password_hash, tenant_id=tenant_id)
+            audit.record(actor, "Operator", str(operator.id), "operator_create", changes)
     except peewee.IntegrityError as exc:
         raise Uniqueness(f"An operator named {name!r} exists.") from exc
     return operator

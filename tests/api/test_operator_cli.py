@@ -7,15 +7,18 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from typing import Any
 
 import pytest
 from flask import Flask
 
 from app.store import status
+from app.store import tenants as tenant_store
 from app.store.models import AuditEvent, Operator, User, utcnow
 from scim_schemas import PATCH_OP
 from tests.helpers import (
+    PASSWORD,
     Scim,
     app_with,
     create_group,
@@ -310,3 +313,25 @@ def test_operators_password_sets_a_new_hash_and_audits_it(app: Flask) -> None:
     assert (
         invoke(app, "operators", "password", "nobody", "--password", "whatever long").exit_code == 1
     )
+
+
+# -- operators bound to a tenant --------------------------------------------------------------
+
+
+def test_operators_create_binds_to_a_tenant_and_list_shows_it(app: Flask) -> None:
+    run(app, "tenants", "create", "acme", "--name", "Acme Corp")
+    out = run(app, "operators", "create", "bea", "--tenant", "acme", "--password", PASSWORD)
+    assert "they see tenant 'acme' only" in out.stdout
+    assert "every tenant" in run(app, "operators", "create", "gil", "--password", PASSWORD).stdout
+    assert Operator.get(Operator.name == "bea").tenant_id == tenant_store.by_slug("acme").id
+    assert Operator.get(Operator.name == "gil").tenant_id is None
+    listed = run(app, "operators", "list").stdout
+    assert re.search(r"bea\s+acme\s", listed), listed
+    assert re.search(r"gil\s+\(every tenant\)", listed), listed
+
+
+def test_operators_create_refuses_an_unknown_tenant(app: Flask) -> None:
+    result = invoke(app, "operators", "create", "bea", "--tenant", "nope", "--password", PASSWORD)
+    assert result.exit_code == 1
+    assert "No tenant 'nope'" in result.output
+    assert Operator.get_or_none(Operator.name == "bea") is None
