@@ -4,6 +4,9 @@ Operators sign in with a name and password of their own (`lms-scim operators cre
 with a SCIM token (`app.operator_signin`). The session is server-side, named by a signed cookie
 (`app.admin.sessions`). Every POST carries the session's CSRF token. Errors here render HTML;
 `/scim/v2` keeps its JSON.
+
+Each request works for one tenant (`app.admin.scope`): a bound operator's own, or for a global
+operator the one the URL names (`/admin/t/SLUG/…`; the plain URLs show the default tenant).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 
 from app import datetimes, operator_signin, ratelimit, runtime
-from app.admin import chart, sessions
+from app.admin import chart, scope, sessions
 from app.errors import ScimError
 from app.runtime import Runtime
 from app.store import outbox, status
@@ -63,7 +66,35 @@ def _guard() -> Any:
     if operator is None:
         return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
     g.operator = operator
+    scope.enter(operator)  # before any page query: they are all scoped to this tenant
     return None
+
+
+@bp.url_value_preprocessor
+def _pull_tenant(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+    scope.pull(values)
+
+
+@bp.url_defaults
+def _keep_tenant(endpoint: str, values: dict[str, Any]) -> None:
+    scope.keep_in_links(values, current_app.url_map.is_endpoint_expecting(endpoint, "tenant"))
+
+
+@bp.teardown_request
+def _leave_tenant(_exc: BaseException | None) -> None:
+    scope.leave()
+
+
+def _tenant_page(rule: str) -> Any:
+    """A page of one tenant: at `/admin{rule}` for the operator's home tenant, and at
+    `/admin/t/SLUG{rule}` for any tenant they may see (`app.admin.scope`)."""
+
+    def register(view: Any) -> Any:
+        bp.add_url_rule(rule, view_func=view, methods=["GET"])
+        bp.add_url_rule(f"/t/<tenant>{rule}", view_func=view, methods=["GET"])
+        return view
+
+    return register
 
 
 @bp.after_request
@@ -145,7 +176,7 @@ def logout() -> Response:
 # -- pages -----------------------------------------------------------------------------------
 
 
-@bp.get("/")
+@_tenant_page("/")
 def dashboard() -> str:
     stats = status.stats(ACTIVITY_DAYS)
     tokens = token_store.all_tokens()
@@ -158,7 +189,7 @@ def dashboard() -> str:
     )
 
 
-@bp.get("/users")
+@_tenant_page("/users")
 def users() -> str:
     query = request.args.get("q", "")
     return render_template(
@@ -166,12 +197,12 @@ def users() -> str:
     )
 
 
-@bp.get("/users/<user_id>")
+@_tenant_page("/users/<user_id>")
 def user(user_id: str) -> str:
     return render_template("admin/user.html", found=status.user_status(user_id, history=50))
 
 
-@bp.get("/tokens")
+@_tenant_page("/tokens")
 def tokens() -> str:
     rows = token_store.all_tokens()
     now = utcnow()
@@ -182,10 +213,25 @@ def tokens() -> str:
     )
 
 
-@bp.get("/relay")
+@_tenant_page("/relay")
 def relay() -> str:
     """The LMS relay: backlog, failures (dead letters with their reasons), last delivery."""
     return render_template("admin/relay.html", relay=outbox.relay_status(limit=100))
+
+
+@bp.get("/tenants")
+def tenants() -> str:
+    """Every tenant with its counts, for global operators (a bound one gets 404)."""
+    return render_template("admin/tenants.html", summaries=scope.overview(g.operator))
+
+
+@bp.get("/switch")
+def switch() -> Response:
+    """The tenant switcher (a plain GET form): the same page of the tenant chosen."""
+    endpoint, slug = scope.switch_target(
+        g.operator, request.args.get("tenant", ""), request.args.get("page", "")
+    )
+    return redirect(url_for(endpoint, tenant=slug))
 
 
 @bp.route("/<path:_rest>")
@@ -235,6 +281,9 @@ def _template_globals() -> dict[str, Any]:
     return {
         "csrf_token": sessions.csrf_token,
         "operator": g.get("operator"),
+        "tenant": g.get("tenant"),
+        "switchable": scope.switchable(g.get("operator")),
+        "is_global": g.get("operator") is not None and scope.is_global(g.operator),
         "now": utcnow(),
         "display_name": status.display_name,
     }
