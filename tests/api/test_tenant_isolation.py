@@ -13,6 +13,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from app.store import tenancy
+from app.store.models import AuditEvent, KeptEnrolment, Outbox, Tenant
 from scim_schemas import CORE_USER, ENTERPRISE_USER, SEARCH_REQUEST
 from tests.helpers import (
     Scim,
@@ -312,3 +314,33 @@ def test_a_manager_value_naming_a_foreign_user_is_stored_as_an_absent_one(
     assert state(scim) == before
     found = scim.get("/Users", query_string={"filter": USER_FILTERS[6].format(**home)})
     assert found.get_json()["totalResults"] == 1  # only bob, at home
+
+
+# -- rows written by INSERT … SELECT belong to the tenant at hand -----------------------------
+
+
+def test_kept_enrolments_audit_and_outbox_rows_of_a_tenant_are_its_own(
+    app: Flask, acme: Scim
+) -> None:
+    """INSERT … SELECT gets no Python default: each such writer names the tenant, or the
+    database's default (the default tenant) would take the row — and m0011 refuses a kept
+    enrolment that points across tenants."""
+    mate = create_user(acme, "mate@acme.test")
+    own = create_group(acme, "Own", mate["id"])
+    run(app, "enrolments", "add", own["id"], "7", "--role", "student", "--keep-on-leave",
+        "--tenant", "acme")  # fmt: skip
+    leave = patch_body({"op": "remove", "path": f'members[value eq "{mate["id"]}"]'})
+    assert acme.patch(f"/Groups/{own['id']}", leave).status_code in (200, 204)
+    create_group(acme, "Gone", mate["id"])
+    gone = acme.get("/Groups", query_string={"filter": 'displayName eq "Gone"'}).get_json()
+    assert acme.delete(f"/Groups/{gone['Resources'][0]['id']}").status_code == 204
+    with tenancy.everywhere():
+        kept = list(KeptEnrolment.select(KeptEnrolment.tenant_id).tuples())
+        leaves = AuditEvent.select(AuditEvent.tenant_id).where(
+            AuditEvent.operation == "group_leave"
+        )
+        queued = list(Outbox.select(Outbox.tenant_id).tuples())
+        acme_id = Tenant.get(Tenant.slug == "acme").id
+    assert kept == [(acme_id,)]
+    assert {row.tenant_id for row in leaves} == {acme_id}
+    assert {tenant for (tenant,) in queued} <= {acme_id}
