@@ -17,6 +17,7 @@ from app.config import Config
 from app.errors import InvalidSyntax, InvalidValue, ScimError
 from app.marshal import fold_keys
 from app.scim.request_checks import integer_param
+from app.store import tenancy
 from app.store.paging import Page, PageRequest
 from scim_schemas import SEARCH_REQUEST, Attribute, ResourceType
 
@@ -129,7 +130,8 @@ def parse_list_query(rtype: ResourceType, source: Any) -> ListQuery:
             raise InvalidValue(f"Cannot sort by {sort_text!r}.", scim_type="invalidValue")
     descending = _descending(source)
     sort_key = f"{sort_by.schema}:{sort_by.path}" if sort_by else None
-    digest = cursors.query_digest(rtype.name, text, sort_key, descending)
+    # The tenant too: a cursor of one tenant's walk is refused in another (400 invalidCursor).
+    digest = cursors.query_digest(tenancy.current(), rtype.name, text, sort_key, descending)
     return ListQuery(expr, sort_by, descending, _page_request(source, config, digest), digest)
 
 
@@ -171,7 +173,7 @@ def parse_root_query(rtypes: Sequence[ResourceType], source: Any) -> RootQuery:
         raise InvalidValue(f"Cannot sort by {sort_text!r}: its type differs between resources.")
     descending = _descending(source)
     keys = sorted(f"{a.schema}:{a.path}" for a in named)
-    digest = cursors.query_digest("/", text, keys, descending)
+    digest = cursors.query_digest(tenancy.current(), "/", text, keys, descending)
     page = _page_request(source, config, digest)
     return RootQuery(exprs, sort_by, bool(sort_text), descending, page, digest)
 

@@ -181,11 +181,18 @@ def _keep(group_id: str, course_id: str | None, users: Any) -> None:
     if course_id is not None:
         where &= EnrolmentRule.course_id == course_id
     query = (
-        EnrolmentRule.select(User.id, EnrolmentRule.course_id, EnrolmentRule.role)
+        EnrolmentRule.select(User.id, EnrolmentRule.course_id, EnrolmentRule.role, User.tenant_id)
         .from_(EnrolmentRule, User)
-        .where(where)
+        .where(where & (User.tenant_id == EnrolmentRule.tenant_id))
     )
-    fields = [KeptEnrolment.user, KeptEnrolment.course_id, KeptEnrolment.role]
+    # tenant_id named: INSERT … SELECT gets no Python defaults, and the database's (1) would
+    # file the row under the default tenant (m0011's key refuses that).
+    fields = [
+        KeptEnrolment.user,
+        KeptEnrolment.course_id,
+        KeptEnrolment.role,
+        KeptEnrolment.tenant_id,
+    ]
     KeptEnrolment.insert_from(query, fields).on_conflict_ignore().execute()
 
 

@@ -275,6 +275,7 @@ def leave_all(group_id: str, group_name: str, keeps_enrolments: bool, actor: aud
         AuditEvent.resource_id,
         AuditEvent.operation,
         AuditEvent.changes,
+        AuditEvent.tenant_id,  # INSERT … SELECT gets no Python default: name the tenant
     )
     values = [utcnow(), actor.token_name, actor.request_id, "User"]
     events = Membership.select(
@@ -282,6 +283,7 @@ def leave_all(group_id: str, group_name: str, keeps_enrolments: bool, actor: aud
         Membership.user,
         peewee.Value("group_leave"),
         peewee.Value(changes),
+        Membership.tenant_id,
     ).where(Membership.group == group_id)
     AuditEvent.insert_from(events, columns).execute()
     Membership.delete().where(Membership.group == group_id).execute()

@@ -42,6 +42,15 @@ class Tenant(BaseModel):
     created = peewee.DateTimeField(default=utcnow)
 
 
+def same_tenant(column: str, parent: str) -> peewee.SQL:
+    """The composite key (tenant_id, column) → parent (tenant_id, id) (m0011): the database
+    refuses a row that points at a user or group of another tenant, whatever wrote it."""
+    return peewee.SQL(
+        f'FOREIGN KEY ("tenant_id", "{column}") REFERENCES "{parent}" ("tenant_id", "id") '
+        "ON DELETE CASCADE"
+    )
+
+
 class TenantModel(BaseModel):
     """A table whose rows belong to a tenant. Every SELECT, UPDATE and DELETE made through the
     model is limited to the tenant at hand (`tenancy.current`), so a query that forgets to say
@@ -137,6 +146,7 @@ class UserValue(TenantModel):
             (("tenant_id", "unique_key"), True),
             (("user", "attr", "position"), True),
         )
+        constraints = (same_tenant("user_id", "lms_user"),)
 
 
 class UserAddress(TenantModel):
@@ -153,6 +163,7 @@ class UserAddress(TenantModel):
 
     class Meta:
         indexes = ((("user", "position"), True),)
+        constraints = (same_tenant("user_id", "lms_user"),)
 
 
 class Group(TenantModel):
@@ -188,6 +199,10 @@ class Membership(TenantModel):
     class Meta:
         primary_key = peewee.CompositeKey("group", "user")
         indexes = ((("user", "group"), False),)
+        constraints = (
+            same_tenant("group_id", "lms_group"),
+            same_tenant("user_id", "lms_user"),
+        )
 
 
 class ApiToken(TenantModel):
@@ -268,6 +283,7 @@ class EnrolmentRule(TenantModel):
 
     class Meta:
         indexes = ((("group", "course_id"), True),)
+        constraints = (same_tenant("group_id", "lms_group"),)
 
 
 class KeptEnrolment(TenantModel):
@@ -279,6 +295,7 @@ class KeptEnrolment(TenantModel):
 
     class Meta:
         primary_key = peewee.CompositeKey("user", "course_id", "role")
+        constraints = (same_tenant("user_id", "lms_user"),)
 
 
 class Outbox(TenantModel):

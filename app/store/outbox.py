@@ -86,8 +86,10 @@ def group_members(group_id: str) -> None:
         Membership.user,
         Membership.group,
         *(peewee.Value(values[f.name], converter=f.db_value) for f in fields),
+        Membership.tenant_id,
     ).where(Membership.group == group_id)
-    columns = [Outbox.user_id, Outbox.group_id, *fields]
+    # tenant_id named: INSERT … SELECT gets no Python default (the database's: the default one).
+    columns = [Outbox.user_id, Outbox.group_id, *fields, Outbox.tenant_id]
     Outbox.insert_from(query.order_by(Membership.user), columns).execute()
 
 

@@ -12,6 +12,7 @@ from playhouse.test_utils import count_queries
 
 from app import cursors
 from app.store.models import Group
+from app.store.tenancy import DEFAULT_TENANT
 from scim_schemas import LIST_RESPONSE, SEARCH_REQUEST
 from tests.helpers import (
     Scim,
@@ -236,8 +237,9 @@ def test_an_expired_cursor_is_expired_cursor(app: Flask, scim: Any, many: list[s
 
 
 def _digest(_scim: Any) -> str:
-    """The digest of `GET /Users` without filter or sort (see `app.scim.listing`)."""
-    return cursors.query_digest("User", "", None, False)
+    """The digest of the default tenant's `GET /Users` without filter or sort (see
+    `app.scim.listing`)."""
+    return cursors.query_digest(DEFAULT_TENANT, "User", "", None, False)
 
 
 def test_cursor_timeout_is_configured_and_advertised(

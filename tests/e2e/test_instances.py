@@ -183,3 +183,40 @@ def test_concurrent_put_and_patch_of_one_user_lose_no_update(instances: list[Liv
     assert {e["value"] for e in final["emails"]} == {name, *emails}
     assert final["meta"]["version"] == f'W/"{1 + len(phones) + len(emails)}"'
     print(f"If-Match PUTs needed {sum(attempts) - len(phones)} attempts for {len(emails)} writes")
+
+
+def test_fifty_concurrent_posts_of_one_user_name_in_each_of_two_tenants_create_one_per_tenant(
+    instances: list[LiveServer],
+) -> None:
+    """The same userName raced 50 times in each of two tenants at once, over both instances:
+    the unique index (tenant_id, user_name_key) lets exactly one through per tenant, and the
+    other tenant's row never counts as a collision (the 409s name their own tenant's user)."""
+    slug = f"t{uuid.uuid4().hex[:8]}"
+    instances[0].cli("tenants", "create", slug, "--name", "Race Corp")
+    made = instances[0].cli("tokens", "create", "race-idp", "--tenant", slug)
+    tokens = {"default": instances[0].token, slug: made.stdout.strip().splitlines()[-1]}
+    tenants = sorted(tokens)
+    name = unique_name()
+
+    def post(i: int) -> tuple[str, Any]:
+        tenant = tenants[i % 2]
+        auth = f"Bearer {tokens[tenant]}"
+        body = user_body(name, externalId=f"x{i}")
+        return tenant, call(instances[(i // 2) % 2], "POST", "/Users", body, Authorization=auth)
+
+    answers = at_once(100, post)
+    for tenant in tenants:
+        mine = [answer for owner, answer in answers if owner == tenant]
+        statuses = Counter(a.status_code for a in mine)
+        assert statuses == {201: 1, 409: 49}, (tenant, statuses)
+        created = next(a.json() for a in mine if a.status_code == 201)
+        for answer in mine:
+            if answer.status_code == 409:
+                assert answer.json()["scimType"] == "uniqueness"
+                assert created["id"] in answer.json()["detail"]
+    rows = instances[0].query(
+        "SELECT t.slug, count(*) FROM lms_user u JOIN tenant t ON t.id = u.tenant_id "
+        "WHERE u.user_name_key = %s GROUP BY t.slug ORDER BY t.slug",
+        name.lower(),
+    )
+    assert rows == [(tenant, 1) for tenant in tenants]

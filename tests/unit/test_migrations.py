@@ -368,3 +368,75 @@ def test_m0007_rekeys_names_and_keeps_colliding_rows_apart(new_database: NewData
             ("User", "u2", "identity_collision"),
             ("User", "u4", "identity_collision"),
         ]
+
+
+# -- m0011: rows point only at their own tenant's users and groups ----------------------------
+
+_CHILDREN = {  # a row of each table that points at tenant 2's user u2 or group g2
+    "membership": dict(group_id="g2", user_id="u2"),
+    "user_value": dict(user_id="u2", attr="emails", position=0, value="b@x"),
+    "user_address": dict(user_id="u2", position=0, locality="Oslo"),
+    "kept_enrolment": dict(user_id="u2", course_id="c1", role="student"),
+    "enrolment_rule": dict(group_id="g2", course_id="c1", role="student", keep_on_leave=False,
+                           created=NOW),
+}  # fmt: skip
+_MIXED = [dict(group_id="g1", user_id="u2"), dict(group_id="g2", user_id="u1")]
+FROM_M0011 = NAMES[NUMBERS.index(11) :]
+
+
+def _two_tenants(db: peewee.Database) -> None:
+    """Tenant 1 has user u1 and group g1; tenant 2 has user u2 and group g2."""
+    dated = {"created": NOW, "last_modified": NOW, "version": 1}
+    _insert(db, "tenant", id=2, slug="acme", name="Acme", created=NOW)
+    for tenant, n in ((1, "1"), (2, "2")):
+        _insert(db, "lms_user", id=f"u{n}", user_name=n, user_name_key=n, active=True,
+                tenant_id=tenant, **dated)  # fmt: skip
+        _insert(db, "lms_group", id=f"g{n}", display_name=n, display_name_key=n,
+                keeps_enrolments=False, tenant_id=tenant, **dated)  # fmt: skip
+
+
+def _refused(db: peewee.Database, table: str, **row: Any) -> None:
+    with pytest.raises(peewee.IntegrityError), db.atomic():
+        _insert(db, table, **row)
+
+
+@pytest.mark.parametrize("child", sorted(_CHILDREN))
+def test_the_database_refuses_a_row_that_points_into_another_tenant(
+    new_database: NewDatabase, child: str
+) -> None:
+    """A raw INSERT, past every code path: the composite key (tenant_id, user_id/group_id) →
+    (tenant_id, id) refuses it; the same row in the right tenant is stored."""
+    db = new_database()
+    migrations.upgrade(db)
+    with db.connection_context():
+        with db.atomic():
+            _two_tenants(db)
+        _refused(db, child, tenant_id=1, **_CHILDREN[child])
+        if child == "membership":  # a group of one tenant, a user of the other: either way
+            for tenant in (1, 2):
+                for row in _MIXED:
+                    _refused(db, child, tenant_id=tenant, **row)
+        with db.atomic():
+            _insert(db, child, tenant_id=2, **_CHILDREN[child])
+        assert _count(db, child) == 1
+        # Deleting the parents still cascades.
+        db.execute_sql('DELETE FROM "lms_user"')
+        db.execute_sql('DELETE FROM "lms_group"')
+        assert _count(db, child) == 0
+
+
+def test_m0011_refuses_to_upgrade_rows_that_already_join_two_tenants(
+    new_database: NewDatabase,
+) -> None:
+    db = new_database()
+    migrations.upgrade(db, target=10)
+    with db.connection_context():
+        with db.atomic():
+            _two_tenants(db)
+            _insert(db, "membership", tenant_id=1, group_id="g1", user_id="u2")
+        with pytest.raises(RuntimeError, match=r"1 membership row\(s\) point at a lms_user row"):
+            migrations.upgrade(db)
+        assert migrations.pending(db) == FROM_M0011
+        assert _count(db, "membership") == 1
+        db.execute_sql('DELETE FROM "membership"')
+        assert migrations.upgrade(db) == FROM_M0011
