@@ -12,7 +12,7 @@ def create_app(config: Config | None = None) -> Flask:
     """The app factory: config → runtime → logs and metrics → store → errors → limits →
     blueprints → CLI. The frozen Config lives in the app's `Runtime` (`app.runtime`), never in
     module state, so two apps in one process keep their own settings."""
-    from app import admin, cli, errors, observability, openapi, ratelimit, runtime, scim
+    from app import admin, cli, errors, observability, ratelimit, runtime, scim
     from app.scim.request_checks import BodyLimit, refuse_nul_in_path, refuse_oversized_body
     from app.store import db
 
@@ -44,7 +44,6 @@ def create_app(config: Config | None = None) -> Flask:
     app.before_request(refuse_oversized_body)
     app.before_request(refuse_nul_in_path)
     ratelimit.init(app, config)
-    openapi.register(app)
     scim.register(app)
     admin.register(app, settings)
     cli.register(app)

@@ -135,6 +135,9 @@ class Config:
     # None: /metrics answers loopback clients only.
     metrics_token: str | None = env("METRICS_TOKEN", None, secret=True)
     log_format: str = env("LOG_FORMAT", "json")
+    # A `tenant` label on the request and provisioning counters: one series per tenant and
+    # route, so only where the tenants are few (off: the counters are as before).
+    metrics_tenant_label: bool = env("METRICS_TENANT_LABEL", False, _bool)
     # Where gunicorn workers share Prometheus counters (prometheus_client reads it too).
     prometheus_multiproc_dir: str | None = env("PROMETHEUS_MULTIPROC_DIR", None)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -169,8 +170,17 @@ def _from_http(exc: HTTPException) -> ScimError:
     return ScimError(exc.description or exc.name, status=status)
 
 
+# `/scim/v2/…` and a tenant's own base URL, `/t/SLUG/scim/v2/…` (`app.scim`).
+_SCIM_PATH = re.compile(r"/(?:t/[^/]+/)?scim/")
+
+
+def is_scim_path(path: str) -> bool:
+    """Whether `path` is under a SCIM base URL, so its errors (even a routing 404) are SCIM's."""
+    return _SCIM_PATH.match(path) is not None
+
+
 def _is_scim_request() -> bool:
-    return request.path.startswith("/scim/")
+    return is_scim_path(request.path)
 
 
 def to_scim_error(exc: BaseException) -> ScimError:

@@ -2,13 +2,15 @@
 
 - **Logs**: one JSON object per line on stderr (`LOG_FORMAT=json`, the default; `text` for a
   terminal), and one `request` line per request with method, route template, status, duration,
-  request id, token name and client address. Never the query string, headers or body, and every
-  line passes through `redact`, which blanks bearer tokens, `lmsscim_` secrets, `password`
-  values and argon2 hashes should any code ever log one.
+  request id, tenant slug (once its token was accepted), token name and client address. Never
+  the query string, headers or body, and every line passes through `redact`, which blanks
+  bearer tokens, `lmsscim_` secrets, `password` values and argon2 hashes should any code ever
+  log one.
 - **Metrics** (prometheus_client): requests by method, route template and status; latency by
-  route; provisioning writes by resource and operation; database errors by kind. Under gunicorn
-  every worker writes to `PROMETHEUS_MULTIPROC_DIR` (set up by `gunicorn.conf.py`) and `/metrics`
-  adds them up; without it each process reports its own counts.
+  route; provisioning writes by resource and operation; database errors by kind. With
+  `METRICS_TENANT_LABEL` the request and provisioning counters also carry `tenant` (a slug).
+  Under gunicorn every worker writes to `PROMETHEUS_MULTIPROC_DIR` (set up by
+  `gunicorn.conf.py`) and `/metrics` adds them up; without it each process reports its own.
 - `/readyz`: 200 when a `SELECT 1` answers, 503 with `Retry-After` otherwise (a load balancer
   takes an instance out while its database is unreachable; `/healthz` says the process lives).
 - `/metrics` is served with `METRICS_TOKEN` as a bearer token, or, when that is unset, only to
@@ -26,6 +28,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -38,7 +41,10 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
+from app import runtime
 from app.config import Config
 from app.errors import is_database_outage, outage_cause
 from app.store import db
@@ -46,7 +52,39 @@ from app.store import db
 log = logging.getLogger(__name__)
 REQUEST_LOG = logging.getLogger("lms_scim.request")
 
-REQUESTS = Counter(
+
+class _Labelled:
+    """A counter, and its twin with a `tenant` label under the same name (`METRICS_TENANT_LABEL`).
+    A request is counted in one of the two, so sums over both stay right; the twin is not
+    registered itself (one name, one registration): `_Merged` shows both as one family, and under
+    gunicorn the multiprocess files keep each sample's labels."""
+
+    def __init__(self, name: str, documentation: str, labels: list[str]) -> None:
+        self.plain = Counter(name, documentation, labels, registry=None)
+        self.by_tenant = Counter(name, documentation, [*labels, "tenant"], registry=None)
+
+    def inc(self, tenant: str | None, *values: str) -> None:
+        if tenant is None:
+            self.plain.labels(*values).inc()
+        else:
+            self.by_tenant.labels(*values, tenant).inc()
+
+
+class _Merged(Collector):
+    """The samples of both twins as one metric family each."""
+
+    def __init__(self, *counters: _Labelled) -> None:
+        self.counters = counters
+
+    def collect(self) -> Iterable[Metric]:
+        for counter in self.counters:
+            family, *_ = counter.plain.collect()
+            for twin in counter.by_tenant.collect():
+                family.samples.extend(twin.samples)
+            yield family
+
+
+REQUESTS = _Labelled(
     "lms_scim_http_requests", "HTTP requests answered.", ["method", "route", "status"]
 )
 LATENCY = Histogram(
@@ -55,11 +93,12 @@ LATENCY = Histogram(
     ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-OPERATIONS = Counter(
+OPERATIONS = _Labelled(
     "lms_scim_provisioning_operations",
     "Provisioning writes that succeeded.",
     ["resource", "operation"],
 )
+REGISTRY.register(_Merged(REQUESTS, OPERATIONS))
 DATABASE_ERRORS = Counter(
     "lms_scim_database_errors", "Requests answered 503 because the database failed.", ["kind"]
 )
@@ -149,17 +188,37 @@ def _started() -> None:
     g.started = time.perf_counter()
 
 
-def _finished(response: Response) -> Response:
-    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-    route, method, status = _route(), request.method, response.status_code
+def _resource(route: str) -> str | None:
+    """`User` or `Group` for a route under either base URL (`/scim/v2`, `/t/<slug>/scim/v2`)."""
+    _, found, rest = route.partition("/scim/v2/")
+    return _RESOURCES.get(rest.split("/", 1)[0]) if found else None
+
+
+def _tenant() -> str | None:
+    """The slug of the tenant the request worked for (set once its token was accepted)."""
+    tenant_id = g.get("tenant_id")
+    return None if tenant_id is None else runtime.current().tenant_names.slug(tenant_id)
+
+
+def _count(route: str, method: str, status: int, elapsed: float, tenant: str | None) -> None:
+    """Requests, latency, database errors and provisioning writes; a `tenant` label only when
+    `METRICS_TENANT_LABEL` is on (one series per tenant: cardinality is the operator's call)."""
     label = method if method in _METHODS else "other"
-    REQUESTS.labels(label, route, str(status)).inc()
+    labelled = tenant if runtime.current().config.metrics_tenant_label else None
+    REQUESTS.inc(labelled, label, route, str(status))
     LATENCY.labels(label, route).observe(elapsed)
     if "database_error" in g:
         DATABASE_ERRORS.labels(g.database_error).inc()
-    resource = _RESOURCES.get(route.split("/")[3] if route.startswith("/scim/v2/") else "")
+    resource = _resource(route)
     if resource and method in _WRITES and 200 <= status < 300 and ".search" not in route:
-        OPERATIONS.labels(resource, _WRITES[method]).inc()
+        OPERATIONS.inc(labelled, resource, _WRITES[method])
+
+
+def _finished(response: Response) -> Response:
+    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+    route, method, status = _route(), request.method, response.status_code
+    tenant = _tenant()
+    _count(route, method, status, elapsed, tenant)
     principal = g.get("principal")
     # Probes and scrapes arrive every few seconds: kept out of the INFO log.
     level = logging.INFO if route not in _QUIET else logging.DEBUG
@@ -176,6 +235,7 @@ def _finished(response: Response) -> Response:
                 "status": status,
                 "duration_ms": round(elapsed * 1000, 2),
                 "request_id": g.get("request_id"),
+                "tenant": tenant,
                 "token": principal.token_name if principal else None,
                 "client": request.remote_addr,
             }

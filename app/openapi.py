@@ -1,4 +1,5 @@
-"""An OpenAPI 3.1 description of `/scim/v2`, served at `/scim/v2/openapi.json`.
+"""An OpenAPI 3.1 description of `/scim/v2`, served at `/scim/v2/openapi.json` behind the bearer
+token like the rest (`app.scim.discovery`; also under a tenant's `/t/SLUG/scim/v2`).
 
 The resource shapes are derived from the schema documents in `scim_schemas/` — the same ones
 `/Schemas` serves and validation reads — so the description cannot drift from the service:
@@ -17,10 +18,6 @@ import copy
 import functools
 from typing import Any
 
-from flask import Flask, Response, g, request
-
-from app import auth, runtime
-from app.errors import scim_response
 from scim_schemas import (
     ERROR,
     LIST_RESPONSE,
@@ -357,19 +354,8 @@ def _document() -> dict[str, Any]:
     }
 
 
-def document() -> dict[str, Any]:
-    """The OpenAPI document (a fresh copy)."""
-    return copy.deepcopy(_document())
-
-
-def register(app: Flask) -> None:
-    """Serve the document at `/scim/v2/openapi.json`, behind the bearer token like the rest."""
-
-    def openapi() -> Response:
-        if "principal" not in g:  # verified already under the bad-token brake
-            g.principal = auth.verify(
-                request.headers.get("Authorization"), runtime.current().tokens
-            )
-        return scim_response(document())
-
-    app.add_url_rule("/scim/v2/openapi.json", "openapi", openapi)
+def document(server: str = "/scim/v2") -> dict[str, Any]:
+    """The OpenAPI document (a fresh copy) for the base path `server`."""
+    doc = copy.deepcopy(_document())
+    doc["servers"] = [{"url": server}]
+    return doc

@@ -44,7 +44,7 @@ from limits.strategies import FixedWindowRateLimiter
 
 from app import auth, runtime
 from app.config import Config
-from app.errors import TooManyRequests, Unauthorized
+from app.errors import TooManyRequests, Unauthorized, is_scim_path
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def token_key() -> str:
 
 
 def _outside_scim() -> bool:
-    return not request.path.startswith("/scim/")
+    return not is_scim_path(request.path)
 
 
 class RateLimits:

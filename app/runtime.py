@@ -20,6 +20,7 @@ from app.config import Config
 from app.marshal import Limits as InputLimits
 from app.passwords import Hasher
 from app.secretbox import SecretBox
+from app.store.tenant_names import TenantNames
 
 EXTENSION = "lms_scim"
 # `/admin` sign-ins hash apart from SCIM writes: one at a time per process, and a sign-in that
@@ -42,6 +43,8 @@ class Runtime:
     sign_in_hasher: Hasher
     tokens: TokenCache
     input_limits: InputLimits
+    # Tenant ids ↔ slugs for tenant base URLs and log lines, without a query per request.
+    tenant_names: TenantNames = field(default_factory=TenantNames)
 
     @classmethod
     def build(cls, config: Config) -> Runtime:

@@ -106,8 +106,9 @@ def bound_database(db: peewee.Database) -> Iterator[peewee.Database]:
 class Scim:
     """A test client that speaks SCIM: bearer token, SCIM media type, base path."""
 
-    def __init__(self, client: FlaskClient, token: str):
+    def __init__(self, client: FlaskClient, token: str, base: str = "/scim/v2"):
         self.client = client
+        self.base = base
         self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/scim+json"}
 
     @classmethod
@@ -120,7 +121,7 @@ class Scim:
         if body is not None:
             kwargs["json"] = body
             headers.setdefault("Content-Type", "application/scim+json")
-        url = path if path.startswith(("/scim/", "/healthz")) else f"/scim/v2{path}"
+        url = path if path.startswith(("/scim/", "/t/", "/healthz")) else f"{self.base}{path}"
         return self.client.open(url, method=method, headers=headers, **kwargs)
 
     def get(self, path: str, **kw: Any) -> Any:

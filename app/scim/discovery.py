@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response
+from flask import Response, request
 
-from app import runtime
+from app import openapi, runtime
 from app.errors import NotFound, scim_response
-from app.scim import bp
+from app.scim import bp, mount
 from app.scim.bulk import payload_limit
 from app.scim.listing import default_cursor_count
 from app.scim.responses import base_url
@@ -92,3 +92,9 @@ def list_resource_types() -> Response:
 @bp.get("/ResourceTypes/<name>")
 def get_resource_type(name: str) -> Response:
     return _one(_resource_types(), name, "resource type")
+
+
+@bp.get("/openapi.json")
+def get_openapi() -> Response:
+    """The OpenAPI description (`app.openapi`), its server being the base URL asked."""
+    return scim_response(openapi.document(request.script_root + mount()))

@@ -32,7 +32,7 @@ from app.scim.responses import (
     with_links,
 )
 from app.store import groups as store
-from app.store import memberships
+from app.store import memberships, tenancy
 from app.store.filter_sql import GROUP_COMPILER
 from scim_schemas import CORE_GROUP, resource_type
 
@@ -42,8 +42,20 @@ GROUP = resource_type("Group")
 def _member_chunks(
     feed: memberships.MemberFeed, group_id: str, plan: Projection
 ) -> Iterator[list[dict[str, Any]]]:
-    base = base_url()
-    for chunk in feed.chunks(group_id):
+    """The group's members, read when the body is streamed: after the view returned, outside
+    the request's tenant scope, so each chunk is read inside it again (a read scoped to another
+    tenant would find none). The tenant and base URL are taken now, while the view runs."""
+    return _streamed_members(feed.chunks(group_id), plan, base_url(), tenancy.owner())
+
+
+def _streamed_members(
+    chunks: Iterator[list[dict[str, Any]]], plan: Projection, base: str, tenant: int
+) -> Iterator[list[dict[str, Any]]]:
+    while True:
+        with tenancy.use(tenant):
+            chunk = next(chunks, None)
+        if chunk is None:
+            return
         link_members(chunk, base)
         yield chunk if plan.trivial else plan.apply({"members": chunk}).get("members", [])
 

@@ -5,21 +5,35 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Response, g, request
 
 from app import etags, runtime
 from app.attributes import Projection, across, split_list
 from app.errors import scim_response
+from app.scim import SCIM_PREFIX, mount
 from app.store.audit import Actor
 from scim_schemas import ENTERPRISE_USER, LIST_RESPONSE, ResourceType
 
 
 def base_url() -> str:
+    """The external base URL of this request (RFC 7644 §3.1 `meta.location`, §3.3 `Location`):
+    `/scim/v2` or the tenant's `/t/SLUG/scim/v2`, whichever it came in on, on this host, or
+    on `SCIM_BASE_URL`'s when that is set (a proxy in front may rename hosts and schemes)."""
+    path = mount()
     configured = runtime.current().config.scim_base_url
-    if configured:
-        return configured.rstrip("/")
-    return request.url_root.rstrip("/") + "/scim/v2"
+    if not configured:
+        return request.url_root.rstrip("/") + path
+    configured = configured.rstrip("/")
+    if path == SCIM_PREFIX:
+        return configured
+    if configured.endswith(SCIM_PREFIX):  # https://x/scim/v2 → https://x/t/SLUG/scim/v2
+        return configured[: -len(SCIM_PREFIX)] + path
+    # SCIM_BASE_URL names another path (a proxy maps it onto /scim/v2): keep its scheme and
+    # host, and the path this request came in on.
+    origin = urlsplit(configured)
+    return f"{origin.scheme}://{origin.netloc}{request.script_root}{path}"
 
 
 def actor() -> Actor:

@@ -185,3 +185,14 @@ def test_tenant_commands_read_their_own_tenant_and_prune_reads_every_one(
     assert "bob@example.com" in run(app, "audit", "--tenant", "acme", "--format", "json").output
     assert invoke(app, "users", "list").exit_code != 0  # which tenant?
     assert run(app, "audit", "prune", "--days", "1").exit_code == 0  # retention: every tenant
+
+
+def test_a_tenants_group_members_are_streamed_in_its_scope(acme: Scim) -> None:
+    """Members are read while the body streams, after the view returned: still acme's."""
+    user = create_user(acme, "ada@acme.example")
+    group = create_group(acme, "Staff", user["id"])
+    for body in (
+        acme.get(f"/Groups/{group['id']}").get_json(),
+        *acme.get("/Groups").get_json()["Resources"],
+    ):
+        assert [m["value"] for m in body["members"]] == [user["id"]]
