@@ -7,7 +7,7 @@ import uuid
 from flask import Blueprint, Response, g, request
 
 from app import auth, runtime
-from app.errors import Forbidden
+from app.errors import Forbidden, NotFound, Unauthorized
 from app.store import tenancy
 
 bp = Blueprint("scim", __name__, url_prefix="/scim/v2")
@@ -23,7 +23,11 @@ def _authenticate() -> None:
         g.principal = auth.verify(request.headers.get("Authorization"), current.tokens)
     # From here on the request works for the token's tenant: every query is scoped to it.
     g.tenant_scope = tenancy.enter(g.principal.tenant_id)
-    if current.tenant(g.principal.tenant_id).disabled:
+    try:
+        state = current.tenant(g.principal.tenant_id)
+    except NotFound:  # deleted since its token was verified (another process's cache)
+        raise Unauthorized() from None
+    if state.disabled:
         raise Forbidden(
             "This token's tenant is disabled; an operator can enable it (lms-scim tenants enable)."
         )
