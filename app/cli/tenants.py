@@ -39,11 +39,11 @@ _LIST_COLUMNS = (
     "slug",
     "name",
     "state",
+    "last_activity",
     "users",
     "active_users",
     "groups",
     "tokens",
-    "last_activity",
 )
 
 
@@ -62,8 +62,9 @@ def tenants_list(fmt: str) -> None:
         writer.writerow(_LIST_COLUMNS)
         writer.writerows(["" if v is None else v for v in row] for row in rows)
         return
-    headers = ("slug", "name", "state", "users", "active", "groups", "tokens", "last activity")
-    table(rows, headers)
+    for row in rows:  # one column wide, to the second (UTC)
+        row[3] = row[3] and row[3].isoformat(timespec="seconds")
+    table(rows, ("slug", "name", "state", "last activity", "users", "active", "groups", "tokens"))
 
 
 def _text(value: Any) -> str | None:

@@ -77,7 +77,7 @@ class Summary:
     groups: int
     tokens: int
     # The time of the tenant's latest audit event (None: nothing happened yet).
-    last_activity: dt.datetime | None
+    last_activity: dt.datetime | None = None
 
 
 def summaries() -> list[Summary]:
