@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite:///var/lms-scim.db"
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
 def _bool(text: str) -> bool:
-    return text.strip().lower() in ("1", "true", "yes", "on")
+    """`true`/`false` and their usual spellings; anything else is a typo, refused rather than
+    read as false."""
+    word = text.strip().lower()
+    if word not in _TRUE | _FALSE:
+        raise ValueError(f"{text!r} is not a boolean (true/false, yes/no, on/off, 1/0)")
+    return word in _TRUE
 
 
 def _lower(text: str) -> str:
@@ -210,3 +219,76 @@ class Config:
         if self.admin_cookie_secure is not None:
             return self.admin_cookie_secure
         return self.host not in ("127.0.0.1", "::1", "localhost")
+
+
+# The settings that belong to an organisation: a tenant may set them itself (`tenants set`);
+# the environment's values are the defaults of every tenant and the settings of the default one.
+TENANT_VARIABLES = (
+    "DEFAULT_USER_TYPE",
+    "DEFAULT_TIMEZONE",
+    "UNIQUE_EMAILS",
+    "UNIQUE_GROUP_NAMES",
+    "GROUP_PATCH_RESPONSE",
+    "PASSWORD_POLICY",
+    "LMS_URL",
+    "LMS_TOKEN",
+    "LMS_MATCH_FIELD",
+    "LMS_AUTH",
+    "LMS_ROLE_IDS",
+)
+_BY_VARIABLE = {f.metadata["env"]: f for f in fields(Config) if "env" in f.metadata}
+
+
+def tenant_field(variable: str) -> str:
+    """The Config field of a per-tenant environment variable; ValueError for any other name."""
+    if variable not in TENANT_VARIABLES:
+        raise ValueError(
+            f"{variable!r} is not a per-tenant setting; these are: {', '.join(TENANT_VARIABLES)}"
+        )
+    return _BY_VARIABLE[variable].name
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    """What one tenant's requests run under: the app's `Config` overlaid with the settings the
+    tenant stored itself. Built by `overlay` only, so every value went through the same parser
+    and checks as the environment's (one home per rule)."""
+
+    default_user_type: str
+    default_timezone: str
+    unique_emails: bool
+    unique_group_names: bool
+    group_patch_status: int
+    password_policy: str
+    lms_url: str | None
+    lms_token: str | None = field(repr=False)
+    lms_match_field: str
+    lms_auth: str
+    lms_role_ids: tuple[tuple[str, int], ...]
+    # The variables the tenant set itself (the others come from the environment).
+    own: frozenset[str] = frozenset()
+
+    @classmethod
+    def overlay(cls, config: Config, stored: Mapping[str, str]) -> TenantSettings:
+        """`config` with each `stored` variable (env name → text, as in the environment)
+        parsed by its Config parser; an empty text means the default. ValueError, naming the
+        variable, for an unknown name or a bad value."""
+        values: dict[str, Any] = {}
+        for variable, raw in stored.items():
+            name = tenant_field(variable)
+            if raw in (None, ""):
+                continue
+            try:
+                values[name] = _BY_VARIABLE[variable].metadata["parse"](raw)
+            except ValueError as exc:
+                raise ValueError(f"{variable}: {exc}") from None
+        merged = replace(config, **values)
+        merged.validate()
+        own = frozenset(v for v, raw in stored.items() if raw not in (None, ""))
+        return cls(
+            **{f.name: getattr(merged, f.name) for f in fields(cls) if f.name != "own"}, own=own
+        )
+
+    def value(self, variable: str) -> Any:
+        """The value of a per-tenant variable, by its environment name."""
+        return getattr(self, tenant_field(variable))

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import Flask, current_app
 
 from app.auth import TokenCache
-from app.config import Config
+from app.config import Config, TenantSettings
 from app.marshal import Limits as InputLimits
 from app.passwords import Hasher
 from app.secretbox import SecretBox
+from app.store import tenancy
+from app.store import tenants as tenant_store
 from app.store.tenant_names import TenantNames
 
 EXTENSION = "lms_scim"
@@ -43,6 +48,8 @@ class Runtime:
     sign_in_hasher: Hasher
     tokens: TokenCache
     input_limits: InputLimits
+    # Each tenant's settings and state, kept for `TOKEN_CACHE_SECONDS`.
+    tenants: TenantCache
     # Tenant ids ↔ slugs for tenant base URLs and log lines, without a query per request.
     tenant_names: TenantNames = field(default_factory=TenantNames)
 
@@ -60,7 +67,66 @@ class Runtime:
                 multi_values=config.max_multi_values,
                 members=config.max_members_per_operation,
             ),
+            tenants=TenantCache(config.token_cache_seconds),
         )
+
+    def tenant(self, tenant_id: int | None = None) -> TenantState:
+        """The settings and state of `tenant_id` (default: the tenant at hand)."""
+        chosen = tenancy.current() if tenant_id is None else tenant_id
+        if chosen is None:
+            raise RuntimeError("tenant settings asked for inside everywhere(): name the tenant")
+        return self.tenants.get(chosen, lambda: self._load_tenant(chosen))
+
+    def tenant_settings(self, tenant_id: int | None = None) -> TenantSettings:
+        """The settings the tenant at hand (or `tenant_id`) works under: the one accessor for
+        DEFAULT_USER_TYPE, UNIQUE_EMAILS, the relay's LMS_* and the other per-tenant ones."""
+        return self.tenant(tenant_id).settings
+
+    def _load_tenant(self, tenant_id: int) -> TenantState:
+        stored = tenant_store.stored(tenant_id)
+        values = dict(stored.settings)
+        if values.get("LMS_TOKEN"):
+            values["LMS_TOKEN"] = self.secret_box.open(
+                values["LMS_TOKEN"], lms_token_context(tenant_id)
+            )
+        return TenantState(TenantSettings.overlay(self.config, values), stored.disabled)
+
+
+def lms_token_context(tenant_id: int) -> str:
+    """What a tenant's sealed LMS token is bound to (`app.secretbox`)."""
+    return f"tenant:{tenant_id}:lms_token"
+
+
+@dataclass(frozen=True)
+class TenantState:
+    settings: TenantSettings
+    disabled: bool
+
+
+class TenantCache:
+    """Tenants' settings and state, each trusted for `seconds` (the app's TOKEN_CACHE_SECONDS):
+    a change made by this app (`tenants set`, `disable`) applies at once, one made elsewhere (the
+    CLI is another process) within that time, as with a revoked token."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._held: dict[int, tuple[float, TenantState]] = {}
+
+    def get(self, tenant_id: int, load: Callable[[], TenantState]) -> TenantState:
+        with self._lock:
+            held = self._held.get(tenant_id)
+        if held is not None and held[0] > time.monotonic():
+            return held[1]
+        state = load()
+        if self.seconds > 0:
+            with self._lock:
+                self._held[tenant_id] = (time.monotonic() + self.seconds, state)
+        return state
+
+    def clear(self) -> None:
+        with self._lock:
+            self._held.clear()
 
 
 def install(app: Flask, runtime: Runtime) -> None:
@@ -75,6 +141,11 @@ def of(app: Flask) -> Runtime:
 def current() -> Runtime:
     """The runtime of the app handling this request or CLI command."""
     return of(current_app)
+
+
+def tenant_settings() -> TenantSettings:
+    """The settings of the tenant the request or command at hand works for."""
+    return current().tenant_settings()
 
 
 def resolve_secret_key(config: Config) -> str:

@@ -8,9 +8,10 @@ from typing import Any
 
 import click
 
-from app.cli.common import echo_json, reported, settings, table
+from app import runtime
+from app.cli.common import echo_json, reported, table
 from app.datetimes import minute
-from app.store import outbox
+from app.store import outbox, tenancy
 
 relay_group = click.Group("relay", help="The LMS relay: keep Moodle or Totara in step.")
 
@@ -18,8 +19,13 @@ relay_group = click.Group("relay", help="The LMS relay: keep Moodle or Totara in
 def _relay() -> Any:
     from app.relay import worker
 
+    # The relay serves the default tenant for now (its settings: the environment's, overlaid
+    # with what `tenants set default …` stored).
+    current = runtime.current()
     with reported():
-        return worker.Relay(worker.client_from(settings()), worker.Settings.from_config(settings()))
+        tenant = current.tenant_settings(tenancy.DEFAULT_TENANT)
+        client = worker.client_from(tenant, current.config.lms_timeout_ms)
+        return worker.Relay(client, worker.Settings.from_config(tenant))
 
 
 @relay_group.command("run")

@@ -158,12 +158,13 @@ def users_add(
     if email:
         body["emails"] = [{"value": email, "type": "work", "primary": True}]
     current = runtime.current()
-    body["userType"] = user_type or current.config.default_user_type
-    body["timezone"] = current.config.default_timezone
+    tenant = current.tenant_settings()
+    body["userType"] = user_type or tenant.default_user_type
+    body["timezone"] = tenant.default_timezone
     with reported():
         resource = marshal.load_resource(resource_type("User"), body, current.input_limits)
         created = user_store.create(
-            resource, None, audit.SYSTEM, unique_emails=current.config.unique_emails
+            resource, None, audit.SYSTEM, unique_emails=tenant.unique_emails
         )
     click.echo(f"Created user {created['userName']!r} with id {created['id']}.", err=True)
     click.echo(created["id"])

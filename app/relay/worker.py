@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.config import Config
+from app.config import TenantSettings
 from app.relay.moodle import LmsError, MoodleClient
 from app.store import enrolments, lms_links, outbox
 from app.store.models import Outbox, utcnow
@@ -48,9 +48,9 @@ class Settings:
     role_ids: dict[str, int] = field(default_factory=lambda: {"student": 5, "teacher": 3})
 
     @classmethod
-    def from_config(cls, config: Config) -> Settings:
-        """The relay's part of the app's settings (`LMS_MATCH_FIELD`, `LMS_AUTH`,
-        `LMS_ROLE_IDS`, parsed and checked by `Config`), with an id for every role."""
+    def from_config(cls, config: TenantSettings) -> Settings:
+        """The relay's part of a tenant's settings (`LMS_MATCH_FIELD`, `LMS_AUTH`,
+        `LMS_ROLE_IDS`, parsed and checked as `Config` does), with an id for every role."""
         roles = dict(config.lms_role_ids)
         missing = set(enrolments.ROLES) - set(roles)
         if missing:
@@ -58,10 +58,11 @@ class Settings:
         return cls(config.lms_match_field, config.lms_auth, roles)
 
 
-def client_from(config: Config) -> MoodleClient:
+def client_from(config: TenantSettings, timeout_ms: int) -> MoodleClient:
+    """A client of the LMS web service a tenant's settings name."""
     if not config.lms_url or not config.lms_token:
         raise ValueError("Set LMS_URL and LMS_TOKEN to reach the LMS web service.")
-    return MoodleClient(config.lms_url, config.lms_token, config.lms_timeout_ms / 1000)
+    return MoodleClient(config.lms_url, config.lms_token, timeout_ms / 1000)
 
 
 def username(user_name: str) -> str:

@@ -28,13 +28,22 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 @bp.before_request
 def _authenticate() -> None:
     # Under the bad-token brake the token was verified already (`app.ratelimit`).
+    current = runtime.current()
     if "principal" not in g:
-        g.principal = auth.verify(request.headers.get("Authorization"), runtime.current().tokens)
+        g.principal = auth.verify(request.headers.get("Authorization"), current.tokens)
     if "url_tenant" in g:
         _check_url_tenant(g.url_tenant, g.principal)
     # From here on the request works for the token's tenant: every query is scoped to it.
     g.tenant_id = g.principal.tenant_id
     g.tenant_scope = tenancy.enter(g.principal.tenant_id)
+    try:
+        state = current.tenant(g.principal.tenant_id)
+    except NotFound:  # deleted since its token was verified (another process's cache)
+        raise Unauthorized() from None
+    if state.disabled:
+        raise Forbidden(
+            "This token's tenant is disabled; an operator can enable it (lms-scim tenants enable)."
+        )
     # A read-only token may query, including POST /.search (RFC 7644 §3.4.3), but not write.
     searching = request.method == "POST" and request.path.rstrip("/").endswith("/.search")
     if g.principal.read_only and request.method not in _READS and not searching:

@@ -101,7 +101,7 @@ def create_group(body: Any) -> Outcome:
     created = store.create(
         resource,
         members or [],
-        unique_names=runtime.current().config.unique_group_names,
+        unique_names=runtime.tenant_settings().unique_group_names,
         actor=actor(),
     )
     return 201, created
@@ -119,7 +119,7 @@ def _modify(
         group_id,
         change,
         commands,
-        unique_names=runtime.current().config.unique_group_names,
+        unique_names=runtime.tenant_settings().unique_group_names,
         if_match=if_match,
         actor=actor(),
         operation=operation,
@@ -149,7 +149,7 @@ def patch_group(group_id: str, body: Any, if_match: str | None = None) -> Outcom
         return marshal.load_resource(GROUP, patched, settings.input_limits)
 
     updated = _modify(group_id, change, commands, if_match, "patch")
-    return settings.config.group_patch_status, updated
+    return settings.tenant_settings().group_patch_status, updated
 
 
 def delete_group(group_id: str, if_match: str | None = None) -> Outcome:

@@ -29,22 +29,22 @@ USER = resource_type("User")
 
 
 def _apply_defaults(resource: dict[str, Any]) -> dict[str, Any]:
-    """LMS defaults for what the IdP left out (user type and timezone)."""
-    config = runtime.current().config
-    resource.setdefault("userType", config.default_user_type)
-    resource.setdefault("timezone", config.default_timezone)
+    """LMS defaults for what the IdP left out (user type and timezone), the tenant's."""
+    settings = runtime.tenant_settings()
+    resource.setdefault("userType", settings.default_user_type)
+    resource.setdefault("timezone", settings.default_timezone)
     return resource
 
 
 def _hash(password: str | None) -> str | None:
-    settings = runtime.current()
-    if not password or settings.config.password_policy == "ignore":  # noqa: S105 - a policy
+    current = runtime.current()
+    if not password or current.tenant_settings().password_policy == "ignore":  # noqa: S105
         return None
-    return settings.hasher.hash(password)
+    return current.hasher.hash(password)
 
 
 def _unique_emails() -> bool:
-    return runtime.current().config.unique_emails
+    return runtime.tenant_settings().unique_emails
 
 
 def _limits() -> marshal.Limits:

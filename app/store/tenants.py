@@ -3,7 +3,10 @@ tokens and audit trail (`app.store.tenancy` scopes every query to one of them)."
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import peewee
@@ -11,7 +14,17 @@ import peewee
 from app.errors import InvalidValue, NotFound, Uniqueness
 from app.store import audit, tenancy
 from app.store.db import database
-from app.store.models import ApiToken, Group, Tenant, User
+from app.store.models import (
+    ALL_MODELS,
+    ApiToken,
+    AuditEvent,
+    Group,
+    RowCount,
+    Tenant,
+    TenantModel,
+    User,
+    utcnow,
+)
 from app.store.names import require_name
 
 # A DNS label: what a tenant's slug may also be used as (a sub-domain, a path segment).
@@ -63,6 +76,8 @@ class Summary:
     active_users: int
     groups: int
     tokens: int
+    # The time of the tenant's latest audit event (None: nothing happened yet).
+    last_activity: dt.datetime | None = None
 
 
 def summaries() -> list[Summary]:
@@ -78,6 +93,11 @@ def summaries() -> list[Summary]:
                 ApiToken.revoked_at.is_null()
             )
         )
+        latest = dict(
+            AuditEvent.select(AuditEvent.tenant_id, peewee.fn.MAX(AuditEvent.at))
+            .group_by(AuditEvent.tenant_id)
+            .tuples()
+        )
     return [
         Summary(
             t.slug,
@@ -87,6 +107,7 @@ def summaries() -> list[Summary]:
             active.get(t.id, 0),
             groups.get(t.id, 0),
             tokens.get(t.id, 0),
+            _as_datetime(latest.get(t.id)),
         )
         for t in all_tenants()
     ]
@@ -95,3 +116,119 @@ def summaries() -> list[Summary]:
 def _per_tenant(query: peewee.ModelSelect) -> dict[int, int]:
     model = query.model
     return dict(query.group_by(model.tenant_id).tuples())
+
+
+def _as_datetime(value: object) -> dt.datetime | None:
+    """MAX() of a datetime column comes back as text on SQLite."""
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    return dt.datetime.fromisoformat(str(value))
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What a tenant keeps about itself: its settings (env name → text, as in the
+    environment; a secret sealed) and whether it is disabled."""
+
+    settings: dict[str, str]
+    disabled: bool
+
+
+def stored(tenant_id: int) -> Stored:
+    """The stored settings and state of a tenant (one query; `Runtime` caches it)."""
+    row = (
+        Tenant.select(Tenant.settings, Tenant.disabled_at)
+        .where(Tenant.id == tenant_id)
+        .tuples()
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"No tenant with id {tenant_id}.")
+    return Stored(json.loads(row[0]) if row[0] else {}, row[1] is not None)
+
+
+def save_settings(
+    tenant: Tenant, changes: Mapping[str, str | None], actor: audit.Actor = audit.SYSTEM
+) -> None:
+    """Set (text) or reset (None) some of a tenant's settings, already checked by the caller
+    (`TenantSettings.overlay`). Audited by name with before/after, except `secret` ones, whose
+    values never reach the trail (only that they changed)."""
+    with database.atomic():
+        current = Tenant.get_by_id(tenant.id)
+        settings = json.loads(current.settings) if current.settings else {}
+        trail: dict[str, object] = {}
+        for name, value in changes.items():
+            before = settings.pop(name, None)
+            if value is not None:
+                settings[name] = value
+            if before != value:
+                trail[name] = _trail(name, before, value)
+        Tenant.update(settings=json.dumps(settings, sort_keys=True) if settings else None).where(
+            Tenant.id == tenant.id
+        ).execute()
+        if trail:
+            with tenancy.use(tenant.id):
+                audit.record(actor, "Tenant", str(tenant.id), "tenant_settings", trail)
+
+
+SECRET_SETTINGS = frozenset({"LMS_TOKEN"})
+
+
+def _trail(name: str, before: str | None, after: str | None) -> dict[str, object]:
+    if name in SECRET_SETTINGS:
+        return {"before": "set" if before else None, "after": "set" if after else None}
+    return {"before": before, "after": after}
+
+
+def set_disabled(tenant: Tenant, disabled: bool, actor: audit.Actor = audit.SYSTEM) -> bool:
+    """Disable (its tokens then get 403) or enable a tenant; False when it already was."""
+    with database.atomic():
+        query = Tenant.update(disabled_at=utcnow() if disabled else None).where(
+            Tenant.id == tenant.id,
+            Tenant.disabled_at.is_null() if disabled else Tenant.disabled_at.is_null(False),
+        )
+        if not query.execute():
+            return False
+        with tenancy.use(tenant.id):
+            operation = "tenant_disable" if disabled else "tenant_enable"
+            audit.record(actor, "Tenant", str(tenant.id), operation)
+    return True
+
+
+def row_counts(tenant_id: int) -> dict[str, int]:
+    """Rows of each tenant-owned table that belong to the tenant."""
+    with tenancy.use(tenant_id):
+        return {
+            model._meta.table_name: model.select().count()
+            for model in ALL_MODELS
+            if issubclass(model, TenantModel)
+        }
+
+
+def delete(tenant: Tenant, *, purge: bool, actor: audit.Actor = audit.SYSTEM) -> dict[str, int]:
+    """Delete a tenant and, in the same transaction, every row of it in every tenant-owned
+    table; the rows removed per table. Refused for the default tenant, and, unless `purge`,
+    while the tenant has users or groups. The event goes to the default tenant's trail (the
+    tenant's own goes with it)."""
+    if tenant.id == tenancy.DEFAULT_TENANT:
+        raise InvalidValue("The default tenant cannot be deleted.")
+    with database.atomic():
+        counts = row_counts(tenant.id)
+        users, groups = counts[User._meta.table_name], counts[Group._meta.table_name]
+        if not purge and (users or groups):
+            raise InvalidValue(
+                f"Tenant {tenant.slug!r} has {users} users and {groups} groups; "
+                "delete them first or use --purge."
+            )
+        owned = [m for m in ALL_MODELS if issubclass(m, TenantModel) and m is not RowCount]
+        with tenancy.use(tenant.id):
+            # Children before parents; the counter triggers run as users and groups go, so the
+            # tenant's RowCount rows go last.
+            for model in (*reversed(owned), RowCount):
+                model.delete().execute()
+        Tenant.delete().where(Tenant.id == tenant.id).execute()
+        with tenancy.use(tenancy.DEFAULT_TENANT):
+            audit.record(
+                actor, "Tenant", str(tenant.id), "tenant_delete", {"slug": {"before": tenant.slug}}
+            )
+    return {name: n for name, n in counts.items() if n}
