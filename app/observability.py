@@ -46,7 +46,7 @@ from prometheus_client.registry import Collector
 
 from app import runtime
 from app.config import Config
-from app.errors import is_database_outage, outage_cause
+from app.errors import NotFound, is_database_outage, outage_cause
 from app.store import db
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,12 @@ def _resource(route: str) -> str | None:
 def _tenant() -> str | None:
     """The slug of the tenant the request worked for (set once its token was accepted)."""
     tenant_id = g.get("tenant_id")
-    return None if tenant_id is None else runtime.current().tenant_names.slug(tenant_id)
+    if tenant_id is None:
+        return None
+    try:
+        return runtime.current().tenant(tenant_id).slug  # cached with the tenant's settings
+    except NotFound:  # deleted while the request ran
+        return None
 
 
 def _count(route: str, method: str, status: int, elapsed: float, tenant: str | None) -> None:

@@ -50,7 +50,7 @@ class Runtime:
     input_limits: InputLimits
     # Each tenant's settings and state, kept for `TOKEN_CACHE_SECONDS`.
     tenants: TenantCache
-    # Tenant ids ↔ slugs for tenant base URLs and log lines, without a query per request.
+    # Slug → tenant id for tenant base URLs, without a query per request.
     tenant_names: TenantNames = field(default_factory=TenantNames)
 
     @classmethod
@@ -89,7 +89,9 @@ class Runtime:
             values["LMS_TOKEN"] = self.secret_box.open(
                 values["LMS_TOKEN"], lms_token_context(tenant_id)
             )
-        return TenantState(TenantSettings.overlay(self.config, values), stored.disabled)
+        return TenantState(
+            stored.slug, TenantSettings.overlay(self.config, values), stored.disabled
+        )
 
 
 def lms_token_context(tenant_id: int) -> str:
@@ -99,6 +101,7 @@ def lms_token_context(tenant_id: int) -> str:
 
 @dataclass(frozen=True)
 class TenantState:
+    slug: str
     settings: TenantSettings
     disabled: bool
 

@@ -31,6 +31,7 @@ from tests.helpers import (
     connect_postgres,
     create_schema,
     drop_schema,
+    last_line,
     run,
     schema_url,
     sign_in,
@@ -155,3 +156,16 @@ def signed_in(client: FlaskClient, operator: str) -> FlaskClient:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     """The store's clock, to move forward (`Clock.advance`); back to real time after the test."""
     return Clock(monkeypatch)
+
+
+@pytest.fixture
+def acme_token(app: Flask) -> str:
+    """A second tenant, `acme`, beside the default one, and its IdP's token."""
+    run(app, "tenants", "create", "acme", "--name", "Acme Corp")
+    return last_line(run(app, "tokens", "create", "acme-idp", "--tenant", "acme"))
+
+
+@pytest.fixture
+def acme(client: FlaskClient, acme_token: str) -> Scim:
+    """A SCIM client of the second tenant, `acme`, on the plain base URL."""
+    return Scim(client, acme_token)

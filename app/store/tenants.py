@@ -127,9 +127,10 @@ def _as_datetime(value: object) -> dt.datetime | None:
 
 @dataclass(frozen=True)
 class Stored:
-    """What a tenant keeps about itself: its settings (env name → text, as in the
+    """What a tenant keeps about itself: its slug, its settings (env name → text, as in the
     environment; a secret sealed) and whether it is disabled."""
 
+    slug: str
     settings: dict[str, str]
     disabled: bool
 
@@ -137,14 +138,15 @@ class Stored:
 def stored(tenant_id: int) -> Stored:
     """The stored settings and state of a tenant (one query; `Runtime` caches it)."""
     row = (
-        Tenant.select(Tenant.settings, Tenant.disabled_at)
+        Tenant.select(Tenant.slug, Tenant.settings, Tenant.disabled_at)
         .where(Tenant.id == tenant_id)
         .tuples()
         .first()
     )
     if row is None:
         raise NotFound(f"No tenant with id {tenant_id}.")
-    return Stored(json.loads(row[0]) if row[0] else {}, row[1] is not None)
+    slug, settings, disabled_at = row
+    return Stored(slug, json.loads(settings) if settings else {}, disabled_at is not None)
 
 
 def save_settings(

@@ -13,18 +13,10 @@ from flask.testing import FlaskClient
 from app.store import outbox, tenancy
 from app.store import tenants as tenant_store
 from app.store.models import Outbox
-from tests.helpers import PASSWORD, Scim, create_user, last_line, run, sign_in
+from tests.helpers import PASSWORD, Scim, create_user, run, sign_in
 
 ABSENT = "0" * 32
 BOUND = "bea"
-
-
-@pytest.fixture
-def acme(app: Flask, client: FlaskClient) -> Scim:
-    """A SCIM client of a second tenant, `acme`, beside the default one."""
-    run(app, "tenants", "create", "acme", "--name", "Acme Corp")
-    secret = last_line(run(app, "tokens", "create", "acme-idp", "--tenant", "acme"))
-    return Scim(client, secret)
 
 
 @pytest.fixture

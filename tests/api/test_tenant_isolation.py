@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 
 from app.store import tenancy
 from app.store.models import AuditEvent, KeptEnrolment, Outbox, Tenant
@@ -21,7 +20,6 @@ from tests.helpers import (
     create_group,
     create_user,
     group_body,
-    last_line,
     members,
     patch_body,
     run,
@@ -31,13 +29,6 @@ from tests.helpers import (
 ABSENT = "0" * 32
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 ANY_ID = re.compile(r"\b[0-9a-f]{32}\b")
-
-
-@pytest.fixture
-def acme(app: Flask, client: FlaskClient) -> Scim:
-    """A SCIM client of a second tenant, `acme`, beside the default one."""
-    run(app, "tenants", "create", "acme", "--name", "Acme Corp")
-    return Scim(client, last_line(run(app, "tokens", "create", "acme-idp", "--tenant", "acme")))
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from click.testing import Result
 from flask import Flask
-from flask.testing import FlaskClient
 
 from app import runtime
 from app.store import tenancy
@@ -31,14 +30,6 @@ from tests.helpers import (
 )
 
 TOKEN = "moodle-ws-token-0123456789abcdef"
-
-
-@pytest.fixture
-def acme(app: Flask, client: FlaskClient) -> Scim:
-    """A SCIM client of a second tenant, `acme`, beside the default one."""
-    run(app, "tenants", "create", "acme", "--name", "Acme Corp")
-    secret = last_line(run(app, "tokens", "create", "acme-idp", "--tenant", "acme"))
-    return Scim(client, secret)
 
 
 def feed(app: Flask, text: str, *args: str) -> Result:

@@ -21,18 +21,10 @@ from tests.helpers import (
     assert_error,
     create_group,
     create_user,
-    last_line,
-    run,
 )
 
 ACME = "/t/acme/scim/v2"
 DEFAULT = "/t/default/scim/v2"
-
-
-@pytest.fixture
-def acme_token(app: Flask) -> str:
-    run(app, "tenants", "create", "acme", "--name", "Acme Corp")
-    return last_line(run(app, "tokens", "create", "acme-idp", "--tenant", "acme"))
 
 
 @pytest.fixture

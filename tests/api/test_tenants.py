@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 
 from tests.helpers import (
     Scim,
@@ -15,7 +14,6 @@ from tests.helpers import (
     create_group,
     create_user,
     invoke,
-    last_line,
     members,
     patch_body,
     run,
@@ -23,14 +21,6 @@ from tests.helpers import (
 )
 
 ABSENT = "0" * 32
-
-
-@pytest.fixture
-def acme(app: Flask, client: FlaskClient) -> Scim:
-    """A SCIM client of a second tenant, `acme`, beside the default one."""
-    run(app, "tenants", "create", "acme", "--name", "Acme Corp")
-    secret = last_line(run(app, "tokens", "create", "acme-idp", "--tenant", "acme"))
-    return Scim(client, secret)
 
 
 @pytest.fixture
