@@ -238,6 +238,11 @@ TENANT_VARIABLES = (
 )
 _BY_VARIABLE = {f.metadata["env"]: f for f in fields(Config) if "env" in f.metadata}
 
+# Where a tenant's users go is its own: a tenant other than the default one never inherits the
+# environment's LMS site and token (that would push its users into another organisation's LMS);
+# without its own, it has no relay.
+OWN_ONLY_VARIABLES = ("LMS_URL", "LMS_TOKEN")
+
 
 def tenant_field(variable: str) -> str:
     """The Config field of a per-tenant environment variable; ValueError for any other name."""
@@ -269,11 +274,16 @@ class TenantSettings:
     own: frozenset[str] = frozenset()
 
     @classmethod
-    def overlay(cls, config: Config, stored: Mapping[str, str]) -> TenantSettings:
+    def overlay(
+        cls, config: Config, stored: Mapping[str, str], *, default_tenant: bool = True
+    ) -> TenantSettings:
         """`config` with each `stored` variable (env name → text, as in the environment)
         parsed by its Config parser; an empty text means the default. ValueError, naming the
-        variable, for an unknown name or a bad value."""
-        values: dict[str, Any] = {}
+        variable, for an unknown name or a bad value. Only the default tenant inherits the
+        `OWN_ONLY_VARIABLES`."""
+        values: dict[str, Any] = (
+            {} if default_tenant else {_BY_VARIABLE[v].name: None for v in OWN_ONLY_VARIABLES}
+        )
         for variable, raw in stored.items():
             name = tenant_field(variable)
             if raw in (None, ""):

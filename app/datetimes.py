@@ -27,6 +27,13 @@ def stored(moment: dt.datetime) -> dt.datetime:
     return moment
 
 
+def as_datetime(value: object) -> dt.datetime | None:
+    """An aggregate of a timestamp column (MIN, MAX): SQLite hands it back as text."""
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    return dt.datetime.fromisoformat(str(value))
+
+
 def canonical(moment: dt.datetime) -> str:
     """The xsd:dateTime a request value is kept as: UTC with `Z`, and microseconds when the
     value had a fraction."""

@@ -90,7 +90,11 @@ class Runtime:
                 values["LMS_TOKEN"], lms_token_context(tenant_id)
             )
         return TenantState(
-            stored.slug, TenantSettings.overlay(self.config, values), stored.disabled
+            stored.slug,
+            TenantSettings.overlay(
+                self.config, values, default_tenant=tenant_id == tenancy.DEFAULT_TENANT
+            ),
+            stored.disabled,
         )
 
 

@@ -90,6 +90,7 @@ def _clean(db: peewee.Database) -> None:
                         model.delete().execute()
         with db.atomic():
             Tenant.delete().where(Tenant.id != DEFAULT_TENANT).execute()
+            Tenant.update(settings=None, disabled_at=None).execute()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -325,6 +325,12 @@ def invoke(app: Flask, *args: str) -> Result:
         return app.test_cli_runner().invoke(args=list(args))
 
 
+def feed(app: Flask, text: str, *args: str) -> Result:
+    """A command with `text` on its stdin."""
+    with app.app_context():
+        return app.test_cli_runner().invoke(args=list(args), input=text)
+
+
 def run(app: Flask, *args: str) -> Result:
     """`invoke`, failing the test unless the command exits with 0."""
     result = invoke(app, *args)

@@ -35,6 +35,7 @@ from app.admin import chart, scope, sessions
 from app.errors import ScimError
 from app.runtime import Runtime
 from app.store import outbox, status
+from app.store import tenants as tenant_store
 from app.store import tokens as token_store
 from app.store.models import Operator, utcnow
 
@@ -216,13 +217,21 @@ def tokens() -> str:
 @_tenant_page("/relay")
 def relay() -> str:
     """The LMS relay: backlog, failures (dead letters with their reasons), last delivery."""
-    return render_template("admin/relay.html", relay=outbox.relay_status(limit=100))
+    return render_template(
+        "admin/relay.html",
+        relay=outbox.relay_status(limit=100),
+        lms_url=runtime.tenant_settings().lms_url,
+    )
 
 
 @bp.get("/tenants")
 def tenants() -> str:
     """Every tenant with its counts, for global operators (a bound one gets 404)."""
-    return render_template("admin/tenants.html", summaries=scope.overview(g.operator))
+    summaries = scope.overview(g.operator)
+    everyone = tenant_store.all_tenants()
+    lines = outbox.relay_overview([t.id for t in everyone])
+    relay = {t.slug: line for t, line in zip(everyone, lines, strict=True)}
+    return render_template("admin/tenants.html", rows=[(s, relay[s.slug]) for s in summaries])
 
 
 @bp.get("/switch")

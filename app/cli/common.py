@@ -16,6 +16,7 @@ import click
 from app import runtime
 from app.config import Config
 from app.errors import InvalidValue, ScimError
+from app.secretbox import SecretUnreadable
 from app.store import enrolments as enrolment_store
 from app.store import status, tenancy
 from app.store import tenants as tenant_store
@@ -69,6 +70,22 @@ def for_tenant(command: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def every_tenant_or_one(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--tenant SLUG` on a command that serves every tenant without it (the relay): the
+    command receives `tenants`, the named one or all of them, in the order they were made."""
+
+    @click.option("--tenant", "tenant_slug", metavar="SLUG", help="Only this tenant.")
+    @functools.wraps(command)
+    def run(*args: Any, tenant_slug: str | None = None, **kwargs: Any) -> Any:
+        with reported():
+            chosen = (
+                [tenant_store.by_slug(tenant_slug)] if tenant_slug else tenant_store.all_tenants()
+            )
+        return command(*args, tenants=chosen, named=tenant_slug is not None, **kwargs)
+
+    return run
+
+
 def settings() -> Config:
     """The settings of the app this command runs in."""
     return runtime.current().config
@@ -79,7 +96,13 @@ def reported() -> Iterator[None]:
     """A store refusal (not found, already exists, invalid) becomes a one-line CLI error."""
     try:
         yield
-    except (ScimError, status.Ambiguous, enrolment_store.AmbiguousGroup, ValueError) as exc:
+    except (
+        ScimError,
+        status.Ambiguous,
+        enrolment_store.AmbiguousGroup,
+        ValueError,
+        SecretUnreadable,
+    ) as exc:
         raise click.ClickException(exc.detail if isinstance(exc, ScimError) else str(exc)) from None
 
 

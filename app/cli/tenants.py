@@ -145,7 +145,10 @@ def _save(tenant: Tenant, changes: dict[str, str | None]) -> None:
         merged.pop(variable, None)
     if changes.get(SECRET):
         merged[SECRET] = changes[SECRET]
-    TenantSettings.overlay(current.config, merged)  # ValueError naming the variable
+    # ValueError naming the variable
+    TenantSettings.overlay(
+        current.config, merged, default_tenant=tenant.id == tenancy.DEFAULT_TENANT
+    )
     if changes.get(SECRET):
         changes[SECRET] = current.secret_box.seal(
             changes[SECRET], runtime.lms_token_context(tenant.id)

@@ -255,27 +255,30 @@ class _Applier:
             if self.may_write(attribute, current, elements):
                 self.store(attribute, elements)
             return
-        elements, touched = self.union(attribute, current, new)
+        elements, made_primary = self.union(attribute, current, new)
         if len(elements) != len(current) and attribute.mutability == "immutable" and current:
             raise Mutability(f"{attribute.path} is immutable and already has values.")
-        _keep_one_primary(attribute, elements, touched)
+        _keep_one_primary(attribute, elements, made_primary)
         self.store(attribute, elements)
 
     def union(
         self, attribute: Attribute, current: list[Any], new: list[Any]
     ) -> tuple[list[Any], list[Any]]:
-        """`current` plus the values of `new` not already there, and the values that changed."""
+        """`current` plus the values of `new` not already there, and the elements this request
+        sent with `primary: true` (a merged element's `primary` from before does not count: it
+        must not win over a value the request made primary)."""
         elements = list(current)
-        touched: list[Any] = []
+        made_primary: list[Any] = []
         for element in new:
             index = _find_same(attribute, element, elements)
             if index is None:
                 elements.append(element)
-                touched.append(element)
+                index = len(elements) - 1
             elif attribute.is_complex and not _contains(attribute, elements[index], element):
                 elements[index] = self.merge(attribute, elements[index], element)
-                touched.append(elements[index])
-        return elements, touched
+            if isinstance(element, dict) and element.get("primary") is True:
+                made_primary.append(elements[index])
+        return elements, made_primary
 
     def set_in_elements(self, op: str, path: Path, value: Any) -> None:
         """A value path (`emails[type eq "work"]`, `emails[type eq "work"].value`): sets the

@@ -58,11 +58,21 @@ class Settings:
         return cls(config.lms_match_field, config.lms_auth, roles)
 
 
+def has_lms(config: TenantSettings) -> bool:
+    """Whether a tenant's settings name an LMS to deliver to (without one, changes wait)."""
+    return bool(config.lms_url and config.lms_token)
+
+
 def client_from(config: TenantSettings, timeout_ms: int) -> MoodleClient:
     """A client of the LMS web service a tenant's settings name."""
-    if not config.lms_url or not config.lms_token:
+    if not has_lms(config):
         raise ValueError("Set LMS_URL and LMS_TOKEN to reach the LMS web service.")
     return MoodleClient(config.lms_url, config.lms_token, timeout_ms / 1000)
+
+
+def relay_from(config: TenantSettings, timeout_ms: int, batch: int = 50) -> Relay:
+    """A relay to the LMS a tenant's settings name, with its match field, auth and roles."""
+    return Relay(client_from(config, timeout_ms), Settings.from_config(config), batch=batch)
 
 
 def username(user_name: str) -> str:
@@ -71,7 +81,8 @@ def username(user_name: str) -> str:
 
 
 class Relay:
-    """One relay worker. Several may run at once, on one or many machines."""
+    """One tenant's relay to its LMS. Several may run at once, on one or many machines; one
+    process serves every tenant through `app.relay.dispatch`."""
 
     def __init__(
         self,
@@ -120,16 +131,6 @@ class Relay:
                 outbox.release(rows[index + 1 :])
                 break
         return len(rows)
-
-    def run(self, stop: threading.Event, idle: float = 2.0) -> None:
-        """Deliver until `stop` is set (SIGTERM): the row in hand is finished, the rest of the
-        batch released for other relays, and the loop ends."""
-        while not stop.is_set():
-            claimed = self.run_once(stop)
-            if self.failures:
-                stop.wait(self.backoff(self.failures))
-            elif not claimed:
-                stop.wait(idle)
 
     def _deliver_one(self, row: Outbox) -> bool:
         """Deliver one row and record the outcome; False after a transient failure (pause)."""

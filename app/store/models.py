@@ -321,6 +321,7 @@ class Outbox(TenantModel):
     class Meta:
         indexes = (
             (("state", "id"), False),
+            (("tenant_id", "state", "id"), False),
             (("user_id", "id"), False),
             (("group_id", "id"), False),
         )

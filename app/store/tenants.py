@@ -11,14 +11,17 @@ from dataclasses import dataclass
 
 import peewee
 
+from app.datetimes import as_datetime
 from app.errors import InvalidValue, NotFound, Uniqueness
 from app.store import audit, tenancy
 from app.store.db import database
 from app.store.models import (
     ALL_MODELS,
+    AdminSession,
     ApiToken,
     AuditEvent,
     Group,
+    Operator,
     RowCount,
     Tenant,
     TenantModel,
@@ -107,7 +110,7 @@ def summaries() -> list[Summary]:
             active.get(t.id, 0),
             groups.get(t.id, 0),
             tokens.get(t.id, 0),
-            _as_datetime(latest.get(t.id)),
+            as_datetime(latest.get(t.id)),
         )
         for t in all_tenants()
     ]
@@ -116,13 +119,6 @@ def summaries() -> list[Summary]:
 def _per_tenant(query: peewee.ModelSelect) -> dict[int, int]:
     model = query.model
     return dict(query.group_by(model.tenant_id).tuples())
-
-
-def _as_datetime(value: object) -> dt.datetime | None:
-    """MAX() of a datetime column comes back as text on SQLite."""
-    if value is None or isinstance(value, dt.datetime):
-        return value
-    return dt.datetime.fromisoformat(str(value))
 
 
 @dataclass(frozen=True)
@@ -209,7 +205,8 @@ def row_counts(tenant_id: int) -> dict[str, int]:
 
 def delete(tenant: Tenant, *, purge: bool, actor: audit.Actor = audit.SYSTEM) -> dict[str, int]:
     """Delete a tenant and, in the same transaction, every row of it in every tenant-owned
-    table; the rows removed per table. Refused for the default tenant, and, unless `purge`,
+    table, and the operators bound to it; the rows removed per table. Refused for the default
+    tenant, and, unless `purge`,
     while the tenant has users or groups. The event goes to the default tenant's trail (the
     tenant's own goes with it)."""
     if tenant.id == tenancy.DEFAULT_TENANT:
@@ -228,9 +225,18 @@ def delete(tenant: Tenant, *, purge: bool, actor: audit.Actor = audit.SYSTEM) ->
             # tenant's RowCount rows go last.
             for model in (*reversed(owned), RowCount):
                 model.delete().execute()
+        counts[Operator._meta.table_name] = _delete_bound_operators(tenant.id)
         Tenant.delete().where(Tenant.id == tenant.id).execute()
         with tenancy.use(tenancy.DEFAULT_TENANT):
             audit.record(
                 actor, "Tenant", str(tenant.id), "tenant_delete", {"slug": {"before": tenant.slug}}
             )
     return {name: n for name, n in counts.items() if n}
+
+
+def _delete_bound_operators(tenant_id: int) -> int:
+    """The operators bound to a tenant go with it (they could see nothing else), their
+    sessions first."""
+    bound = Operator.select(Operator.id).where(Operator.tenant_id == tenant_id)
+    AdminSession.delete().where(AdminSession.operator.in_(bound)).execute()
+    return Operator.delete().where(Operator.tenant_id == tenant_id).execute()

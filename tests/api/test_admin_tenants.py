@@ -128,9 +128,14 @@ def test_a_global_operator_sees_the_tenants_overview(everyone: FlaskClient) -> N
         )
         if cells
     }
-    assert rows["default"][1:] == ["Active", "1", "1", "0", "1"]
-    assert rows["acme"] == ["Acme Corp", "Active", "1", "1", "0", "1"]
+    # users, active users, groups, tokens, changes waiting for the LMS, failed deliveries
+    assert rows["default"][1:] == ["Active", "1", "1", "0", "1", "1", "1"]
+    assert rows["acme"] == ["Acme Corp", "Active", "1", "1", "0", "1", "1", "1"]
     assert 'href="/admin/t/acme/"' in page
+    assert 'href="/admin/t/acme/relay"' in page
+    relay = _page(everyone, "/admin/t/acme/relay")
+    assert "No LMS is configured for this tenant" in relay
+    assert "lms-scim tenants set acme LMS_URL=" in relay
 
 
 def test_a_global_operator_switches_tenants_and_links_stay_there(
@@ -189,3 +194,14 @@ def test_sign_in_returns_to_a_tenants_page(app: Flask, acme: Scim, operator: str
     )
     assert signed.headers["Location"] == "/admin/t/acme/tokens"
     assert "acme-idp" in _page(client, "/admin/t/acme/tokens")
+
+
+def test_a_disabled_tenants_pages_say_so(app: Flask, bound: FlaskClient) -> None:
+    """A bound operator keeps reading their tenant while it is disabled, and is told why its
+    IdP is refused."""
+    assert 'id="tenant-disabled"' not in _page(bound, "/admin/")
+    run(app, "tenants", "disable", "acme")
+    page = _page(bound, "/admin/users")
+    assert 'id="tenant-disabled"' in page
+    assert "lms-scim tenants enable acme" in page
+    assert "bob@acme.example" in page

@@ -8,18 +8,18 @@ import json
 from typing import Any
 
 import pytest
-from click.testing import Result
 from flask import Flask
 
 from app import runtime
 from app.store import tenancy
 from app.store import tenants as tenant_store
-from app.store.models import AuditEvent, Tenant, User
+from app.store.models import AuditEvent, Operator, Tenant, User
 from tests.helpers import (
     Scim,
     assert_error,
     create_group,
     create_user,
+    feed,
     group_body,
     invoke,
     last_line,
@@ -30,12 +30,6 @@ from tests.helpers import (
 )
 
 TOKEN = "moodle-ws-token-0123456789abcdef"
-
-
-def feed(app: Flask, text: str, *args: str) -> Result:
-    """A command with `text` on its stdin."""
-    with app.app_context():
-        return app.test_cli_runner().invoke(args=list(args), input=text)
 
 
 def _shown(app: Flask, slug: str) -> dict[str, Any]:
@@ -248,9 +242,14 @@ def test_delete_refused_with_users_then_purged(app: Flask, scim: Scim, acme: Sci
 
 
 def test_a_tenant_without_users_deletes_without_purge(app: Flask, acme: Scim) -> None:
+    run(app, "operators", "create", "bea", "--tenant", "acme", "--password", "a long passphrase")
+    run(app, "operators", "create", "gil", "--password", "a long passphrase")
     done = run(app, "tenants", "delete", "acme")
     assert "Deleted tenant 'acme'" in done.output
+    assert "1 operator" in done.output  # bound to acme, it could see nothing else
     assert "acme" not in run(app, "tenants", "list").output
+    with app.app_context():
+        assert [o.name for o in Operator.select()] == ["gil"]
 
 
 def test_the_default_tenant_cannot_be_deleted(app: Flask) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +36,6 @@ import responses
 
 URL = "https://lms.example.test"
 TOKEN = "moodle-ws-token-0123456789abcdef"  # a test token for the simulated site
-ENDPOINT = f"{URL}/webservice/rest/server.php"
 ASSIGNABLE_ROLES = {3: "editingteacher", 4: "teacher", 5: "student"}
 _USERNAME = re.compile(r"[a-z0-9_.@-]+")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -94,6 +94,9 @@ class Fault:
 class MoodleSim:
     """The site: users, cohorts and members, courses and manual enrolments."""
 
+    url: str = URL
+    # A hung site: every call waits for this event (at most a minute), then times out.
+    stall: threading.Event | None = None
     courses: set[int] = field(default_factory=lambda: {101, 102, 103, 201})
     allowed: set[str] | None = None  # functions the token may call (None: all)
     users: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -126,7 +129,8 @@ class MoodleSim:
         self.faults[function].append(Fault(kind, times))
 
     def install(self, mock: responses.RequestsMock) -> None:
-        mock.add_callback(responses.POST, ENDPOINT, callback=self._handle)
+        endpoint = f"{self.url}/webservice/rest/server.php"
+        mock.add_callback(responses.POST, endpoint, callback=self._handle)
 
     # -- the final state, for assertions and for printing -----------------------------------
 
@@ -178,6 +182,9 @@ class MoodleSim:
         if params.pop("moodlewsrestformat", None) != "json":
             return 200, {"Content-Type": "application/xml"}, "<RESPONSE/>"
         fault = self._fault(function)
+        if self.stall is not None:
+            self.stall.wait(60)
+            fault = "timeout"
         if fault == "timeout":
             raise requests.exceptions.ReadTimeout("simulated: the LMS did not answer")
         if fault == "http503":
@@ -439,7 +446,7 @@ class MoodleSim:
             "sitename": "Simulated Moodle",
             "username": "lms-scim-service",
             "userid": 1,
-            "siteurl": URL,
+            "siteurl": self.url,
             "release": "4.5 (Build: simulated)",
             "version": "2024100700",
             "functions": [{"name": n, "version": "2024100700"} for n in dict.fromkeys(names)],

@@ -281,6 +281,29 @@ RFC_CASES = [
         ),
         id="3.5.2.3 replace without path replaces multi-valued attributes whole",
     ),
+    pytest.param(
+        changed(user(), emails=[{"value": "a@example.com", "type": "work", "primary": True}]),
+        [
+            {
+                "op": "add",
+                "value": {
+                    "emails": [
+                        {"value": "b@example.com", "primary": True},
+                        {"value": "a@example.com", "type": "work", "display": "A"},
+                    ]
+                },
+            }
+        ],
+        changed(
+            user(),
+            emails=[
+                {"value": "a@example.com", "type": "work", "display": "A"},
+                {"value": "b@example.com", "primary": True},
+            ],
+        ),
+        # Found by hypothesis: merging into the old primary kept its `primary` and it won.
+        id="2.4 the value the request makes primary wins over one merged into the old primary",
+    ),
 ]
 
 

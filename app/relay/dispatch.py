@@ -1,0 +1,164 @@
+"""One relay process for every tenant, each to its own LMS, fairly.
+
+A scheduler asks the outbox which tenants have changes due (one query across tenants) and
+gives each a *turn* on a small pool of worker threads: one batch (`Relay.run_once`) of that
+tenant's rows, delivered to that tenant's LMS, inside `tenancy.use(tenant)` so every query the
+relay makes is the tenant's. Fairness comes from three rules:
+
+- a tenant has at most one turn in flight, so a stalled LMS (a site that accepts connections
+  and never answers) holds one worker, never the pool: with `workers` threads, up to
+  `workers - 1` tenants' sites can hang at once while the others' deliveries go on;
+- a turn is one batch, and when more tenants are due than workers are free, the ones served
+  longest ago go first (round-robin), so a tenant with a large backlog does not starve a small
+  one;
+- a tenant whose LMS failed (a timeout, a 5xx, maintenance) is paused with the relay's
+  back-off before its next turn, so its retries never crowd out the others.
+
+Each tenant's relay is built from its own settings (`LMS_URL`, `LMS_TOKEN`, …) and rebuilt
+when they change; a tenant without an LMS is skipped (its changes wait) and looked at again
+after `unconfigured_pause`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from app.config import TenantSettings
+from app.relay.worker import Relay, has_lms
+from app.secretbox import SecretUnreadable
+from app.store import outbox, tenancy
+from app.store.db import database
+from app.store.models import utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TenantTurns:
+    """What the scheduler knows of one tenant between turns."""
+
+    relay: Relay | None = None
+    settings: TenantSettings | None = None  # what `relay` was built from
+    not_before: dt.datetime | None = None  # paused (back-off, nothing to claim, no LMS)
+    last_turn: int = 0  # when it last had a turn, by turn number (0: never)
+    busy: bool = False
+    stopped: bool = False  # `run_due`: nothing claimed, or a failure, ends its share
+
+
+@dataclass
+class Dispatcher:
+    settings_for: Callable[[int], TenantSettings]  # a tenant's settings (cached by the caller)
+    build: Callable[[TenantSettings], Relay]  # a relay for settings that name an LMS
+    workers: int = 4
+    idle: float = 2.0
+    unconfigured_pause: float = 60.0
+    only: Collection[int] | None = None  # these tenants (default: every tenant)
+    clock: Callable[[], dt.datetime] = utcnow
+    _turns: dict[int, TenantTurns] = field(default_factory=dict)
+    _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _wake: threading.Event = field(default_factory=threading.Event)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Give turns until `stop` is set; then the turns in flight finish the row in hand."""
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="relay") as pool:
+            while not stop.is_set():
+                self._wake.clear()
+                self._start_turns(pool, stop)
+                self._wake.wait(self.idle)
+
+    def run_due(self, stop: threading.Event | None = None) -> int:
+        """Deliver what is due now for every tenant, in rounds of one turn each, until nothing
+        more can go (a tenant whose LMS fails is left for later); rows claimed in all."""
+        stop = stop or threading.Event()
+        total = 0
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="relay") as pool:
+            while not stop.is_set():
+                started = self._start_turns(pool, stop, once=True)
+                if not started:
+                    break
+                total += sum(turn.result() for turn in started)
+        return total
+
+    # -- turns -------------------------------------------------------------------------------
+
+    def _start_turns(
+        self, pool: ThreadPoolExecutor, stop: threading.Event, once: bool = False
+    ) -> list[Future[int]]:
+        now = self.clock()
+        ready = [t for t in outbox.due_tenants(now) if self._ready(t, now, once)]
+        ready.sort(key=lambda tenant: self._turns[tenant].last_turn)
+        started = []
+        with self._lock:
+            free = self.workers - sum(1 for t in self._turns.values() if t.busy)
+            for tenant in ready[: max(0, free)]:
+                turns = self._turns[tenant]
+                turns.busy, turns.last_turn = True, next(self._numbers)
+                started.append(tenant)
+        return [pool.submit(self._turn, tenant, stop, once) for tenant in started]
+
+    def _ready(self, tenant: int, now: dt.datetime, once: bool) -> bool:
+        if self.only is not None and tenant not in self.only:
+            return False
+        turns = self._turns.setdefault(tenant, TenantTurns())
+        paused = turns.not_before is not None and turns.not_before > now
+        return not (turns.busy or turns.stopped or (paused and not once))
+
+    def _turn(self, tenant: int, stop: threading.Event, once: bool) -> int:
+        """One batch of one tenant's rows; never raises (a failure pauses the tenant)."""
+        turns = self._turns[tenant]
+        claimed = 0
+        try:
+            with tenancy.use(tenant):
+                relay = self._relay(tenant, turns)
+                if relay is None:
+                    self._pause(turns, self.unconfigured_pause)
+                    turns.stopped = once
+                    return 0
+                claimed = relay.run_once(stop)
+            if relay.failures:
+                self._pause(turns, relay.backoff(relay.failures))
+            elif not claimed:  # due rows, all waiting for earlier ones: look again later
+                self._pause(turns, self.idle)
+            else:
+                turns.not_before = None
+            turns.stopped = once and (not claimed or bool(relay.failures))
+        except (ValueError, SecretUnreadable) as exc:  # settings that cannot work
+            log.error("LMS relay: tenant %s: %s", tenant, exc)
+            self._pause(turns, self.unconfigured_pause)
+            turns.stopped = once
+        except Exception:
+            log.exception("LMS relay: tenant %s: the turn failed", tenant)
+            self._pause(turns, self.idle)
+            turns.stopped = once
+        finally:
+            if not database.is_closed():  # back to the pool: a worker thread owns none
+                database.close()
+            with self._lock:
+                turns.busy = False
+            self._wake.set()
+        return claimed
+
+    def _relay(self, tenant: int, turns: TenantTurns) -> Relay | None:
+        """The tenant's relay, built again only when its settings changed (a relay keeps its
+        failure count, which sets the back-off, between turns)."""
+        settings = self.settings_for(tenant)
+        if settings != turns.settings:
+            if not has_lms(settings):
+                log.warning("LMS relay: tenant %s has no LMS_URL/LMS_TOKEN; changes wait", tenant)
+                turns.relay = None
+            else:
+                turns.relay = self.build(settings)
+            turns.settings = settings
+        return turns.relay
+
+    def _pause(self, turns: TenantTurns, seconds: float) -> None:
+        turns.not_before = self.clock() + dt.timedelta(seconds=seconds)
