@@ -19,7 +19,7 @@ from app import auth, create_app
 from app.config import Config
 from app.store import migrations, tenancy
 from app.store.db import database
-from app.store.models import ALL_MODELS, Tenant
+from app.store.models import ALL_MODELS, LmsTarget, Tenant
 from app.store.tenancy import DEFAULT_TENANT
 from tests.helpers import (
     OPERATOR,
@@ -77,8 +77,10 @@ _migrated: set[peewee.Database] = set()
 
 
 def _clean(db: peewee.Database) -> None:
-    """Every table empty, but for the default tenant, which a database always has (m0009)."""
-    tables = [m._meta.table_name for m in ALL_MODELS if m is not Tenant]
+    """Every table empty, but for the default tenant and its `default` LMS target (target 1),
+    which a database always has (m0009, m0014)."""
+    kept = (Tenant, LmsTarget)
+    tables = [m._meta.table_name for m in ALL_MODELS if m not in kept]
     with db.connection_context(), tenancy.everywhere():
         if isinstance(db, peewee.PostgresqlDatabase):
             quoted = ", ".join(f'"{table}"' for table in tables)
@@ -86,9 +88,11 @@ def _clean(db: peewee.Database) -> None:
         else:
             with db.atomic():
                 for model in reversed(ALL_MODELS):
-                    if model is not Tenant:
+                    if model not in kept:
                         model.delete().execute()
         with db.atomic():
+            LmsTarget.delete().where(LmsTarget.id != 1).execute()
+            LmsTarget.update(restricted=False).execute()
             Tenant.delete().where(Tenant.id != DEFAULT_TENANT).execute()
             Tenant.update(settings=None, disabled_at=None).execute()
 

@@ -1,22 +1,24 @@
-"""One relay process for every tenant, each to its own LMS, fairly.
+"""One relay process for every LMS target of every tenant, fairly.
 
-A scheduler asks the outbox which tenants have changes due (one query across tenants) and
+A scheduler asks the outbox which targets have changes due (one query across tenants) and
 gives each a *turn* on a small pool of worker threads: one batch (`Relay.run_once`) of that
-tenant's rows, delivered to that tenant's LMS, inside `tenancy.use(tenant)` so every query the
-relay makes is the tenant's. Fairness comes from three rules:
+target's rows, delivered to that target's LMS, inside `tenancy.use(tenant)` so every query the
+relay makes is the tenant's. A target is a tenant's `default` (its `LMS_*` settings) or one
+added with `lms-scim lms add`; each has its own rows, back-off and dead letters. Fairness
+comes from three rules, between the targets of one tenant as between tenants:
 
-- a tenant has at most one turn in flight, so a stalled LMS (a site that accepts connections
+- a target has at most one turn in flight, so a stalled LMS (a site that accepts connections
   and never answers) holds one worker, never the pool: with `workers` threads, up to
-  `workers - 1` tenants' sites can hang at once while the others' deliveries go on;
-- a turn is one batch, and when more tenants are due than workers are free, the ones served
-  longest ago go first (round-robin), so a tenant with a large backlog does not starve a small
+  `workers - 1` sites can hang at once while the others' deliveries go on;
+- a turn is one batch, and when more targets are due than workers are free, the ones served
+  longest ago go first (round-robin), so a target with a large backlog does not starve a small
   one;
-- a tenant whose LMS failed (a timeout, a 5xx, maintenance) is paused with the relay's
+- a target whose LMS failed (a timeout, a 5xx, maintenance) is paused with the relay's
   back-off before its next turn, so its retries never crowd out the others.
 
-Each tenant's relay is built from its own settings (`LMS_URL`, `LMS_TOKEN`, …) and rebuilt
-when they change; a tenant without an LMS is skipped (its changes wait) and looked at again
-after `unconfigured_pause`.
+Each target's relay is built from its settings (the tenant's, with the target's own site,
+token, match field, auth and roles over them) and rebuilt when they change; a target without a
+site or token is skipped (its changes wait) and looked at again after `unconfigured_pause`.
 """
 
 from __future__ import annotations
@@ -32,16 +34,16 @@ from dataclasses import dataclass, field
 from app.config import TenantSettings
 from app.relay.worker import Relay, has_lms
 from app.secretbox import SecretUnreadable
-from app.store import outbox, tenancy
+from app.store import lms_targets, outbox, tenancy
 from app.store.db import database
-from app.store.models import utcnow
+from app.store.models import LmsTarget, utcnow
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class TenantTurns:
-    """What the scheduler knows of one tenant between turns."""
+    """What the scheduler knows of one target (of one tenant) between turns."""
 
     relay: Relay | None = None
     settings: TenantSettings | None = None  # what `relay` was built from
@@ -49,6 +51,9 @@ class TenantTurns:
     last_turn: int = 0  # when it last had a turn, by turn number (0: never)
     busy: bool = False
     stopped: bool = False  # `run_due`: nothing claimed, or a failure, ends its share
+
+
+Key = tuple[int, int]  # (tenant, target)
 
 
 @dataclass
@@ -60,7 +65,10 @@ class Dispatcher:
     unconfigured_pause: float = 60.0
     only: Collection[int] | None = None  # these tenants (default: every tenant)
     clock: Callable[[], dt.datetime] = utcnow
-    _turns: dict[int, TenantTurns] = field(default_factory=dict)
+    # Opens a target's sealed token (`SecretBox.open`); without it, only the tenants' `default`
+    # targets (whose token is in their settings) are served.
+    open_token: Callable[[str, str], str] | None = None
+    _turns: dict[Key, TenantTurns] = field(default_factory=dict)
     _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _wake: threading.Event = field(default_factory=threading.Event)
@@ -94,31 +102,32 @@ class Dispatcher:
         self, pool: ThreadPoolExecutor, stop: threading.Event, once: bool = False
     ) -> list[Future[int]]:
         now = self.clock()
-        ready = [t for t in outbox.due_tenants(now) if self._ready(t, now, once)]
-        ready.sort(key=lambda tenant: self._turns[tenant].last_turn)
+        ready = [key for key in outbox.due_targets(now) if self._ready(key, now, once)]
+        ready.sort(key=lambda key: self._turns[key].last_turn)
         started = []
         with self._lock:
             free = self.workers - sum(1 for t in self._turns.values() if t.busy)
-            for tenant in ready[: max(0, free)]:
-                turns = self._turns[tenant]
+            for key in ready[: max(0, free)]:
+                turns = self._turns[key]
                 turns.busy, turns.last_turn = True, next(self._numbers)
-                started.append(tenant)
-        return [pool.submit(self._turn, tenant, stop, once) for tenant in started]
+                started.append(key)
+        return [pool.submit(self._turn, key, stop, once) for key in started]
 
-    def _ready(self, tenant: int, now: dt.datetime, once: bool) -> bool:
-        if self.only is not None and tenant not in self.only:
+    def _ready(self, key: Key, now: dt.datetime, once: bool) -> bool:
+        if self.only is not None and key[0] not in self.only:
             return False
-        turns = self._turns.setdefault(tenant, TenantTurns())
+        turns = self._turns.setdefault(key, TenantTurns())
         paused = turns.not_before is not None and turns.not_before > now
         return not (turns.busy or turns.stopped or (paused and not once))
 
-    def _turn(self, tenant: int, stop: threading.Event, once: bool) -> int:
-        """One batch of one tenant's rows; never raises (a failure pauses the tenant)."""
-        turns = self._turns[tenant]
+    def _turn(self, key: Key, stop: threading.Event, once: bool) -> int:
+        """One batch of one target's rows; never raises (a failure pauses the target)."""
+        tenant = key[0]
+        turns = self._turns[key]
         claimed = 0
         try:
             with tenancy.use(tenant):
-                relay = self._relay(tenant, turns)
+                relay = self._relay(key, turns)
                 if relay is None:
                     self._pause(turns, self.unconfigured_pause)
                     turns.stopped = once
@@ -132,11 +141,11 @@ class Dispatcher:
                 turns.not_before = None
             turns.stopped = once and (not claimed or bool(relay.failures))
         except (ValueError, SecretUnreadable) as exc:  # settings that cannot work
-            log.error("LMS relay: tenant %s: %s", tenant, exc)
+            log.error("LMS relay: tenant %s, target %s: %s", tenant, key[1], exc)
             self._pause(turns, self.unconfigured_pause)
             turns.stopped = once
         except Exception:
-            log.exception("LMS relay: tenant %s: the turn failed", tenant)
+            log.exception("LMS relay: tenant %s, target %s: the turn failed", tenant, key[1])
             self._pause(turns, self.idle)
             turns.stopped = once
         finally:
@@ -147,16 +156,25 @@ class Dispatcher:
             self._wake.set()
         return claimed
 
-    def _relay(self, tenant: int, turns: TenantTurns) -> Relay | None:
-        """The tenant's relay, built again only when its settings changed (a relay keeps its
+    def _relay(self, key: Key, turns: TenantTurns) -> Relay | None:
+        """The target's relay, built again only when its settings changed (a relay keeps its
         failure count, which sets the back-off, between turns)."""
-        settings = self.settings_for(tenant)
+        tenant, target_id = key
+        target = LmsTarget.get_or_none(LmsTarget.id == target_id)
+        if target is None:  # removed meanwhile (its rows went with it)
+            return None
+        settings = lms_targets.settings_of(target, self.settings_for(tenant), self.open_token)
         if settings != turns.settings:
             if not has_lms(settings):
-                log.warning("LMS relay: tenant %s has no LMS_URL/LMS_TOKEN; changes wait", tenant)
+                log.warning(
+                    "LMS relay: tenant %s, target %s has no LMS URL/token; changes wait",
+                    tenant,
+                    target.name,
+                )
                 turns.relay = None
             else:
                 turns.relay = self.build(settings)
+                turns.relay.target_id = target_id
             turns.settings = settings
         return turns.relay
 

@@ -22,6 +22,7 @@ the row becomes a dead letter with the reason, and the user's later changes go o
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import random
 import secrets
@@ -32,7 +33,7 @@ from typing import Any
 
 from app.config import TenantSettings
 from app.relay.moodle import LmsError, MoodleClient
-from app.store import enrolments, lms_links, outbox
+from app.store import enrolments, lms_links, lms_targets, outbox, tenancy
 from app.store.models import Outbox, utcnow
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,13 @@ class Relay:
         max_delay: float = 900.0,
         clock: Callable[[], dt.datetime] = utcnow,
         rng: random.Random | None = None,
+        target: int | None = None,
     ) -> None:
         self.client = client
+        # The LMS target this relay delivers to (`app.relay.dispatch` sets it); None: the
+        # tenant's `default`, looked up once per tenant.
+        self.target_id = target
+        self._defaults: dict[int | None, int] = {}
         self.settings = settings or Settings()
         self.batch = batch
         self.lease = lease
@@ -107,6 +113,16 @@ class Relay:
         self.clock = clock
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
         self.failures = 0  # transient failures in a row: the pause before the next claim grows
+
+    @property
+    def target(self) -> int:
+        """The id of the LMS target the rows and links of this relay are for."""
+        if self.target_id is not None:
+            return self.target_id
+        tenant = tenancy.current()
+        if tenant not in self._defaults:
+            self._defaults[tenant] = lms_targets.default_id()
+        return self._defaults[tenant]
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -119,7 +135,7 @@ class Relay:
     def run_once(self, stop: threading.Event | None = None) -> int:
         """Claim a batch and deliver it; how many rows were claimed (0: nothing to do now)."""
         claimed_at = self.clock()
-        rows = outbox.claim(self.batch, self.lease, now=claimed_at)
+        rows = outbox.claim(self.batch, self.lease, now=claimed_at, target=self.target)
         # Stop starting rows halfway through the lease: the row in hand then ends well before
         # its lease does, so no other relay can claim a row this one is still delivering.
         deadline = claimed_at + self.lease / 2
@@ -170,10 +186,13 @@ class Relay:
     def sync_user(self, user_id: str) -> int | None:
         """Make the LMS account match the user; its LMS id (None once deleted)."""
         profile = lms_links.profile(user_id)
-        link = lms_links.user_link(user_id)
+        link = lms_links.user_link(self.target, user_id)
         if profile is None:
-            self._delete(link, self.client.delete_user, lambda: lms_links.forget_user(user_id))
+            forget = functools.partial(lms_links.forget_user, self.target, user_id)
+            self._delete(link, self.client.delete_user, forget)
             return None
+        if not lms_targets.admits(self.target, user_id):
+            return self._shut_out(user_id, link)
         if link is None:
             lms_id, created, matched = self._find_or_create_user(profile)
         else:
@@ -183,8 +202,18 @@ class Relay:
             self.client.update_user(lms_id, self._account(profile, owned=not matched))
         elif not profile.active:
             self.client.update_user(lms_id, {"suspended": 1})
-        lms_links.user_synced(user_id)
+        lms_links.user_synced(self.target, user_id)
         return lms_id
+
+    def _shut_out(self, user_id: str, link: Any) -> int | None:
+        """A user outside a restricted target's audiences: never created or matched there; one
+        who had an account there (they left the last audience group) is suspended, never
+        deleted, and comes back with it when they join one again."""
+        if link is None:
+            return None
+        self.client.update_user(link.lms_id, {"suspended": 1})
+        lms_links.user_synced(self.target, user_id)
+        return int(link.lms_id)
 
     def _find_or_create_user(self, profile: lms_links.Profile) -> tuple[int, bool, bool]:
         """Check before create: an account with the same e-mail or username is linked. Returns
@@ -210,7 +239,7 @@ class Relay:
             }
             account.pop("suspended")
             lms_id, created, matched = self.client.create_user(account), True, False
-        lms_links.link_user(profile.user_id, lms_id, matched=matched)
+        lms_links.link_user(self.target, profile.user_id, lms_id, matched=matched)
         return lms_id, created, matched
 
     def _account(self, profile: lms_links.Profile, owned: bool = True) -> dict[str, Any]:
@@ -229,7 +258,7 @@ class Relay:
         return account
 
     def _lms_user(self, user_id: str) -> int | None:
-        link = lms_links.user_link(user_id)
+        link = lms_links.user_link(self.target, user_id)
         return link.lms_id if link is not None else self.sync_user(user_id)
 
     # -- cohorts -----------------------------------------------------------------------------
@@ -237,9 +266,10 @@ class Relay:
     def sync_group(self, group_id: str) -> int | None:
         """Make the cohort match the group; its LMS id (None once deleted)."""
         name = lms_links.group_name(group_id)
-        link = lms_links.cohort_link(group_id)
+        link = lms_links.cohort_link(self.target, group_id)
         if name is None:
-            self._delete(link, self.client.delete_cohort, lambda: lms_links.forget_cohort(group_id))
+            forget = functools.partial(lms_links.forget_cohort, self.target, group_id)
+            self._delete(link, self.client.delete_cohort, forget)
             return None
         if link is not None:
             lms_id = link.lms_id
@@ -250,8 +280,8 @@ class Relay:
                 lms_id = self.client.create_cohort(name, group_id)
             else:
                 self.client.update_cohort(lms_id, name, group_id)
-            lms_links.link_cohort(group_id, lms_id)
-        lms_links.cohort_synced(group_id)
+            lms_links.link_cohort(self.target, group_id, lms_id)
+        lms_links.cohort_synced(self.target, group_id)
         return lms_id
 
     def _delete(self, link: Any, delete: Callable[[int], None], forget: Callable[[], None]) -> None:
@@ -269,11 +299,14 @@ class Relay:
     # -- memberships and enrolments ----------------------------------------------------------
 
     def sync_member(self, user_id: str, group_id: str) -> None:
-        lms_user = self._lms_user(user_id)
+        # On a restricted target a membership may let the user in or shut them out: their
+        # account is brought in step (created, matched, unsuspended or suspended) first.
+        restricted = lms_targets.is_restricted(self.target)
+        lms_user = self.sync_user(user_id) if restricted else self._lms_user(user_id)
         if lms_user is None:
-            return  # the user was deleted: the account (and its cohorts) went with it
+            return  # deleted (the account and its cohorts went with it), or never let in
         if lms_links.group_name(group_id) is not None:
-            link = lms_links.cohort_link(group_id)
+            link = lms_links.cohort_link(self.target, group_id)
             cohort = link.lms_id if link is not None else self.sync_group(group_id)
             if cohort is not None:
                 if lms_links.is_member(user_id, group_id):
@@ -281,27 +314,27 @@ class Relay:
                 else:
                     self.client.remove_cohort_member(cohort, lms_user)
         self.reconcile_enrolments(user_id, lms_user)
-        lms_links.user_synced(user_id)
+        lms_links.user_synced(self.target, user_id)
 
     def reconcile_enrolments(self, user_id: str, lms_user: int) -> None:
         """Enrol in what the rules give and the LMS lacks; unenrol from courses the relay
         enrolled the user in and no rule gives any more. Each step is remembered as soon as the
         LMS confirms it, so a crash halfway repeats only harmless calls."""
-        wanted = enrolments.of_user(user_id)
-        have = lms_links.delivered_enrolments(user_id)
+        wanted = enrolments.of_user(user_id, self.target)
+        have = lms_links.delivered_enrolments(self.target, user_id)
         for course_id, role in sorted(wanted - have):
             role_id = self.settings.role_ids.get(role)
             if role_id is None:
                 raise LmsError(f"no LMS role id for role {role!r} (LMS_ROLE_IDS)", transient=False)
             self.client.enrol(lms_user, course_id, role_id)
-            lms_links.enrolled(user_id, course_id, role)
+            lms_links.enrolled(self.target, user_id, course_id, role)
         wanted_courses = {course_id for course_id, _ in wanted}
         for course_id, role in sorted(have - wanted):
             # The course stays (another rule gives it) but no rule gives this role any more.
             if course_id in wanted_courses and (role_id := self.settings.role_ids.get(role)):
                 self.client.unassign_role(lms_user, course_id, role_id)
-                lms_links.role_removed(user_id, course_id, role)
+                lms_links.role_removed(self.target, user_id, course_id, role)
         for course_id in sorted({c for c, _ in have - wanted} - wanted_courses):
             # Moodle's unenrol removes the whole course enrolment: only when no role remains.
             self.client.unenrol(lms_user, course_id)
-            lms_links.unenrolled(user_id, course_id)
+            lms_links.unenrolled(self.target, user_id, course_id)

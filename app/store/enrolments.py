@@ -24,9 +24,9 @@ import peewee
 from peewee import fn
 
 from app.errors import InvalidValue, NotFound
-from app.store import audit, outbox, prepared
+from app.store import audit, lms_targets, outbox, prepared
 from app.store.db import database, locked
-from app.store.models import EnrolmentRule, Group, KeptEnrolment, Membership, User
+from app.store.models import EnrolmentRule, Group, KeptEnrolment, LmsTarget, Membership, User
 from scim_schemas import identity_key
 
 ROLES = ("student", "teacher")
@@ -47,9 +47,11 @@ class Rule:
     keep_on_leave: bool
     created: dt.datetime
     members: int
+    lms: str  # the name of the LMS target the rule enrols in
 
     def as_json(self) -> dict[str, Any]:
         return {
+            "lms": self.lms,
             "groupId": self.group_id,
             "group": self.group_name,
             "courseId": self.course_id,
@@ -82,19 +84,42 @@ def _check(course_id: str, role: str) -> None:
         raise InvalidValue(f"role must be one of {', '.join(ROLES)}.")
 
 
+def _target(name: str | None) -> int:
+    """The LMS target a rule names: `name`, or the tenant's only one."""
+    return int(lms_targets.chosen(name).id)
+
+
+def _rule_of(group_id: str, target: int, course_id: str) -> Any:
+    return (
+        (EnrolmentRule.group == group_id)
+        & (EnrolmentRule.target_id == target)
+        & (EnrolmentRule.course_id == course_id)
+    )
+
+
 def add_rule(
-    group_ref: str, course_id: str, role: str, *, keep_on_leave: bool, actor: audit.Actor
+    group_ref: str,
+    course_id: str,
+    role: str,
+    *,
+    keep_on_leave: bool,
+    actor: audit.Actor,
+    lms: str | None = None,
 ) -> Rule:
-    """Enrol the group's members in the course (or change the role or keep flag of the rule)."""
+    """Enrol the group's members in the course on the LMS target `lms` (default: the tenant's
+    only one), or change the role or keep flag of that rule."""
     _check(course_id, role)
     with database.atomic():
+        target = _target(lms)
         row = find_group(group_ref, lock=True)
-        existing = EnrolmentRule.get_or_none(
-            (EnrolmentRule.group == row.id) & (EnrolmentRule.course_id == course_id)
-        )
+        existing = EnrolmentRule.get_or_none(_rule_of(row.id, target, course_id))
         if existing is None:
             EnrolmentRule.insert(
-                group=row.id, course_id=course_id, role=role, keep_on_leave=keep_on_leave
+                group=row.id,
+                target_id=target,
+                course_id=course_id,
+                role=role,
+                keep_on_leave=keep_on_leave,
             ).execute()
             before: dict[str, Any] = {}
         else:
@@ -102,35 +127,40 @@ def add_rule(
             if existing.role == role and existing.keep_on_leave == keep_on_leave:
                 return _rules(EnrolmentRule.id == existing.id)[0]
             if existing.role != role and existing.keep_on_leave:
-                _keep(row.id, course_id, _members(row.id))  # they keep the old role
+                _keep(row.id, course_id, _members(row.id), target)  # they keep the old role
             EnrolmentRule.update(role=role, keep_on_leave=keep_on_leave).where(
                 EnrolmentRule.id == existing.id
             ).execute()
         after = {"role": role, "keepOnLeave": keep_on_leave}
         changes = {"courseId": {"after": course_id}, **audit.diff(before, after)}
+        if lms is not None:
+            changes["lms"] = {"after": lms}
         audit.record(actor, AUDIT_TYPE, row.id, "add", changes)
         _flag_keeping(row.id)
-        outbox.group_members(row.id)
-    return _rules((EnrolmentRule.group == row.id) & (EnrolmentRule.course_id == course_id))[0]
+        outbox.group_members(row.id, target)
+    return _rules(_rule_of(row.id, target, course_id))[0]
 
 
-def remove_rule(group_ref: str, course_id: str, *, actor: audit.Actor) -> Rule:
+def remove_rule(
+    group_ref: str, course_id: str, *, actor: audit.Actor, lms: str | None = None
+) -> Rule:
     """Drop the rule: members are unenrolled unless it keeps previous enrolments."""
     with database.atomic():
+        target = _target(lms)
         row = find_group(group_ref, lock=True)
-        found = _rules((EnrolmentRule.group == row.id) & (EnrolmentRule.course_id == course_id))
+        found = _rules(_rule_of(row.id, target, course_id))
         if not found:
             raise NotFound(f"Group {row.display_name!r} has no rule for course {course_id}.")
         rule = found[0]
         if rule.keep_on_leave:
-            _keep(row.id, course_id, _members(row.id))
-        EnrolmentRule.delete().where(
-            (EnrolmentRule.group == row.id) & (EnrolmentRule.course_id == course_id)
-        ).execute()
+            _keep(row.id, course_id, _members(row.id), target)
+        EnrolmentRule.delete().where(_rule_of(row.id, target, course_id)).execute()
         changes = {"courseId": {"before": course_id}, "role": {"before": rule.role}}
+        if rule.lms != lms_targets.DEFAULT:
+            changes["lms"] = {"before": rule.lms}
         audit.record(actor, AUDIT_TYPE, row.id, "remove", changes)
         _flag_keeping(row.id)
-        outbox.group_members(row.id)
+        outbox.group_members(row.id, target)
     return rule
 
 
@@ -155,10 +185,13 @@ def _rules(where: Any) -> list[Rule]:
             EnrolmentRule.keep_on_leave,
             EnrolmentRule.created,
             members.alias("members"),
+            LmsTarget.name,
         )
         .join(Group)
+        .switch(EnrolmentRule)
+        .join(LmsTarget, on=LmsTarget.id == EnrolmentRule.target_id)
         .where(where)
-        .order_by(Group.display_name_key, Group.id, EnrolmentRule.course_id)
+        .order_by(Group.display_name_key, Group.id, LmsTarget.id, EnrolmentRule.course_id)
         .tuples()
     )
     return [Rule(*row) for row in query]
@@ -174,14 +207,21 @@ def rules(group_ref: str | None = None) -> list[Rule]:
 # -- kept enrolments (inside the caller's transaction) ---------------------------------------
 
 
-def _keep(group_id: str, course_id: str | None, users: Any) -> None:
-    """Record, as kept, the enrolments the group's keep rules give `users` (a User condition):
-    one INSERT … SELECT, which inserts nothing when the group has no such rule."""
+def _keep(group_id: str, course_id: str | None, users: Any, target: int | None = None) -> None:
+    """Record, as kept, the enrolments the group's keep rules (of every target, or of one rule's
+    `course_id` on `target`) give `users` (a User condition): one INSERT … SELECT, which inserts
+    nothing when the group has no such rule."""
     where = (EnrolmentRule.group == group_id) & EnrolmentRule.keep_on_leave & users
     if course_id is not None:
-        where &= EnrolmentRule.course_id == course_id
+        where &= (EnrolmentRule.course_id == course_id) & (EnrolmentRule.target_id == target)
     query = (
-        EnrolmentRule.select(User.id, EnrolmentRule.course_id, EnrolmentRule.role, User.tenant_id)
+        EnrolmentRule.select(
+            User.id,
+            EnrolmentRule.target_id,
+            EnrolmentRule.course_id,
+            EnrolmentRule.role,
+            User.tenant_id,
+        )
         .from_(EnrolmentRule, User)
         .where(where & (User.tenant_id == EnrolmentRule.tenant_id))
     )
@@ -189,6 +229,7 @@ def _keep(group_id: str, course_id: str | None, users: Any) -> None:
     # file the row under the default tenant (m0011's key refuses that).
     fields = [
         KeptEnrolment.user,
+        KeptEnrolment.target_id,
         KeptEnrolment.course_id,
         KeptEnrolment.role,
         KeptEnrolment.tenant_id,
@@ -244,6 +285,14 @@ def _course_order(pair: tuple[str, str]) -> tuple[int, str, str]:
     return (len(pair[0]), pair[0], pair[1])
 
 
-def of_user(user_id: str) -> set[tuple[str, str]]:
-    """(course id, role) pairs the user should have on the LMS."""
-    return {(e["courseId"], e["role"]) for e in of_users([user_id]).get(user_id, ())}
+def of_user(user_id: str, target: int) -> set[tuple[str, str]]:
+    """(course id, role) pairs the user should have on the LMS target."""
+    via_groups = (
+        Membership.select(EnrolmentRule.course_id, EnrolmentRule.role)
+        .join(EnrolmentRule, on=EnrolmentRule.group == Membership.group)
+        .where((Membership.user == user_id) & (EnrolmentRule.target_id == target))
+    )
+    kept = KeptEnrolment.select(KeptEnrolment.course_id, KeptEnrolment.role).where(
+        (KeptEnrolment.user == user_id) & (KeptEnrolment.target_id == target)
+    )
+    return set((via_groups | kept).tuples())

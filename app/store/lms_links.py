@@ -8,6 +8,7 @@ relay still needs the LMS id to delete the account or cohort there, and then for
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from peewee import fn
 
@@ -83,82 +84,102 @@ def is_member(user_id: str, group_id: str) -> bool:
     )
 
 
-# -- accounts --------------------------------------------------------------------------------
+# -- accounts (each link is of one LMS target: `target`) -----------------------------------------
 
 
-def user_link(user_id: str) -> LmsUserLink | None:
-    return LmsUserLink.get_or_none(LmsUserLink.user_id == user_id)
+def user_link(target: int, user_id: str) -> LmsUserLink | None:
+    return LmsUserLink.get_or_none(
+        (LmsUserLink.target_id == target) & (LmsUserLink.user_id == user_id)
+    )
 
 
-def link_user(user_id: str, lms_id: int, *, matched: bool) -> None:
+def link_user(target: int, user_id: str, lms_id: int, *, matched: bool) -> None:
     """Remember the LMS account (an upsert: a second relay may have linked it meanwhile)."""
     LmsUserLink.insert(
-        user_id=user_id, lms_id=lms_id, matched=matched, synced_at=utcnow()
+        target_id=target, user_id=user_id, lms_id=lms_id, matched=matched, synced_at=utcnow()
     ).on_conflict(
-        conflict_target=[LmsUserLink.user_id],
+        conflict_target=[LmsUserLink.tenant_id, LmsUserLink.target_id, LmsUserLink.user_id],
         update={LmsUserLink.lms_id: lms_id, LmsUserLink.synced_at: utcnow()},
     ).execute()
 
 
-def user_synced(user_id: str) -> None:
-    LmsUserLink.update(synced_at=utcnow()).where(LmsUserLink.user_id == user_id).execute()
+def user_synced(target: int, user_id: str) -> None:
+    LmsUserLink.update(synced_at=utcnow()).where(
+        (LmsUserLink.target_id == target) & (LmsUserLink.user_id == user_id)
+    ).execute()
 
 
-def forget_user(user_id: str) -> None:
+def forget_user(target: int, user_id: str) -> None:
     """The LMS account is gone: forget it and the enrolments it had."""
     with database.atomic():
-        LmsEnrolment.delete().where(LmsEnrolment.user_id == user_id).execute()
-        LmsUserLink.delete().where(LmsUserLink.user_id == user_id).execute()
+        LmsEnrolment.delete().where(
+            (LmsEnrolment.target_id == target) & (LmsEnrolment.user_id == user_id)
+        ).execute()
+        LmsUserLink.delete().where(
+            (LmsUserLink.target_id == target) & (LmsUserLink.user_id == user_id)
+        ).execute()
 
 
 # -- cohorts ---------------------------------------------------------------------------------
 
 
-def cohort_link(group_id: str) -> LmsCohortLink | None:
-    return LmsCohortLink.get_or_none(LmsCohortLink.group_id == group_id)
+def cohort_link(target: int, group_id: str) -> LmsCohortLink | None:
+    return LmsCohortLink.get_or_none(
+        (LmsCohortLink.target_id == target) & (LmsCohortLink.group_id == group_id)
+    )
 
 
-def link_cohort(group_id: str, lms_id: int) -> None:
-    LmsCohortLink.insert(group_id=group_id, lms_id=lms_id, synced_at=utcnow()).on_conflict(
-        conflict_target=[LmsCohortLink.group_id],
+def link_cohort(target: int, group_id: str, lms_id: int) -> None:
+    LmsCohortLink.insert(
+        target_id=target, group_id=group_id, lms_id=lms_id, synced_at=utcnow()
+    ).on_conflict(
+        conflict_target=[LmsCohortLink.tenant_id, LmsCohortLink.target_id, LmsCohortLink.group_id],
         update={LmsCohortLink.lms_id: lms_id, LmsCohortLink.synced_at: utcnow()},
     ).execute()
 
 
-def cohort_synced(group_id: str) -> None:
-    LmsCohortLink.update(synced_at=utcnow()).where(LmsCohortLink.group_id == group_id).execute()
+def cohort_synced(target: int, group_id: str) -> None:
+    LmsCohortLink.update(synced_at=utcnow()).where(
+        (LmsCohortLink.target_id == target) & (LmsCohortLink.group_id == group_id)
+    ).execute()
 
 
-def forget_cohort(group_id: str) -> None:
-    LmsCohortLink.delete().where(LmsCohortLink.group_id == group_id).execute()
+def forget_cohort(target: int, group_id: str) -> None:
+    LmsCohortLink.delete().where(
+        (LmsCohortLink.target_id == target) & (LmsCohortLink.group_id == group_id)
+    ).execute()
 
 
 # -- enrolments ------------------------------------------------------------------------------
 
 
-def delivered_enrolments(user_id: str) -> set[tuple[str, str]]:
-    """(course id, role) pairs the relay enrolled the user in."""
+def _enrolment(target: int, user_id: str) -> Any:
+    return (LmsEnrolment.target_id == target) & (LmsEnrolment.user_id == user_id)
+
+
+def delivered_enrolments(target: int, user_id: str) -> set[tuple[str, str]]:
+    """(course id, role) pairs the relay enrolled the user in on the target."""
     query = LmsEnrolment.select(LmsEnrolment.course_id, LmsEnrolment.role).where(
-        LmsEnrolment.user_id == user_id
+        _enrolment(target, user_id)
     )
     return set(query.tuples())
 
 
-def enrolled(user_id: str, course_id: str, role: str) -> None:
+def enrolled(target: int, user_id: str, course_id: str, role: str) -> None:
     LmsEnrolment.insert(
-        user_id=user_id, course_id=course_id, role=role
+        target_id=target, user_id=user_id, course_id=course_id, role=role
     ).on_conflict_ignore().execute()
 
 
-def unenrolled(user_id: str, course_id: str) -> None:
+def unenrolled(target: int, user_id: str, course_id: str) -> None:
     LmsEnrolment.delete().where(
-        (LmsEnrolment.user_id == user_id) & (LmsEnrolment.course_id == course_id)
+        _enrolment(target, user_id) & (LmsEnrolment.course_id == course_id)
     ).execute()
 
 
-def role_removed(user_id: str, course_id: str, role: str) -> None:
+def role_removed(target: int, user_id: str, course_id: str, role: str) -> None:
     LmsEnrolment.delete().where(
-        (LmsEnrolment.user_id == user_id)
+        _enrolment(target, user_id)
         & (LmsEnrolment.course_id == course_id)
         & (LmsEnrolment.role == role)
     ).execute()

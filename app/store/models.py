@@ -205,6 +205,57 @@ class Membership(TenantModel):
         )
 
 
+class LmsTarget(TenantModel):
+    """An LMS site the relay keeps in step for the tenant (m0014). Every tenant has `default`,
+    the row `from_settings`: its site, token, match field, auth plugin and role ids are the
+    tenant's `LMS_*` settings, read when the relay delivers (so an install configured by the
+    environment changes nothing). Another target stores its own: `token` sealed
+    (`app.secretbox`, bound to the tenant and target), and NULL `match_field`, `auth` or
+    `role_ids` (a JSON object) fall back to the tenant's settings. `restricted`: only members of
+    its audience groups (`LmsTargetAudience`) go there; kept apart from the audience rows so that
+    a target whose groups are all deleted receives nobody, never everybody."""
+
+    class Meta:
+        table_name = "lms_target"
+        indexes = (
+            (("tenant_id", "name"), True),
+            (("tenant_id", "id"), True),
+        )
+
+    name = peewee.CharField(max_length=64)
+    url = peewee.TextField(null=True)
+    token = peewee.TextField(null=True)
+    match_field = peewee.CharField(max_length=16, null=True)
+    auth = peewee.TextField(null=True)
+    role_ids = peewee.TextField(null=True)
+    restricted = peewee.BooleanField(default=False)
+    from_settings = peewee.BooleanField(default=False)
+    created = peewee.DateTimeField(default=utcnow)
+
+
+class LmsTargetAudience(TenantModel):
+    """A group whose members a restricted target receives (m0014)."""
+
+    class Meta:
+        table_name = "lms_target_audience"
+        primary_key = peewee.CompositeKey("target_id", "group")
+        constraints = (
+            same_tenant("target_id", "lms_target"),
+            same_tenant("group_id", "lms_group"),
+        )
+        depends_on = (LmsTarget,)
+
+    target_id = peewee.IntegerField()
+    group = peewee.ForeignKeyField(Group, on_delete="CASCADE", backref="lms_audiences")
+
+
+def target_column() -> peewee.IntegerField:
+    """The LMS target a row is for (m0014), with the composite key (tenant_id, target_id) →
+    lms_target (tenant_id, id) beside it. The database's default (1, the default tenant's
+    `default` target) serves a writer of the release before, during a deploy."""
+    return peewee.IntegerField(constraints=[peewee.SQL("DEFAULT 1")])
+
+
 class ApiToken(TenantModel):
     """A bearer token of one tenant, stored only as the SHA-256 of its secret."""
 
@@ -276,26 +327,36 @@ class EnrolmentRule(TenantModel):
     """
 
     group = peewee.ForeignKeyField(Group, on_delete="CASCADE", backref="enrolment_rules")
+    target_id = target_column()
     course_id = peewee.CharField(max_length=64)
     role = peewee.CharField(max_length=16)
     keep_on_leave = peewee.BooleanField(default=False)
     created = peewee.DateTimeField(default=utcnow)
 
     class Meta:
-        indexes = ((("group", "course_id"), True),)
-        constraints = (same_tenant("group_id", "lms_group"),)
+        indexes = ((("group", "target_id", "course_id"), True),)
+        constraints = (
+            same_tenant("group_id", "lms_group"),
+            same_tenant("target_id", "lms_target"),
+        )
+        depends_on = (LmsTarget,)
 
 
 class KeptEnrolment(TenantModel):
     """An enrolment a user kept after leaving a group whose rule says keep previous enrolments."""
 
     user = peewee.ForeignKeyField(User, on_delete="CASCADE", backref="kept_enrolments")
+    target_id = target_column()
     course_id = peewee.CharField(max_length=64)
     role = peewee.CharField(max_length=16)
 
     class Meta:
-        primary_key = peewee.CompositeKey("user", "course_id", "role")
-        constraints = (same_tenant("user_id", "lms_user"),)
+        primary_key = peewee.CompositeKey("user", "target_id", "course_id", "role")
+        constraints = (
+            same_tenant("user_id", "lms_user"),
+            same_tenant("target_id", "lms_target"),
+        )
+        depends_on = (LmsTarget,)
 
 
 class Outbox(TenantModel):
@@ -308,6 +369,7 @@ class Outbox(TenantModel):
     """
 
     id = peewee.BigAutoField()
+    target_id = target_column()
     kind = peewee.CharField(max_length=8)
     user_id = peewee.CharField(max_length=32, null=True)
     group_id = peewee.CharField(max_length=32, null=True)
@@ -321,39 +383,56 @@ class Outbox(TenantModel):
     class Meta:
         indexes = (
             (("state", "id"), False),
-            (("tenant_id", "state", "id"), False),
+            (("tenant_id", "target_id", "state", "id"), False),
             (("user_id", "id"), False),
             (("group_id", "id"), False),
         )
+        constraints = (same_tenant("target_id", "lms_target"),)
+        depends_on = (LmsTarget,)
 
 
 class LmsUserLink(TenantModel):
     """Our user ↔ the LMS account (Moodle's user id), kept after the user is deleted here until
     the LMS account is deleted too (so no foreign key)."""
 
-    user_id = peewee.CharField(max_length=32, primary_key=True)
+    target_id = target_column()
+    user_id = peewee.CharField(max_length=32)
     lms_id = peewee.BigIntegerField()
     matched = peewee.BooleanField(default=False)  # an existing LMS account, not one we created
     synced_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        primary_key = peewee.CompositeKey("tenant_id", "target_id", "user_id")
+        constraints = (same_tenant("target_id", "lms_target"),)
+        depends_on = (LmsTarget,)
 
 
 class LmsCohortLink(TenantModel):
     """Our group ↔ the LMS cohort (audience)."""
 
-    group_id = peewee.CharField(max_length=32, primary_key=True)
+    target_id = target_column()
+    group_id = peewee.CharField(max_length=32)
     lms_id = peewee.BigIntegerField()
     synced_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        primary_key = peewee.CompositeKey("tenant_id", "target_id", "group_id")
+        constraints = (same_tenant("target_id", "lms_target"),)
+        depends_on = (LmsTarget,)
 
 
 class LmsEnrolment(TenantModel):
     """An enrolment the relay made on the LMS (what the LMS has, as far as we know)."""
 
+    target_id = target_column()
     user_id = peewee.CharField(max_length=32)
     course_id = peewee.CharField(max_length=64)
     role = peewee.CharField(max_length=16)
 
     class Meta:
-        primary_key = peewee.CompositeKey("user_id", "course_id", "role")
+        primary_key = peewee.CompositeKey("tenant_id", "target_id", "user_id", "course_id", "role")
+        constraints = (same_tenant("target_id", "lms_target"),)
+        depends_on = (LmsTarget,)
 
 
 class SchemaMigration(BaseModel):
@@ -392,6 +471,8 @@ ALL_MODELS = (
     UserAddress,
     Group,
     Membership,
+    LmsTarget,
+    LmsTargetAudience,
     ApiToken,
     AuditEvent,
     Operator,
@@ -403,5 +484,14 @@ ALL_MODELS = (
     LmsCohortLink,
     LmsEnrolment,
 )
-# The LMS relay's tables (m0004).
-LMS_MODELS = (EnrolmentRule, KeptEnrolment, Outbox, LmsUserLink, LmsCohortLink, LmsEnrolment)
+# The LMS relay's tables (m0004, m0014).
+LMS_MODELS = (
+    LmsTarget,
+    LmsTargetAudience,
+    EnrolmentRule,
+    KeptEnrolment,
+    Outbox,
+    LmsUserLink,
+    LmsCohortLink,
+    LmsEnrolment,
+)

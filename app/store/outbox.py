@@ -32,9 +32,18 @@ import peewee
 from peewee import Case, fn
 
 from app.datetimes import as_datetime
-from app.store import prepared, tenancy
+from app.store import lms_targets, prepared, tenancy
 from app.store.db import database, is_postgres
-from app.store.models import LmsCohortLink, LmsUserLink, Membership, Outbox, Tenant, utcnow
+from app.store.models import (
+    Group,
+    LmsCohortLink,
+    LmsTarget,
+    LmsUserLink,
+    Membership,
+    Outbox,
+    User,
+    utcnow,
+)
 
 USER, GROUP, MEMBER = "user", "group", "member"
 PENDING, DEAD = "pending", "dead"
@@ -56,42 +65,142 @@ def row(kind: str, user_id: str | None, group_id: str | None, now: dt.datetime) 
     }
 
 
-def _insert(rows: Sequence[dict[str, Any]]) -> None:
-    prepared.insert(Outbox, rows)
+# The columns a change names (the rest come from the target: tenant_id, target_id).
+_VALUES = ("kind", "user_id", "group_id", "created", "state", "attempts")
+_statements: dict[tuple[int, int], str] = {}
+
+
+def _statement(rows: int) -> str:
+    """INSERT … SELECT of `rows` changes, each once per LMS target of the tenant (the tenant the
+    last parameter), in the order given per target. One row needs no VALUES table: its values
+    are the SELECT's own columns."""
+    key = (id(database.obj), rows)
+    found = _statements.get(key)
+    if found is None:
+        p = database.param
+        columns = ", ".join(f'"{c}"' for c in ("tenant_id", "target_id", *_VALUES))
+        head = f'INSERT INTO "outbox" ({columns}) SELECT "t"."tenant_id", "t"."id", '
+        if rows == 1:
+            found = f'{head}{", ".join([p] * len(_VALUES))} FROM "lms_target" AS "t" '
+        else:
+            group = f"({', '.join([p] * (len(_VALUES) + 1))})"
+            picked = ", ".join(f'"v"."column{n}"' for n in range(1, len(_VALUES) + 1))
+            found = (
+                f'{head}{picked} FROM "lms_target" AS "t", '
+                f'(VALUES {", ".join([group] * rows)}) AS "v" '
+            )
+        found += f'WHERE "t"."tenant_id" = {p}'
+        if rows > 1:
+            found += f' ORDER BY "t"."id", "v"."column{len(_VALUES) + 1}"'
+        _statements[key] = found
+    return found
+
+
+def insert(rows: Sequence[dict[str, Any]]) -> None:
+    """Write `rows` (made by `row`) for every LMS target of the tenant at hand: one statement
+    (more only past the driver's parameter limit), as one row per change was before targets."""
+    if not rows:
+        return
+    tenant = tenancy.owner()
+    converters = [Outbox._meta.fields[name].db_value for name in _VALUES]
+    per_statement = max(1, prepared.variable_limit() // (len(_VALUES) + 1) - 1)
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        params: list[Any] = []
+        for number, values in enumerate(chunk):
+            params += [convert(values[n]) for n, convert in zip(_VALUES, converters, strict=True)]
+            if len(chunk) > 1:
+                params.append(number)
+        params.append(tenant)
+        database.execute_sql(_statement(len(chunk)), params)
 
 
 def user(user_id: str) -> None:
     """A user was created, changed, (de)activated or deleted."""
-    _insert([row(USER, user_id, None, utcnow())])
+    insert([row(USER, user_id, None, utcnow())])
 
 
 def group(group_id: str, member_ids: Sequence[str] = ()) -> None:
     """A group was created or renamed (and these users joined or left it): one INSERT."""
     now = utcnow()
     rows = [row(GROUP, None, group_id, now)]
-    _insert(rows + [row(MEMBER, uid, group_id, now) for uid in member_ids])
+    insert(rows + [row(MEMBER, uid, group_id, now) for uid in member_ids])
 
 
 def members(group_id: str, member_ids: Sequence[str]) -> None:
     """These users joined or left the group (the relay looks up which)."""
     now = utcnow()
-    _insert([row(MEMBER, uid, group_id, now) for uid in member_ids])
+    insert([row(MEMBER, uid, group_id, now) for uid in member_ids])
 
 
-def group_members(group_id: str) -> None:
+def group_members(group_id: str, target: int | None = None) -> None:
     """Every current member's enrolments may change (a rule changed, or the group goes): one
-    INSERT … SELECT over the group's memberships, however many there are."""
+    INSERT … SELECT over the group's memberships and the tenant's targets (or `target`),
+    however many there are."""
     values = row(MEMBER, None, None, utcnow())
     fields = [Outbox.kind, Outbox.created, Outbox.state, Outbox.attempts]
-    query = Membership.select(
-        Membership.user,
-        Membership.group,
-        *(peewee.Value(values[f.name], converter=f.db_value) for f in fields),
-        Membership.tenant_id,
-    ).where(Membership.group == group_id)
+    where = (Membership.group == group_id) & (LmsTarget.tenant_id == Membership.tenant_id)
+    if target is not None:
+        where &= LmsTarget.id == target
+    query = (
+        Membership.select(
+            Membership.user,
+            Membership.group,
+            *(peewee.Value(values[f.name], converter=f.db_value) for f in fields),
+            Membership.tenant_id,
+            LmsTarget.id,
+        )
+        .from_(Membership, LmsTarget)
+        .where(where)
+    )
     # tenant_id named: INSERT … SELECT gets no Python default (the database's: the default one).
-    columns = [Outbox.user_id, Outbox.group_id, *fields, Outbox.tenant_id]
-    Outbox.insert_from(query.order_by(Membership.user), columns).execute()
+    columns = [Outbox.user_id, Outbox.group_id, *fields, Outbox.tenant_id, Outbox.target_id]
+    Outbox.insert_from(query.order_by(LmsTarget.id, Membership.user), columns).execute()
+
+
+def everything_for(target: int) -> None:
+    """Queue the tenant's every user, group and membership for one target (one added, or whose
+    audiences changed): three INSERT … SELECTs, users first, so accounts exist before cohorts
+    are filled. Delivery reads the current state, so a row for something already in step
+    changes nothing there."""
+    now = utcnow()
+    columns = [
+        Outbox.kind,
+        Outbox.user_id,
+        Outbox.group_id,
+        Outbox.created,
+        Outbox.state,
+        Outbox.attempts,
+        Outbox.tenant_id,
+        Outbox.target_id,
+    ]
+
+    def fixed(kind: str) -> list[Any]:
+        values = row(kind, None, None, now)
+        return [
+            peewee.Value(values[f.name], converter=f.db_value)
+            for f in (Outbox.created, Outbox.state, Outbox.attempts)
+        ]
+
+    null = peewee.Value(None)
+    tenant = peewee.Value(tenancy.owner())
+    for query in (
+        User.select(
+            peewee.Value(USER), User.id, null, *fixed(USER), tenant, peewee.Value(target)
+        ).order_by(User.id),
+        Group.select(
+            peewee.Value(GROUP), null, Group.id, *fixed(GROUP), tenant, peewee.Value(target)
+        ).order_by(Group.id),
+        Membership.select(
+            peewee.Value(MEMBER),
+            Membership.user,
+            Membership.group,
+            *fixed(MEMBER),
+            tenant,
+            peewee.Value(target),
+        ).order_by(Membership.group, Membership.user),
+    ):
+        Outbox.insert_from(query, columns).execute()
 
 
 # -- delivering ------------------------------------------------------------------------------
@@ -106,7 +215,10 @@ def _blocked_by_earlier() -> Any:
     )
     return fn.EXISTS(
         earlier.select(peewee.SQL("1")).where(
-            (earlier.state == PENDING) & (earlier.id < Outbox.id) & (same_user | same_group)
+            (earlier.state == PENDING)
+            & (earlier.target_id == Outbox.target_id)
+            & (earlier.id < Outbox.id)
+            & (same_user | same_group)
         )
     )
 
@@ -120,26 +232,41 @@ def _due(now: dt.datetime) -> Any:
     )
 
 
-def due_tenants(now: dt.datetime | None = None) -> list[int]:
-    """The tenants with a change the relay could claim now, in one query: per tenant, a probe
-    of the `(tenant_id, state, id)` index that stops at the first due row, so the cost follows
-    the number of tenants, not the backlog (a million waiting rows after an import)."""
+def due_targets(now: dt.datetime | None = None) -> list[tuple[int, int]]:
+    """(tenant, target) of every LMS target with a change the relay could claim now, in one
+    query: per target, a probe of the `(tenant_id, target_id, state, id)` index that stops at
+    the first due row, so the cost follows the number of targets, not the backlog (a million
+    waiting rows after an import)."""
     with tenancy.everywhere():
         due = Outbox.select(peewee.SQL("1")).where(
-            (Outbox.tenant_id == Tenant.id) & _due(now or utcnow())
+            (Outbox.tenant_id == LmsTarget.tenant_id)
+            & (Outbox.target_id == LmsTarget.id)
+            & _due(now or utcnow())
         )
-        query = Tenant.select(Tenant.id).where(fn.EXISTS(due)).order_by(Tenant.id)
-        return [tenant for (tenant,) in query.tuples()]
+        query = (
+            LmsTarget.select(LmsTarget.tenant_id, LmsTarget.id)
+            .where(fn.EXISTS(due))
+            .order_by(LmsTarget.tenant_id, LmsTarget.id)
+        )
+        return [(tenant, target) for tenant, target in query.tuples()]
 
 
-def claim(limit: int, lease: dt.timedelta, now: dt.datetime | None = None) -> list[Outbox]:
-    """Lease up to `limit` of the tenant's deliverable rows, oldest first, in one short
-    transaction."""
+def due_tenants(now: dt.datetime | None = None) -> list[int]:
+    """The tenants with a change due for any of their targets."""
+    return sorted({tenant for tenant, _ in due_targets(now)})
+
+
+def claim(
+    limit: int, lease: dt.timedelta, now: dt.datetime | None = None, target: int | None = None
+) -> list[Outbox]:
+    """Lease up to `limit` of the deliverable rows of one target of the tenant (default: its
+    `default`), oldest first, in one short transaction."""
     now = now or utcnow()
+    target = lms_targets.default_id() if target is None else target
     with database.atomic():
         query = (
             Outbox.select()
-            .where(_due(now) & ~_blocked_by_earlier())
+            .where((Outbox.target_id == target) & _due(now) & ~_blocked_by_earlier())
             .order_by(Outbox.id)
             .limit(limit)
         )
@@ -176,12 +303,15 @@ def dead(row: Outbox, error: str) -> None:
     ).where(Outbox.id == row.id).execute()
 
 
-def requeue(ids: Sequence[int] | None = None) -> int:
-    """Dead letters (these, or all) back to the queue, to be tried afresh."""
+def requeue(ids: Sequence[int] | None = None, target: int | None = None) -> int:
+    """Dead letters (these, or all; of one target, or of every one) back to the queue, to be
+    tried afresh."""
     query = Outbox.update(state=PENDING, attempts=0, next_attempt_at=None, lease_until=None)
     where = Outbox.state == DEAD
     if ids is not None:
         where &= Outbox.id.in_(list(ids))
+    if target is not None:
+        where &= Outbox.target_id == target
     return query.where(where).execute()
 
 
@@ -226,26 +356,33 @@ def dead_letter(row: Outbox) -> dict[str, Any]:
     }
 
 
-def relay_status(limit: int = 50) -> RelayStatus:
+def relay_status(limit: int = 50, target: int | None = None) -> RelayStatus:
+    """The tenant's relay: of one target, or of all of them."""
+
+    def of(model: Any) -> Any:
+        return peewee.SQL("1 = 1") if target is None else model.target_id == target
+
     pending = Outbox.select(
         fn.COUNT(Outbox.id),
         fn.COUNT(Outbox.last_error),
         fn.MIN(Outbox.created),
-    ).where(Outbox.state == PENDING)
+    ).where((Outbox.state == PENDING) & of(Outbox))
     backlog, retrying, oldest = pending.tuples().get()
     failing = (
         Outbox.select(Outbox.last_error)
-        .where((Outbox.state == PENDING) & Outbox.last_error.is_null(False))
+        .where((Outbox.state == PENDING) & Outbox.last_error.is_null(False) & of(Outbox))
         .order_by(Outbox.id.desc())
         .first()
     )
-    dead_rows = Outbox.select().where(Outbox.state == DEAD)
+    dead_rows = Outbox.select().where((Outbox.state == DEAD) & of(Outbox))
     last = max(
         (
-            moment
+            as_datetime(moment)
             for moment in (
-                LmsUserLink.select(fn.MAX(LmsUserLink.synced_at)).scalar(),
-                LmsCohortLink.select(fn.MAX(LmsCohortLink.synced_at)).scalar(),
+                LmsUserLink.select(fn.MAX(LmsUserLink.synced_at)).where(of(LmsUserLink)).scalar(),
+                LmsCohortLink.select(fn.MAX(LmsCohortLink.synced_at))
+                .where(of(LmsCohortLink))
+                .scalar(),
             )
             if moment is not None
         ),
@@ -264,7 +401,7 @@ def relay_status(limit: int = 50) -> RelayStatus:
 
 @dataclass(frozen=True)
 class TenantRelay:
-    """One tenant's line in the relay overview."""
+    """One tenant's line in the relay overview (or one target's: `target_id`)."""
 
     tenant_id: int
     backlog: int
@@ -272,44 +409,78 @@ class TenantRelay:
     dead_total: int
     oldest: dt.datetime | None
     last_delivery: dt.datetime | None
+    target_id: int | None = None  # None: every target of the tenant
 
 
-def relay_overview(tenant_ids: Sequence[int]) -> list[TenantRelay]:
-    """`relay_status`'s counts for many tenants in three grouped queries (not three per
-    tenant), in the order of `tenant_ids`."""
+def _overview_counts() -> tuple[dict[tuple[int, int], Any], dict[tuple[int, int], dt.datetime]]:
+    """Per (tenant, target): (backlog, retrying, dead, oldest), and the latest delivery."""
     waiting = Case(None, [(Outbox.state == PENDING, 1)], 0)
     dead_rows = Case(None, [(Outbox.state == DEAD, 1)], 0)
     retrying = Case(None, [((Outbox.state == PENDING) & Outbox.last_error.is_null(False), 1)], 0)
     oldest = fn.MIN(Case(None, [(Outbox.state == PENDING, Outbox.created)], None))
     with tenancy.everywhere():
+        query = Outbox.select(
+            Outbox.tenant_id,
+            Outbox.target_id,
+            fn.SUM(waiting),
+            fn.SUM(retrying),
+            fn.SUM(dead_rows),
+            oldest,
+        ).group_by(Outbox.tenant_id, Outbox.target_id)
         counts = {
-            row[0]: row[1:]
-            for row in Outbox.select(
-                Outbox.tenant_id, fn.SUM(waiting), fn.SUM(retrying), fn.SUM(dead_rows), oldest
-            )
-            .group_by(Outbox.tenant_id)
-            .tuples()
+            (tenant, target): (int(b or 0), int(r or 0), int(d or 0), as_datetime(first))
+            for tenant, target, b, r, d, first in query.tuples()
         }
-        delivered = {}
+        delivered: dict[tuple[int, int], dt.datetime] = {}
         for link in (LmsUserLink, LmsCohortLink):
-            query = link.select(link.tenant_id, fn.MAX(link.synced_at)).group_by(link.tenant_id)
-            for tenant, moment in query.tuples():
+            query = link.select(link.tenant_id, link.target_id, fn.MAX(link.synced_at)).group_by(
+                link.tenant_id, link.target_id
+            )
+            for tenant, target, moment in query.tuples():
                 moment = as_datetime(moment)
-                if moment is not None and (tenant not in delivered or moment > delivered[tenant]):
-                    delivered[tenant] = moment
+                key = (tenant, target)
+                if moment is not None and (key not in delivered or moment > delivered[key]):
+                    delivered[key] = moment
+    return counts, delivered
+
+
+def _merged(
+    tenant: int, target: int | None, keys: list[tuple[int, int]], counts: Any, delivered: Any
+) -> TenantRelay:
+    found = [counts.get(k, (0, 0, 0, None)) for k in keys]
+    moments = [delivered[k] for k in keys if k in delivered]
+    oldest = [f[3] for f in found if f[3] is not None]
+    return TenantRelay(
+        tenant,
+        sum(f[0] for f in found),
+        sum(f[1] for f in found),
+        sum(f[2] for f in found),
+        min(oldest, default=None),
+        max(moments, default=None),
+        target,
+    )
+
+
+def relay_overview(tenant_ids: Sequence[int], by_target: bool = False) -> list[TenantRelay]:
+    """`relay_status`'s counts for many tenants in three grouped queries (not three per
+    tenant), in the order of `tenant_ids`: a line per tenant, or (`by_target`) per target,
+    each tenant's `default` first."""
+    counts, delivered = _overview_counts()
+    with tenancy.everywhere():
+        targets = list(
+            LmsTarget.select(LmsTarget.tenant_id, LmsTarget.id)
+            .where(LmsTarget.tenant_id.in_(list(tenant_ids)))
+            .order_by(LmsTarget.from_settings.desc(), LmsTarget.id)
+            .tuples()
+        )
     lines = []
     for tenant in tenant_ids:
-        backlog, retry, dead_total, first = counts.get(tenant, (0, 0, 0, None))
-        lines.append(
-            TenantRelay(
-                tenant,
-                int(backlog or 0),
-                int(retry or 0),
-                int(dead_total or 0),
-                as_datetime(first),
-                delivered.get(tenant),
-            )
-        )
+        keys = [(t, target) for t, target in targets if t == tenant]
+        if by_target:
+            lines += [_merged(tenant, k[1], [k], counts, delivered) for k in keys]
+        else:
+            keys += [k for k in counts if k[0] == tenant and k not in keys]
+            lines.append(_merged(tenant, None, keys, counts, delivered))
     return lines
 
 
@@ -345,7 +516,13 @@ class UserSync:
 
 
 def user_sync(user_id: str) -> UserSync:
-    link = LmsUserLink.get_or_none(LmsUserLink.user_id == user_id)
+    # The first target's link (per target: a later issue's `users status`).
+    link = (
+        LmsUserLink.select()
+        .where(LmsUserLink.user_id == user_id)
+        .order_by(LmsUserLink.target_id)
+        .first()
+    )
     rows = list(
         Outbox.select(Outbox.state, Outbox.last_error)
         .where(Outbox.user_id == user_id)

@@ -182,7 +182,8 @@ _SQLITE_DEFAULT_VARIABLES = 999
 _POSTGRES_VARIABLES = 65_535
 
 
-def _variable_limit() -> int:
+def variable_limit() -> int:
+    """How many bound parameters one statement may have on this database."""
     db = database.obj
     if isinstance(db, peewee.SqliteDatabase):
         connection = db.connection()
@@ -247,7 +248,7 @@ def insert(model: type[peewee.Model], rows: Sequence[dict[str, Any]]) -> None:
     key = (id(database.obj), model, names)
     inserter = _inserters.get(key)
     if inserter is None:
-        inserter = _Inserter(model, names, _variable_limit())
+        inserter = _Inserter(model, names, variable_limit())
         with _lock:
             _inserters[key] = inserter
     inserter.insert(rows)

@@ -32,7 +32,7 @@ from app.store import audit, outbox, prepared
 from app.store import users as store_users
 from app.store.db import database
 from app.store.group_mapping import row_values as group_row_values
-from app.store.models import Group, Membership, Outbox, User, UserAddress, UserValue, utcnow
+from app.store.models import Group, Membership, User, UserAddress, UserValue, utcnow
 from app.store.user_mapping import child_rows, row_values
 
 
@@ -90,7 +90,7 @@ def bulk_create(
                 prepared.insert(UserValue, value_rows)
                 prepared.insert(UserAddress, address_rows)
                 # The LMS relay hears about each user, in the same transaction.
-                prepared.insert(Outbox, outbox_rows)
+                outbox.insert(outbox_rows)
                 audit.record(
                     actor, "User", user_rows[0]["id"], "bulk_create", {"count": len(chunk)}
                 )
@@ -137,7 +137,7 @@ def bulk_group(
             if start == 0:
                 prepared.insert(Group, [row])
                 audit.record(actor, "Group", group_id, "create", {"members": {"count": len(ids)}})
-                prepared.insert(Outbox, [outbox.row(outbox.GROUP, None, group_id, now)])
+                outbox.insert([outbox.row(outbox.GROUP, None, group_id, now)])
             chunk = ids[start : start + batch]
             prepared.insert(Membership, [{"group": group_id, "user": u} for u in chunk])
     return group_id

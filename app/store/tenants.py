@@ -13,7 +13,7 @@ import peewee
 
 from app.datetimes import as_datetime
 from app.errors import InvalidValue, NotFound, Uniqueness
-from app.store import audit, tenancy
+from app.store import audit, lms_targets, tenancy
 from app.store.db import database
 from app.store.models import (
     ALL_MODELS,
@@ -48,6 +48,7 @@ def create(slug: str, name: str, actor: audit.Actor = audit.SYSTEM) -> Tenant:
     try:
         with database.atomic():
             tenant = Tenant.create(slug=slug, name=name)
+            lms_targets.create_default(tenant.id)
             with tenancy.use(tenant.id):
                 audit.record(
                     actor, "Tenant", str(tenant.id), "tenant_create", {"slug": {"after": slug}}

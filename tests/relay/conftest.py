@@ -10,7 +10,7 @@ import responses
 from flask import Flask
 
 from app.relay.worker import Relay
-from tests.relay.harness import Clock, make_relay
+from tests.relay.harness import A_URL, B_URL, Clock, make_relay
 from tests.relay.moodle_sim import MoodleSim
 
 
@@ -20,6 +20,17 @@ def moodle() -> Iterator[MoodleSim]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         sim.install(mock)
         yield sim
+
+
+@pytest.fixture
+def sites() -> Iterator[tuple[MoodleSim, MoodleSim]]:
+    """Two Moodle sites: A (the default tenant's, or its default target's) and B (acme's, or
+    another target's)."""
+    site_a, site_b = MoodleSim(url=A_URL), MoodleSim(url=B_URL)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        site_a.install(mock)
+        site_b.install(mock)
+        yield site_a, site_b
 
 
 @pytest.fixture

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from app.relay.moodle import MoodleClient
 from app.relay.worker import Relay, Settings
 from app.store.models import Outbox, utcnow
 from tests.helpers import members, patch_ok
-from tests.relay.moodle_sim import TOKEN, URL
+from tests.relay.moodle_sim import TOKEN, URL, MoodleSim
+
+# Two Moodle sites (the `sites` fixture): the default tenant's or target's (A), and another's (B).
+A_URL, B_URL = "https://lms-a.example.test", "https://lms-b.example.test"
 
 
 class Clock:
@@ -49,6 +56,29 @@ def drain(relay: Relay, clock: Clock, rounds: int = 10_000) -> None:
         clock.advance(relay.max_delay + 1)  # let back-off (and any lease) run out
         relay.failures = 0
     raise AssertionError("the outbox did not drain")
+
+
+@contextmanager
+def one_site_hung(dispatcher: Any, hung: MoodleSim, until: Callable[[], bool]) -> Iterator[float]:
+    """`hung` accepts every call and never answers; `dispatcher` runs in a thread until
+    `until()` (30 s at most): yields the seconds that took. Afterwards the hung call is let go
+    (it times out, and the relay keeps its change for later) and the dispatcher stops."""
+    hung.stall = threading.Event()
+    stop = threading.Event()
+    loop = threading.Thread(target=dispatcher.run, args=(stop,))
+    started = time.monotonic()
+    loop.start()
+    try:
+        while not until() and time.monotonic() - started < 30:
+            time.sleep(0.01)
+        yield time.monotonic() - started
+        assert not hung.stall.is_set()
+        assert hung.calls == []
+    finally:
+        hung.stall.set()
+        stop.set()
+        loop.join(30)
+    assert not loop.is_alive()
 
 
 def set_active(scim: Any, user_id: str, active: bool) -> None:

@@ -19,7 +19,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import responses
 from flask import Flask
 
 from app import runtime
@@ -29,19 +28,8 @@ from app.store import tenancy
 from app.store import tenants as tenant_store
 from app.store.models import Outbox
 from tests.helpers import Scim, create_user, feed, invoke, run
+from tests.relay.harness import A_URL, B_URL, one_site_hung
 from tests.relay.moodle_sim import TOKEN, MoodleSim
-
-A_URL, B_URL = "https://lms-a.example.test", "https://lms-b.example.test"
-
-
-@pytest.fixture
-def sites() -> Iterator[tuple[MoodleSim, MoodleSim]]:
-    """Two Moodle sites: the default tenant's (A) and acme's (B)."""
-    site_a, site_b = MoodleSim(url=A_URL), MoodleSim(url=B_URL)
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        site_a.install(mock)
-        site_b.install(mock)
-        yield site_a, site_b
 
 
 def _connect(app: Flask, slug: str, url: str) -> None:
@@ -77,28 +65,13 @@ def test_a_hung_lms_never_delays_another_tenants_deliveries(
     app: Flask, scim: Scim, acme: Scim, sites: tuple[MoodleSim, MoodleSim], two_lms: None
 ) -> None:
     site_a, site_b = sites
-    site_a.stall = threading.Event()  # accepts the call and never answers, until released
     create_user(scim, "ann@a.example")
     create_user(acme, "bob@b.example")
     dispatcher = _dispatcher(app, workers=2, idle=0.05)
-    stop = threading.Event()
-    loop = threading.Thread(target=dispatcher.run, args=(stop,))
-    started = time.monotonic()
-    loop.start()
-    try:
-        while "bob@b.example" not in _emails(site_b) and time.monotonic() - started < 30:
-            time.sleep(0.01)
-        delivered_in = time.monotonic() - started
+    with one_site_hung(dispatcher, site_a, lambda: "bob@b.example" in _emails(site_b)) as took:
         # B's user arrived while A's first call was still hanging: B never waited for A.
         assert _emails(site_b) == {"bob@b.example"}
-        assert not site_a.stall.is_set()
-        assert site_a.calls == []
-        print(f"acme's user delivered in {delivered_in * 1000:.0f} ms while default's LMS hung")
-    finally:
-        site_a.stall.set()  # A's call now times out; the relay keeps the change for later
-        stop.set()
-        loop.join(30)
-    assert not loop.is_alive()
+        print(f"acme's user delivered in {took * 1000:.0f} ms while default's LMS hung")
     acme_id = tenant_store.by_slug("acme").id
     assert _waiting(acme_id) == []
     (kept,) = _waiting(tenancy.DEFAULT_TENANT)

@@ -385,14 +385,26 @@ FROM_M0011 = NAMES[NUMBERS.index(11) :]
 
 
 def _two_tenants(db: peewee.Database) -> None:
-    """Tenant 1 has user u1 and group g1; tenant 2 has user u2 and group g2."""
+    """Tenant 1 has user u1 and group g1; tenant 2 has user u2 and group g2 (and, from m0014,
+    its `default` LMS target 2)."""
     dated = {"created": NOW, "last_modified": NOW, "version": 1}
     _insert(db, "tenant", id=2, slug="acme", name="Acme", created=NOW)
+    if "lms_target" in db.get_tables():
+        _insert(db, "lms_target", id=2, tenant_id=2, name="default", restricted=False,
+                from_settings=True, created=NOW)  # fmt: skip
     for tenant, n in ((1, "1"), (2, "2")):
         _insert(db, "lms_user", id=f"u{n}", user_name=n, user_name_key=n, active=True,
                 tenant_id=tenant, **dated)  # fmt: skip
         _insert(db, "lms_group", id=f"g{n}", display_name=n, display_name_key=n,
                 keeps_enrolments=False, tenant_id=tenant, **dated)  # fmt: skip
+
+
+_WITH_TARGET = {"enrolment_rule", "kept_enrolment"}  # m0014: a rule names its LMS target
+
+
+def _in_tenant(table: str, tenant: int, row: dict[str, Any]) -> dict[str, Any]:
+    """`row` of `tenant`, with the tenant's `default` target where the table names one."""
+    return {"tenant_id": tenant, **row, **({"target_id": tenant} if table in _WITH_TARGET else {})}
 
 
 def _refused(db: peewee.Database, table: str, **row: Any) -> None:
@@ -411,13 +423,13 @@ def test_the_database_refuses_a_row_that_points_into_another_tenant(
     with db.connection_context():
         with db.atomic():
             _two_tenants(db)
-        _refused(db, child, tenant_id=1, **_CHILDREN[child])
+        _refused(db, child, **_in_tenant(child, 1, _CHILDREN[child]))
         if child == "membership":  # a group of one tenant, a user of the other: either way
             for tenant in (1, 2):
                 for row in _MIXED:
                     _refused(db, child, tenant_id=tenant, **row)
         with db.atomic():
-            _insert(db, child, tenant_id=2, **_CHILDREN[child])
+            _insert(db, child, **_in_tenant(child, 2, _CHILDREN[child]))
         assert _count(db, child) == 1
         # Deleting the parents still cascades.
         db.execute_sql('DELETE FROM "lms_user"')
@@ -440,3 +452,55 @@ def test_m0011_refuses_to_upgrade_rows_that_already_join_two_tenants(
         assert _count(db, "membership") == 1
         db.execute_sql('DELETE FROM "membership"')
         assert migrations.upgrade(db) == FROM_M0011
+
+
+# -- m0014: LMS targets ----------------------------------------------------------------------
+
+_RELAY_ROWS = {  # a row of each table that gains target_id, for tenant n
+    "outbox": lambda n: dict(kind="user", user_id=f"u{n}", created=NOW, state="pending",
+                             attempts=0),
+    "lms_user_link": lambda n: dict(user_id=f"u{n}", lms_id=7, matched=False, synced_at=NOW),
+    "lms_cohort_link": lambda n: dict(group_id=f"g{n}", lms_id=8, synced_at=NOW),
+    "lms_enrolment": lambda n: dict(user_id=f"u{n}", course_id="c1", role="student"),
+    "enrolment_rule": lambda n: dict(group_id=f"g{n}", course_id="c1", role="student",
+                                     keep_on_leave=False, created=NOW),
+    "kept_enrolment": lambda n: dict(user_id=f"u{n}", course_id="c0", role="student"),
+}  # fmt: skip
+
+
+def _targets_of(db: peewee.Database, table: str) -> list[tuple[int, int]]:
+    return sorted(_rows(db, f'SELECT tenant_id, target_id FROM "{table}"'))  # noqa: S608
+
+
+def test_m0014_files_every_relay_row_under_its_tenants_default_target(
+    new_database: NewDatabase,
+) -> None:
+    db = new_database()
+    migrations.upgrade(db, target=12)
+    with db.connection_context():
+        with db.atomic():
+            _two_tenants(db)
+            for tenant in (1, 2):
+                for table, make in _RELAY_ROWS.items():
+                    _insert(db, table, tenant_id=tenant, **make(tenant))
+        migrations.upgrade(db)
+
+        targets = _rows(db, 'SELECT tenant_id, id, name, from_settings FROM "lms_target"')
+        assert sorted((t, i, n, bool(f)) for t, i, n, f in targets) == [
+            (1, 1, "default", True),
+            (2, 2, "default", True),
+        ]
+        for table in _RELAY_ROWS:
+            assert _targets_of(db, table) == [(1, 1), (2, 2)], table
+        # A target made afterwards gets an id of its own.
+        _insert(db, "lms_target", tenant_id=2, name="b", restricted=False, from_settings=False,
+                created=NOW)  # fmt: skip
+        assert _rows(db, "SELECT id FROM \"lms_target\" WHERE name = 'b'") == [(3,)]
+        # A row can name only a target of its own tenant.
+        _refused(db, "outbox", tenant_id=1, target_id=3, **_RELAY_ROWS["outbox"](1))
+        _refused(db, "lms_target", tenant_id=2, name="b", restricted=False, from_settings=False,
+                 created=NOW)  # fmt: skip
+        # A removed target takes its rows and links along; the others stay.
+        db.execute_sql('DELETE FROM "lms_target" WHERE "id" = 2')
+        for table in _RELAY_ROWS:
+            assert _targets_of(db, table) == [(1, 1)], table

@@ -1,0 +1,340 @@
+"""A tenant's LMS targets: the sites the relay keeps in step (m0014).
+
+Every tenant has `default`, whose site, token, match field, auth plugin and role ids are the
+tenant's `LMS_*` settings, read when the relay delivers (`from_settings`); `lms add` makes more,
+each with its own URL and token (sealed here by the caller's `seal`, bound to the tenant and the
+target) and, optionally, audience groups: a restricted target receives only their members.
+
+Every change is written to the outbox once per target (`app.store.outbox.insert`), each target
+has its own links, dead letters and back-off, and a removed target takes its rows along (the
+composite keys of m0014 cascade).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import peewee
+from peewee import fn
+
+from app.config import TenantSettings
+from app.errors import InvalidValue, NotFound, Uniqueness
+from app.store import audit, tenancy
+from app.store.db import database
+from app.store.models import Group, LmsTarget, LmsTargetAudience, Membership, Outbox
+from app.store.names import require_name
+
+DEFAULT = "default"
+AUDIT_TYPE = "LmsTarget"
+MAX_NAME = 64
+# What `lms set` may change (the token apart: it is read from a prompt or stdin, never argv).
+KEYS = ("url", "match", "auth", "roles", "audiences")
+Seal = Callable[[str, str], str]
+
+
+def token_context(tenant_id: int, target_id: int) -> str:
+    """What a target's sealed token is bound to (`app.secretbox`): another tenant's or target's
+    row cannot be given this one's token by copying the column."""
+    return f"tenant:{tenant_id}:lms_target:{target_id}:token"
+
+
+def check_name(name: str) -> None:
+    require_name("An LMS target name", name)
+    if len(name) > MAX_NAME or name != name.strip() or "/" in name:
+        raise InvalidValue(
+            f"An LMS target name is 1-{MAX_NAME} characters, without slashes or outer spaces: "
+            f"{name!r}."
+        )
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def create_default(tenant_id: int) -> None:
+    """A new tenant's `default` target (its `LMS_*` settings), inside the caller's transaction."""
+    with tenancy.use(tenant_id):
+        LmsTarget.insert(name=DEFAULT, from_settings=True, restricted=False).execute()
+
+
+def default_id() -> int:
+    """The id of the tenant's `default` target (the one its `LMS_*` settings describe)."""
+    found = LmsTarget.select(LmsTarget.id).where(LmsTarget.from_settings == True).scalar()  # noqa: E712
+    if found is None:
+        raise NotFound("This tenant has no default LMS target (the database predates m0014?).")
+    return int(found)
+
+
+def all_targets() -> list[LmsTarget]:
+    """The tenant's targets, `default` first, then in the order they were added."""
+    return list(LmsTarget.select().order_by(LmsTarget.from_settings.desc(), LmsTarget.id))
+
+
+def by_name(name: str) -> LmsTarget:
+    found = LmsTarget.get_or_none(LmsTarget.name == name)
+    if found is None:
+        names = ", ".join(t.name for t in all_targets())
+        raise NotFound(f"No LMS target {name!r} (this tenant has: {names}).")
+    return found
+
+
+def chosen(name: str | None) -> LmsTarget:
+    """The target `name`, or, when none is named, the tenant's only one (refused, listing them,
+    when it has several)."""
+    if name is not None:
+        return by_name(name)
+    found = all_targets()
+    if len(found) > 1:
+        names = ", ".join(t.name for t in found)
+        raise InvalidValue(f"This tenant has several LMS targets; name one with --lms ({names}).")
+    return found[0]
+
+
+def audiences(target_ids: Sequence[int]) -> dict[int, list[str]]:
+    """The displayNames of each target's audience groups (one query)."""
+    found: dict[int, list[str]] = {t: [] for t in target_ids}
+    if target_ids:
+        query = (
+            LmsTargetAudience.select(LmsTargetAudience.target_id, Group.display_name)
+            .join(Group)
+            .where(LmsTargetAudience.target_id.in_(list(target_ids)))
+            .order_by(Group.display_name_key, Group.id)
+            .tuples()
+        )
+        for target, name in query:
+            found[target].append(name)
+    return found
+
+
+def admits(target_id: int, user_id: str) -> bool:
+    """Whether the user goes to the target: an unrestricted one receives everybody, a
+    restricted one the members of its audience groups — nobody once they are all gone."""
+    member = (
+        LmsTargetAudience.select(peewee.SQL("1"))
+        .join(
+            Membership,
+            on=(Membership.group == LmsTargetAudience.group)
+            & (Membership.tenant_id == LmsTargetAudience.tenant_id),
+        )
+        .where((LmsTargetAudience.target_id == target_id) & (Membership.user == user_id))
+    )
+    row = (
+        LmsTarget.select(LmsTarget.restricted, fn.EXISTS(member))
+        .where(LmsTarget.id == target_id)
+        .tuples()
+        .first()
+    )
+    return row is not None and (not row[0] or bool(row[1]))
+
+
+def is_restricted(target_id: int) -> bool:
+    return bool(LmsTarget.select(LmsTarget.restricted).where(LmsTarget.id == target_id).scalar())
+
+
+def role_ids_text(target: LmsTarget) -> str | None:
+    """The target's own role ids as `LMS_ROLE_IDS` writes them (None: the tenant's)."""
+    if not target.role_ids:
+        return None
+    return ",".join(f"{name}={number}" for name, number in json.loads(target.role_ids).items())
+
+
+def settings_of(
+    target: LmsTarget, tenant: TenantSettings, open_token: Callable[[str, str], str] | None
+) -> TenantSettings:
+    """What the relay of `target` works with: the tenant's settings, with the target's own site,
+    token, match field, auth and role ids over them (`default`: the tenant's as they are).
+    `open_token` opens the sealed token (`SecretBox.open`)."""
+    if target.from_settings:
+        return tenant
+    token = None
+    if target.token:
+        if open_token is None:
+            raise ValueError(f"LMS target {target.name!r}: no key to open its token with")
+        token = open_token(target.token, token_context(target.tenant_id, target.id))
+    roles = json.loads(target.role_ids) if target.role_ids else None
+    return replace(
+        tenant,
+        lms_url=target.url,
+        lms_token=token,
+        lms_match_field=target.match_field or tenant.lms_match_field,
+        lms_auth=target.auth or tenant.lms_auth,
+        lms_role_ids=tuple(roles.items()) if roles else tenant.lms_role_ids,
+    )
+
+
+# -- changing --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fields:
+    """A target's own values, as `lms add`/`lms set` give them (None: not given). `roles` is
+    already parsed (`LMS_ROLE_IDS`'s parser), `audiences` are group ids or displayNames."""
+
+    url: str | None = None
+    match: str | None = None
+    auth: str | None = None
+    roles: tuple[tuple[str, int], ...] | None = None
+    audiences: tuple[str, ...] | None = None
+    token: str | None = None
+
+
+def _group_ids(refs: Sequence[str]) -> list[str]:
+    from app.store.enrolments import find_group  # enrolments writes the outbox, which needs us
+
+    return list(dict.fromkeys(find_group(ref).id for ref in refs))
+
+
+def _columns(fields: Fields) -> dict[str, Any]:
+    columns: dict[str, Any] = {}
+    if fields.url is not None:
+        columns["url"] = fields.url
+    if fields.match is not None:
+        columns["match_field"] = fields.match
+    if fields.auth is not None:
+        columns["auth"] = fields.auth
+    if fields.roles is not None:
+        columns["role_ids"] = json.dumps(dict(fields.roles))
+    if fields.audiences is not None:
+        columns["restricted"] = bool(fields.audiences)
+    return columns
+
+
+def _trail(columns: Mapping[str, Any], groups: list[str] | None, token: bool) -> dict[str, Any]:
+    """What the audit trail says of a change: values, never the token (only that it was set)."""
+    trail: dict[str, Any] = {k: v for k, v in columns.items() if k != "restricted"}
+    if groups is not None:
+        trail["audiences"] = groups
+    if token:
+        trail["token"] = "set"  # noqa: S105 - that it changed, never the value
+    return trail
+
+
+def _set_audiences(target_id: int, group_ids: list[str]) -> None:
+    LmsTargetAudience.delete().where(LmsTargetAudience.target_id == target_id).execute()
+    if group_ids:
+        LmsTargetAudience.insert_many(
+            [{"target_id": target_id, "group": g} for g in group_ids]
+        ).execute()
+
+
+def add(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYSTEM) -> LmsTarget:
+    """A new target of the tenant at hand; 409 if the name is taken. Its existing users and
+    groups are queued for it, so it catches up with the others."""
+    check_name(name)
+    if not fields.url or not fields.token:
+        raise InvalidValue("An LMS target needs a URL and a token.")
+    columns = _columns(fields)
+    try:
+        with database.atomic():
+            groups = _group_ids(fields.audiences or ())
+            target_id = LmsTarget.insert(name=name, from_settings=False, **columns).execute()
+            tenant = tenancy.owner()
+            sealed = seal(fields.token, token_context(tenant, target_id))
+            LmsTarget.update(token=sealed).where(LmsTarget.id == target_id).execute()
+            _set_audiences(target_id, groups)
+            audit.record(
+                actor,
+                AUDIT_TYPE,
+                str(target_id),
+                "lms_add",
+                _trail({"name": name, **columns}, groups if fields.audiences else None, token=True),
+            )
+            _catch_up(target_id)
+    except peewee.IntegrityError as exc:
+        raise Uniqueness(f"An LMS target called {name!r} exists.") from exc
+    return LmsTarget.get_by_id(target_id)
+
+
+def _catch_up(target_id: int) -> None:
+    """Queue every user and group of the tenant, and every membership, for a new target."""
+    from app.store import outbox  # the outbox writes per target: it imports this module
+
+    outbox.everything_for(target_id)
+
+
+def update(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYSTEM) -> LmsTarget:
+    """Change some of a target's values. `default` takes only audiences (its site, token and
+    the rest are the tenant's `LMS_*` settings: `tenants set`). A change of audiences queues
+    the tenant's users again for this target, so joiners are created and leavers suspended."""
+    with database.atomic():
+        target = by_name(name)
+        if target.from_settings and (
+            fields.url or fields.match or fields.auth or fields.roles or fields.token
+        ):
+            raise InvalidValue(
+                "The default target's site, token, match field, auth and roles are the tenant's "
+                "LMS_* settings: change them with `lms-scim tenants set SLUG LMS_URL=…`."
+            )
+        columns = _columns(fields)
+        if fields.token:
+            columns["token"] = seal(fields.token, token_context(target.tenant_id, target.id))
+        if columns:
+            LmsTarget.update(**columns).where(LmsTarget.id == target.id).execute()
+        groups = None
+        if fields.audiences is not None:
+            groups = _group_ids(fields.audiences)
+            _set_audiences(target.id, groups)
+            _catch_up(target.id)
+        trail = _trail(
+            {k: v for k, v in columns.items() if k != "token"}, groups, token=bool(fields.token)
+        )
+        if trail:
+            audit.record(actor, AUDIT_TYPE, str(target.id), "lms_set", trail)
+    return LmsTarget.get_by_id(target.id)
+
+
+def undelivered(target_id: int) -> int:
+    """Rows waiting for the target (dead letters too: they were never delivered)."""
+    return Outbox.select().where(Outbox.target_id == target_id).count()
+
+
+def remove(name: str, *, force: bool, actor: audit.Actor = audit.SYSTEM) -> int:
+    """Remove a target, its links, rules and rows (the keys cascade); refused for `default` and,
+    unless `force`, while changes wait for it. How many undelivered rows went with it."""
+    with database.atomic():
+        target = by_name(name)
+        if target.from_settings:
+            raise InvalidValue(
+                "The default target stays (it is the tenant's LMS_* settings); "
+                "to stop using it, remove LMS_URL with `lms-scim tenants set SLUG LMS_URL=`."
+            )
+        waiting = undelivered(target.id)
+        if waiting and not force:
+            raise InvalidValue(
+                f"LMS target {name!r} has {waiting} undelivered change(s); "
+                "deliver them first, or use --force to drop them."
+            )
+        LmsTarget.delete().where(LmsTarget.id == target.id).execute()
+        audit.record(
+            actor, AUDIT_TYPE, str(target.id), "lms_remove", {"name": name, "dropped": waiting}
+        )
+    return waiting
+
+
+@dataclass(frozen=True)
+class Line:
+    """One target in `lms list` and `relay status`."""
+
+    target: LmsTarget
+    audiences: list[str]
+    backlog: int
+    dead: int
+
+
+def lines() -> list[Line]:
+    """Every target of the tenant with its audiences, backlog and dead letters (three queries)."""
+    found = all_targets()
+    ids = [t.id for t in found]
+    names = audiences(ids)
+    dead_case = peewee.Case(None, [(Outbox.state == "dead", 1)], 0)
+    counts = {
+        target: (int(total or 0) - int(dead or 0), int(dead or 0))
+        for target, total, dead in Outbox.select(
+            Outbox.target_id, fn.COUNT(Outbox.id), fn.SUM(dead_case)
+        )
+        .group_by(Outbox.target_id)
+        .tuples()
+    }
+    return [Line(t, names[t.id], *counts.get(t.id, (0, 0))) for t in found]
