@@ -1,5 +1,5 @@
 """The `lms-scim` command: Flask's CLI group plus one module per command group (database,
-tokens, audit, users, operators, enrolments, relay, statistics). Thin: the store
+tokens, audit, users, operators, enrolments, relay, LMS targets, statistics). Thin: the store
 (`app.store.*`) and `app.auth` do the work."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Flask
 from flask.cli import FlaskGroup
 
-from app.cli import audit, db, enrolments, operators, relay, stats, tenants, tokens, users
+from app.cli import audit, db, enrolments, lms, operators, relay, stats, tenants, tokens, users
 
 
 def register(app: Flask) -> None:
@@ -20,6 +20,7 @@ def register(app: Flask) -> None:
         stats.stats_command,
         enrolments.enrolments_group,
         relay.relay_group,
+        lms.lms_group,
         tenants.tenants_group,
     ):
         app.cli.add_command(command)

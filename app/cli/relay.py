@@ -13,8 +13,8 @@ from app import runtime
 from app.cli.common import echo_json, every_tenant_or_one, for_tenant, reported, table
 from app.config import TenantSettings
 from app.datetimes import minute
-from app.store import outbox, tenancy
-from app.store.models import Tenant
+from app.store import lms_targets, outbox, tenancy
+from app.store.models import LmsTarget, Tenant
 
 relay_group = click.Group("relay", help="The LMS relay: keep each tenant's LMS in step.")
 
@@ -24,14 +24,33 @@ NO_LMS = (
 )
 
 
-def _with_lms(tenants: Sequence[Tenant]) -> list[tuple[Tenant, TenantSettings]]:
-    """The tenants that name an LMS, with their settings; none at all is an error."""
+Served = tuple[Tenant, LmsTarget, TenantSettings]
+
+
+def _label(tenant: Tenant, target: LmsTarget) -> str:
+    """How a line names a target: the tenant's slug for its `default`, else slug/name."""
+    return tenant.slug if target.from_settings else f"{tenant.slug}/{target.name}"
+
+
+def _served(tenants: Sequence[Tenant], lms: str | None = None) -> list[Served]:
+    """The targets (of these tenants; only those called `lms`, if given) that name an LMS, with
+    their settings; none at all is an error."""
     from app.relay import worker
 
     current = runtime.current()
-    with reported():  # a sealed LMS token that does not open under this SECRET_KEY
-        served = [(t, current.tenant_settings(t.id)) for t in tenants]
-    served = [(t, s) for t, s in served if worker.has_lms(s)]
+    served = []
+    with reported():  # a sealed token that does not open under this SECRET_KEY
+        for tenant in tenants:
+            with tenancy.use(tenant.id):
+                settings = current.tenant_settings(tenant.id)
+                for target in lms_targets.all_targets():
+                    if lms is not None and target.name != lms:
+                        continue
+                    effective = lms_targets.settings_of(target, settings, current.secret_box.open)
+                    served.append((tenant, target, effective))
+        if lms is not None and not served:
+            raise ValueError(f"No LMS target called {lms!r}.")
+    served = [entry for entry in served if worker.has_lms(entry[2])]
     if not served:
         raise click.ClickException(NO_LMS)
     return served
@@ -43,15 +62,16 @@ def _dispatcher(tenants: Sequence[Tenant], named: bool, **options: Any) -> Any:
     current = runtime.current()
     timeout = current.config.lms_timeout_ms
     batch = options.pop("batch")
-    for tenant, settings in _with_lms(tenants):  # settings that cannot work stop the start
+    for tenant, target, settings in _served(tenants):  # settings that cannot work stop the start
         try:
             worker.relay_from(settings, timeout)
         except ValueError as exc:
-            raise click.ClickException(f"tenant {tenant.slug}: {exc}") from None
+            raise click.ClickException(f"{_label(tenant, target)}: {exc}") from None
     return dispatch.Dispatcher(
         settings_for=current.tenant_settings,
         build=lambda settings: worker.relay_from(settings, timeout, batch),
         only={t.id for t in tenants} if named else None,
+        open_token=current.secret_box.open,
         **options,
     )
 
@@ -87,25 +107,26 @@ def relay_run(
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _stop)
-    for tenant, settings in _with_lms(tenants)[:10]:
-        click.echo(f"relay: delivering {tenant.slug} to {settings.lms_url}", err=True)
+    for tenant, target, settings in _served(tenants)[:10]:
+        click.echo(f"relay: delivering {_label(tenant, target)} to {settings.lms_url}", err=True)
     dispatcher.run(stop)
     click.echo("relay: stopped", err=True)
 
 
 @relay_group.command("test")
 @every_tenant_or_one
-def relay_test(tenants: list[Tenant], named: bool) -> None:
-    """Check each tenant's LMS_URL and LMS_TOKEN, and which required functions the token may
-    not call."""
+@click.option("--lms", "lms", metavar="NAME", help="Only the LMS target NAME.")
+def relay_test(tenants: list[Tenant], named: bool, lms: str | None) -> None:
+    """Check each LMS target's URL and token (the default one's: LMS_URL and LMS_TOKEN), and
+    which required functions the token may not call."""
     from app.relay import worker
 
-    served = _with_lms(tenants)
+    served = _served(tenants, lms)
     failed = 0
-    for tenant, settings in served:
+    for tenant, target, settings in served:
         with reported():
             client = worker.client_from(settings, runtime.current().config.lms_timeout_ms)
-        prefix = f"{tenant.slug}: " if len(served) > 1 else ""
+        prefix = f"{_label(tenant, target)}: " if len(served) > 1 else ""
         failed += not _check(client, prefix)
     if failed:
         raise click.ClickException(f"{failed} LMS site(s) cannot be used as they are")
@@ -146,20 +167,44 @@ def _summary(tenants: Sequence[Tenant]) -> None:
 
 @relay_group.command("status")
 @every_tenant_or_one
+@click.option("--lms", "lms", metavar="NAME", help="Only the LMS target NAME (of --tenant).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.option("--limit", default=20, show_default=True, help="Dead letters to show.")
-def relay_status(tenants: list[Tenant], named: bool, fmt: str, limit: int) -> None:
+def relay_status(tenants: list[Tenant], named: bool, lms: str | None, fmt: str, limit: int) -> None:
     """Backlog, failures (dead letters with their reasons) and the last delivery: of one
-    tenant in detail, or a line per tenant when there are several and none is named."""
+    tenant in detail (each of its LMS targets), or a line per tenant and target when there are
+    several tenants and none is named."""
     if len(tenants) > 1:
+        if lms is not None:
+            raise click.UsageError("--lms names a target of one tenant: add --tenant")
         _overview(tenants, fmt)
         return
-    with tenancy.use(tenants[0].id):
-        found = outbox.relay_status(limit=limit)
-        lms = runtime.current().tenant_settings().lms_url
+    tenant = tenants[0]
+    with tenancy.use(tenant.id), reported():
+        targets = [lms_targets.by_name(lms)] if lms else lms_targets.all_targets()
+        settings = runtime.current().tenant_settings()
+        found = [
+            (t, _site(t, settings), outbox.relay_status(limit=limit, target=t.id)) for t in targets
+        ]
     if fmt == "json":
-        echo_json({"tenant": tenants[0].slug, "lms": lms, **found.as_json()})
+        shown = [{"target": t.name, "lms": site, **status.as_json()} for t, site, status in found]
+        if len(shown) == 1:
+            echo_json({"tenant": tenant.slug, **shown[0]})
+        else:
+            echo_json({"tenant": tenant.slug, "targets": shown})
         return
+    for number, (target, site, status) in enumerate(found):
+        if len(found) > 1:
+            click.echo(("\n" if number else "") + f"== LMS target {target.name}")
+        _status_text(site, status)
+
+
+def _site(target: LmsTarget, settings: TenantSettings) -> str | None:
+    """The target's URL (`default`: the tenant's LMS_URL), without opening its token."""
+    return settings.lms_url if target.from_settings else target.url
+
+
+def _status_text(lms: str | None, found: outbox.RelayStatus) -> None:
     click.echo(f"LMS:           {lms or 'not configured (LMS_URL, LMS_TOKEN)'}")
     oldest = f", oldest from {minute(found.oldest)} UTC" if found.oldest else ""
     click.echo(f"backlog:       {found.backlog} change(s) waiting{oldest}")
@@ -181,35 +226,43 @@ def relay_status(tenants: list[Tenant], named: bool, fmt: str, limit: int) -> No
 
 
 def _overview(tenants: Sequence[Tenant], fmt: str) -> None:
+    """A line per tenant and LMS target (`slug` for a tenant's default, `slug/name` else)."""
     current = runtime.current()
-    lines = outbox.relay_overview([t.id for t in tenants])
-    rows = [
-        (t.slug, current.tenant_settings(t.id).lms_url, line)
-        for t, line in zip(tenants, lines, strict=True)
-    ]
+    by_id = {t.id: t for t in tenants}
+    lines = outbox.relay_overview([t.id for t in tenants], by_target=True)
+    with tenancy.everywhere():
+        targets = {t.id: t for t in LmsTarget.select().where(LmsTarget.tenant_id.in_(list(by_id)))}
+    rows = []
+    for line in lines:
+        tenant, target = by_id[line.tenant_id], targets[line.target_id]
+        site = _site(target, current.tenant_settings(tenant.id))
+        rows.append((tenant, target, site, line))
     if fmt == "json":
-        echo_json({"tenants": [_overview_json(slug, lms, line) for slug, lms, line in rows]})
+        echo_json({"tenants": [_overview_json(t, g, site, line) for t, g, site, line in rows]})
         return
     table(
         (
             (
-                slug,
-                lms or "not configured",
+                _label(tenant, target),
+                site or "not configured",
                 line.backlog,
                 line.retrying,
                 line.dead_total,
                 minute(line.oldest) if line.oldest else None,
                 minute(line.last_delivery) if line.last_delivery else "never",
             )
-            for slug, lms, line in rows
+            for tenant, target, site, line in rows
         ),
         ("tenant", "LMS", "backlog", "retrying", "failures", "oldest (UTC)", "last delivery"),
     )
 
 
-def _overview_json(slug: str, lms: str | None, line: outbox.TenantRelay) -> dict[str, Any]:
+def _overview_json(
+    tenant: Tenant, target: LmsTarget, lms: str | None, line: outbox.TenantRelay
+) -> dict[str, Any]:
     return {
-        "tenant": slug,
+        "tenant": tenant.slug,
+        "target": target.name,
         "lms": lms,
         "backlog": line.backlog,
         "retrying": line.retrying,
@@ -222,10 +275,14 @@ def _overview_json(slug: str, lms: str | None, line: outbox.TenantRelay) -> dict
 @relay_group.command("retry")
 @click.argument("ids", nargs=-1, type=int)
 @click.option("--all", "everything", is_flag=True, help="Every dead letter.")
+@click.option("--lms", "lms", metavar="NAME", help="Only the LMS target NAME's dead letters.")
 @for_tenant
-def relay_retry(ids: tuple[int, ...], everything: bool) -> None:
-    """Put dead letters (IDS, or --all) back in the queue, e.g. after fixing the cause."""
+def relay_retry(ids: tuple[int, ...], everything: bool, lms: str | None) -> None:
+    """Put dead letters (IDS, or --all; of every LMS target of the tenant, or of --lms's)
+    back in the queue, e.g. after fixing the cause."""
     if not ids and not everything:
         raise click.UsageError("name dead letters by id, or use --all")
-    count = outbox.requeue(None if everything else ids)
+    with reported():
+        target = lms_targets.by_name(lms).id if lms is not None else None
+    count = outbox.requeue(None if everything else ids, target=target)
     click.echo(f"requeued {count} change(s)")

@@ -1,0 +1,249 @@
+"""`lms-scim lms`: a tenant's LMS targets (the sites the relay keeps in step).
+
+The tenant's `LMS_*` settings are its target `default`; `lms add` makes more, each with its own
+site, web-service token (read from a hidden prompt or stdin, never argv; stored sealed), match
+field, auth plugin, role ids and, optionally, audience groups.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+
+from app import runtime
+from app.cli.common import echo_json, for_tenant, reported, table
+from app.config import TenantSettings
+from app.secretbox import masked
+from app.store import enrolments, lms_targets
+from app.store.models import LmsTarget
+
+lms_group = click.Group("lms", help="LMS targets: the sites the relay keeps in step.")
+
+
+def read_token() -> str:
+    """A web-service token from a hidden prompt at a terminal, else the first line of stdin
+    (never from argv, where `ps` and shell history would show it)."""
+    if sys.stdin.isatty():
+        token = click.prompt("LMS web-service token", hide_input=True, default="")
+    else:
+        token = sys.stdin.readline().strip()
+    if not token:
+        raise ValueError("No token given: type it at the prompt or pipe it in on stdin.")
+    return token.strip()
+
+
+def _url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"The LMS URL must be http(s)://host[/path]: {text!r}.")
+    return text.strip().rstrip("/")
+
+
+def _roles(text: str) -> tuple[tuple[str, int], ...]:
+    """`student=5,teacher=3` (as `LMS_ROLE_IDS`), with an id for every role."""
+    config = runtime.current().config
+    try:
+        parsed = TenantSettings.overlay(config, {"LMS_ROLE_IDS": text}).lms_role_ids
+    except ValueError:
+        raise ValueError(f"--roles must look like student=5,teacher=3: {text!r}.") from None
+    missing = sorted(set(enrolments.ROLES) - {name for name, _ in parsed})
+    if missing or any(number < 1 for _, number in parsed):
+        raise ValueError(
+            f"--roles needs a positive LMS role id for {', '.join(enrolments.ROLES)}: {text!r}."
+        )
+    return parsed
+
+
+def _match(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("email", "username"):
+        raise ValueError(f"match must be email or username: {text!r}.")
+    return value
+
+
+def _auth(text: str) -> str:
+    value = text.strip()
+    if not value or not value.replace("_", "").isalnum():
+        raise ValueError(f"auth must name a Moodle auth plugin (letters, digits, _): {text!r}.")
+    return value
+
+
+@lms_group.command("add")
+@for_tenant
+@click.argument("name")
+@click.option("--url", required=True, help="The site's base URL, e.g. https://moodle.example.com.")
+@click.option("--match", "match", help="Match existing accounts by email or username.")
+@click.option("--auth", help="The auth plugin of accounts it creates (default: the tenant's).")
+@click.option("--roles", help="LMS role ids, e.g. student=5,teacher=3 (default: the tenant's).")
+@click.option(
+    "--audience",
+    "audience",
+    multiple=True,
+    metavar="GROUP",
+    help="Only members of GROUP (id or displayName) go there; repeat for more.",
+)
+def lms_add(
+    name: str,
+    url: str,
+    match: str | None,
+    auth: str | None,
+    roles: str | None,
+    audience: tuple[str, ...],
+) -> None:
+    """Add an LMS target NAME; its web-service token is read from a hidden prompt or stdin.
+    Every user (or every member of its audiences) and group is queued for it."""
+    with reported():
+        fields = lms_targets.Fields(
+            url=_url(url),
+            match=_match(match) if match is not None else None,
+            auth=_auth(auth) if auth is not None else None,
+            roles=_roles(roles) if roles is not None else None,
+            audiences=audience or None,
+        )
+        lms_targets.check_name(name)
+        fields = replace(fields, token=read_token())
+        target = lms_targets.add(name, fields, runtime.current().secret_box.seal)
+    whom = f"members of {', '.join(audience)}" if audience else "every user"
+    click.echo(f"Added LMS target {target.name!r} ({target.url}): {whom}; token sealed.")
+
+
+def _shown(target: LmsTarget, settings: TenantSettings) -> dict[str, Any]:
+    """A target as `lms show` and `lms list` print it (the token masked)."""
+    current = runtime.current()
+    effective = lms_targets.settings_of(target, settings, current.secret_box.open)
+    return {
+        "name": target.name,
+        "url": effective.lms_url,
+        "token": masked(effective.lms_token),
+        "match": effective.lms_match_field,
+        "auth": effective.lms_auth,
+        "roles": ",".join(f"{n}={i}" for n, i in effective.lms_role_ids),
+        "source": "tenant settings (LMS_*)" if target.from_settings else "lms add/set",
+    }
+
+
+@lms_group.command("list")
+@for_tenant
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def lms_list(fmt: str) -> None:
+    """The tenant's LMS targets: name, site, match field, audiences, backlog, dead letters."""
+    with reported():
+        found = lms_targets.lines()
+        settings = runtime.current().tenant_settings()
+        shown = [(line, _shown(line.target, settings)) for line in found]
+    if fmt == "json":
+        echo_json(
+            [
+                {
+                    "name": s["name"],
+                    "url": s["url"],
+                    "match": s["match"],
+                    "audiences": line.audiences if line.target.restricted else None,
+                    "backlog": line.backlog,
+                    "deadLetters": line.dead,
+                }
+                for line, s in shown
+            ]
+        )
+        return
+    table(
+        (
+            (
+                s["name"],
+                s["url"] or "not configured",
+                s["match"],
+                _audiences(line),
+                line.backlog,
+                line.dead,
+            )
+            for line, s in shown
+        ),
+        ("name", "url", "match", "audiences", "backlog", "dead letters"),
+    )
+
+
+def _audiences(line: lms_targets.Line) -> str:
+    if not line.target.restricted:
+        return "everyone"
+    return ", ".join(line.audiences) if line.audiences else "nobody (its groups are gone)"
+
+
+@lms_group.command("show")
+@for_tenant
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def lms_show(name: str, fmt: str) -> None:
+    """One LMS target, its token masked."""
+    with reported():
+        target = lms_targets.by_name(name)
+        shown = _shown(target, runtime.current().tenant_settings())
+        line = next(x for x in lms_targets.lines() if x.target.id == target.id)
+    shown["audiences"] = _audiences(line)
+    shown["backlog"], shown["deadLetters"] = line.backlog, line.dead
+    if fmt == "json":
+        echo_json(shown)
+        return
+    table(((key, value) for key, value in shown.items()), ("setting", "value"))
+
+
+def _fields(assignments: tuple[str, ...]) -> lms_targets.Fields:
+    """`url=…`, `match=…`, `auth=…`, `roles=…`, `audiences=G1,G2` (empty: everyone) and a bare
+    `token` (read from a hidden prompt or stdin)."""
+    values: dict[str, Any] = {}
+    for item in assignments:
+        key, has_value, value = item.partition("=")
+        key = key.strip().lower()
+        if key == "token":
+            if has_value:
+                raise ValueError(
+                    "The token is never taken from the command line; give `token` alone and "
+                    "type it or pipe it in."
+                )
+            values["token"] = read_token()
+            continue
+        if key not in lms_targets.KEYS:
+            raise ValueError(f"{key!r}: the keys are {', '.join(lms_targets.KEYS)} and token.")
+        if not has_value:
+            raise ValueError(f"{item!r}: write KEY=VALUE.")
+        values[key] = _parsed(key, value)
+    return lms_targets.Fields(**values)
+
+
+def _parsed(key: str, value: str) -> Any:
+    if key == "audiences":
+        return tuple(ref.strip() for ref in value.split(",") if ref.strip())
+    parse = {"url": _url, "match": _match, "auth": _auth, "roles": _roles}[key]
+    return parse(value)
+
+
+@lms_group.command("set")
+@for_tenant
+@click.argument("name")
+@click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE…")
+def lms_set(name: str, assignments: tuple[str, ...]) -> None:
+    """Change a target: url=, match=, auth=, roles=, audiences=G1,G2 (`audiences=`: everyone);
+    `token` alone reads a new token from a hidden prompt or stdin."""
+    with reported():
+        lms_targets.by_name(name)  # an unknown name before a prompt for a token
+        fields = _fields(assignments)
+        lms_targets.update(name, fields, runtime.current().secret_box.seal)
+    for item in assignments:
+        key = item.partition("=")[0].strip().lower()
+        click.echo(f"{name}: token set (sealed)." if key == "token" else f"{name}: {item}")
+
+
+@lms_group.command("remove")
+@for_tenant
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Also when changes still wait for it (they go).")
+def lms_remove(name: str, force: bool) -> None:
+    """Remove an LMS target with its links, enrolment rules and waiting changes (refused
+    while changes wait, unless --force). Nothing is deleted on the LMS itself."""
+    with reported():
+        dropped = lms_targets.remove(name, force=force)
+    extra = f"; {dropped} undelivered change(s) dropped" if dropped else ""
+    click.echo(f"Removed LMS target {name!r}{extra}.")
