@@ -7,7 +7,18 @@ from __future__ import annotations
 from flask import Flask
 from flask.cli import FlaskGroup
 
-from app.cli import audit, db, enrolments, operators, relay, stats, tenants, tokens, users
+from app.cli import (
+    audit,
+    clients,
+    db,
+    enrolments,
+    operators,
+    relay,
+    stats,
+    tenants,
+    tokens,
+    users,
+)
 
 
 def register(app: Flask) -> None:
@@ -21,6 +32,8 @@ def register(app: Flask) -> None:
         enrolments.enrolments_group,
         relay.relay_group,
         tenants.tenants_group,
+        clients.clients_group,
+        clients.keys_group,
     ):
         app.cli.add_command(command)
 
