@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import peewee
 
 from app.errors import Unauthorized
+from app.oauth.access_tokens import WRITE, AccessTokens, looks_like_jwt
 from app.store import audit, tenancy, tokens
 from app.store.models import utcnow
 
@@ -54,8 +55,9 @@ def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def _new_secret() -> tuple[str, str, str]:
-    """A secret, the prefix shown in listings, and the hash that is stored."""
+def new_secret() -> tuple[str, str, str]:
+    """A 256-bit secret (a static token, or an OAuth client's secret), the prefix shown in
+    listings, and the hash that is stored."""
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     return secret, secret[: len(TOKEN_PREFIX) + 6], hash_token(secret)
 
@@ -72,7 +74,7 @@ def issue(
     actor: audit.Actor = audit.SYSTEM,
 ) -> str:
     """Create a token and return its secret; only the hash is kept."""
-    secret, prefix, digest = _new_secret()
+    secret, prefix, digest = new_secret()
     tokens.create(
         name, prefix, digest, read_only=read_only, expires_at=_after(expires_in), actor=actor
     )
@@ -88,7 +90,7 @@ def rotate(
     actor: audit.Actor = audit.SYSTEM,
 ) -> str:
     """A new secret for `name`; the old one keeps working for `grace`, so an IdP can switch."""
-    secret, prefix, digest = _new_secret()
+    secret, prefix, digest = new_secret()
     tokens.rotate(
         name,
         prefix,
@@ -165,20 +167,29 @@ def _bearer(authorization: str | None) -> str:
         raise Unauthorized()
     scheme, _, secret = authorization.strip().partition(" ")
     secret = secret.strip()
-    if scheme.lower() != "bearer" or not secret or len(secret) > 256:
+    # Room for a JWT access token (`app.oauth`); a static token is 51 characters.
+    if scheme.lower() != "bearer" or not secret or len(secret) > 4096:
         raise Unauthorized()
     return secret
 
 
-def verify(authorization: str | None, cache: TokenCache) -> Principal:
-    """The principal for an `Authorization: Bearer …` header, or 401."""
-    digest = hash_token(_bearer(authorization))
+def verify(
+    authorization: str | None, cache: TokenCache, access: AccessTokens | None = None
+) -> Principal:
+    """The principal for an `Authorization: Bearer …` header, or 401: a static token, or an
+    OAuth access token when `access` is given (a JWT, verified without a query). Either is
+    remembered by `cache` once verified, so the next request costs a hash and a look-up."""
+    secret = _bearer(authorization)
+    digest = hash_token(secret)
     now = utcnow()
     cached = cache.get(digest)
     if cached is not None:
         expires_at, principal = cached
         if expires_at is not None and expires_at <= now:
             raise Unauthorized("The token has expired or was revoked.")
+    elif access is not None and looks_like_jwt(secret):
+        principal, expires_at = _access_token(secret, access)
+        cache.put(digest, expires_at, principal)
     else:
         row = tokens.find_by_hash(digest)
         if row is None or not hmac.compare_digest(row.token_hash, digest):
@@ -190,3 +201,11 @@ def verify(authorization: str | None, cache: TokenCache) -> Principal:
     if principal.token_id is not None:
         cache.note_use(principal.token_id, now)
     return principal
+
+
+def _access_token(secret: str, access: AccessTokens) -> tuple[Principal, dt.datetime]:
+    """The principal of a verified OAuth access token, and when the token expires."""
+    client, claims = access.verify(secret)
+    read_only = WRITE not in str(claims["scope"]).split()
+    expires_at = dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC).replace(tzinfo=None)
+    return Principal(f"oauth:{client.name}", read_only, None, client.tenant_id), expires_at

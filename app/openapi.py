@@ -345,17 +345,43 @@ def _document() -> dict[str, Any]:
             "description": "SCIM 2.0 (RFC 7643, RFC 7644) provisioning of an LMS user store.",
         },
         "servers": [{"url": "/scim/v2"}],
-        "security": [{"bearer": []}],
+        "security": [{"bearer": []}, {"oauth2": ["scim.read", "scim.write"]}],
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A static token from `lms-scim tokens create`.",
+                },
+                "oauth2": {
+                    "type": "oauth2",
+                    "description": "A JWT access token (RFC 9068) from the token endpoint, for "
+                    "a client from `lms-scim clients create`; sent as a bearer token.",
+                    "flows": {
+                        "clientCredentials": {
+                            "tokenUrl": "/oauth/token",
+                            "scopes": {
+                                "scim.read": "read users, groups and discovery",
+                                "scim.write": "create, change and delete",
+                            },
+                        }
+                    },
+                },
+            },
         },
     }
 
 
-def document(server: str = "/scim/v2") -> dict[str, Any]:
-    """The OpenAPI document (a fresh copy) for the base path `server`."""
+def document(
+    server: str = "/scim/v2",
+    token_url: str = "/oauth/token",  # noqa: S107 - a URL path
+) -> dict[str, Any]:
+    """The OpenAPI document (a fresh copy) for the base path `server`, whose OAuth token
+    endpoint (`POST /oauth/token`, client credentials grant) is at `token_url`."""
     doc = copy.deepcopy(_document())
     doc["servers"] = [{"url": server}]
+    flows = doc["components"]["securitySchemes"]["oauth2"]["flows"]
+    flows["clientCredentials"]["tokenUrl"] = token_url
     return doc

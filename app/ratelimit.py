@@ -129,8 +129,9 @@ class RateLimits:
         endpoint would make) and kept in `g`; without a valid one the answer is 429, not 401.
         A database outage propagates as itself (503): it says nothing about the token."""
         try:
+            current = runtime.current()
             g.principal = auth.verify(
-                request.headers.get("Authorization"), runtime.current().tokens
+                request.headers.get("Authorization"), current.tokens, current.access_tokens
             )
         except Unauthorized:
             try:
@@ -171,6 +172,31 @@ class RateLimits:
                 self._storage_failed()
         return response
 
+    def _within(self, count: bool, item: limits.RateLimitItem, *key: str) -> bool:
+        """Whether `key` is within `item` (counting this request when `count`); True while the
+        storage is down, as for every limit."""
+        if time.monotonic() < self._skip_until:
+            return True
+        try:
+            if count:
+                return self.window.hit(item, PREFIX, *key)
+            return self.window.test(item, PREFIX, *key)
+        except Exception:
+            self._storage_failed()
+            return True
+
+    def allows_credentials(self, address: str) -> bool:
+        """The token endpoint: False while the address is braked for bad credentials (the same
+        brake as bad SCIM tokens)."""
+        return self._within(False, self.bad_tokens, "bad-token", address)
+
+    def failed_credentials(self, address: str) -> None:
+        self._within(True, self.bad_tokens, "bad-token", address)
+
+    def allows_client(self, identifier: str) -> bool:
+        """Count a token request against its client, with the per-token SCIM limit."""
+        return self._within(True, self.per_token, "client", identifier)
+
     def sign_in_attempt(self, address: str, name_key: str) -> None:
         """Count an `/admin` sign-in against its client address; refuse it (TooManyRequests)
         when the address is over its limit or the name (`name_key`, a hash of it) has failed too
@@ -197,12 +223,7 @@ class RateLimits:
 
     def sign_in_failed(self, name_key: str) -> None:
         """A wrong name or password: one more failure for that name."""
-        if time.monotonic() < self._skip_until:
-            return
-        try:
-            self.window.hit(self.sign_in_failures, PREFIX, "sign-in-name", name_key)
-        except Exception:
-            self._storage_failed()
+        self._within(True, self.sign_in_failures, "sign-in-name", name_key)
 
 
 def init(app: Flask, config: Config) -> RateLimits:

@@ -15,16 +15,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from flask import Flask, current_app
 
 from app.auth import TokenCache
 from app.config import Config, TenantSettings
 from app.marshal import Limits as InputLimits
+from app.oauth.access_tokens import AccessTokens
+from app.oauth.keys import KeyRing
 from app.passwords import Hasher
 from app.secretbox import SecretBox
+from app.store import oauth_clients as oauth_client_store
 from app.store import tenancy
 from app.store import tenants as tenant_store
+from app.store.oauth_clients import ClientState
 from app.store.tenant_names import TenantNames
 
 EXTENSION = "lms_scim"
@@ -49,17 +54,22 @@ class Runtime:
     tokens: TokenCache
     input_limits: InputLimits
     # Each tenant's settings and state, kept for `TOKEN_CACHE_SECONDS`.
-    tenants: TenantCache
+    tenants: TtlCache[int, TenantState]
+    # OAuth access tokens: the signing keys, and clients' state kept for TOKEN_CACHE_SECONDS.
+    access_tokens: AccessTokens
+    oauth_clients: TtlCache[str, ClientState | None]
     # Slug → tenant id for tenant base URLs, without a query per request.
     tenant_names: TenantNames = field(default_factory=TenantNames)
 
     @classmethod
     def build(cls, config: Config) -> Runtime:
         secret_key = resolve_secret_key(config)
+        box = SecretBox(secret_key, config.secret_key_previous)
+        clients: TtlCache[str, ClientState | None] = TtlCache(config.token_cache_seconds)
         return cls(
             config=config,
             secret_key=secret_key,
-            secret_box=SecretBox(secret_key, config.secret_key_previous),
+            secret_box=box,
             hasher=Hasher(config.hash_concurrency),
             sign_in_hasher=Hasher(SIGN_IN_HASHES, wait=SIGN_IN_WAIT_SECONDS),
             tokens=TokenCache(config.token_cache_seconds),
@@ -67,7 +77,15 @@ class Runtime:
                 multi_values=config.max_multi_values,
                 members=config.max_members_per_operation,
             ),
-            tenants=TenantCache(config.token_cache_seconds),
+            tenants=TtlCache(config.token_cache_seconds),
+            access_tokens=AccessTokens(
+                KeyRing(box),
+                lambda identifier: clients.get(
+                    identifier, lambda: oauth_client_store.by_identifier(identifier)
+                ),
+                config.scim_base_url,
+            ),
+            oauth_clients=clients,
         )
 
     def tenant(self, tenant_id: int | None = None) -> TenantState:
@@ -110,26 +128,33 @@ class TenantState:
     disabled: bool
 
 
-class TenantCache:
-    """Tenants' settings and state, each trusted for `seconds` (the app's TOKEN_CACHE_SECONDS):
-    a change made by this app (`tenants set`, `disable`) applies at once, one made elsewhere (the
-    CLI is another process) within that time, as with a revoked token."""
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class TtlCache(Generic[K, V]):
+    """Values each trusted for `seconds` (the app's TOKEN_CACHE_SECONDS): tenants' settings and
+    state, OAuth clients' state. A change made by this app applies at once (it clears the
+    cache), one made elsewhere (the CLI is another process) within that time, as with a revoked
+    token."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self._lock = threading.Lock()
-        self._held: dict[int, tuple[float, TenantState]] = {}
+        self._held: dict[K, tuple[float, V]] = {}
 
-    def get(self, tenant_id: int, load: Callable[[], TenantState]) -> TenantState:
+    def get(self, key: K, load: Callable[[], V]) -> V:
         with self._lock:
-            held = self._held.get(tenant_id)
+            held = self._held.get(key)
         if held is not None and held[0] > time.monotonic():
             return held[1]
-        state = load()
+        value = load()
         if self.seconds > 0:
             with self._lock:
-                self._held[tenant_id] = (time.monotonic() + self.seconds, state)
-        return state
+                if len(self._held) > 10_000:
+                    self._held.clear()
+                self._held[key] = (time.monotonic() + self.seconds, value)
+        return value
 
     def clear(self) -> None:
         with self._lock:

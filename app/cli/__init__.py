@@ -1,13 +1,25 @@
 """The `lms-scim` command: Flask's CLI group plus one module per command group (database,
-tokens, audit, users, operators, enrolments, relay, LMS targets, statistics). Thin: the store
-(`app.store.*`) and `app.auth` do the work."""
+tokens, audit, users, operators, enrolments, relay, LMS targets, OAuth clients and keys,
+statistics). Thin: the store (`app.store.*`) and `app.auth` do the work."""
 
 from __future__ import annotations
 
 from flask import Flask
 from flask.cli import FlaskGroup
 
-from app.cli import audit, db, enrolments, lms, operators, relay, stats, tenants, tokens, users
+from app.cli import (
+    audit,
+    clients,
+    db,
+    enrolments,
+    lms,
+    operators,
+    relay,
+    stats,
+    tenants,
+    tokens,
+    users,
+)
 
 
 def register(app: Flask) -> None:
@@ -22,6 +34,8 @@ def register(app: Flask) -> None:
         relay.relay_group,
         lms.lms_group,
         tenants.tenants_group,
+        clients.clients_group,
+        clients.keys_group,
     ):
         app.cli.add_command(command)
 

@@ -41,6 +41,15 @@ class Duration(click.ParamType):
 
 DURATION = Duration()
 
+# `tokens rotate` and `clients rotate`: how long the old secret keeps working.
+GRACE_OPTION = click.option(
+    "--grace",
+    type=DURATION,
+    default="24h",
+    show_default=True,
+    help="How long the old secret keeps working, so the IdP can be switched without downtime.",
+)
+
 
 def _tenant_named(slug: str | None) -> Tenant:
     if slug is not None:

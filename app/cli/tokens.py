@@ -7,7 +7,7 @@ import datetime as dt
 import click
 
 from app import auth, runtime
-from app.cli.common import DURATION, for_tenant, reported, settings
+from app.cli.common import DURATION, GRACE_OPTION, for_tenant, reported, settings
 from app.datetimes import minute
 from app.store import tokens as token_store
 from app.store.models import utcnow
@@ -31,13 +31,7 @@ def tokens_create(name: str, expires_in: dt.timedelta | None, read_only: bool) -
 @tokens_group.command("rotate")
 @for_tenant
 @click.argument("name")
-@click.option(
-    "--grace",
-    type=DURATION,
-    default="24h",
-    show_default=True,
-    help="How long the old secret keeps working, so the IdP can be switched without downtime.",
-)
+@GRACE_OPTION
 @click.option("--expires-in", type=DURATION, help="Lifetime of the new token (default: none).")
 def tokens_rotate(name: str, grace: dt.timedelta, expires_in: dt.timedelta | None) -> None:
     """Issue a new secret for NAME; the old one stops when the grace period ends."""

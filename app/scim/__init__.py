@@ -30,7 +30,9 @@ def _authenticate() -> None:
     # Under the bad-token brake the token was verified already (`app.ratelimit`).
     current = runtime.current()
     if "principal" not in g:
-        g.principal = auth.verify(request.headers.get("Authorization"), current.tokens)
+        g.principal = auth.verify(
+            request.headers.get("Authorization"), current.tokens, current.access_tokens
+        )
     if "url_tenant" in g:
         _check_url_tenant(g.url_tenant, g.principal)
     # From here on the request works for the token's tenant: every query is scoped to it.

@@ -8,6 +8,7 @@ from flask import Response, request
 
 from app import openapi, runtime
 from app.errors import NotFound, scim_response
+from app.oauth.endpoint import TOKEN_PATH
 from app.scim import bp, mount
 from app.scim.bulk import payload_limit
 from app.scim.listing import default_cursor_count
@@ -97,4 +98,5 @@ def get_resource_type(name: str) -> Response:
 @bp.get("/openapi.json")
 def get_openapi() -> Response:
     """The OpenAPI description (`app.openapi`), its server being the base URL asked."""
-    return scim_response(openapi.document(request.script_root + mount()))
+    token_url = runtime.current().access_tokens.issuer() + TOKEN_PATH
+    return scim_response(openapi.document(request.script_root + mount(), token_url))

@@ -461,8 +461,55 @@ class RowCount(TenantModel):
 # The tables whose rows RowCount counts (their triggers come with m0005).
 COUNTED_MODELS = (User, Group)
 
+
 # RowCount first: the test suite's cleaner deletes in reverse order, and the triggers that
 # keep it update it while the other tables are emptied.
+class OAuthClient(TenantModel):
+    """A SCIM client that gets short-lived access tokens with the OAuth 2.0 client credentials
+    grant (m0015). `identifier` is its public `client_id`; its secrets are `OAuthClientSecret`
+    rows (two during a rotation's grace)."""
+
+    class Meta:
+        table_name = "oauth_client"
+        indexes = ((("tenant_id", "name"), False),)
+
+    name = peewee.TextField()
+    identifier = peewee.CharField(max_length=64, unique=True)
+    read_only = peewee.BooleanField(default=False)
+    token_lifetime = peewee.IntegerField()  # seconds
+    created = peewee.DateTimeField(default=utcnow)
+    revoked_at = peewee.DateTimeField(null=True)
+
+
+class OAuthClientSecret(TenantModel):
+    """A client secret, stored only as its SHA-256 (a 256-bit random value cannot be guessed,
+    and the token endpoint must stay as cheap as a look-up). `expires_at`: the end of the grace
+    after a rotation; NULL while it is the current secret."""
+
+    class Meta:
+        table_name = "oauth_client_secret"
+
+    client = peewee.ForeignKeyField(OAuthClient, on_delete="CASCADE", backref="secrets")
+    secret_hash = peewee.CharField(max_length=64, unique=True)
+    prefix = peewee.TextField()
+    created = peewee.DateTimeField(default=utcnow)
+    expires_at = peewee.DateTimeField(null=True)
+
+
+class SigningKey(BaseModel):
+    """A key that signs access tokens (one issuer for the deployment; m0015). The newest key
+    not retired signs; a retired key still verifies until `verify_until`, when every token it
+    signed has expired. The private half is sealed under SECRET_KEY (`app.secretbox`)."""
+
+    kid = peewee.CharField(max_length=64, primary_key=True)
+    algorithm = peewee.CharField(max_length=16)
+    public_jwk = peewee.TextField()
+    private_key = peewee.TextField()
+    created = peewee.DateTimeField(default=utcnow)
+    retired_at = peewee.DateTimeField(null=True)
+    verify_until = peewee.DateTimeField(null=True)
+
+
 ALL_MODELS = (
     RowCount,
     Tenant,
@@ -483,6 +530,9 @@ ALL_MODELS = (
     LmsUserLink,
     LmsCohortLink,
     LmsEnrolment,
+    OAuthClient,
+    OAuthClientSecret,
+    SigningKey,
 )
 # The LMS relay's tables (m0004, m0014).
 LMS_MODELS = (

@@ -1,0 +1,385 @@
+"""OAuth 2.0 for SCIM clients: `lms-scim clients`, `POST /oauth/token` (RFC 6749 §4.4, errors
+as §5.2), RFC 9068 access tokens on SCIM requests, the key set and the metadata, and every
+forged or misdirected token refused."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import runtime
+from app.store import tenancy
+from app.store.models import AuditEvent
+from tests.helpers import Scim, assert_error, create_user, invoke, run, user_body
+
+TOKEN_URL = "/oauth/token"
+ISSUER = "http://localhost"
+AUDIENCE = ISSUER + "/scim/v2"
+
+
+def _client(app: Flask, name: str = "entra", *extra: str) -> dict[str, str]:
+    out = run(app, "clients", "create", name, *extra).stdout.splitlines()
+    return dict(line.split("=", 1) for line in out)
+
+
+def _basic(identifier: str, secret: str) -> dict[str, str]:
+    pair = base64.b64encode(f"{identifier}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {pair}"}
+
+
+def _token_request(client: FlaskClient, creds: dict[str, str], **form: str) -> Any:
+    return client.post(
+        TOKEN_URL,
+        data={"grant_type": "client_credentials", **form},
+        headers=_basic(creds["client_id"], creds["client_secret"]),
+    )
+
+
+def _access_token(client: FlaskClient, creds: dict[str, str], **form: str) -> str:
+    response = _token_request(client, creds, **form)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["access_token"]
+
+
+def _oauth_error(response: Any, status: int, error: str) -> dict[str, Any]:
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["error"] == error
+    assert body["error_description"]
+    assert response.headers["Cache-Control"] == "no-store"
+    return body
+
+
+# -- issuing ------------------------------------------------------------------------------------
+
+
+def test_a_client_gets_a_short_lived_signed_access_token_and_provisions_with_it(
+    app: Flask, client: FlaskClient
+) -> None:
+    creds = _client(app, "entra", "--token-lifetime", "30m")
+    assert creds["client_id"].startswith("lmsscim-client-")
+    assert creds["token_endpoint"].endswith("/oauth/token")
+    response = _token_request(client, creds)
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.get_json()
+    assert (body["token_type"], body["expires_in"], body["scope"]) == (
+        "Bearer",
+        1800,
+        "scim.read scim.write",
+    )
+    token = body["access_token"]
+    header = jwt.get_unverified_header(token)
+    assert (header["typ"], header["alg"]) == ("at+jwt", "ES256")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["iss"] == ISSUER
+    assert claims["aud"] == AUDIENCE
+    assert claims["sub"] == claims["client_id"] == creds["client_id"]
+    assert claims["exp"] - claims["iat"] == 1800
+    assert claims["jti"]
+    assert claims["tenant_id"] == tenancy.DEFAULT_TENANT
+
+    scim = Scim(client, token)
+    created = create_user(scim, "ada@example.com")
+    assert scim.get(f"/Users/{created['id']}").status_code == 200
+    with app.app_context():
+        actors = {e.token_name for e in AuditEvent.select() if e.resource_type == "User"}
+    assert actors == {"oauth:entra"}
+    assert creds["client_secret"] not in json.dumps([str(e.changes) for e in AuditEvent.select()])
+
+
+def test_client_authentication_by_form_parameters_too(app: Flask, client: FlaskClient) -> None:
+    creds = _client(app)
+    response = client.post(
+        TOKEN_URL,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": creds["client_id"],
+            "client_secret": creds["client_secret"],
+        },
+    )
+    assert response.status_code == 200
+    assert response.get_json()["access_token"].count(".") == 2
+
+
+@pytest.mark.parametrize(
+    ("how", "status", "error"),
+    [
+        ("no client authentication", 401, "invalid_client"),
+        ("wrong secret", 401, "invalid_client"),
+        ("unknown client", 401, "invalid_client"),
+        ("both ways at once", 400, "invalid_request"),
+        ("no grant_type", 400, "invalid_request"),
+        ("password grant", 400, "unsupported_grant_type"),
+        ("JSON body", 400, "invalid_request"),
+        ("unknown scope", 400, "invalid_scope"),
+    ],
+)
+def test_token_request_errors_are_rfc_6749s(
+    app: Flask, client: FlaskClient, how: str, status: int, error: str
+) -> None:
+    creds = _client(app)
+    good = _basic(creds["client_id"], creds["client_secret"])
+    form = {"grant_type": "client_credentials"}
+    requests: dict[str, Any] = {
+        "no client authentication": {"data": form},
+        "wrong secret": {"data": form, "headers": _basic(creds["client_id"], "lmsscim_nope")},
+        "unknown client": {"data": form, "headers": _basic("someone", creds["client_secret"])},
+        "both ways at once": {
+            "data": {**form, "client_secret": creds["client_secret"]},
+            "headers": good,
+        },
+        "no grant_type": {"data": {}, "headers": good},
+        "password grant": {"data": {"grant_type": "password"}, "headers": good},
+        "JSON body": {"json": form, "headers": good},
+        "unknown scope": {"data": {**form, "scope": "scim.admin"}, "headers": good},
+    }
+    response = client.post(TOKEN_URL, **requests[how])
+    _oauth_error(response, status, error)
+    if error == "invalid_client":
+        assert response.headers["WWW-Authenticate"].startswith("Basic")
+
+
+def test_a_read_only_client_never_gets_scim_write(app: Flask, client: FlaskClient) -> None:
+    creds = _client(app, "auditor", "--read-only")
+    _oauth_error(_token_request(client, creds, scope="scim.write"), 400, "invalid_scope")
+    body = _token_request(client, creds).get_json()
+    assert body["scope"] == "scim.read"
+    scim = Scim(client, body["access_token"])
+    assert scim.get("/Users").status_code == 200
+    assert_error(scim.post("/Users", user_body("x@example.com")), 403)
+
+
+def test_a_token_without_scim_write_may_read_but_not_write(app: Flask, client: FlaskClient) -> None:
+    creds = _client(app)
+    scim = Scim(client, _access_token(client, creds, scope="scim.read"))
+    assert scim.get("/Users").status_code == 200
+    assert_error(scim.post("/Users", user_body("x@example.com")), 403)
+
+
+def test_failed_client_authentications_brake_the_address(app: Flask, client: FlaskClient) -> None:
+    creds = _client(app)
+    wrong = {**creds, "client_secret": "lmsscim_wrong"}
+    statuses = [_token_request(client, wrong).status_code for _ in range(31)]
+    assert statuses[:30] == [401] * 30
+    _oauth_error(_token_request(client, creds), 429, "temporarily_unavailable")
+
+
+# -- rotation and revocation ---------------------------------------------------------------------
+
+
+def test_rotation_keeps_both_secrets_during_the_grace_then_only_the_new(
+    app: Flask, client: FlaskClient
+) -> None:
+    old = _client(app)
+    out = run(app, "clients", "rotate", "entra", "--grace", "1h").stdout.splitlines()
+    new = {**old, **dict(line.split("=", 1) for line in out)}
+    assert new["client_secret"] != old["client_secret"]
+    assert _token_request(client, old).status_code == 200
+    assert _token_request(client, new).status_code == 200
+    run(app, "clients", "rotate", "entra", "--grace", "0s")
+    _oauth_error(_token_request(client, old), 401, "invalid_client")
+
+
+def test_a_revoked_clients_tokens_are_refused(app: Flask, client: FlaskClient) -> None:
+    creds = _client(app)
+    scim = Scim(client, _access_token(client, creds))
+    assert scim.get("/Users").status_code == 200
+    run(app, "clients", "revoke", "entra")
+    refused = scim.get("/Users")
+    assert_error(refused, 401)
+    assert 'error="invalid_token"' in refused.headers["WWW-Authenticate"]
+    _oauth_error(_token_request(client, creds), 401, "invalid_client")
+    listed = json.loads(run(app, "clients", "list", "--format", "json").stdout)
+    assert [(c["name"], c["state"]) for c in listed] == [("entra", "revoked")]
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+
+def test_key_rotation_keeps_earlier_tokens_valid_and_publishes_both_keys(
+    app: Flask, client: FlaskClient
+) -> None:
+    creds = _client(app)
+    before = _access_token(client, creds)
+    run(app, "keys", "rotate")
+    runtime.of(app).access_tokens.ring.reload()
+    after = _access_token(client, creds)
+    kids = [jwt.get_unverified_header(t)["kid"] for t in (before, after)]
+    assert kids[0] != kids[1]
+    published = client.get("/.well-known/jwks.json").get_json()["keys"]
+    assert {k["kid"] for k in published} == set(kids)
+    assert all(k["kty"] == "EC" and "d" not in k for k in published)
+    for token in (before, after):
+        assert Scim(client, token).get("/Users").status_code == 200
+
+
+def test_metadata_names_the_endpoint_the_key_set_and_what_is_supported(
+    client: FlaskClient,
+) -> None:
+    body = client.get("/.well-known/oauth-authorization-server").get_json()
+    assert body["issuer"] == ISSUER
+    assert body["token_endpoint"] == ISSUER + TOKEN_URL
+    assert body["jwks_uri"] == ISSUER + "/.well-known/jwks.json"
+    assert body["grant_types_supported"] == ["client_credentials"]
+    assert set(body["token_endpoint_auth_methods_supported"]) == {
+        "client_secret_basic",
+        "client_secret_post",
+    }
+
+
+# -- forged and misdirected tokens --------------------------------------------------------------
+
+
+def _claims(creds: dict[str, str], **changes: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": creds["client_id"],
+        "client_id": creds["client_id"],
+        "iat": now,
+        "exp": now + 600,
+        "jti": "j1",
+        "scope": "scim.read scim.write",
+        "tenant_id": tenancy.DEFAULT_TENANT,
+    }
+    claims.update(changes)
+    return claims
+
+
+def _forged(app: Flask, creds: dict[str, str], how: str) -> str:
+    ring = runtime.of(app).access_tokens.ring
+    signer = ring.signer()
+    headers = {"typ": "at+jwt", "kid": signer.kid}
+    if how == "alg none":
+        return jwt.encode(_claims(creds), None, "none", headers)
+    if how == "HS256 with the public key as secret":
+        public_pem = signer.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        header = base64.urlsafe_b64encode(json.dumps({**headers, "alg": "HS256"}).encode()).rstrip(
+            b"="
+        )
+        payload = base64.urlsafe_b64encode(json.dumps(_claims(creds)).encode()).rstrip(b"=")
+        mac = hmac.new(public_pem, header + b"." + payload, hashlib.sha256).digest()
+        return b".".join([header, payload, base64.urlsafe_b64encode(mac).rstrip(b"=")]).decode()
+    if how == "a foreign key":
+        stranger = ec.generate_private_key(ec.SECP256R1())
+        return jwt.encode(_claims(creds), stranger, "ES256", {**headers, "kid": "not-ours"})
+    if how == "our kid, a foreign key":
+        stranger = ec.generate_private_key(ec.SECP256R1())
+        return jwt.encode(_claims(creds), stranger, "ES256", headers)
+    changes = {
+        "another audience": {"aud": "https://elsewhere.example/scim/v2"},
+        "another issuer": {"iss": "https://elsewhere.example"},
+        "expired": {"exp": int(time.time()) - 120, "iat": int(time.time()) - 900},
+        "another tenant": {"tenant_id": 999},
+        "no jti": {"jti": None},
+    }[how]
+    claims = {k: v for k, v in _claims(creds, **changes).items() if v is not None}
+    return jwt.encode(claims, signer.key, "ES256", headers)
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "alg none",
+        "HS256 with the public key as secret",
+        "a foreign key",
+        "our kid, a foreign key",
+        "another audience",
+        "another issuer",
+        "expired",
+        "another tenant",
+        "no jti",
+    ],
+)
+def test_forged_or_misdirected_tokens_are_refused(
+    app: Flask, client: FlaskClient, how: str
+) -> None:
+    creds = _client(app)
+    _access_token(client, creds)  # the ring has a signer
+    response = Scim(client, _forged(app, creds, how)).get("/Users")
+    assert_error(response, 401)
+    assert response.headers["WWW-Authenticate"] == (
+        'Bearer realm="lms-scim", error="invalid_token"'
+    )
+
+
+def test_a_token_with_the_wrong_typ_is_refused(app: Flask, client: FlaskClient) -> None:
+    creds = _client(app)
+    good = _access_token(client, creds)
+    signer = runtime.of(app).access_tokens.ring.signer()
+    claims = jwt.decode(good, options={"verify_signature": False})
+    plain = jwt.encode(claims, signer.key, "ES256", {"typ": "JWT", "kid": signer.kid})
+    assert_error(Scim(client, plain).get("/Users"), 401)
+
+
+def test_a_tenants_token_is_refused_at_another_tenants_url(
+    app: Flask, client: FlaskClient, acme: Scim
+) -> None:
+    run(app, "clients", "create", "acme-entra", "--tenant", "acme")
+    out = run(app, "clients", "create", "acme-okta", "--tenant", "acme").stdout.splitlines()
+    creds = dict(line.split("=", 1) for line in out)
+    token = _access_token(client, creds)
+    theirs = Scim(client, token, base="/t/acme/scim/v2")
+    create_user(theirs, "zed@acme.example")
+    assert Scim(client, token).get("/Users").get_json()["totalResults"] == 1
+    assert_error(Scim(client, token, base="/t/default/scim/v2").get("/Users"), 401)
+
+
+def test_client_commands_refuse_what_cannot_work(app: Flask) -> None:
+    _client(app)
+    taken = invoke(app, "clients", "create", "entra")
+    assert taken.exit_code == 1
+    assert "exists" in taken.output
+    short = invoke(app, "clients", "create", "quick", "--token-lifetime", "1m")
+    assert short.exit_code != 0
+    assert "between 5m and 24h" in short.output
+    assert invoke(app, "clients", "revoke", "nobody").exit_code == 1
+    assert "client_secret" not in run(app, "clients", "list").stdout
+
+
+def test_a_client_secret_is_stored_only_as_its_hash(app: Flask) -> None:
+    creds = _client(app)
+    with app.app_context():
+        from app.store.models import OAuthClientSecret
+
+        with tenancy.everywhere():
+            stored = [row.secret_hash for row in OAuthClientSecret.select()]
+    assert creds["client_secret"] not in stored
+    assert len(stored) == 1
+
+
+def test_verifying_an_access_token_costs_no_query(app: Flask, client: FlaskClient) -> None:
+    """The signature with a key the process holds; the client's state from the short cache."""
+    from playhouse.test_utils import count_queries
+
+    from app import auth
+
+    creds = _client(app)
+    token = _access_token(client, creds)  # the token request loaded the keys
+    current = runtime.of(app)
+    current.tokens.clear()
+    with app.test_request_context("/scim/v2/Users"):
+        with count_queries() as first:
+            principal = auth.verify(f"Bearer {token}", current.tokens, current.access_tokens)
+        current.tokens.clear()  # not even the verified-token cache: a fresh verification
+        with count_queries() as second:
+            again = auth.verify(f"Bearer {token}", current.tokens, current.access_tokens)
+    assert principal == again
+    assert principal.token_name == "oauth:entra"
+    assert first.count <= 1  # the client's state, once per TOKEN_CACHE_SECONDS
+    assert second.count == 0
