@@ -265,15 +265,16 @@ def database_size(kind: str, url: str) -> int | None:
         return int(cursor.fetchone()[0])
 
 
-def end_cursor(ids: list[str], page_size: int, config: Any) -> dict[str, Any]:
-    """An RFC 9865 cursor for the last page of /Users in its default order (by id), signed
-    as the server signs its `nextCursor`s: walking a million users there takes 10,000 pages."""
+def end_cursor(ids: list[str], page_size: int, config: Any, tenant_id: int) -> dict[str, Any]:
+    """An RFC 9865 cursor for the last page of a tenant's /Users in its default order (by id),
+    signed as the server signs its `nextCursor`s (the digest names the tenant, as
+    `app.scim.listing` makes it): walking a million users there takes 10,000 pages."""
     from app import cursors
 
     ordered = sorted(ids)
     rows = min(page_size, len(ordered) - 1)
     position = (None, ordered[-rows - 1])
-    digest = cursors.query_digest("User", "", None, False)
+    digest = cursors.query_digest(tenant_id, "User", "", None, False)
     key = cursors.derive_key(config.secret_key)
     token = cursors.encode(position, digest, key, config.cursor_timeout_seconds)
     return {"cursor": token, "rows": rows}
@@ -299,7 +300,7 @@ def prepare(
     from app import create_app, passwords
     from app.auth import issue
     from app.config import Config
-    from app.store import migrations, seed
+    from app.store import migrations, seed, tenancy
     from app.store.db import database
 
     config = Config.from_env(database_url=url, secret_key=secret)
@@ -359,7 +360,7 @@ def prepare(
                     "members": len(members),
                     "spare": ids[n - spare :],
                 },
-                "end_cursor": end_cursor(ids, args.page_size, config),
+                "end_cursor": end_cursor(ids, args.page_size, config, tenancy.DEFAULT_TENANT),
             }
 
             started = time.perf_counter()
