@@ -30,6 +30,9 @@ def chart(result: dict[str, Any], out: Path) -> None:
 
     ceiling = (result.get("ceiling") or {}).get("phases", {})
     cases = [c for c in result["cases"] if c.get("scimbench")]
+    # A run with `--tenants 1,T` has two cases per size: the chart tells the sizes' story with
+    # the single-tenant ones (run.py's table compares the tenants).
+    cases = [c for c in cases if c.get("tenants", 1) == 1] or cases
     largest: dict[str, dict[str, Any]] = {}
     for case in cases:
         if case["users"] >= largest.get(case["db"], {}).get("users", 0):

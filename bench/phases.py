@@ -24,6 +24,13 @@ The phases issue 10 asks for beyond scimbench's:
 
 run.py passes the big group and the end cursor in the `--state` file's `extras`.
 
+Several tenants (run.py `--tenants T`): the state's `extras.tenants` lists each tenant's token
+and end cursor, and each state user carries its tenant's number. Every request of every phase
+then goes to a tenant picked at random — the request carries that tenant's token, and the
+user it names (a pick) is one of that tenant's — so the load is spread over all the tenants,
+as many IdPs' traffic is. Answers are checked as with one tenant: `totalResults` is the
+tenant's own count (every tenant has the same), a cursor is the tenant's own.
+
 It runs exactly like scimbench.py (same options); the extra phase names are accepted in
 `--phases`. scimbench.py is a verbatim copy of the team's shared harness, so the extra phases
 live here, in a subclass of its `Bench`, and reuse its `run_phase`, `Client` and checks.
@@ -32,9 +39,11 @@ live here, in a subclass of its `Bench`, and reuse its `run_phase`, `Client` and
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import scimbench
 from scimbench import (
@@ -64,7 +73,58 @@ PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
 class ProjectBench(Bench):
-    """scimbench's Bench with the project's extra lookup phases (`phase_<name>`)."""
+    """scimbench's Bench with the project's extra lookup phases (`phase_<name>`), and requests
+    spread over several tenants when the state names them."""
+
+    def __init__(self, args: Any) -> None:
+        super().__init__(args)
+        # One {slug, token, end_cursor} per tenant (empty: one tenant, scimbench's own token).
+        self.tenants: list[dict] = []
+        self.by_tenant: dict[int, list[dict]] = {}
+
+    def run(self) -> None:
+        if self.a.state and os.path.exists(self.a.state):
+            self.tenants = self.extras().get("tenants") or []
+        super().run()
+
+    def _tenant_users(self) -> dict[int, list[dict]]:
+        if not self.by_tenant:
+            for user in self.users:
+                self.by_tenant.setdefault(user["tenant"], []).append(user)
+        return self.by_tenant
+
+    def run_phase(self, name: str, op: Callable, **kwargs: Any) -> Any:
+        """scimbench's `run_phase`; with several tenants, each request first picks its tenant
+        (`ctx["tenant"]`) and sends that tenant's token."""
+        if not self.tenants:
+            return super().run_phase(name, op, **kwargs)
+        numbers = sorted(self._tenant_users())
+
+        def in_a_tenant(ctx: dict, client: scimbench.Client, i: int) -> Any:
+            number = numbers[ctx["rng"].randrange(len(numbers))]
+            ctx["tenant"] = number
+            client.auth = "Bearer " + self.tenants[number]["token"]
+            return op(ctx, client, i)
+
+        return super().run_phase(name, in_a_tenant, **kwargs)
+
+    def pick(self, ctx: dict) -> dict:
+        """A random user of the request's tenant."""
+        if not self.tenants:
+            return super().pick(ctx)
+        mine = self._tenant_users()[ctx["tenant"]]
+        return mine[ctx["rng"].randrange(len(mine))]
+
+    def phase_list(self, where: str) -> None:
+        # scimbench checks totalResults against the state's users: a tenant's own, here.
+        if not self.tenants:
+            return super().phase_list(where)
+        everyone = self.users
+        self.users = self._tenant_users()[min(self.by_tenant)]
+        try:
+            return super().phase_list(where)
+        finally:
+            self.users = everyone
 
     def _lookup_one(
         self, name: str, make_filter: Callable[[dict], str], check_extra: Callable | None = None
@@ -140,11 +200,12 @@ class ProjectBench(Bench):
     def phase_create_password_ignored(self) -> None:
         self._create("create_password_ignored", password=True)
 
-    def _cursor(self, name: str, cursor: str, rows: int, more: bool) -> None:
+    def _cursor(self, name: str, cursor: Callable[[dict], str], rows: int, more: bool) -> None:
         size = self.a.page_size
 
-        def op(_ctx, client, _i):
-            st, doc, raw = client.request("GET", f"/Users?count={size}&cursor={q(cursor)}")
+        def op(ctx, client, _i):
+            path = f"/Users?count={size}&cursor={q(cursor(ctx))}"
+            st, doc, raw = client.request("GET", path)
             if not self.checked:
                 return True
             expect_status(st, 200, raw)
@@ -162,11 +223,18 @@ class ProjectBench(Bench):
     def phase_cursor_start(self) -> None:
         total = self.extras()["users_total"]
         size = self.a.page_size
-        self._cursor("cursor_start", "", min(size, total), total > size)
+        self._cursor("cursor_start", lambda _ctx: "", min(size, total), total > size)
 
     def phase_cursor_end(self) -> None:
         end = self.extras()["end_cursor"]
-        self._cursor("cursor_end", end["cursor"], end["rows"], False)
+
+        def cursor(ctx: dict) -> str:
+            # Signed per tenant: another tenant's cursor is 400 invalidCursor.
+            if self.tenants:
+                return self.tenants[ctx["tenant"]]["end_cursor"]["cursor"]
+            return end["cursor"]
+
+        self._cursor("cursor_end", cursor, end["rows"], False)
 
     def phase_big_group_lookup(self) -> None:
         group = self.extras()["big_group"]

@@ -10,6 +10,11 @@ client cost before any SCIM work.
 
     .venv/bin/python bench/profile.py                       # every phase, 10k users, SQLite
     .venv/bin/python bench/profile.py --phases lookup,patch --requests 2000
+    .venv/bin/python bench/profile.py --users 100000 --tenants 100 --phases lookup,get,list
+
+With `--tenants T` the users are seeded into T tenants as `run.py --tenants` does, and each
+request carries the token of its user's tenant (`list`: a page of that tenant's), so the
+tenants' token and settings caches are exercised as under `run.py`; only lookup, get and list.
 """
 
 from __future__ import annotations
@@ -33,6 +38,12 @@ import run as bench_run  # noqa: E402 - bench/ is put on the path just above
 import scimbench  # noqa: E402
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+# With several tenants: the requests that name a user of the tenant whose token they carry.
+TENANT_PHASES = {"healthz", "lookup", "get", "list"}
+
+
+def pick_user(users: list[dict], i: int) -> dict:
+    return users[(i * 7919) % len(users)]
 
 
 def _requests(users: list[dict], extras: dict) -> dict[str, Callable[[Any, int], Any]]:
@@ -40,9 +51,10 @@ def _requests(users: list[dict], extras: dict) -> dict[str, Callable[[Any, int],
     group = extras["big_group"]
     spare = group["spare"]
     tag = str(int(time.time()))
+    total = extras["users_total"]
 
     def pick(i: int) -> dict:
-        return users[(i * 7919) % len(users)]
+        return pick_user(users, i)
 
     def lookup(c: Any, i: int) -> Any:
         return c.get(
@@ -81,7 +93,10 @@ def _requests(users: list[dict], extras: dict) -> dict[str, Callable[[Any, int],
     def list_page(c: Any, i: int) -> Any:
         return c.get(
             "/scim/v2/Users",
-            query_string={"startIndex": 1 + (i * 100) % max(1, len(users)), "count": 100},
+            query_string={
+                "startIndex": 1 + (i * 100) % max(1, min(total, len(users))),
+                "count": 100,
+            },
         )
 
     def member(c: Any, i: int) -> Any:
@@ -114,8 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     p.add_argument("--users", type=int, default=10_000)
     p.add_argument("--requests", type=int, default=1000, help="requests per phase")
+    p.add_argument("--tenants", type=int, default=1, help="tenants the users are seeded into")
     p.add_argument("--phases", help="comma list (default all)")
     args = p.parse_args(argv)
+    if args.users % args.tenants:
+        p.error("--users must be a multiple of --tenants")
+    several = args.tenants > 1
+    if several and args.phases and (bad := set(args.phases.split(",")) - TENANT_PHASES):
+        p.error(f"with --tenants above 1 only {','.join(sorted(TENANT_PHASES))}: not {bad}")
     from pyinstrument import Profiler
 
     tmp = Path(tempfile.mkdtemp(prefix="lms-scim-profile-"))
@@ -133,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         state = tmp / "state.json"
         secret = "profile-secret-" + tmp.name
         prepared = bench_run.prepare(
-            args.db, url, args.users, seed_args, state, "http://x/scim/v2", secret
+            args.db, url, args.users, args.tenants, seed_args, state, "http://x/scim/v2", secret
         )
         users = prepared["users"]
         extras = json.loads(state.read_text())["extras"]
@@ -147,18 +168,28 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("lms_scim.request").setLevel(logging.WARNING)
         client = app.test_client()
         client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {prepared['token']}"
+        tokens = [t["token"] for t in extras.get("tenants", [])]
+
+        def send_as(send: Callable[[Any, int], Any], i: int) -> Any:
+            """The request, with the token of its user's tenant when there are several."""
+            if tokens:
+                user = pick_user(users, i)
+                client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {tokens[user['tenant']]}"
+            return send(client, i)
+
         builders = _requests(users, extras)
-        wanted = args.phases.split(",") if args.phases else list(builders)
+        everything = [b for b in builders if b in TENANT_PHASES or not several]
+        wanted = args.phases.split(",") if args.phases else everything
         bench_run.RESULTS.mkdir(exist_ok=True)
         rows = []
         for name in wanted:
             send = builders[name]
             n = max(10, args.requests // (20 if name == "create_password" else 1))
             for i in range(10):  # warm: caches, prepared statements, the filter shape
-                send(client, -1 - i)
+                send_as(send, -1 - i)
             started = time.perf_counter()
             for i in range(n):
-                response = send(client, i)
+                response = send_as(send, i)
                 if response.status_code >= 500:
                     raise RuntimeError(
                         f"{name}: {response.status_code} {response.get_data()[:200]!r}"
@@ -167,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             profiler = Profiler(interval=0.0002)
             profiler.start()
             for i in range(n, 2 * n):
-                send(client, i)
+                send_as(send, i)
             profiler.stop()
             profiled = profiler.last_session.duration / n
             out = bench_run.RESULTS / f"profile-{name}.txt"

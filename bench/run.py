@@ -7,7 +7,9 @@ folder, or a fresh schema in PostgreSQL's `test` database), migrated and seeded 
 token from `app.auth.issue`, the real server started as
 `gunicorn --workers 2 --worker-class gthread --threads 4 'app:create_app()'` on a free loopback
 port, scimbench's phases (bench/phases.py) run against it, the workers' peak RSS read, the
-server stopped by its pid, the database dropped. The ceiling app (bench/ceiling_app.py) runs
+server stopped by its pid, the database dropped. With `--tenants T` (T > 1) the users are
+seeded into T tenants (N/T each, one token each) and every request goes to a tenant picked at
+random (bench/phases.py). The ceiling app (bench/ceiling_app.py) runs
 once under the same gunicorn settings with `--no-check`; ratios to it are what stay comparable
 on a noisy machine. Results: a table on stdout, `bench/results/<timestamp>.json` and
 `bench/results/latest.md`.
@@ -21,6 +23,7 @@ import argparse
 import atexit
 import contextlib
 import http.client
+import itertools
 import json
 import math
 import os
@@ -47,7 +50,9 @@ sys.path.insert(0, str(BENCH))
 import scimbench  # noqa: E402 - bench/ is put on the path just above
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
-CORE_PHASES = [
+# The reads; with --tenants T > 1 the only phases, each request for a tenant picked at random
+# (the writes' post-checks and the big group belong to one tenant).
+TENANT_PHASES = [
     "lookup",
     "lookup_miss",
     "lookup_external_id",
@@ -58,6 +63,9 @@ CORE_PHASES = [
     "list_end",
     "cursor_start",
     "cursor_end",
+]
+CORE_PHASES = [
+    *TENANT_PHASES,
     "big_group_lookup",
     "big_group_get",
     "put",
@@ -265,15 +273,16 @@ def database_size(kind: str, url: str) -> int | None:
         return int(cursor.fetchone()[0])
 
 
-def end_cursor(ids: list[str], page_size: int, config: Any) -> dict[str, Any]:
-    """An RFC 9865 cursor for the last page of /Users in its default order (by id), signed
-    as the server signs its `nextCursor`s: walking a million users there takes 10,000 pages."""
+def end_cursor(ids: list[str], page_size: int, config: Any, tenant_id: int) -> dict[str, Any]:
+    """An RFC 9865 cursor for the last page of a tenant's /Users in its default order (by id),
+    signed as the server signs its `nextCursor`s (the digest names the tenant, as
+    `app.scim.listing` makes it): walking a million users there takes 10,000 pages."""
     from app import cursors
 
     ordered = sorted(ids)
     rows = min(page_size, len(ordered) - 1)
     position = (None, ordered[-rows - 1])
-    digest = cursors.query_digest("User", "", None, False)
+    digest = cursors.query_digest(tenant_id, "User", "", None, False)
     key = cursors.derive_key(config.secret_key)
     token = cursors.encode(position, digest, key, config.cursor_timeout_seconds)
     return {"cursor": token, "rows": rows}
@@ -291,15 +300,117 @@ def hash_seconds(rounds: int = 8) -> float:
     return (time.perf_counter() - started) / rounds
 
 
-def prepare(
-    kind: str, url: str, n: int, args: argparse.Namespace, state: Path, base: str, secret: str
-) -> dict:
-    """Migrate, seed n users and the big group, analyse, issue a token; write scimbench's
-    --state file (with the big group and a cursor signed with the server's `secret`)."""
-    from app import create_app, passwords
+def tenant_slug(number: int, tenants: int) -> str:
+    """`t0001`, `t0002`, … (wider past 9,999 tenants): the slug of the number-th tenant."""
+    return f"t{number + 1:0{max(4, len(str(tenants)))}d}"
+
+
+def seed_store(n: int, tenants: int, args: argparse.Namespace, config: Any) -> dict[str, Any]:
+    """Seed n users and the big group, issue the token, in the app's database (connected).
+
+    One tenant: everything in the default tenant, as a single-organisation install has it.
+    T tenants: T new tenants `t0001`… (`app.store.tenants.create`), each with the next N/T users
+    of the one generator (so userNames stay distinct across tenants), a big group of
+    `--big-group`/T of them (as many memberships in all as with one tenant) and a token of its
+    own. Returns `prefix`; `tenants`, per tenant its `id`, `slug`, `token`, user `ids` (in
+    seeding order) and `big_group`; `users`, the sample for scimbench's state (each with its
+    `id` and, with several tenants, its tenant's number as `tenant`); and the seed figures.
+    """
+    from app import passwords
     from app.auth import issue
+    from app.store import seed, tenancy
+    from app.store import tenants as tenant_store
+
+    per = n // tenants
+    figures: dict[str, Any] = {}
+    started = time.perf_counter()
+    if tenants == 1:
+        owners: list[tuple[int, str | None]] = [(tenancy.DEFAULT_TENANT, None)]
+    else:
+        owners = []
+        for number in range(tenants):
+            slug = tenant_slug(number, tenants)
+            owners.append((tenant_store.create(slug, f"Bench tenant {number + 1}").id, slug))
+        figures["tenants_s"] = round(time.perf_counter() - started, 3)
+
+    prefix = f"b{secrets.token_hex(3)}"
+    # Every tenant gets some of the sampled users, however many tenants there are.
+    every = max(1, min(math.ceil(n / args.state_users), per))
+    sample: list[tuple[int, dict[str, str]]] = []
+    resources = Resources(config)
+    deadline = time.monotonic() + args.seed_timeout
+
+    def feed() -> Iterator[dict[str, Any]]:
+        for i, user in enumerate(generate_users(n, prefix, args.seed_rng)):
+            if i % every == 0:
+                sample.append((i, user))
+            if i % args.batch == 0:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"seeding stopped at --seed-timeout after {i}")
+                if i and i % (10 * args.batch) == 0 and n >= 100_000:
+                    log(f"  seeded {i:,} / {n:,}")
+            yield resources.build(i, user)
+
+    password_hash = passwords.Hasher().hash(SEED_PASSWORD)
+    started = time.perf_counter()
+    source = feed()
+    made: list[dict[str, Any]] = []
+    for tenant_id, slug in owners:
+        with tenancy.use(tenant_id):
+            ids = seed.bulk_create(
+                itertools.islice(source, per),
+                batch=args.batch,
+                password_hash=password_hash,
+                unique_emails=config.unique_emails,
+            )
+        if len(ids) != per:
+            raise RuntimeError(f"bulk_create returned {len(ids)} ids for {per} users")
+        made.append({"id": tenant_id, "slug": slug, "ids": ids})
+    figures["seed_s"] = round(time.perf_counter() - started, 3)
+    figures["seed_users_per_s"] = round(n / figures["seed_s"], 1)
+    figures["template_checks"] = resources.checked
+    figures["template_exact_fallback"] = resources.exact
+
+    spare = min(args.spare_users, max(1, per // 10))
+    size = max(0, min(args.big_group // tenants, per - spare))
+    big_name = f"{prefix} everyone"
+    started = time.perf_counter()
+    for tenant in made:
+        with tenancy.use(tenant["id"]):
+            tenant["big_group"] = {
+                "id": seed.bulk_group({"displayName": big_name}, tenant["ids"][:size]),
+                "displayName": big_name,
+                "members": size,
+                "spare": tenant["ids"][per - spare :],
+            }
+            tenant["token"] = issue("bench")
+    figures["big_group_members"] = size * tenants
+    figures["big_group_seed_s"] = round(time.perf_counter() - started, 3)
+    users = []
+    for i, user in sample:
+        number, at = divmod(i, per)
+        users.append(dict(user, id=made[number]["ids"][at]))
+        if tenants > 1:
+            users[-1]["tenant"] = number
+    return {"prefix": prefix, "tenants": made, "users": users, "figures": figures}
+
+
+def prepare(
+    kind: str,
+    url: str,
+    n: int,
+    tenants: int,
+    args: argparse.Namespace,
+    state: Path,
+    base: str,
+    secret: str,
+) -> dict:
+    """Migrate, seed n users (in `tenants` tenants) and the big group, analyse, issue the
+    token(s); write scimbench's --state file (with the big group, a cursor signed with the
+    server's `secret` and, for several tenants, each tenant's token and end cursor)."""
+    from app import create_app
     from app.config import Config
-    from app.store import migrations, seed
+    from app.store import migrations
     from app.store.db import database
 
     config = Config.from_env(database_url=url, secret_key=secret)
@@ -312,55 +423,25 @@ def prepare(
             migrations.upgrade(db)
             out["migrate_s"] = round(time.perf_counter() - started, 3)
 
-            prefix = f"b{secrets.token_hex(3)}"
-            every = max(1, math.ceil(n / args.state_users))
-            sample: list[tuple[int, dict[str, str]]] = []
-            resources = Resources(config)
-            deadline = time.monotonic() + args.seed_timeout
-
-            def feed() -> Iterator[dict[str, Any]]:
-                for i, user in enumerate(generate_users(n, prefix, args.seed_rng)):
-                    if i % every == 0:
-                        sample.append((i, user))
-                    if i % args.batch == 0:
-                        if time.monotonic() > deadline:
-                            raise TimeoutError(f"seeding stopped at --seed-timeout after {i}")
-                        if i and i % (10 * args.batch) == 0 and n >= 100_000:
-                            log(f"  seeded {i:,} / {n:,}")
-                    yield resources.build(i, user)
-
-            password_hash = passwords.Hasher().hash(SEED_PASSWORD)
-            started = time.perf_counter()
-            ids = seed.bulk_create(
-                feed(),
-                batch=args.batch,
-                password_hash=password_hash,
-                unique_emails=config.unique_emails,
-            )
-            out["seed_s"] = round(time.perf_counter() - started, 3)
-            out["seed_users_per_s"] = round(n / out["seed_s"], 1)
-            out["template_checks"] = resources.checked
-            out["template_exact_fallback"] = resources.exact
-            if len(ids) != n:
-                raise RuntimeError(f"bulk_create returned {len(ids)} ids for {n} users")
-
-            spare = min(args.spare_users, max(1, n // 10))
-            members = ids[: max(0, min(args.big_group, n - spare))]
-            big_name = f"{prefix} everyone"
-            started = time.perf_counter()
-            big_id = seed.bulk_group({"displayName": big_name}, members)
-            out["big_group_members"] = len(members)
-            out["big_group_seed_s"] = round(time.perf_counter() - started, 3)
-            extras = {
-                "users_total": n,
-                "big_group": {
-                    "id": big_id,
-                    "displayName": big_name,
-                    "members": len(members),
-                    "spare": ids[n - spare :],
-                },
-                "end_cursor": end_cursor(ids, args.page_size, config),
+            seeded = seed_store(n, tenants, args, config)
+            out.update(seeded["figures"])
+            made = seeded["tenants"]
+            first = made[0]
+            extras: dict[str, Any] = {
+                # What one token sees: its tenant's users.
+                "users_total": n // tenants,
+                "big_group": first["big_group"],
+                "end_cursor": end_cursor(first["ids"], args.page_size, config, first["id"]),
             }
+            if tenants > 1:
+                extras["tenants"] = [
+                    {
+                        "slug": t["slug"],
+                        "token": t["token"],
+                        "end_cursor": end_cursor(t["ids"], args.page_size, config, t["id"]),
+                    }
+                    for t in made
+                ]
 
             started = time.perf_counter()
             # PostgreSQL: what autovacuum does after a big import (the visibility map lets
@@ -369,10 +450,9 @@ def prepare(
             out["analyze_s"] = round(time.perf_counter() - started, 3)
             if kind == "sqlite":
                 db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-            token = issue("bench")
 
-        users = [dict(user, id=ids[i]) for i, user in sample]
-        del ids
+        users, token = seeded["users"], first["token"]
+        del seeded, made, first
         with state.open("w") as f:
             json.dump({"base": base, "users": users, "extras": extras}, f)
         out["state_users"] = len(users)
@@ -589,10 +669,16 @@ def fmt(value: Any, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def short(case: dict[str, Any]) -> str:
+    """`sqlite 1,000,000`, or `sqlite 1,000,000 in 1,000 tenants`."""
+    tenants = case.get("tenants", 1)
+    return f"{case['db']} {case['users']:,}" + (f" in {tenants:,} tenants" if tenants > 1 else "")
+
+
 def loads(result: dict[str, Any]) -> str:
     parts = []
     for name, item in [("ceiling", result.get("ceiling") or {})] + [
-        (f"{c['db']} {c['users']:,}", c) for c in result["cases"]
+        (short(c), c) for c in result["cases"]
     ]:
         if item.get("loadavg_before"):
             after = (item.get("loadavg_after") or [None])[0]
@@ -612,8 +698,9 @@ def tables(result: dict[str, Any]) -> str:
         f"Load average (1 min) before/after each measurement: {loads(result)}. Anything "
         "well above 0 before a measurement means another process shared the CPUs.",
         "",
-        "| db | users | phase | req/s | p50 ms | p95 ms | p99 ms | vs ceiling | target | status |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---|---|",
+        "| db | users | tenants | phase | req/s | p50 ms | p95 ms | p99 ms | vs ceiling | target "
+        "| status |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---|---|",
     ]
     notes = []
     for case in result["cases"]:
@@ -622,7 +709,8 @@ def tables(result: dict[str, Any]) -> str:
             ratio = s["ok_rps"] / top if top and s["status"] == "ok" else None
             status = {"ok": "OK", "WRONG": "WRONG"}.get(s["status"], s["status"])
             lines.append(
-                f"| {case['db']} | {case['users']:,} | {name} | {s['ok_rps']:.1f} | "
+                f"| {case['db']} | {case['users']:,} | {case.get('tenants', 1):,} | {name} | "
+                f"{s['ok_rps']:.1f} | "
                 f"{fmt(s['p50_ms'], '.2f')} | {fmt(s['p95_ms'], '.2f')} | "
                 f"{fmt(s['p99_ms'], '.2f')} | {fmt(ratio, '.2f')} | "
                 f"{target_cell(name, ratio, s, case, result)} | {status} |"
@@ -630,9 +718,9 @@ def tables(result: dict[str, Any]) -> str:
             if s["errors"]:
                 kinds = "; ".join(f"{v} x {k}" for k, v in s["error_kinds"].items())
                 sample = (s["error_samples"] or [""])[0]
-                notes.append(f"- {case['db']} {case['users']:,} {name}: {kinds}. e.g. `{sample}`")
+                notes.append(f"- {short(case)} {name}: {kinds}. e.g. `{sample}`")
         if case.get("error"):
-            notes.append(f"- {case['db']} {case['users']:,}: run failed: `{case['error'][:300]}`")
+            notes.append(f"- {short(case)}: run failed: `{case['error'][:300]}`")
     if ceiling:
         lines += [
             "",
@@ -648,19 +736,21 @@ def tables(result: dict[str, Any]) -> str:
             )
     lines += [
         "",
-        "| db | users | seed s | users/s | ANALYZE s | db MiB | worker peak RSS MiB (VmHWM) |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| db | users | tenants | seed s | users/s | ANALYZE s | db MiB | worker peak RSS MiB "
+        "(VmHWM) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for case in result["cases"]:
         seed, memory = case.get("seed") or {}, case.get("memory") or {}
         size = seed.get("db_bytes")
         peaks = ", ".join(fmt(w["peak_mib"]) for w in memory.get("workers", [])) or "-"
         lines.append(
-            f"| {case['db']} | {case['users']:,} | {fmt(seed.get('seed_s'))} | "
+            f"| {case['db']} | {case['users']:,} | {case.get('tenants', 1):,} | "
+            f"{fmt(seed.get('seed_s'))} | "
             f"{fmt(seed.get('seed_users_per_s'), ',.0f')} | {fmt(seed.get('analyze_s'), '.2f')} | "
             f"{fmt(size / 2**20 if size else None)} | {peaks} |"
         )
-    lines += hashing_lines(result) + scaling_lines(result)
+    lines += hashing_lines(result) + scaling_lines(result) + tenancy_lines(result, ceiling)
     if notes:
         lines += ["", "Wrong answers and failures:", "", *notes]
     return "\n".join(lines) + "\n"
@@ -711,17 +801,22 @@ def hashing_lines(result: dict[str, Any]) -> list[str]:
 def scaling_lines(result: dict[str, Any]) -> list[str]:
     """Each phase's requests/s at the smallest size over the largest (target: ≤ 1.5x)."""
     lines: list[str] = []
-    for db in dict.fromkeys(c["db"] for c in result["cases"]):
+    for db, tenants in dict.fromkeys((c["db"], c.get("tenants", 1)) for c in result["cases"]):
         cases = sorted(
-            (c for c in result["cases"] if c["db"] == db and c.get("scimbench")),
+            (
+                c
+                for c in result["cases"]
+                if c["db"] == db and c.get("tenants", 1) == tenants and c.get("scimbench")
+            ),
             key=lambda c: c["users"],
         )
         if len(cases) < 2:
             continue
         small, large = cases[0], cases[-1]
+        where = f" in {tenants:,} tenants" if tenants > 1 else ""
         lines += [
             "",
-            f"{db}: {small['users']:,} → {large['users']:,} users (slow-down = req/s at "
+            f"{db}{where}: {small['users']:,} → {large['users']:,} users (slow-down = req/s at "
             f"{small['users']:,} ÷ req/s at {large['users']:,}; target ≤ 1.5x):",
             "",
             "| phase | req/s small | req/s large | slow-down | p50 ms small | p50 ms large |",
@@ -741,6 +836,48 @@ def scaling_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+# Issue 16: T tenants of N/T users cost the same per request as one tenant of N users.
+TENANCY_TOLERANCE = 0.90
+
+
+def tenancy_lines(result: dict[str, Any], ceiling: dict[str, Any]) -> list[str]:
+    """Per database and size: each phase with one tenant and with T, side by side."""
+    lines: list[str] = []
+    done = [c for c in result["cases"] if c.get("scimbench")]
+    for db, n in dict.fromkeys((c["db"], c["users"]) for c in done):
+        same = {c.get("tenants", 1): c for c in done if c["db"] == db and c["users"] == n}
+        one = same.get(1)
+        for tenants, many in sorted(same.items()):
+            if one is None or tenants == 1:
+                continue
+            lines += [
+                "",
+                f"{db}, {n:,} users: 1 tenant of {n:,} against {tenants:,} tenants of "
+                f"{n // tenants:,} (each request for a random tenant; T ÷ 1 = req/s with "
+                f"{tenants:,} tenants ÷ req/s with one; below {TENANCY_TOLERANCE:.2f}: SLOWER):",
+                "",
+                "| phase | req/s 1 | req/s T | T ÷ 1 | p50 ms 1 | p50 ms T | p99 ms 1 | p99 ms T "
+                "| vs ceiling 1 | vs ceiling T |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            ]
+            theirs = many["scimbench"]["phases"]
+            for name, s in one["scimbench"]["phases"].items():
+                other = theirs.get(name)
+                if not other or not s["ok_rps"]:
+                    continue
+                share = other["ok_rps"] / s["ok_rps"]
+                mark = "" if share >= TENANCY_TOLERANCE else " SLOWER"
+                top = ceiling.get(name, {}).get("rps")
+                lines.append(
+                    f"| {name} | {s['ok_rps']:.1f} | {other['ok_rps']:.1f} | {share:.2f}{mark} | "
+                    f"{fmt(s['p50_ms'], '.2f')} | {fmt(other['p50_ms'], '.2f')} | "
+                    f"{fmt(s['p99_ms'], '.2f')} | {fmt(other['p99_ms'], '.2f')} | "
+                    f"{fmt(s['ok_rps'] / top if top else None, '.2f')} | "
+                    f"{fmt(other['ok_rps'] / top if top else None, '.2f')} |"
+                )
+    return lines
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -748,6 +885,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--db", help="comma list of sqlite,postgres (default both)")
     p.add_argument("--users", help="comma list of sizes (default 10000,1000000)")
+    p.add_argument(
+        "--tenants",
+        help="comma list of tenant counts (default 1): with T > 1 the users are seeded into T "
+        "tenants t0001… (N/T each, a token each) and each request goes to a random one; reads "
+        "only: " + ",".join(TENANT_PHASES),
+    )
     p.add_argument("--duration", type=float, help="seconds per timed phase (default 8)")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per phase")
     p.add_argument("--concurrency", type=int, default=4, help="scimbench client threads")
@@ -775,33 +918,53 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.db = (args.db or ("sqlite" if args.quick else "sqlite,postgres")).split(",")
     sizes = args.users or ("10000" if args.quick else "10000,1000000")
     args.users = [int(x.replace("_", "")) for x in sizes.split(",")]
+    args.tenants = [int(x.replace("_", "")) for x in (args.tenants or "1").split(",")]
     args.duration = args.duration or (3.0 if args.quick else 8.0)
     if bad := [d for d in args.db if d not in ("sqlite", "postgres")]:
         p.error(f"unknown --db {bad}")
     if any(n < 1 for n in args.users):
         p.error("--users must be positive")
-    wanted = args.phases.split(",") if args.phases else list(ORDER)
+    if any(t < 1 for t in args.tenants):
+        p.error("--tenants must be positive")
+    if bad := [(n, t) for n in args.users for t in args.tenants if n % t]:
+        p.error(f"--users must be a multiple of --tenants (each tenant gets N/T): {bad}")
+    several = max(args.tenants) > 1
+    # The same phases for every case of a run, so one tenant and T compare like for like.
+    wanted = args.phases.split(",") if args.phases else list(TENANT_PHASES if several else ORDER)
     if bad := [x for x in wanted if x not in KNOWN_PHASES]:
         p.error(f"unknown phase(s) {bad}; known: {','.join(ORDER)}")
+    if several and (bad := [x for x in wanted if x not in TENANT_PHASES]):
+        p.error(f"with --tenants above 1 only {','.join(TENANT_PHASES)} run; not {bad}")
     args.phase_list = [x for x in ORDER if x in wanted]
     return args
 
 
-def run_case(kind: str, n: int, args: argparse.Namespace, tmp: Path, stamp: str) -> dict[str, Any]:
-    case: dict[str, Any] = {"db": kind, "users": n, "loadavg_before": os.getloadavg()}
-    tag = f"{stamp}_{kind}_{n}_{os.getpid()}"
+def label(case: dict[str, Any]) -> str:
+    """`sqlite 1,000,000 users`, or `… in 1,000 tenants`."""
+    tenants = case.get("tenants", 1)
+    where = f" in {tenants:,} tenants" if tenants > 1 else ""
+    return f"{case['db']} {case['users']:,} users{where}"
+
+
+def run_case(
+    kind: str, n: int, tenants: int, args: argparse.Namespace, tmp: Path, stamp: str
+) -> dict[str, Any]:
+    case: dict[str, Any] = {"db": kind, "users": n, "tenants": tenants}
+    case["loadavg_before"] = os.getloadavg()
+    name = label(case)
+    tag = f"{stamp}_{kind}_{n}_{tenants}_{os.getpid()}"
     url, db_cleanup = create_database(kind, tmp, tag)
     try:
-        log(f"{kind} {n:,} users: migrate + seed")
+        log(f"{name}: migrate + seed")
         state = tmp / f"{tag}.state.json"
         port = free_port()
         secret = secrets.token_urlsafe(32)
         base = f"http://127.0.0.1:{port}/scim/v2"
-        prepared = prepare(kind, url, n, args, state, base, secret)
+        prepared = prepare(kind, url, n, tenants, args, state, base, secret)
         case["seed"] = prepared["seed"]
         seed = case["seed"]
         log(
-            f"{kind} {n:,} users: seeded in {seed['seed_s']:.1f} s "
+            f"{name}: seeded in {seed['seed_s']:.1f} s "
             f"({seed['seed_users_per_s']:,.0f}/s), ANALYZE {seed['analyze_s']:.1f} s, "
             f"{(seed['db_bytes'] or 0) / 2**20:.0f} MiB"
         )
@@ -824,7 +987,12 @@ def run_case(kind: str, n: int, args: argparse.Namespace, tmp: Path, stamp: str)
         case["hash_s"] = hash_seconds()
         env = {"DATABASE_URL": url, "SECRET_KEY": secret}
         server = Server(
-            f"lms-scim {kind} {n}", "app:create_app()", ROOT, env, tmp / f"{tag}.server.log", port
+            f"lms-scim {kind} {n} {tenants}",
+            "app:create_app()",
+            ROOT,
+            env,
+            tmp / f"{tag}.server.log",
+            port,
         )
         try:
             server.wait_ready("/healthz")
@@ -835,7 +1003,7 @@ def run_case(kind: str, n: int, args: argparse.Namespace, tmp: Path, stamp: str)
                 phase_list = [p for p in phase_list if p not in GROUP_PHASES]
             ignored = IGNORED_PASSWORD_PHASE in phase_list
             phase_list = [p for p in phase_list if p != IGNORED_PASSWORD_PHASE]
-            log(f"{kind} {n:,} users: scimbench {','.join(phase_list)}")
+            log(f"{name}: scimbench {','.join(phase_list)}")
             case["phases_run"] = phase_list
             case["scimbench"] = run_scimbench(
                 server,
@@ -865,7 +1033,7 @@ def run_case(kind: str, n: int, args: argparse.Namespace, tmp: Path, stamp: str)
             )
             try:
                 server.wait_ready("/healthz")
-                log(f"{kind} {n:,} users: scimbench {IGNORED_PASSWORD_PHASE}")
+                log(f"{name}: scimbench {IGNORED_PASSWORD_PHASE}")
                 extra = run_scimbench(
                     server,
                     prepared["token"],
@@ -881,7 +1049,7 @@ def run_case(kind: str, n: int, args: argparse.Namespace, tmp: Path, stamp: str)
             finally:
                 server.close()
     except Exception as exc:  # one failed case must not lose the others' results
-        log(f"{kind} {n:,} users: FAILED: {exc!r}")
+        log(f"{name}: FAILED: {exc!r}")
         case["error"] = repr(exc)
     finally:
         CLEANUP.run(db_cleanup)
@@ -936,7 +1104,8 @@ def main(argv: list[str] | None = None) -> int:
             result["ceiling"] = run_ceiling(args, tmp)
         for kind in args.db:
             for n in args.users:
-                result["cases"].append(run_case(kind, n, args, tmp, stamp))
+                for tenants in args.tenants:
+                    result["cases"].append(run_case(kind, n, tenants, args, tmp, stamp))
     finally:
         CLEANUP.all()
     result["total_s"] = round(time.monotonic() - started, 1)

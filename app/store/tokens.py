@@ -104,10 +104,11 @@ def revoke(name: str, actor: audit.Actor = audit.SYSTEM) -> int:
 
 
 def touch(used: dict[int, dt.datetime]) -> None:
-    """Record when tokens were last used (batched by the caller; never moves the time back).
-    Token ids are unique across tenants, and a batch may hold several tenants' tokens."""
-    with tenancy.everywhere():
-        for token_id, at in used.items():
+    """Record when tokens were last used (batched by the caller; never moves the time back),
+    in one transaction. Token ids are unique across tenants, and a batch may hold several
+    tenants' tokens; they are updated in id order, so two processes' batches never deadlock."""
+    with tenancy.everywhere(), database.atomic():
+        for token_id, at in sorted(used.items()):
             ApiToken.update(last_used_at=at).where(
                 (ApiToken.id == token_id)
                 & (ApiToken.last_used_at.is_null() | (ApiToken.last_used_at < at))

@@ -7,11 +7,11 @@ from typing import Any
 
 from flask import Flask
 
-from app.store import seed
+from app.store import seed, tenancy, tenants
 from app.store.models import Group, User
 from app.store.paging import count_of
 from scim_schemas import CORE_GROUP, CORE_USER, PATCH_OP
-from tests.helpers import create_user
+from tests.helpers import create_user, user_body
 
 
 def _total(scim: Any, path: str) -> int:
@@ -80,3 +80,26 @@ def test_a_filtered_total_is_still_counted(scim: Any) -> None:
     assert found["totalResults"] == 3
     found = scim.get('/Users?count=1&filter=userName sw "f1"').get_json()
     assert found["totalResults"] == 1
+
+
+def test_bulk_seeding_writes_into_the_tenant_at_hand(app: Flask, scim: Any, acme: Any) -> None:
+    """`seed.bulk_create` and `seed.bulk_group` under `tenancy.use`: every row they write is
+    that tenant's, and its counts (m0010) follow, not the default tenant's."""
+    with app.app_context():
+        acme_id = tenants.by_slug("acme").id
+        before = tenants.row_counts(tenancy.DEFAULT_TENANT)
+        with tenancy.use(acme_id):
+            ids = seed.bulk_create((user_body(f"s{i}@example.com") for i in range(7)), batch=3)
+            seed.bulk_group({"displayName": "All"}, ids[:5], batch=2)
+            assert (count_of(User), count_of(Group)) == (7, 1)
+        owned = tenants.row_counts(acme_id)
+        assert tenants.row_counts(tenancy.DEFAULT_TENANT) == before
+        assert count_of(User) == 0
+    assert owned["lms_user"] == 7
+    assert owned["user_value"] == 7  # one e-mail each
+    assert owned["membership"] == 5
+    assert owned["outbox"] == 8  # each user, and the group
+    assert _total(acme, "/Users") == 7
+    assert _total(acme, "/Groups") == 1
+    assert _total(scim, "/Users") == 0
+    assert _total(scim, "/Groups") == 0
