@@ -117,8 +117,8 @@ class TenantCache:
         self._held: dict[int, tuple[float, TenantState]] = {}
 
     def get(self, tenant_id: int, load: Callable[[], TenantState]) -> TenantState:
-        with self._lock:
-            held = self._held.get(tenant_id)
+        # Read without the lock: one dict look-up is atomic, and every request makes several.
+        held = self._held.get(tenant_id)
         if held is not None and held[0] > time.monotonic():
             return held[1]
         state = load()
