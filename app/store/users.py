@@ -29,8 +29,7 @@ def _groups_of(user_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     if not user_ids:
         return found
-    query = prepared.raw(Membership, "groups_of_users", _groups_query, user_ids).tuples()
-    for user_id, group_id, display in query:
+    for user_id, group_id, display in prepared.tuples("groups_of_users", _groups_query, user_ids):
         found[user_id].append({"value": group_id, "display": display, "type": "direct"})
     return found
 
