@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hmac
 import ipaddress
 import json
@@ -44,9 +45,8 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from app import runtime
 from app.config import Config
-from app.errors import NotFound, is_database_outage, outage_cause
+from app.errors import is_database_outage, outage_cause
 from app.store import db
 
 log = logging.getLogger(__name__)
@@ -195,21 +195,17 @@ def _resource(route: str) -> str | None:
 
 
 def _tenant() -> str | None:
-    """The slug of the tenant the request worked for (set once its token was accepted)."""
-    tenant_id = g.get("tenant_id")
-    if tenant_id is None:
-        return None
-    try:
-        return runtime.current().tenant(tenant_id).slug  # cached with the tenant's settings
-    except NotFound:  # deleted while the request ran
-        return None
+    """The slug of the tenant the request worked for (its state is kept in `g` once its token
+    was accepted, `app.scim`)."""
+    state = g.get("tenant_state")
+    return None if state is None else state.slug
 
 
-def _count(route: str, method: str, status: int, elapsed: float, tenant: str | None) -> None:
-    """Requests, latency, database errors and provisioning writes; a `tenant` label only when
-    `METRICS_TENANT_LABEL` is on (one series per tenant: cardinality is the operator's call)."""
+def _count(route: str, method: str, status: int, elapsed: float, labelled: str | None) -> None:
+    """Requests, latency, database errors and provisioning writes; `labelled` is the tenant
+    label, given only when `METRICS_TENANT_LABEL` is on (one series per tenant: cardinality is
+    the operator's call)."""
     label = method if method in _METHODS else "other"
-    labelled = tenant if runtime.current().config.metrics_tenant_label else None
     REQUESTS.inc(labelled, label, route, str(status))
     LATENCY.labels(label, route).observe(elapsed)
     if "database_error" in g:
@@ -219,11 +215,11 @@ def _count(route: str, method: str, status: int, elapsed: float, tenant: str | N
         OPERATIONS.inc(labelled, resource, _WRITES[method])
 
 
-def _finished(response: Response) -> Response:
+def _finished(response: Response, tenant_label: bool) -> Response:
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
     route, method, status = _route(), request.method, response.status_code
     tenant = _tenant()
-    _count(route, method, status, elapsed, tenant)
+    _count(route, method, status, elapsed, tenant if tenant_label else None)
     principal = g.get("principal")
     # Probes and scrapes arrive every few seconds: kept out of the INFO log.
     level = logging.INFO if route not in _QUIET else logging.DEBUG
@@ -295,7 +291,7 @@ def register(app: Flask, config: Config) -> None:
     """Request logging and metrics for every request; `/readyz` and `/metrics` (no SCIM token)."""
     configure_logging(config)
     app.before_request(_started)
-    app.after_request(_finished)
+    app.after_request(functools.partial(_finished, tenant_label=config.metrics_tenant_label))
     app.add_url_rule("/readyz", "readyz", readyz)
 
     def metrics() -> Response:

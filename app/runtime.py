@@ -144,8 +144,8 @@ class TtlCache(Generic[K, V]):
         self._held: dict[K, tuple[float, V]] = {}
 
     def get(self, key: K, load: Callable[[], V]) -> V:
-        with self._lock:
-            held = self._held.get(key)
+        # Read without the lock: one dict look-up is atomic, and every request makes several.
+        held = self._held.get(key)
         if held is not None and held[0] > time.monotonic():
             return held[1]
         value = load()

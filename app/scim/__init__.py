@@ -36,12 +36,13 @@ def _authenticate() -> None:
     if "url_tenant" in g:
         _check_url_tenant(g.url_tenant, g.principal)
     # From here on the request works for the token's tenant: every query is scoped to it.
-    g.tenant_id = g.principal.tenant_id
     g.tenant_scope = tenancy.enter(g.principal.tenant_id)
     try:
         state = current.tenant(g.principal.tenant_id)
     except NotFound:  # deleted since its token was verified (another process's cache)
         raise Unauthorized() from None
+    # Looked up once: the request's log line and metrics name the tenant by its slug.
+    g.tenant_state = state
     if state.disabled:
         raise Forbidden(
             "This token's tenant is disabled; an operator can enable it (lms-scim tenants enable)."

@@ -40,12 +40,12 @@ GROUP = resource_type("Group")
 
 
 def _member_chunks(
-    feed: memberships.MemberFeed, group_id: str, plan: Projection
+    feed: memberships.MemberFeed, group_id: str, plan: Projection, base: str
 ) -> Iterator[list[dict[str, Any]]]:
     """The group's members, read when the body is streamed: after the view returned, outside
     the request's tenant scope, so each chunk is read inside it again (a read scoped to another
-    tenant would find none). The tenant and base URL are taken now, while the view runs."""
-    return _streamed_members(feed.chunks(group_id), plan, base_url(), tenancy.owner())
+    tenant would find none). The tenant is taken now, while the view runs, as is `base`."""
+    return _streamed_members(feed.chunks(group_id), plan, base, tenancy.owner())
 
 
 def _streamed_members(
@@ -60,11 +60,14 @@ def _streamed_members(
         yield chunk if plan.trivial else plan.apply({"members": chunk}).get("members", [])
 
 
-def _shape(resource: dict[str, Any], plan: Projection, feed: memberships.MemberFeed | None) -> Any:
-    """The group as returned: links, projection, and its members as a streamed array."""
-    body = plan.apply(with_links(GROUP, resource))
+def _shape(
+    resource: dict[str, Any], plan: Projection, feed: memberships.MemberFeed | None, base: str
+) -> Any:
+    """The group as returned: links (under the request's base URL, `base`), projection, and
+    its members as a streamed array."""
+    body = plan.apply(with_links(GROUP, resource, base))
     if feed is not None and feed.has_members(resource["id"]):
-        body["members"] = JsonArray(_member_chunks(feed, resource["id"], plan))
+        body["members"] = JsonArray(_member_chunks(feed, resource["id"], plan, base))
     return body
 
 
@@ -77,7 +80,7 @@ def _feed(plan: Projection, resources: list[dict[str, Any]]) -> memberships.Memb
 
 def _group_response(resource: dict[str, Any], status: int = 200) -> Response:
     plan = projection(GROUP)
-    body = _shape(resource, plan, _feed(plan, [resource]))
+    body = _shape(resource, plan, _feed(plan, [resource]), base_url())
     return streaming_response(body, status, resource_headers(resource, status))
 
 
@@ -169,7 +172,8 @@ def shape_page(resources: list[dict[str, Any]], plan: Projection) -> list[Any]:
     """A page of groups as returned in a ListResponse, members streamed (also at the root
     `.search`, `app.scim.search`)."""
     feed = _feed(plan, resources)
-    return [_shape(r, plan, feed) for r in resources]
+    base = base_url()  # once per page
+    return [_shape(r, plan, feed, base) for r in resources]
 
 
 def _list(source: Any) -> Response:

@@ -41,9 +41,12 @@ def actor() -> Actor:
     return Actor(principal.token_name if principal else None, g.get("request_id"))
 
 
-def with_links(rtype: ResourceType, resource: dict[str, Any]) -> dict[str, Any]:
-    """Add `meta.location` and `$ref`s, which depend on the external base URL."""
-    base = base_url()
+def with_links(
+    rtype: ResourceType, resource: dict[str, Any], base: str | None = None
+) -> dict[str, Any]:
+    """Add `meta.location` and `$ref`s, which depend on the external base URL (`base`, when
+    the caller has it already: a page works it out once, not once per resource)."""
+    base = base_url() if base is None else base
     resource["meta"]["location"] = f"{base}{rtype.endpoint}/{resource['id']}"
     for group in resource.get("groups", ()):
         group["$ref"] = f"{base}/Groups/{group['value']}"
@@ -119,7 +122,8 @@ def list_response(
     plan: Projection,
     next_cursor: str | None = None,
 ) -> Response:
-    shaped = [plan.apply(with_links(rtype, r)) for r in resources]
+    base = base_url()
+    shaped = [plan.apply(with_links(rtype, r, base)) for r in resources]
     return scim_response(list_body(total, start_index, shaped, next_cursor))
 
 

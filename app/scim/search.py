@@ -18,7 +18,7 @@ from app.scim import bp, groups, users
 from app.scim.json_stream import streaming_response
 from app.scim.listing import RootQuery, next_cursor, parse_root_query, search_request
 from app.scim.request_checks import read_json
-from app.scim.responses import list_body, projections, with_links
+from app.scim.responses import base_url, list_body, projections, with_links
 from app.store import filter_sql, root_search
 
 TYPES = (users.USER, groups.GROUP)
@@ -44,10 +44,11 @@ def _shaped(items: list[tuple[str, dict[str, Any]]], plans: dict[str, Projection
     read for the whole page at once), then put back in the page's order."""
     group_page = [resource for name, resource in items if name == "Group"]
     shaped_groups = iter(groups.shape_page(group_page, plans["Group"]))
+    base = base_url()
     return [
         next(shaped_groups)
         if name == "Group"
-        else plans[name].apply(with_links(users.USER, resource))
+        else plans[name].apply(with_links(users.USER, resource, base))
         for name, resource in items
     ]
 

@@ -272,8 +272,8 @@ def of_users(user_ids: Iterable[str]) -> dict[str, list[dict[str, str]]]:
     ids = list(user_ids)
     found: dict[str, set[tuple[str, str]]] = defaultdict(set)
     if ids:
-        query = prepared.raw(Membership, "enrolments_of_users", _enrolments_query, ids)
-        for user_id, course_id, role in query.tuples():
+        query = prepared.tuples("enrolments_of_users", _enrolments_query, ids)
+        for user_id, course_id, role in query:
             found[user_id].add((course_id, role))
     return {
         uid: [{"courseId": c, "role": r} for c, r in sorted(pairs, key=_course_order)]

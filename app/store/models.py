@@ -74,9 +74,22 @@ class TenantModel(BaseModel):
         return _scoped(cls, super().delete())
 
 
+# (model, tenant id) -> the condition `tenant_id = <id>`: a peewee expression is never changed
+# once built (`.where()` and `&` make new ones), so one serves every query of that tenant.
+_TENANT_IS: dict[tuple[type[TenantModel], int], peewee.Expression] = {}
+
+
 def _scoped(model: type[TenantModel], query: Any) -> Any:
     tenant = tenancy.current()
-    return query if tenant is None else query.where(model.tenant_id == tenant)
+    if tenant is None:
+        return query
+    condition = _TENANT_IS.get((model, tenant))
+    if condition is None:
+        condition = _TENANT_IS[(model, tenant)] = model.tenant_id == tenant
+    # The query was made just now and has no WHERE yet: set it in place (`.where()` would
+    # copy the whole query first).
+    query._where = condition
+    return query
 
 
 class User(TenantModel):

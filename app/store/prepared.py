@@ -3,7 +3,7 @@
 Building SQL is most of what a small read costs in Python (peewee walks the query tree on every
 execution: about a millisecond a query, several per request). So:
 
-* `raw`/`models`: the queries that load a page's multi-valued attributes, groups and enrolments
+* `tuples`/`models`: the queries that load a page's multi-valued attributes, groups and enrolments
   differ only in their ids; their SQL is made once for each number of ids — with probe ids, to
   learn where each id goes among the parameters — and executed afterwards with the real ids.
 * `rows`/`first`: a `Model.select()` of every column has its column list rendered once per
@@ -52,15 +52,11 @@ def _template(build: Callable[[list[str]], peewee.SelectBase], size: int) -> _Te
     return sql, tuple(_slot(p, where) for p in params)
 
 
-def raw(
-    model: type[peewee.Model],
-    name: str,
-    build: Callable[[list[str]], peewee.SelectBase],
-    ids: Sequence[str],
-) -> peewee.RawQuery:
-    """`build(ids)` as a `model.raw` query (rows as model instances with their fields' type
-    conversions, or `.tuples()`), with the SQL built once per `len(ids)` and database."""
-    ids = list(ids)
+def _bound(
+    name: str, build: Callable[[list[str]], peewee.SelectBase], ids: list[str]
+) -> tuple[str, list[Any]]:
+    """`build(ids)`'s SQL (made once per `len(ids)`, database and scoping) and its parameters:
+    the ids, and the tenant at hand where the template has its slot."""
     tenant = tenancy.current()
     key = (id(database.obj), name, len(ids), tenant is None)
     template = _cache.get(key)
@@ -73,7 +69,17 @@ def raw(
         ids[value] if kind == "id" else tenant if kind == "tenant" else value
         for kind, value in slots
     ]
-    return model.raw(sql, *params)
+    return sql, params
+
+
+def tuples(
+    name: str, build: Callable[[list[str]], peewee.SelectBase], ids: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """`build(ids)`'s rows as the driver returns them, with the SQL built once per `len(ids)`
+    and database. For columns whose stored value is the Python value (ids, text): no peewee
+    query object is made or compiled to run it, and no row goes through a cursor wrapper."""
+    sql, params = _bound(name, build, list(ids))
+    return database.execute_sql(sql, params).fetchall()
 
 
 def models(
@@ -82,13 +88,15 @@ def models(
     build: Callable[[list[str]], peewee.SelectBase],
     ids: Sequence[str],
 ) -> list[Any]:
-    """`raw(...)`'s rows as model instances, built by `instances`."""
-    query = raw(model, name, build, ids)
-    return instances(model, query._sql, query._params)
+    """`build(ids)`'s rows as instances of `model` (built by `instances`), with the SQL built
+    once per `len(ids)` and database."""
+    sql, params = _bound(name, build, list(ids))
+    return instances(model, sql, params)
 
 
-# Fields whose database value is already the Python value (text is text on both databases).
-_AS_STORED = (peewee.CharField, peewee.TextField)
+# Fields whose database value is already the Python value (text is text, and an integer
+# column an int, on both databases: `tenant_id`, on every tenant-owned row, costs no call).
+_AS_STORED = (peewee.CharField, peewee.TextField, peewee.IntegerField, peewee.AutoField)
 
 
 def _plan(model: type[peewee.Model], names: Sequence[str]) -> list[tuple[str, bool, Any]]:

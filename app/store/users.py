@@ -29,8 +29,7 @@ def _groups_of(user_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     if not user_ids:
         return found
-    query = prepared.raw(Membership, "groups_of_users", _groups_query, user_ids).tuples()
-    for user_id, group_id, display in query:
+    for user_id, group_id, display in prepared.tuples("groups_of_users", _groups_query, user_ids):
         found[user_id].append({"value": group_id, "display": display, "type": "direct"})
     return found
 
@@ -54,6 +53,18 @@ def _addresses_query(ids: list[str]) -> peewee.SelectBase:
 
 def _user_query(ids: list[str]) -> peewee.SelectBase:
     return User.select().where(User.id == ids[0])
+
+
+def _locked_user_query(ids: list[str]) -> peewee.SelectBase:
+    return locked(_user_query(ids))
+
+
+def _name_taken_query(keys: list[str]) -> peewee.SelectBase:
+    """The user holding the userName key `keys[0]` (other than the user `keys[1]`, if given)."""
+    query = User.select(User.id).where(User.user_name_key == keys[0])
+    if len(keys) > 1:
+        query = query.where(User.id != keys[1])
+    return query.limit(1)
 
 
 def load_many(users: Iterable[User], *, with_enrolments: bool = True) -> list[dict[str, Any]]:
@@ -102,11 +113,10 @@ def conflict(
     """
     name = resource.get("userName")
     if isinstance(name, str):
-        query = User.select(User.id).where(User.user_name_key == identity_key(name))
-        if exclude_id is not None:
-            query = query.where(User.id != exclude_id)
-        if (existing := query.first()) is not None:
-            return Uniqueness(f"userName {name!r} is already taken by user {existing.id}.")
+        keys = [identity_key(name)] if exclude_id is None else [identity_key(name), exclude_id]
+        # Every retried POST of Okta's asks this: its SQL is made once (`prepared`).
+        if found := prepared.tuples("user_name_taken", _name_taken_query, keys):
+            return Uniqueness(f"userName {name!r} is already taken by user {found[0][0]}.")
     keys = [identity_key(e["value"]) for e in resource.get("emails") or () if e.get("value")]
     if unique_emails and keys:
         rows = UserValue.select(UserValue.user).where(UserValue.unique_key.in_(keys))
@@ -218,7 +228,9 @@ def modify(
     """
     try:
         with database.atomic():
-            user = prepared.first(locked(User.select().where(User.id == user_id)))
+            user = next(
+                iter(prepared.models(User, "user_locked", _locked_user_query, [user_id])), None
+            )
             if user is None:
                 raise NotFound(f"User {user_id} not found.")
             current = load_many([user], with_enrolments=False)[0]

@@ -36,7 +36,7 @@ def sqlite() -> Iterator[peewee.SqliteDatabase]:
             db.close()
 
 
-# -- SQL text and parameters (prepared.raw / prepared.models) ---------------------------------
+# -- SQL text and parameters (prepared.tuples / prepared.models) ------------------------------
 
 
 @pytest.mark.parametrize(("db", "placeholder"), DIALECTS)
@@ -54,17 +54,6 @@ def test_a_select_renders_to_sql_and_its_values_as_parameters(
         "order (prepared._template finds each id's place by its probe value)"
     )
     assert sql.count(placeholder) == len(probes), "SelectBase.sql(): not one placeholder per value"
-
-
-def test_a_raw_query_keeps_its_sql_in__sql_and_its_parameters_in__params() -> None:
-    query = User.raw("SELECT * FROM lms_user WHERE id = ? OR id = ?", "a", "b")
-    assert isinstance(query, peewee.RawQuery), "Model.raw() no longer returns a RawQuery"
-    assert getattr(query, "_sql", None) == "SELECT * FROM lms_user WHERE id = ? OR id = ?", (
-        "RawQuery._sql no longer holds the SQL text"
-    )
-    assert list(getattr(query, "_params", None) or ()) == ["a", "b"], (
-        "RawQuery._params no longer holds the parameters"
-    )
 
 
 # -- model metadata (prepared._plan, prepared.insert) -----------------------------------------
