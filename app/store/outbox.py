@@ -251,11 +251,6 @@ def due_targets(now: dt.datetime | None = None) -> list[tuple[int, int]]:
         return [(tenant, target) for tenant, target in query.tuples()]
 
 
-def due_tenants(now: dt.datetime | None = None) -> list[int]:
-    """The tenants with a change due for any of their targets."""
-    return sorted({tenant for tenant, _ in due_targets(now)})
-
-
 def claim(
     limit: int, lease: dt.timedelta, now: dt.datetime | None = None, target: int | None = None
 ) -> list[Outbox]:
