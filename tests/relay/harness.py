@@ -61,8 +61,9 @@ def drain(relay: Relay, clock: Clock, rounds: int = 10_000) -> None:
 @contextmanager
 def one_site_hung(dispatcher: Any, hung: MoodleSim, until: Callable[[], bool]) -> Iterator[float]:
     """`hung` accepts every call and never answers; `dispatcher` runs in a thread until
-    `until()` (30 s at most): yields the seconds that took. Afterwards the hung call is let go
-    (it times out, and the relay keeps its change for later) and the dispatcher stops."""
+    `until()` and a call is hanging at `hung` (30 s at most): yields the seconds that took.
+    Afterwards the hung call is let go (it times out, and the relay keeps its change for
+    later) and the dispatcher stops."""
     hung.stall = threading.Event()
     stop = threading.Event()
     loop = threading.Thread(target=dispatcher.run, args=(stop,))
@@ -71,7 +72,10 @@ def one_site_hung(dispatcher: Any, hung: MoodleSim, until: Callable[[], bool]) -
     try:
         while not until() and time.monotonic() - started < 30:
             time.sleep(0.01)
-        yield time.monotonic() - started
+        took = time.monotonic() - started
+        # Delivered while the other site held a call, not before its turn began.
+        assert hung.hanging.wait(30)
+        yield took
         assert not hung.stall.is_set()
         assert hung.calls == []
     finally:

@@ -97,6 +97,8 @@ class MoodleSim:
     url: str = URL
     # A hung site: every call waits for this event (at most a minute), then times out.
     stall: threading.Event | None = None
+    # Set once a call is waiting on `stall` (the site really holds a relay's call).
+    hanging: threading.Event = field(default_factory=threading.Event)
     courses: set[int] = field(default_factory=lambda: {101, 102, 103, 201})
     allowed: set[str] | None = None  # functions the token may call (None: all)
     users: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -183,6 +185,7 @@ class MoodleSim:
             return 200, {"Content-Type": "application/xml"}, "<RESPONSE/>"
         fault = self._fault(function)
         if self.stall is not None:
+            self.hanging.set()
             self.stall.wait(60)
             fault = "timeout"
         if fault == "timeout":
