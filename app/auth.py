@@ -4,12 +4,13 @@
 Tokens: issued once, stored as SHA-256 hashes, compared in constant time. They carry the
 `lmsscim_` prefix so secret scanners can recognise a leaked one.
 
-Caching and revocation: a verified token is remembered by the app's `TokenCache` for
+Caching and revocation: a verified token is remembered by the app's `TokenCache` while the
+cache generation stands still (`app.freshness`), which a process asks the database once per
 `TOKEN_CACHE_SECONDS` (default 5 s), so the hot path costs no query. Expiry — including the end
 of a rotation's grace — is checked on every request against the cached expiry time, so it is
 exact. A revocation clears the revoking app's cache at once; other processes (the gunicorn
-workers, when the CLI revokes) refuse the token within `TOKEN_CACHE_SECONDS`. Set it to 0 for a
-query per request.
+workers, when the CLI revokes, or a SQL console) refuse the token within `TOKEN_CACHE_SECONDS`.
+Set it to 0 for a query per request.
 
 Last use is kept in the cache and written at most once a minute per process, every token's
 last use in one transaction (the first use in a process is written at once), so `tokens list` is
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 import peewee
 
 from app.errors import Unauthorized
+from app.freshness import MAX_ENTRIES, Freshness
 from app.oauth.access_tokens import WRITE, AccessTokens, looks_like_jwt
 from app.store import audit, tenancy, tokens
 from app.store.models import utcnow
@@ -114,13 +116,15 @@ def revoke(name: str, cache: TokenCache, actor: audit.Actor = audit.SYSTEM) -> i
 
 class TokenCache:
     """Tokens one app verified recently, and their last uses not yet written (one per app,
-    `app.runtime`): `seconds` is the app's `TOKEN_CACHE_SECONDS`."""
+    `app.runtime`). A verified token stays trusted while the cache generation stands still
+    (`app.freshness`: asked once per TOKEN_CACHE_SECONDS), so a thousand tenants' tokens cost
+    one query per interval, not one each."""
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+    def __init__(self, freshness: Freshness) -> None:
+        self.freshness = freshness
         self._lock = threading.Lock()
-        # digest → (trusted until, monotonic; token expiry; principal)
-        self._verified: dict[str, tuple[float, dt.datetime | None, Principal]] = {}
+        # digest → (cache generation it was verified under; token expiry; principal)
+        self._verified: dict[str, tuple[int, dt.datetime | None, Principal]] = {}
         self._used: dict[int, dt.datetime] = {}  # token id → last use not yet written
         self._flushed: float | None = None  # when this process last wrote uses (monotonic)
 
@@ -130,21 +134,33 @@ class TokenCache:
             self._used.clear()
             self._flushed = None
 
-    def get(self, digest: str) -> tuple[dt.datetime | None, Principal] | None:
-        """The cached (expiry, principal) of a token verified within `seconds`, else None."""
-        with self._lock:
-            cached = self._verified.get(digest)
-        if cached is None or cached[0] <= time.monotonic():
+    def generation(self) -> int | None:
+        """The generation to verify under: read it before looking a token up, so that a change
+        made during the look-up is seen at the next check."""
+        return self.freshness.generation()
+
+    def get(
+        self, digest: str, generation: int | None
+    ) -> tuple[dt.datetime | None, Principal] | None:
+        """The cached (expiry, principal) of a token verified under `generation`, else None."""
+        cached = self._verified.get(digest)  # one dict look-up is atomic
+        if cached is None or generation is None or cached[0] != generation:
             return None
         return cached[1], cached[2]
 
-    def put(self, digest: str, expires_at: dt.datetime | None, principal: Principal) -> None:
-        if self.seconds <= 0:
+    def put(
+        self,
+        digest: str,
+        expires_at: dt.datetime | None,
+        principal: Principal,
+        generation: int | None,
+    ) -> None:
+        if generation is None:
             return
         with self._lock:
-            if len(self._verified) > 10_000:
+            if len(self._verified) >= MAX_ENTRIES:
                 self._verified.clear()
-            self._verified[digest] = (time.monotonic() + self.seconds, expires_at, principal)
+            self._verified[digest] = (generation, expires_at, principal)
 
     def note_use(self, token_id: int, now: dt.datetime) -> None:
         """Remember a use; write every remembered one if this process last wrote a minute ago
@@ -182,14 +198,15 @@ def verify(
     secret = _bearer(authorization)
     digest = hash_token(secret)
     now = utcnow()
-    cached = cache.get(digest)
+    generation = cache.generation()
+    cached = cache.get(digest, generation)
     if cached is not None:
         expires_at, principal = cached
         if expires_at is not None and expires_at <= now:
             raise Unauthorized("The token has expired or was revoked.")
     elif access is not None and looks_like_jwt(secret):
         principal, expires_at = _access_token(secret, access)
-        cache.put(digest, expires_at, principal)
+        cache.put(digest, expires_at, principal, generation)
     else:
         row = tokens.find_by_hash(digest)
         if row is None or not hmac.compare_digest(row.token_hash, digest):
@@ -197,7 +214,7 @@ def verify(
         if tokens.state(row, now) in ("revoked", "expired"):
             raise Unauthorized("The token has expired or was revoked.")
         principal = Principal(row.name, row.read_only, row.id, row.tenant_id)
-        cache.put(digest, row.expires_at, principal)
+        cache.put(digest, row.expires_at, principal, generation)
     if principal.token_id is not None:
         cache.note_use(principal.token_id, now)
     return principal

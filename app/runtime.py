@@ -10,24 +10,21 @@ from __future__ import annotations
 
 import os
 import secrets
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
 
 from flask import Flask, current_app
 
 from app.auth import TokenCache
 from app.config import Config, TenantSettings
+from app.freshness import FreshCache, Freshness
 from app.marshal import Limits as InputLimits
 from app.oauth.access_tokens import AccessTokens
 from app.oauth.keys import KeyRing
 from app.passwords import Hasher
 from app.secretbox import SecretBox
+from app.store import generation, tenancy
 from app.store import oauth_clients as oauth_client_store
-from app.store import tenancy
 from app.store import tenants as tenant_store
 from app.store.oauth_clients import ClientState
 from app.store.tenant_names import TenantNames
@@ -53,11 +50,11 @@ class Runtime:
     sign_in_hasher: Hasher
     tokens: TokenCache
     input_limits: InputLimits
-    # Each tenant's settings and state, kept for `TOKEN_CACHE_SECONDS`.
-    tenants: TtlCache[int, TenantState]
-    # OAuth access tokens: the signing keys, and clients' state kept for TOKEN_CACHE_SECONDS.
+    # Each tenant's settings and state, kept while the cache generation stands still.
+    tenants: FreshCache[int, TenantState]
+    # OAuth access tokens: the signing keys, and clients' state (kept like tenants').
     access_tokens: AccessTokens
-    oauth_clients: TtlCache[str, ClientState | None]
+    oauth_clients: FreshCache[str, ClientState | None]
     # Slug → tenant id for tenant base URLs, without a query per request.
     tenant_names: TenantNames = field(default_factory=TenantNames)
 
@@ -65,19 +62,21 @@ class Runtime:
     def build(cls, config: Config) -> Runtime:
         secret_key = resolve_secret_key(config)
         box = SecretBox(secret_key, config.secret_key_previous)
-        clients: TtlCache[str, ClientState | None] = TtlCache(config.token_cache_seconds)
+        # One generation check per TOKEN_CACHE_SECONDS serves the three caches.
+        freshness = Freshness(config.token_cache_seconds, generation.read)
+        clients: FreshCache[str, ClientState | None] = FreshCache(freshness)
         return cls(
             config=config,
             secret_key=secret_key,
             secret_box=box,
             hasher=Hasher(config.hash_concurrency),
             sign_in_hasher=Hasher(SIGN_IN_HASHES, wait=SIGN_IN_WAIT_SECONDS),
-            tokens=TokenCache(config.token_cache_seconds),
+            tokens=TokenCache(freshness),
             input_limits=InputLimits(
                 multi_values=config.max_multi_values,
                 members=config.max_members_per_operation,
             ),
-            tenants=TtlCache(config.token_cache_seconds),
+            tenants=FreshCache(freshness),
             access_tokens=AccessTokens(
                 KeyRing(box),
                 lambda identifier: clients.get(
@@ -126,39 +125,6 @@ class TenantState:
     slug: str
     settings: TenantSettings
     disabled: bool
-
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class TtlCache(Generic[K, V]):
-    """Values each trusted for `seconds` (the app's TOKEN_CACHE_SECONDS): tenants' settings and
-    state, OAuth clients' state. A change made by this app applies at once (it clears the
-    cache), one made elsewhere (the CLI is another process) within that time, as with a revoked
-    token."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._lock = threading.Lock()
-        self._held: dict[K, tuple[float, V]] = {}
-
-    def get(self, key: K, load: Callable[[], V]) -> V:
-        # Read without the lock: one dict look-up is atomic, and every request makes several.
-        held = self._held.get(key)
-        if held is not None and held[0] > time.monotonic():
-            return held[1]
-        value = load()
-        if self.seconds > 0:
-            with self._lock:
-                if len(self._held) > 10_000:
-                    self._held.clear()
-                self._held[key] = (time.monotonic() + self.seconds, value)
-        return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._held.clear()
 
 
 def install(app: Flask, runtime: Runtime) -> None:

@@ -19,7 +19,7 @@ from app import auth, create_app
 from app.config import Config
 from app.store import migrations, tenancy
 from app.store.db import database
-from app.store.models import ALL_MODELS, LmsTarget, Tenant
+from app.store.models import ALL_MODELS, CacheGeneration, LmsTarget, Tenant
 from app.store.tenancy import DEFAULT_TENANT
 from tests.helpers import (
     OPERATOR,
@@ -77,9 +77,9 @@ _migrated: set[peewee.Database] = set()
 
 
 def _clean(db: peewee.Database) -> None:
-    """Every table empty, but for the default tenant and its `default` LMS target (target 1),
-    which a database always has (m0009, m0014)."""
-    kept = (Tenant, LmsTarget)
+    """Every table empty, but for the default tenant, its `default` LMS target (target 1) and
+    the cache generation counter, which a database always has (m0009, m0014, m0016)."""
+    kept = (Tenant, LmsTarget, CacheGeneration)
     tables = [m._meta.table_name for m in ALL_MODELS if m not in kept]
     with db.connection_context(), tenancy.everywhere():
         if isinstance(db, peewee.PostgresqlDatabase):

@@ -523,6 +523,17 @@ class SigningKey(BaseModel):
     verify_until = peewee.DateTimeField(null=True)
 
 
+class CacheGeneration(BaseModel):
+    """One counter that triggers move on every change to what per-process caches hold (m0016,
+    `app.freshness`): tokens, tenants, OAuth clients."""
+
+    class Meta:
+        table_name = "cache_generation"
+
+    id = peewee.IntegerField(primary_key=True)
+    value = peewee.BigIntegerField()
+
+
 ALL_MODELS = (
     RowCount,
     Tenant,
@@ -546,6 +557,7 @@ ALL_MODELS = (
     OAuthClient,
     OAuthClientSecret,
     SigningKey,
+    CacheGeneration,
 )
 # The LMS relay's tables (m0004, m0014).
 LMS_MODELS = (

@@ -381,5 +381,6 @@ def test_verifying_an_access_token_costs_no_query(app: Flask, client: FlaskClien
             again = auth.verify(f"Bearer {token}", current.tokens, current.access_tokens)
     assert principal == again
     assert principal.token_name == "oauth:entra"
-    assert first.count <= 1  # the client's state, once per TOKEN_CACHE_SECONDS
+    # The cache generation and the client's state, each at most once per TOKEN_CACHE_SECONDS.
+    assert first.count <= 2
     assert second.count == 0

@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import auth
+from app import auth, freshness
 from app.store import tenancy
 from app.store import tokens as token_store
 from app.store.models import ApiToken, AuditEvent, utcnow
@@ -181,7 +181,7 @@ def test_another_process_revoking_is_seen_within_the_cache_time(
     # Another process (the CLI on another host) revokes: this process's cache does not know.
     ApiToken.update(revoked_at=utcnow()).execute()
     assert status_of(client, secret) == 200
-    monkeypatch.setattr(auth.time, "monotonic", lambda: time.perf_counter() + 10_000)
+    monkeypatch.setattr(freshness.time, "monotonic", lambda: time.perf_counter() + 10_000)
     assert status_of(client, secret) == 401
 
 
