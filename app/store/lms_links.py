@@ -36,6 +36,7 @@ class Profile:
     family_name: str | None
     display_name: str | None
     active: bool
+    user_type: str | None = None  # which relay actions apply (`app.store.lms_actions`)
 
 
 def profile(user_id: str) -> Profile | None:
@@ -48,6 +49,7 @@ def profile(user_id: str) -> Profile | None:
             User.family_name,
             User.display_name,
             User.active,
+            User.user_type,
         )
         .where(User.id == user_id)
         .first()
@@ -68,12 +70,19 @@ def profile(user_id: str) -> Profile | None:
         user.family_name,
         user.display_name,
         user.active,
+        user.user_type,
     )
 
 
 def group_name(group_id: str) -> str | None:
     """The group's displayName, or None if deleted."""
     return Group.select(Group.display_name).where(Group.id == group_id).scalar()
+
+
+def groups_of(user_id: str) -> list[str]:
+    """The ids of the groups the user is a member of."""
+    query = Membership.select(Membership.group).where(Membership.user == user_id)
+    return [group_id for (group_id,) in query.order_by(Membership.group).tuples()]
 
 
 def is_member(user_id: str, group_id: str) -> bool:

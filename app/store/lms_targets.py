@@ -31,7 +31,7 @@ DEFAULT = "default"
 AUDIT_TYPE = "LmsTarget"
 MAX_NAME = 64
 # What `lms set` may change (the token apart: it is read from a prompt or stdin, never argv).
-KEYS = ("url", "match", "auth", "roles", "audiences")
+KEYS = ("url", "match", "auth", "roles", "audiences", "sync_unenrolled")
 Seal = Callable[[str, str], str]
 
 
@@ -178,6 +178,7 @@ class Fields:
     roles: tuple[tuple[str, int], ...] | None = None
     audiences: tuple[str, ...] | None = None
     token: str | None = None
+    sync_unenrolled: bool | None = None  # off: users no rule of the target enrols stay away
 
 
 def _group_ids(refs: Sequence[str]) -> list[str]:
@@ -198,6 +199,8 @@ def _columns(fields: Fields) -> dict[str, Any]:
         columns["role_ids"] = json.dumps(dict(fields.roles))
     if fields.audiences is not None:
         columns["restricted"] = bool(fields.audiences)
+    if fields.sync_unenrolled is not None:
+        columns["sync_unenrolled"] = fields.sync_unenrolled
     return columns
 
 
@@ -255,9 +258,10 @@ def _catch_up(target_id: int) -> None:
 
 
 def update(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYSTEM) -> LmsTarget:
-    """Change some of a target's values. `default` takes only audiences (its site, token and
-    the rest are the tenant's `LMS_*` settings: `tenants set`). A change of audiences queues
-    the tenant's users again for this target, so joiners are created and leavers suspended."""
+    """Change some of a target's values. `default` takes only audiences and sync_unenrolled (its
+    site, token and the rest are the tenant's `LMS_*` settings: `tenants set`). A change of
+    audiences queues the tenant's users again for this target, so joiners are created and
+    leavers suspended; a change of sync_unenrolled queues its users."""
     with database.atomic():
         target = by_name(name)
         if target.from_settings and (
@@ -277,6 +281,12 @@ def update(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYS
             groups = _group_ids(fields.audiences)
             _set_audiences(target.id, groups)
             _catch_up(target.id)
+        elif fields.sync_unenrolled is not None and fields.sync_unenrolled != bool(
+            target.sync_unenrolled
+        ):
+            from app.store import outbox  # the outbox writes per target: it imports this module
+
+            outbox.users_for(target.id)  # who may be created there changed
         trail = _trail(
             {k: v for k, v in columns.items() if k != "token"}, groups, token=bool(fields.token)
         )
