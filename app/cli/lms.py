@@ -7,6 +7,7 @@ field, auth plugin, role ids and, optionally, audience groups.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import replace
 from typing import Any
@@ -20,6 +21,8 @@ from app.config import TenantSettings
 from app.secretbox import masked
 from app.store import enrolments, lms_actions, lms_targets
 from app.store.models import LmsTarget
+
+ROLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,15}")  # stored in 16-character columns
 
 lms_group = click.Group("lms", help="LMS targets: the sites the relay keeps in step.")
 
@@ -50,6 +53,11 @@ def _roles(text: str) -> tuple[tuple[str, int], ...]:
         parsed = TenantSettings.overlay(config, {"LMS_ROLE_IDS": text}).lms_role_ids
     except ValueError:
         raise ValueError(f"--roles must look like student=5,teacher=3: {text!r}.") from None
+    for name, _ in parsed:
+        if not ROLE_NAME.fullmatch(name):
+            raise ValueError(
+                f"A role name is a letter, then up to 15 letters, digits, _ or -: {name!r}."
+            )
     missing = sorted(set(enrolments.ROLES) - {name for name, _ in parsed})
     if missing or any(number < 1 for _, number in parsed):
         raise ValueError(

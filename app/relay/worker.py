@@ -34,7 +34,15 @@ from typing import Any
 from app.config import TenantSettings
 from app.relay import actions as relay_actions
 from app.relay.moodle import LmsError, MoodleClient
-from app.store import enrolments, lms_actions, lms_links, lms_targets, outbox, tenancy
+from app.store import (
+    enrolment_dates,
+    enrolments,
+    lms_actions,
+    lms_links,
+    lms_targets,
+    outbox,
+    tenancy,
+)
 from app.store.models import Outbox, utcnow
 
 log = logging.getLogger(__name__)
@@ -353,12 +361,19 @@ class Relay:
         LMS confirms it, so a crash halfway repeats only harmless calls."""
         wanted = enrolments.of_user(user_id, self.target)
         have = lms_links.delivered_enrolments(self.target, user_id)
+        dates = enrolment_dates.of_user(user_id, self.target)
+        sent = lms_links.delivered_dates(self.target, user_id)
         for course_id, role in sorted(wanted - have):
-            role_id = self.settings.role_ids.get(role)
-            if role_id is None:
-                raise LmsError(f"no LMS role id for role {role!r} (LMS_ROLE_IDS)", transient=False)
-            self.client.enrol(lms_user, course_id, role_id)
-            lms_links.enrolled(self.target, user_id, course_id, role)
+            when = dates.get(course_id, sent.get(course_id, enrolment_dates.NO_DATES))
+            self._enrol(lms_user, course_id, role, when)
+            lms_links.enrolled(self.target, user_id, course_id, role, when)
+            sent[course_id] = when
+        for course_id, role in sorted(wanted & have):  # a rule's dates changed
+            when = dates.get(course_id)
+            if when is not None and sent.get(course_id) != when:
+                self._enrol(lms_user, course_id, role, when)
+                lms_links.dated(self.target, user_id, course_id, when)
+                sent[course_id] = when
         wanted_courses = {course_id for course_id, _ in wanted}
         for course_id, role in sorted(have - wanted):
             # The course stays (another rule gives it) but no rule gives this role any more.
@@ -369,3 +384,10 @@ class Relay:
             # Moodle's unenrol removes the whole course enrolment: only when no role remains.
             self.client.unenrol(lms_user, course_id)
             lms_links.unenrolled(self.target, user_id, course_id)
+
+    def _enrol(self, lms_user: int, course_id: str, role: str, when: enrolment_dates.Dates) -> None:
+        role_id = self.settings.role_ids.get(role)
+        if role_id is None:
+            raise LmsError(f"no LMS role id for role {role!r} (LMS_ROLE_IDS)", transient=False)
+        start, end = (enrolment_dates.epoch(moment) for moment in when)
+        self.client.enrol(lms_user, course_id, role_id, start, end)

@@ -7,6 +7,7 @@ relay still needs the LMS id to delete the account or cohort there, and then for
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,10 +175,38 @@ def delivered_enrolments(target: int, user_id: str) -> set[tuple[str, str]]:
     return set(query.tuples())
 
 
-def enrolled(target: int, user_id: str, course_id: str, role: str) -> None:
-    LmsEnrolment.insert(
-        target_id=target, user_id=user_id, course_id=course_id, role=role
-    ).on_conflict_ignore().execute()
+def enrolled(
+    target: int,
+    user_id: str,
+    course_id: str,
+    role: str,
+    dates: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
+) -> None:
+    """The LMS confirmed the enrolment (with `dates`, which are the course's: every role of
+    the user there shares Moodle's one user enrolment)."""
+    with database.atomic():
+        LmsEnrolment.insert(
+            target_id=target, user_id=user_id, course_id=course_id, role=role
+        ).on_conflict_ignore().execute()
+        dated(target, user_id, course_id, dates)
+
+
+def dated(
+    target: int, user_id: str, course_id: str, dates: tuple[dt.datetime | None, dt.datetime | None]
+) -> None:
+    LmsEnrolment.update(time_start=dates[0], time_end=dates[1]).where(
+        _enrolment(target, user_id) & (LmsEnrolment.course_id == course_id)
+    ).execute()
+
+
+def delivered_dates(
+    target: int, user_id: str
+) -> dict[str, tuple[dt.datetime | None, dt.datetime | None]]:
+    """The dates each course enrolment was last sent with."""
+    query = LmsEnrolment.select(
+        LmsEnrolment.course_id, LmsEnrolment.time_start, LmsEnrolment.time_end
+    ).where(_enrolment(target, user_id))
+    return {course: (start, end) for course, start, end in query.tuples()}
 
 
 def unenrolled(target: int, user_id: str, course_id: str) -> None:

@@ -140,6 +140,14 @@ def role_ids_text(target: LmsTarget) -> str | None:
     return ",".join(f"{name}={number}" for name, number in json.loads(target.role_ids).items())
 
 
+def role_ids_of(target: LmsTarget, tenant: TenantSettings) -> dict[str, int]:
+    """The target's LMS role id per role name: its own `--roles`, else the tenant's
+    `LMS_ROLE_IDS` (what enrolment rules may name, custom roles included)."""
+    if target.role_ids and not target.from_settings:
+        return dict(json.loads(target.role_ids))
+    return dict(tenant.lms_role_ids)
+
+
 def settings_of(
     target: LmsTarget, tenant: TenantSettings, open_token: Callable[[str, str], str] | None
 ) -> TenantSettings:
