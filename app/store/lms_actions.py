@@ -91,8 +91,9 @@ def set_actions(
     actor: audit.Actor = audit.SYSTEM,
 ) -> frozenset[str]:
     """Set what the target runs for `user_type` (audited), and queue that type's users for the
-    target so the relay applies it at once (an account a type may now create is created; its
-    cohorts and enrolments follow). The actions before."""
+    target so the relay applies it at once (an account a type may now create is created, one
+    made meanwhile by someone else is matched; their cohorts and enrolments follow). The
+    actions before."""
     require_name("A userType", user_type)
     if len(user_type) > MAX_TYPE:
         raise InvalidValue(f"A userType is at most {MAX_TYPE} characters: {user_type!r}.")
@@ -120,8 +121,8 @@ def set_actions(
                 "actions": {"before": text(before), "after": text(actions)},
             },
         )
-        if before != actions:
-            outbox.users_for(target.id, _of_type(key))
+        # Also when unchanged: running it again looks again for accounts of held users.
+        outbox.users_for(target.id, _of_type(key))
     return before
 
 

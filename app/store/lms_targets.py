@@ -24,7 +24,14 @@ from app.config import TenantSettings
 from app.errors import InvalidValue, NotFound, Uniqueness
 from app.store import audit, tenancy
 from app.store.db import database
-from app.store.models import Group, LmsTarget, LmsTargetAudience, Membership, Outbox
+from app.store.models import (
+    EnrolmentRule,
+    Group,
+    LmsTarget,
+    LmsTargetAudience,
+    Membership,
+    Outbox,
+)
 from app.store.names import require_name
 
 DEFAULT = "default"
@@ -279,6 +286,8 @@ def update(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYS
                 "The default target's site, token, match field, auth and roles are the tenant's "
                 "LMS_* settings: change them with `lms-scim tenants set SLUG LMS_URL=…`."
             )
+        if fields.roles is not None:
+            _check_roles_in_use(target, {name for name, _ in fields.roles})
         columns = _columns(fields)
         if fields.token:
             columns["token"] = seal(fields.token, token_context(target.tenant_id, target.id))
@@ -301,6 +310,24 @@ def update(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYS
         if trail:
             audit.record(actor, AUDIT_TYPE, str(target.id), "lms_set", trail)
     return LmsTarget.get_by_id(target.id)
+
+
+def _check_roles_in_use(target: LmsTarget, names: set[str]) -> None:
+    """A role map must keep every role an enrolment rule of the target names (else the rule
+    would fail at delivery, not when the map was changed)."""
+    used = (
+        EnrolmentRule.select(EnrolmentRule.role, Group.display_name, EnrolmentRule.course_id)
+        .join(Group)
+        .where((EnrolmentRule.target_id == target.id) & EnrolmentRule.role.not_in(list(names)))
+        .order_by(EnrolmentRule.role, Group.display_name_key, EnrolmentRule.course_id)
+        .tuples()
+    )
+    found = [f"{role} ({group} → course {course})" for role, group, course in used]
+    if found:
+        raise InvalidValue(
+            f"LMS target {target.name!r}: enrolment rules use roles the new map lacks: "
+            f"{', '.join(found)}; change or remove those rules first."
+        )
 
 
 def undelivered(target_id: int) -> int:

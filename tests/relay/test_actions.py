@@ -155,6 +155,15 @@ def test_a_held_user_catches_up_with_cohorts_and_enrolments_once_an_account_appe
         assert LmsUserHold.select().count() == 0
     assert _status(app, tom["id"])["notCreated"] is None
 
+    # Setting a type's actions again (even unchanged) looks again for its held users' accounts.
+    tia = create_user(scim, "tia@school.example", userType="teacher")
+    drain(relay, clock)
+    assert _status(app, tia["id"])["notCreated"] is not None
+    moodle.add_user("tia.teacher", "tia@school.example")
+    run(app, "lms", "actions", "default", "teacher", "update,deactivate")
+    drain(relay, clock)
+    assert _status(app, tia["id"])["summary"].endswith("(matched)")
+
 
 def test_a_change_of_user_type_re_evaluates_the_user_at_once(
     app: Flask, scim: Any, moodle: MoodleSim, relay: Relay, clock: Clock

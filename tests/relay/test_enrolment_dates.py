@@ -214,3 +214,11 @@ def test_custom_roles_come_from_the_targets_roles_map(
     # Moodle's role 4 (the non-editing "teacher"), without an end.
     assert site_b.state()["enrolments"] == [("ann@school.example", 101, "teacher")]
     assert _times(site_b) == {("ann@school.example", 101): (0, 0)}
+    # The map must keep the roles rules use: refused when changed, not at delivery.
+    dropped = invoke(app, "lms", "set", "b", "roles=student=5,teacher=3")
+    assert dropped.exit_code == 1
+    assert dropped.output.strip() == (
+        "Error: LMS target 'b': enrolment rules use roles the new map lacks: "
+        "mentor (Mentors → course 101); change or remove those rules first."
+    )
+    run(app, "lms", "set", "b", "roles=student=5,teacher=3,mentor=4,tutor=4")
