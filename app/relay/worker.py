@@ -6,7 +6,8 @@ delivered twice (a relay restarted mid-delivery, a lease that ran out) changes n
 - `user`: find the LMS account (the link table, else `core_user_get_users_by_field` by the
   configured match field — check before create — else create it), then update the profile and
   `suspended` (deactivated users keep their enrolments and are suspended); a deleted user's
-  account is deleted;
+  account is deleted. The target's actions for the user's type decide which of create, update
+  and suspend run (`app.relay.actions`);
 - `group`: the same for a cohort (link, else search by idnumber = our group id, else create),
   renamed with the group and deleted with it;
 - `member`: the user and cohort exist first (created now if their own rows failed), the cohort

@@ -130,6 +130,19 @@ def test_a_classter_school_students_created_teachers_matched_parents_left_alone(
     )
 
 
+def test_the_admin_user_page_says_why_a_user_was_not_created(
+    app: Flask, scim: Any, moodle: MoodleSim, relay: Relay, clock: Clock, signed_in: Any
+) -> None:
+    run(app, "lms", "actions", "default", "teacher", "update")
+    tom = create_user(scim, "tom@school.example", userType="teacher")
+    drain(relay, clock)
+    page = signed_in.get(f"/admin/users/{tom['id']}").get_data(as_text=True)
+    assert (
+        '<p class="small" data-target="default">default: actions update; not created: userType '
+        "teacher: create not allowed on target default; no account matched by email</p>"
+    ) in page
+
+
 def test_a_held_user_catches_up_with_cohorts_and_enrolments_once_an_account_appears(
     app: Flask, scim: Any, moodle: MoodleSim, relay: Relay, clock: Clock
 ) -> None:
