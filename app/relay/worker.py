@@ -8,7 +8,8 @@ delivered twice (a relay restarted mid-delivery, a lease that ran out) changes n
   `suspended` (deactivated users keep their enrolments and are suspended); a deleted user's
   account is deleted;
 - `group`: the same for a cohort (link, else search by idnumber = our group id, else create),
-  renamed with the group and deleted with it;
+  renamed with the group and deleted with it; and the group's course, when it has one
+  (`app.relay.courses`);
 - `member`: the user and cohort exist first (created now if their own rows failed), the cohort
   membership follows the stored membership, and the user's enrolments are reconciled: enrol in
   what the rules give and the LMS lacks, unenrol from what the relay enrolled and no rule gives.
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.config import TenantSettings
+from app.relay.courses import Courses
 from app.relay.moodle import LmsError, MoodleClient
 from app.store import enrolments, lms_links, lms_targets, outbox, tenancy
 from app.store.models import Outbox, utcnow
@@ -176,6 +178,7 @@ class Relay:
             self.sync_user(row.user_id)
         elif row.kind == outbox.GROUP:
             self.sync_group(row.group_id)
+            Courses(self.client, self.target).sync(row.group_id)  # its course, if mapped
         elif row.kind == outbox.MEMBER:
             self.sync_member(row.user_id, row.group_id)
         else:
@@ -320,7 +323,8 @@ class Relay:
         """Enrol in what the rules give and the LMS lacks; unenrol from courses the relay
         enrolled the user in and no rule gives any more. Each step is remembered as soon as the
         LMS confirms it, so a crash halfway repeats only harmless calls."""
-        wanted = enrolments.of_user(user_id, self.target)
+        # A `mapped` rule's course is the group's own (`courses map`), made first if need be.
+        wanted = Courses(self.client, self.target).resolve(enrolments.of_user(user_id, self.target))
         have = lms_links.delivered_enrolments(self.target, user_id)
         for course_id, role in sorted(wanted - have):
             role_id = self.settings.role_ids.get(role)

@@ -24,7 +24,7 @@ import peewee
 from peewee import fn
 
 from app.errors import InvalidValue, NotFound
-from app.store import audit, lms_targets, outbox, prepared
+from app.store import audit, course_maps, lms_targets, outbox, prepared
 from app.store.db import database, locked
 from app.store.models import EnrolmentRule, Group, KeptEnrolment, LmsTarget, Membership, User
 from scim_schemas import identity_key
@@ -78,8 +78,10 @@ def find_group(ref: str, *, lock: bool = False) -> Group:
 
 
 def _check(course_id: str, role: str) -> None:
-    if not _COURSE_ID.fullmatch(course_id):
-        raise InvalidValue(f"{course_id!r} is not an LMS course id (a positive whole number).")
+    if not _COURSE_ID.fullmatch(course_id) and course_id != course_maps.MAPPED:
+        raise InvalidValue(
+            f"{course_id!r} is not an LMS course id (a positive whole number) or `mapped`."
+        )
     if role not in ROLES:
         raise InvalidValue(f"role must be one of {', '.join(ROLES)}.")
 
@@ -112,6 +114,9 @@ def add_rule(
     with database.atomic():
         target = _target(lms)
         row = find_group(group_ref, lock=True)
+        if course_id == course_maps.MAPPED:  # the group's own course (`courses map`)
+            course_maps.require_map(row.id, target)
+            course_id = course_maps.mapped_course(row.id)
         existing = EnrolmentRule.get_or_none(_rule_of(row.id, target, course_id))
         if existing is None:
             EnrolmentRule.insert(
@@ -148,6 +153,8 @@ def remove_rule(
     with database.atomic():
         target = _target(lms)
         row = find_group(group_ref, lock=True)
+        if course_id == course_maps.MAPPED:
+            course_id = course_maps.mapped_course(row.id)
         found = _rules(_rule_of(row.id, target, course_id))
         if not found:
             raise NotFound(f"Group {row.display_name!r} has no rule for course {course_id}.")
@@ -194,7 +201,7 @@ def _rules(where: Any) -> list[Rule]:
         .order_by(Group.display_name_key, Group.id, LmsTarget.id, EnrolmentRule.course_id)
         .tuples()
     )
-    return [Rule(*row) for row in query]
+    return [Rule(*row[:2], course_maps.shown(row[2]), *row[3:]) for row in query]
 
 
 def rules(group_ref: str | None = None) -> list[Rule]:
