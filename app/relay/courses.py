@@ -41,6 +41,12 @@ COURSE_FUNCTIONS = (
 _MAX_CATEGORY_IDNUMBER = 100  # Moodle's course_categories.idnumber
 
 
+def functions_for(target: int) -> tuple[str, ...]:
+    """The course functions a target's token must allow: only once a group has a course there
+    (`lms-scim relay test`)."""
+    return COURSE_FUNCTIONS if course_maps.any_on(target) else ()
+
+
 def category_idnumber(path: str) -> str:
     """A category level's idnumber: the path up to it, hashed when too long for Moodle."""
     readable = f"{course_maps.IDNUMBER_PREFIX}{path}"

@@ -189,6 +189,28 @@ def mapped_group(course_id: str) -> str | None:
     return course_id[len(_MAPPED_PREFIX) :] if course_id.startswith(_MAPPED_PREFIX) else None
 
 
+def show_mapped(found: dict[str, set[tuple[str, str]]]) -> None:
+    """In users' (course, role) pairs, a `mapped:<group>` course becomes the LMS id of the
+    group's course (of its first target that has one), or `mapped` while none is known yet.
+    One query, and only when a mapped course is there."""
+    groups = {g for pairs in found.values() for c, _ in pairs if (g := mapped_group(c))}
+    if not groups:
+        return
+    known: dict[str, str] = {}
+    query = (
+        CourseMap.select(CourseMap.group_id, CourseMap.lms_id)
+        .where(CourseMap.group_id.in_(sorted(groups)) & CourseMap.lms_id.is_null(False))
+        .order_by(CourseMap.target_id.desc())
+        .tuples()
+    )
+    for group_id, lms_id in query:
+        known[group_id] = str(lms_id)
+    for user_id, pairs in found.items():
+        found[user_id] = {
+            (known.get(g, MAPPED) if (g := mapped_group(c)) else c, role) for c, role in pairs
+        }
+
+
 def _mapped_rules(group_id: str, target: int) -> int:
     return (
         EnrolmentRule.select()
@@ -262,6 +284,10 @@ def _queue(group_id: str, target: int) -> None:
 
 def _where(target: int, group_id: str) -> Any:
     return (CourseMap.target_id == target) & (CourseMap.group_id == group_id)
+
+
+def any_on(target: int) -> bool:
+    return CourseMap.select().where(CourseMap.target_id == target).exists()
 
 
 def get(target: int, group_id: str) -> CourseMap | None:

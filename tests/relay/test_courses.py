@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from app.relay.courses import Courses, category_idnumber
-from app.relay.moodle import LmsError, MoodleClient
+from app.relay.courses import COURSE_FUNCTIONS, Courses, category_idnumber
+from app.relay.moodle import REQUIRED_FUNCTIONS, LmsError, MoodleClient
 from app.relay.worker import Relay
 from app.store import lms_targets, outbox
 from app.store.models import AuditEvent, CategoryLink, CourseMap, Outbox
+from scim_schemas import LMS_USER
 from tests.helpers import create_group, create_user, feed, invoke, patch_ok, run
 from tests.relay.harness import B_URL, Clock, drain, join, leave, make_relay
 from tests.relay.moodle_sim import TOKEN, URL, MoodleSim, SimulatedCrash
@@ -310,6 +311,9 @@ def test_enrolments_add_mapped_enrols_members_in_the_groups_course(
     ]
     listed = run(app, "enrolments", "list").stdout.splitlines()
     assert listed[1].split()[:3] == ["Physics", "mapped", "student"]
+    # The user's SCIM resource names the course by its LMS id, as for any other rule.
+    shown = scim.get(f"/Users/{ann['id']}").json[LMS_USER]["enrolments"]
+    assert shown == [{"courseId": str(course_id), "role": "student"}]
 
     leave(scim, physics, bob["id"])
     drain(relay, clock)
@@ -452,3 +456,20 @@ def test_the_simulated_course_functions_fail_as_moodle_does(moodle: MoodleSim) -
         addsubcategories=0,
     )
     assert ([c["name"] for c in both], [c["name"] for c in only]) == (["X", "Y"], ["X"])
+
+
+def test_relay_test_asks_for_the_course_functions_once_a_group_has_a_course(
+    app: Flask, scim: Any, moodle: MoodleSim
+) -> None:
+    result = feed(app, TOKEN + "\n", "tenants", "set", "default", "LMS_TOKEN", f"LMS_URL={URL}")
+    assert result.exit_code == 0, result.output
+    moodle.allowed = set(REQUIRED_FUNCTIONS)
+    assert "every required function is allowed" in run(app, "relay", "test").stdout
+    _physics(scim)
+    _map(app, "Physics", "--shortname", "{displayName}")
+    refused = invoke(app, "relay", "test")
+    assert refused.exit_code == 1
+    assert "  core_course_create_categories" in refused.output
+    assert "6 required function(s) missing" in refused.output
+    moodle.allowed |= set(COURSE_FUNCTIONS)
+    assert "every required function is allowed" in run(app, "relay", "test").stdout
