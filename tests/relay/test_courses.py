@@ -197,6 +197,25 @@ def test_two_relays_racing_on_one_category_path_make_it_once(
     assert paths == ["School", "School/Year 7B"]
 
 
+def test_two_relays_racing_on_one_course_make_it_once(
+    app: Flask, scim: Any, moodle: MoodleSim, relay: Relay, clock: Clock
+) -> None:
+    physics = _physics(scim)
+    _map(app, "Physics", "--shortname", "{displayName}", "--category", "School")
+    other = Courses(MoodleClient(URL, TOKEN, timeout=2.0), lms_targets.default_id())
+
+    def other_relay_makes_the_course() -> None:
+        assert other.sync(physics)
+
+    moodle.before["core_course_create_courses"] = other_relay_makes_the_course
+    drain(relay, clock)
+    refused = [p for name, p in moodle.calls if name == "!core_course_create_courses"]
+    assert len(refused) == 1  # `shortnametaken`: then found by idnumber
+    assert moodle.course_list() == [("Physics", "Physics", "School", f"lms-scim:{physics}")]
+    (linked,) = CourseMap.select(CourseMap.lms_id).tuples()
+    assert linked == (next(cid for cid in moodle.course_records if cid > 1000),)
+
+
 def test_a_category_deleted_on_the_lms_is_made_again(
     app: Flask, scim: Any, moodle: MoodleSim, relay: Relay, clock: Clock
 ) -> None:
