@@ -148,7 +148,8 @@ class Courses:
 
     def _find(self, idnumber: str, shortname: str) -> int | None:
         """The course with our idnumber, else the one with the shortname (adopted: given our
-        idnumber when it has none, so the next first sight finds it by idnumber)."""
+        idnumber when it has none, so the next first sight finds it by idnumber; one made by
+        hand keeps its own; another group's is refused)."""
         found = self._courses("idnumber", idnumber)
         if found:
             return int(found[0]["id"])
@@ -156,7 +157,15 @@ class Courses:
         if not found:
             return None
         course = found[0]
-        if not course.get("idnumber"):
+        theirs = str(course.get("idnumber") or "")
+        if theirs.startswith(course_maps.IDNUMBER_PREFIX):  # another group's course: not ours
+            raise LmsError(
+                f"the shortname {shortname!r} is taken by the course of another group "
+                f"(idnumber {theirs}): make the shortname template unique",
+                errorcode="shortnametaken",
+                transient=False,
+            )
+        if not theirs:
             self._update(int(course["id"]), idnumber=idnumber)
         return int(course["id"])
 

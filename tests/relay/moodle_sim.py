@@ -30,6 +30,7 @@ crash of the *caller* right after the site applied the call (to test a relay res
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import re
@@ -123,6 +124,10 @@ class MoodleSim:
     categories: dict[int, dict[str, Any]] = field(default_factory=dict)
     # Runs once, just before the named function is applied (e.g. another relay's work).
     before: dict[str, Any] = field(default_factory=dict)
+    # Calls of the named function wait for each other in twos (two relays racing), at most
+    # `timeout` seconds; then the site applies them one at a time, as its database would.
+    rendezvous: dict[str, threading.Barrier] = field(default_factory=dict)
+    _apply: threading.RLock = field(default_factory=threading.RLock)
     _course_ids: Any = field(default_factory=lambda: itertools.count(1001))
     _category_ids: Any = field(default_factory=lambda: itertools.count(2))
 
@@ -271,7 +276,12 @@ class MoodleSim:
             hook = self.before.pop(function, None)
             if hook is not None:
                 hook()
-            result = handler(**params)
+            barrier = self.rendezvous.get(function)
+            if barrier is not None:
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    barrier.wait()
+            with self._apply:
+                result = handler(**params)
         except WsError as exc:
             self.calls.append((f"!{function}", params))
             return 200, {"Content-Type": "application/json"}, json.dumps(exc.envelope)

@@ -7,19 +7,23 @@ sight and by LMS id afterwards; renames followed only when asked; template cours
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
 from flask import Flask
 
+from app import runtime
 from app.relay.courses import COURSE_FUNCTIONS, Courses, category_idnumber
+from app.relay.dispatch import Dispatcher
 from app.relay.moodle import REQUIRED_FUNCTIONS, LmsError, MoodleClient
-from app.relay.worker import Relay
+from app.relay.worker import Relay, relay_from
 from app.store import lms_targets, outbox
+from app.store.db import database
 from app.store.models import AuditEvent, CategoryLink, CourseMap, Outbox
 from scim_schemas import LMS_USER
 from tests.helpers import create_group, create_user, feed, invoke, patch_ok, run
-from tests.relay.harness import B_URL, Clock, drain, join, leave, make_relay
+from tests.relay.harness import A_URL, B_URL, Clock, drain, join, leave, make_relay
 from tests.relay.moodle_sim import TOKEN, URL, MoodleSim, SimulatedCrash
 
 COURSE_CALLS = ("core_course_create_courses", "core_course_duplicate_course")
@@ -195,6 +199,45 @@ def test_two_relays_racing_on_one_category_path_make_it_once(
     ]
     paths = sorted(p for (p,) in CategoryLink.select(CategoryLink.path).tuples())
     assert paths == ["School", "School/Year 7B"]
+
+
+def test_two_relays_in_threads_racing_on_one_category_path_make_it_once(
+    app: Flask, scim: Any, moodle: MoodleSim, relay: Relay, clock: Clock
+) -> None:
+    _physics(scim)
+    create_group(scim, "Chemistry", externalId="7B")
+    drain(relay, clock)  # the cohorts
+    for group in ("Physics", "Chemistry"):
+        _map(app, group, "--shortname", "{displayName}", "--category", "School/Year {externalId}")
+    # Each relay takes one group; both miss each level, and both create it at once.
+    moodle.rendezvous["core_course_create_categories"] = threading.Barrier(2, timeout=10)
+    relays = [make_relay(clock, seed=s) for s in (1, 2)]
+    errors: list[BaseException] = []
+
+    def deliver(one: Relay) -> None:
+        one.batch = 1
+        try:
+            one.run_once()
+        except BaseException as exc:  # re-raised by the test
+            errors.append(exc)
+        finally:
+            if not database.is_closed():
+                database.close()
+
+    threads = [threading.Thread(target=deliver, args=(r,)) for r in relays]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+    assert Outbox.select().count() == 0
+    assert moodle.category_paths() == ["Category 1", "School", "School/Year 7B"]
+    refused = [p["categories"][0]["name"] for n, p in moodle.calls if n.startswith("!")]
+    assert sorted(refused) == ["School", "Year 7B"]  # one loser per level, which read it back
+    assert [c[:3] for c in moodle.course_list()] == [
+        ("Chemistry", "Chemistry", "School/Year 7B"),
+        ("Physics", "Physics", "School/Year 7B"),
+    ]
 
 
 def test_two_relays_racing_on_one_course_make_it_once(
@@ -426,6 +469,52 @@ def test_a_group_without_the_externalid_its_template_needs_is_a_dead_letter(
     (dead,) = Outbox.select().where(Outbox.state == "dead")
     assert "the group has no externalId for the course shortname '{externalId}'" in dead.last_error
     assert moodle.course_list() == []
+
+
+def test_a_shortname_taken_by_another_groups_course_is_refused_not_shared(
+    app: Flask, scim: Any, moodle: MoodleSim, relay: Relay, clock: Clock
+) -> None:
+    _physics(scim)
+    _physics(scim, name="Chemistry")  # the same externalId
+    _map(app, "Physics", "--shortname", "{externalId}")
+    drain(relay, clock)
+    _map(app, "Chemistry", "--shortname", "{externalId}")
+    drain(relay, clock)
+    assert len(moodle.course_list()) == 1
+    dead = [row.last_error for row in Outbox.select().where(Outbox.state == "dead")]
+    assert dead
+    assert all("the shortname '7B' is taken by the course of another group" in e for e in dead)
+    listed = {m["group"]: m["lmsCourseId"] for m in _listed(app)}
+    assert listed["Chemistry"] is None
+    assert listed["Physics"] is not None
+
+
+def test_a_map_names_its_target_and_only_that_site_gets_the_course(
+    app: Flask, scim: Any, sites: tuple[MoodleSim, MoodleSim]
+) -> None:
+    site_a, site_b = sites
+    feed(app, TOKEN + "\n", "tenants", "set", "default", "LMS_TOKEN", f"LMS_URL={A_URL}")
+    assert feed(app, TOKEN + "\n", "lms", "add", "b", "--url", B_URL).exit_code == 0
+    ann = create_user(scim, "ann@x.example")
+    physics = _physics(scim, ann["id"])
+    _map(app, "Physics", "--lms", "b", "--shortname", "{displayName}", "--category", "S/{id}")
+    run(app, "enrolments", "add", "Physics", "mapped", "--role", "teacher", "--lms", "b")
+    current = runtime.of(app)
+    Dispatcher(
+        settings_for=current.tenant_settings,
+        build=lambda settings: relay_from(settings, 2000, 50),
+        open_token=current.secret_box.open,
+    ).run_due()
+    assert site_a.course_list() == []
+    assert site_b.course_list() == [("Physics", "Physics", f"S/{physics}", f"lms-scim:{physics}")]
+    (course_id,) = [cid for cid in site_b.course_records if cid > 1000]
+    assert site_b.state()["enrolments"] == [("ann@x.example", course_id, "editingteacher")]
+    assert site_a.state()["enrolments"] == []
+    assert [(m["lms"], m["group"]) for m in _listed(app)] == [("b", "Physics")]
+
+
+def _listed(app: Flask) -> list[dict[str, Any]]:
+    return list(json.loads(run(app, "courses", "list", "--format", "json").stdout))
 
 
 # -- the simulator says what Moodle 4.3 says -------------------------------------------------
