@@ -157,7 +157,8 @@ def remove_rule(
             course_id = course_maps.mapped_course(row.id)
         found = _rules(_rule_of(row.id, target, course_id))
         if not found:
-            raise NotFound(f"Group {row.display_name!r} has no rule for course {course_id}.")
+            shown = course_maps.shown(course_id)
+            raise NotFound(f"Group {row.display_name!r} has no rule for course {shown}.")
         rule = found[0]
         if rule.keep_on_leave:
             _keep(row.id, course_id, _members(row.id), target)

@@ -389,6 +389,8 @@ def test_enrolments_add_mapped_enrols_members_in_the_groups_course(
     assert blocked.exit_code == 1
     assert "remove it first" in blocked.output
     run(app, "enrolments", "remove", "Physics", "mapped")
+    gone = invoke(app, "enrolments", "remove", "Physics", "mapped")
+    assert gone.output.strip() == "Error: Group 'Physics' has no rule for course mapped."
     drain(relay, clock)
     assert moodle.state()["enrolments"] == []
     assert "stays on default" in run(app, "courses", "unmap", "Physics").stdout
