@@ -315,6 +315,29 @@ def test_a_rename_changes_the_course_only_with_follow_renames(
     assert moodle.count("core_course_update_courses") == 1
 
 
+def test_new_templates_change_an_existing_course_only_with_follow_renames(
+    app: Flask, scim: Any, moodle: MoodleSim, relay: Relay, clock: Clock
+) -> None:
+    physics = _physics(scim)
+    _map(app, "Physics", "--shortname", "{displayName}")
+    drain(relay, clock)
+    _map(app, "Physics", "--shortname", "{displayName}-{externalId}")
+    drain(relay, clock)
+    assert [c[0] for c in moodle.course_list()] == ["Physics"]
+    _map(app, "Physics", "--shortname", "{externalId}", "--follow-renames", "--casing", "lower")
+    drain(relay, clock)
+    assert moodle.course_list() == [("7b", "physics", "Category 1", f"lms-scim:{physics}")]
+    assert moodle.count("core_course_create_courses") == 1
+    changes = [
+        json.loads(e.changes)
+        for e in AuditEvent.select().where(AuditEvent.resource_type == "CourseMap")
+    ]
+    assert changes[-1]["shortname"] == {
+        "before": "{displayName}-{externalId}",
+        "after": "{externalId}",
+    }
+
+
 # -- template courses ------------------------------------------------------------------------
 
 
