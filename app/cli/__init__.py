@@ -1,5 +1,5 @@
 """The `lms-scim` command: Flask's CLI group plus one module per command group (database,
-tokens, audit, users, operators, enrolments, relay, LMS targets, OAuth clients and keys,
+tokens, audit, users, operators, enrolments, courses, relay, LMS targets, OAuth clients and keys,
 statistics). Thin: the store (`app.store.*`) and `app.auth` do the work."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from flask.cli import FlaskGroup
 from app.cli import (
     audit,
     clients,
+    courses,
     db,
     enrolments,
     lms,
@@ -31,6 +32,7 @@ def register(app: Flask) -> None:
         operators.operators_group,
         stats.stats_command,
         enrolments.enrolments_group,
+        courses.courses_group,
         relay.relay_group,
         lms.lms_group,
         tenants.tenants_group,

@@ -120,6 +120,7 @@ def relay_test(tenants: list[Tenant], named: bool, lms: str | None) -> None:
     """Check each LMS target's URL and token (the default one's: LMS_URL and LMS_TOKEN), and
     which required functions the token may not call."""
     from app.relay import worker
+    from app.relay.courses import functions_for
 
     served = _served(tenants, lms)
     failed = 0
@@ -127,16 +128,18 @@ def relay_test(tenants: list[Tenant], named: bool, lms: str | None) -> None:
         with reported():
             client = worker.client_from(settings, runtime.current().config.lms_timeout_ms)
         prefix = f"{_label(tenant, target)}: " if len(served) > 1 else ""
-        failed += not _check(client, prefix)
+        with tenancy.use(tenant.id):  # groups with courses need the course functions too
+            also = functions_for(target.id)
+        failed += not _check(client, prefix, also)
     if failed:
         raise click.ClickException(f"{failed} LMS site(s) cannot be used as they are")
 
 
-def _check(client: Any, prefix: str) -> bool:
+def _check(client: Any, prefix: str, also: Sequence[str] = ()) -> bool:
     from app.relay.moodle import LmsError
 
     try:
-        info, missing = client.check()
+        info, missing = client.check(also)
     except LmsError as exc:
         click.echo(f"{prefix}cannot use the LMS web service: {exc}", err=True)
         return False
