@@ -9,7 +9,16 @@ import secrets
 import click
 
 from app import auth, runtime
-from app.cli.common import DURATION, GRACE_OPTION, echo_json, for_tenant, reported, settings, table
+from app.cli.common import (
+    DURATION,
+    GRACE_OPTION,
+    emit,
+    for_tenant,
+    format_option,
+    reported,
+    settings,
+    table,
+)
 from app.datetimes import minute
 from app.oauth import keys
 from app.oauth.access_tokens import issuer
@@ -104,16 +113,14 @@ def clients_revoke(name: str) -> None:
 
 @clients_group.command("list")
 @for_tenant
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@format_option()
 def clients_list(fmt: str) -> None:
     """Every client of the tenant, revoked ones included."""
-    rows = [_listed(client) for client in oauth_clients.all_clients()]
-    if fmt == "json":
-        echo_json(rows)
-        return
-    table(
-        ((r["name"], r["clientId"], r["access"], r["tokenLifetime"], r["state"]) for r in rows),
-        ("name", "client_id", "access", "token lifetime", "state"),
+    emit(
+        (_listed(client) for client in oauth_clients.all_clients()),
+        ("name", "clientId", "access", "tokenLifetime", "state", "created"),
+        fmt,
+        headers=("name", "client_id", "access", "token lifetime", "state", "created (UTC)"),
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from dataclasses import asdict
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import click
 
 from app import runtime
-from app.cli.common import echo_json, reported, table
+from app.cli.common import echo_json, emit, format_option, reported, table
 from app.config import TENANT_VARIABLES, TenantSettings, tenant_field
 from app.secretbox import masked
 from app.store import tenancy
@@ -48,23 +47,16 @@ _LIST_COLUMNS = (
 
 
 @tenants_group.command("list")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@format_option()
 def tenants_list(fmt: str) -> None:
     """Every tenant with its users, active users, groups, usable tokens and the time of its
     latest audit event."""
-    found = [asdict(s) for s in tenant_store.summaries()]
-    if fmt == "json":
-        echo_json(found)
-        return
-    rows = [[s[c] for c in _LIST_COLUMNS] for s in found]
-    if fmt == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(_LIST_COLUMNS)
-        writer.writerows(["" if v is None else v for v in row] for row in rows)
-        return
-    for row in rows:  # one column wide, to the second (UTC)
-        row[3] = row[3] and row[3].isoformat(timespec="seconds")
-    table(rows, ("slug", "name", "state", "last activity", "users", "active", "groups", "tokens"))
+    emit(
+        (asdict(s) for s in tenant_store.summaries()),
+        _LIST_COLUMNS,
+        fmt,
+        headers=("slug", "name", "state", "last activity", "users", "active", "groups", "tokens"),
+    )
 
 
 def _text(value: Any) -> str | None:

@@ -136,6 +136,14 @@ def find_user(ref: str) -> User:
     raise NotFound(f"No user with id, userName, externalId or e-mail {ref!r}.")
 
 
+def audited_user(user_id: str) -> bool:
+    """Whether the audit trail has events of a user with this id (a deleted user's, say)."""
+    events = AuditEvent.select().where(
+        (AuditEvent.resource_type == "User") & (AuditEvent.resource_id == user_id)
+    )
+    return events.exists()
+
+
 @dataclass(frozen=True)
 class UserStatus:
     """A user's state, where it came from, and what happened to them lately."""
@@ -263,15 +271,13 @@ def summarise(users: list[User]) -> list[dict[str, Any]]:
     ]
 
 
-def user_condition(*, inactive: bool = False, group: str | None = None) -> Any:
-    """Users to list: all, or only inactive ones, or members of a group (by id or name)."""
+def user_condition(*, inactive: bool = False, group_id: str | None = None) -> Any:
+    """Users to list: all, or only inactive ones, or members of a group (its id: the caller
+    resolves a name, refusing one that two groups share)."""
     condition = User.active == False if inactive else None  # noqa: E712 - SQL, not Python
-    if group:
-        # `groups.value eq g or groups.display eq g`: a group id is lower-case hex, so folded.
-        key = identity_key(_text(group))
-        groups = Group.select(Group.id).where((Group.id == key) | (Group.display_name_key == key))
+    if group_id:
         in_group = User.id.in_(
-            Membership.select(Membership.user).where(Membership.group.in_(groups))
+            Membership.select(Membership.user).where(Membership.group == group_id)
         )
         condition = in_group if condition is None else condition & in_group
     return condition
