@@ -32,7 +32,11 @@ def _rows(events: Iterator[status.Event], fmt: str) -> Iterator[dict[str, Any]]:
         yield row
 
 
-@click.group("audit", invoke_without_command=True)
+@click.group(
+    "audit",
+    invoke_without_command=True,
+    short_help="Who changed what, with which token, in which request.",
+)
 @for_tenant
 @click.option(
     "--user",

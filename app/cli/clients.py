@@ -47,7 +47,7 @@ def _forget_clients() -> None:
     current.tokens.clear()
 
 
-@clients_group.command("create")
+@clients_group.command("create", short_help="Register a client; print its id and secret (once).")
 @for_tenant
 @click.argument("name")
 @click.option("--read-only", is_flag=True, help="Gets scim.read only, never scim.write.")
@@ -79,7 +79,7 @@ def clients_create(name: str, read_only: bool, token_lifetime: dt.timedelta) -> 
     click.echo(f"token_endpoint={_token_endpoint()}")
 
 
-@clients_group.command("rotate")
+@clients_group.command("rotate", short_help="A new secret for NAME; the old one works a while.")
 @for_tenant
 @click.argument("name")
 @GRACE_OPTION
@@ -99,7 +99,7 @@ def clients_rotate(name: str, grace: dt.timedelta) -> None:
     click.echo(f"client_secret={secret}")
 
 
-@clients_group.command("revoke")
+@clients_group.command("revoke", short_help="Refuse NAME and its access tokens from now on.")
 @for_tenant
 @click.argument("name")
 def clients_revoke(name: str) -> None:
@@ -135,7 +135,7 @@ def _listed(client: OAuthClient) -> dict[str, object]:
     }
 
 
-@keys_group.command("rotate")
+@keys_group.command("rotate", short_help="Sign with a new key; earlier ones verify for 24 h.")
 def keys_rotate() -> None:
     """A new signing key; the old one verifies the tokens it signed until they have expired."""
     kid = keys.add_key(runtime.current().secret_box)

@@ -13,7 +13,7 @@ enrolments_group = click.Group("enrolments", help="Course enrolment rules on gro
 LMS_HELP = "The LMS target of the course (may be left out when the tenant has one)."
 
 
-@enrolments_group.command("add")
+@enrolments_group.command("add", short_help="Enrol GROUP's members in COURSE.")
 @for_tenant
 @click.argument("group")
 @click.argument("course")
@@ -62,7 +62,7 @@ def enrolments_list(group: str | None, fmt: str) -> None:
     table(rows, headers)
 
 
-@enrolments_group.command("remove")
+@enrolments_group.command("remove", short_help="Drop GROUP's rule for COURSE.")
 @for_tenant
 @click.argument("group")
 @click.argument("course")

@@ -72,7 +72,7 @@ def _auth(text: str) -> str:
     return value
 
 
-@lms_group.command("add")
+@lms_group.command("add", short_help="Add an LMS target (its token from a prompt or stdin).")
 @for_tenant
 @click.argument("name")
 @click.option("--url", required=True, help="The site's base URL, e.g. https://moodle.example.com.")
@@ -126,7 +126,7 @@ def _shown(target: LmsTarget, settings: TenantSettings) -> dict[str, Any]:
     }
 
 
-@lms_group.command("list")
+@lms_group.command("list", short_help="The tenant's LMS targets, backlog and dead letters.")
 @for_tenant
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def lms_list(fmt: str) -> None:
@@ -220,7 +220,7 @@ def _parsed(key: str, value: str) -> Any:
     return parse(value)
 
 
-@lms_group.command("set")
+@lms_group.command("set", short_help="Change a target's url, match, auth, roles, audiences.")
 @for_tenant
 @click.argument("name")
 @click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE…")
@@ -236,7 +236,7 @@ def lms_set(name: str, assignments: tuple[str, ...]) -> None:
         click.echo(f"{name}: token set (sealed)." if key == "token" else f"{name}: {item}")
 
 
-@lms_group.command("remove")
+@lms_group.command("remove", short_help="Remove an LMS target and what waits for it.")
 @for_tenant
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Also when changes still wait for it (they go).")

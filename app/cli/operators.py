@@ -82,7 +82,7 @@ def operators_password(name: str, password: str) -> None:
     click.echo(f"Password of {name!r} changed; their sessions have ended.")
 
 
-@operators_group.command("disable")
+@operators_group.command("disable", short_help="NAME may no longer sign in; their sessions end.")
 @click.argument("name", callback=common.known_operator)
 def operators_disable(name: str) -> None:
     """NAME may no longer sign in; their sessions end (`enable` lets them back)."""
@@ -100,7 +100,7 @@ def operators_enable(name: str) -> None:
     click.echo(f"Enabled operator {name!r}.")
 
 
-@operators_group.command("delete")
+@operators_group.command("delete", short_help="Delete NAME; the audit trail keeps their events.")
 @click.argument("name", callback=common.known_operator)
 @click.confirmation_option(
     "--yes", prompt="Delete this operator? The audit trail keeps what they did."

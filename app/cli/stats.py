@@ -10,7 +10,7 @@ from app.cli.common import echo_json, emit, for_tenant, format_option, table
 from app.store import status
 
 
-@click.command("stats")
+@click.command("stats", short_help="Users, groups, tokens and activity per day.")
 @for_tenant
 @click.option("--days", type=click.IntRange(1, 366), default=7, show_default=True)
 @format_option()

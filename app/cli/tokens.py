@@ -23,7 +23,7 @@ from app.store.models import utcnow
 tokens_group = click.Group("tokens", help="API tokens for identity providers.")
 
 
-@tokens_group.command("create")
+@tokens_group.command("create", short_help="Create a token; its secret is printed once.")
 @for_tenant
 @click.argument("name")
 @click.option("--expires-in", type=DURATION, help="Lifetime, e.g. 90d (default: no expiry).")
@@ -36,7 +36,7 @@ def tokens_create(name: str, expires_in: dt.timedelta | None, read_only: bool) -
     click.echo(secret)
 
 
-@tokens_group.command("rotate")
+@tokens_group.command("rotate", short_help="A new secret for NAME; the old one works a while.")
 @for_tenant
 @click.argument("name")
 @GRACE_OPTION
@@ -55,7 +55,7 @@ def tokens_rotate(name: str, grace: dt.timedelta, expires_in: dt.timedelta | Non
     click.echo(secret)
 
 
-@tokens_group.command("revoke")
+@tokens_group.command("revoke", short_help="Refuse NAME from now on.")
 @for_tenant
 @click.argument("name")
 def tokens_revoke(name: str) -> None:
@@ -71,7 +71,7 @@ def tokens_revoke(name: str) -> None:
     click.echo(f"Revoked {count} token(s) named {name!r}.")
 
 
-@tokens_group.command("bootstrap")
+@tokens_group.command("bootstrap", short_help="Create a first token if there is no usable one.")
 @for_tenant
 @click.option("--name", default="first-token", show_default=True)
 def tokens_bootstrap(name: str) -> None:
@@ -91,7 +91,7 @@ def tokens_bootstrap(name: str) -> None:
 _LIST_COLUMNS = ("name", "prefix", "access", "created", "expires", "lastUsed", "state")
 
 
-@tokens_group.command("list")
+@tokens_group.command("list", short_help="The tokens and their state; never a secret.")
 @for_tenant
 @format_option()
 def tokens_list(fmt: str) -> None:

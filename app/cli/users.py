@@ -18,7 +18,7 @@ from scim_schemas import CORE_USER, resource_type
 users_group = click.Group("users", help="LMS users: look up, list, add.")
 
 
-@users_group.command("status")
+@users_group.command("status", short_help="Is USER active, since when, who changed it.")
 @for_tenant
 @click.argument("user")
 @click.option("--history", default=10, show_default=True, help="Recent events to show.")
@@ -86,7 +86,7 @@ _LIST_COLUMNS = (
 _TABLE_COLUMNS = ("id", "userName", "name", "userType", "active")
 
 
-@users_group.command("list")
+@users_group.command("list", short_help="Users as a table, CSV or JSON lines (streamed).")
 @for_tenant
 @click.option("--inactive", is_flag=True, help="Only deactivated users.")
 @click.option("--group", help="Only members of this group (id or displayName).")
@@ -106,7 +106,7 @@ def users_list(inactive: bool, group: str | None, fmt: str) -> None:
     emit(rows, columns, fmt, json_lines=True, widths=(32, 32, 24, 10, 6))
 
 
-@users_group.command("add")
+@users_group.command("add", short_help="Create an LMS-side user (as a SCIM create would).")
 @for_tenant
 @click.argument("username")
 @click.option("--email", help="Work e-mail (primary).")
@@ -136,7 +136,7 @@ def users_add(
     click.echo(created["id"])
 
 
-@users_group.command("duplicates")
+@users_group.command("duplicates", short_help="Users and groups whose names became one identity.")
 @for_tenant
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def users_duplicates(fmt: str) -> None:

@@ -12,8 +12,10 @@ import re
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 
+from app.cli import LmsScimGroup
 from app.store.models import ApiToken, utcnow
 from tests.helpers import PASSWORD, create_group, create_user, invoke, run
 
@@ -194,3 +196,46 @@ def test_a_table_with_no_rows_still_has_its_header(app: Flask) -> None:
         "name,tenant,created,lastSignIn,state,disabledAt"
     )
     assert run(app, "operators", "list", "--format", "json").stdout.strip() == "[]"
+
+
+# -- lms-scim --help -----------------------------------------------------------------------------
+
+
+def _help(app: Flask, *path: str) -> str:
+    """`lms-scim PATH --help` as the console script prints it on an 80-column terminal."""
+    result = CliRunner().invoke(
+        LmsScimGroup(create_app=lambda: app), [*path, "--help"], terminal_width=80
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _commands(text: str) -> list[tuple[str, str]]:
+    """The (name, summary) lines of a help page's Commands section."""
+    section = text.partition("\nCommands:\n")[2]
+    return [tuple(line.split(None, 1)) for line in section.splitlines() if line.strip()]
+
+
+def test_help_shows_lms_scims_commands_and_options_only(app: Flask) -> None:
+    text = _help(app)
+    names = [name for name, _ in _commands(text)]
+    assert {"users", "tokens", "audit", "tenants", "operators", "relay"} <= set(names)
+    for flasks in ("run", "shell", "routes"):
+        assert flasks not in names
+    for option in ("--app", "--env-file", "--debug", "--version"):
+        assert option not in text
+
+
+def test_no_summary_is_cut_off(app: Flask) -> None:
+    """Every group's and command's summary shows whole at 80 columns (click ends a summary
+    that does not fit with `...`)."""
+    pending = [()]
+    seen = 0
+    while pending:
+        path = pending.pop()
+        for name, summary in _commands(_help(app, *path)):
+            seen += 1
+            assert not summary.endswith("..."), (*path, name, summary)
+            if "\nCommands:\n" in _help(app, *path, name):
+                pending.append((*path, name))
+    assert seen > 30
