@@ -1,4 +1,4 @@
-"""`lms-scim users`: LMS users: look up, list, add, and find duplicate identities."""
+"""`lms-scim users`: LMS users: look up, list, add, import, and find duplicate identities."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from typing import Any
 import click
 
 from app import marshal, runtime
-from app.cli import common
+from app.cli import common, user_import
 from app.cli.common import echo_json, emit, for_tenant, format_option, progress, reported, table
 from app.datetimes import minute
 from app.store import audit, collisions, status
 from app.store import users as user_store
 from scim_schemas import CORE_USER, resource_type
 
-users_group = click.Group("users", help="LMS users: look up, list, add.")
+users_group = click.Group("users", help="LMS users: look up, list, add, import.")
 
 
 @users_group.command("status", short_help="Is USER active, since when, who changed it.")
@@ -162,3 +162,6 @@ def users_duplicates(fmt: str) -> None:
         [(p.attribute, repr(p.key), side(p.kept), side(p.marked)) for p in pairs],
         ("attribute", "key", "keeps it", "also has it"),
     )
+
+
+users_group.add_command(user_import.users_import)

@@ -136,6 +136,15 @@ def find_user(ref: str) -> User:
     raise NotFound(f"No user with id, userName, externalId or e-mail {ref!r}.")
 
 
+def user_by(*, user_id: str | None = None, user_name: str | None = None) -> User | None:
+    """The user with this id, else with this userName (its identity key), or None."""
+    if user_id:
+        return User.get_or_none(User.id == _text(user_id))
+    if user_name:
+        return User.get_or_none(User.user_name_key == identity_key(_text(user_name)))
+    return None
+
+
 def audited_user(user_id: str) -> bool:
     """Whether the audit trail has events of a user with this id (a deleted user's, say)."""
     events = AuditEvent.select().where(
