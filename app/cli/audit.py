@@ -9,13 +9,24 @@ from typing import Any
 import click
 
 from app.cli import common
-from app.cli.common import DURATION, emit, for_tenant, format_option, settings
+from app.cli.common import (
+    DURATION,
+    emit,
+    for_tenant,
+    format_option,
+    progress,
+    progress_bar,
+    settings,
+)
 from app.store import audit, status
 from app.store.models import utcnow
 
 
 def prune(days: int) -> int:
-    return audit.prune(utcnow() - dt.timedelta(days=days))
+    """Delete events older than `days`, with a progress bar while a person watches."""
+    before = utcnow() - dt.timedelta(days=days)
+    with progress_bar(lambda: audit.count_before(before), "pruning audit events") as advance:
+        return audit.prune(before, on_chunk=advance)
 
 
 _COLUMNS = ("at", "token", "resourceType", "resourceId", "operation", "requestId", "changes")
@@ -54,7 +65,15 @@ def audit_group(ctx: click.Context, user_ref: str | None, since: dt.timedelta, f
     if ctx.invoked_subcommand is not None:
         return
     user_id = common.user_or_gone(user_ref) if user_ref else None
-    found = status.events(resource_id=user_id, since=utcnow() - since)
+    start = utcnow() - since
+    found = status.events(resource_id=user_id, since=start)
+    if fmt != "table":  # an export: a bar while a person watches it go to a file
+        found = progress(
+            found,
+            lambda: status.count_events(resource_id=user_id, since=start),
+            "exporting audit events",
+            output_on_stdout=True,
+        )
     emit(
         _rows(found, fmt),
         _TABLE_COLUMNS if fmt == "table" else _COLUMNS,

@@ -290,22 +290,47 @@ def emit(
 
 # -- progress ------------------------------------------------------------------------------
 
+# Below this many items a command is over before a bar would help.
+PROGRESS_MINIMUM = 1000
 
-def progress(
-    items: Iterable[T],
-    total: int,
+
+def watched(output_on_stdout: bool) -> bool:
+    """Whether a person watches the command on a terminal: stderr is one and, for a command
+    whose result streams to stdout, stdout is not that terminal (a bar would tear through the
+    rows)."""
+    return sys.stderr.isatty() and not (output_on_stdout and sys.stdout.isatty())
+
+
+@contextlib.contextmanager
+def progress_bar(
+    total: int | Callable[[], int],
     label: str,
     *,
     output_on_stdout: bool = False,
-    minimum: int = 1000,
-) -> Iterator[T]:
-    """A progress bar on stderr while a person watches a long command: only when stderr is a
-    terminal, the work is large (`minimum` items), and, for a command whose result streams to
-    stdout, stdout is not that terminal (the bar would tear through the rows)."""
-    if total < minimum or not sys.stderr.isatty() or (output_on_stdout and sys.stdout.isatty()):
-        yield from items
+) -> Iterator[Callable[[int], None]]:
+    """`advance(n)` for work done in steps: a bar on stderr while a person watches a large job
+    (`PROGRESS_MINIMUM` items; `total` may be a function, so nobody counts unless a bar may be
+    shown)."""
+    if not watched(output_on_stdout):
+        yield lambda _n: None
         return
-    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+    count = total() if callable(total) else total
+    if count < PROGRESS_MINIMUM:
+        yield lambda _n: None
+        return
+    with click.progressbar(length=count, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+def progress(
+    items: Iterable[T],
+    total: int | Callable[[], int],
+    label: str,
+    *,
+    output_on_stdout: bool = False,
+) -> Iterator[T]:
+    """`items`, with a progress bar on stderr while a person watches (`progress_bar`)."""
+    with progress_bar(total, label, output_on_stdout=output_on_stdout) as advance:
         for item in items:
             yield item
-            bar.update(1)
+            advance(1)

@@ -97,7 +97,7 @@ def users_list(inactive: bool, group: str | None, fmt: str) -> None:
     condition = status.user_condition(inactive=inactive, group_id=group_id)
     rows = progress(
         status.iter_users(condition),
-        status.count_users(condition),
+        lambda: status.count_users(condition),
         "exporting users",
         output_on_stdout=True,
     )

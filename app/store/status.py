@@ -332,6 +332,20 @@ def search_users(text: str, limit: int = 50) -> list[dict[str, Any]]:
 # -- audit ---------------------------------------------------------------------------------
 
 
+def _events_query(resource_id: str | None, since: dt.datetime | None) -> Any:
+    query = AuditEvent.select()
+    if resource_id is not None:
+        query = query.where(AuditEvent.resource_id == resource_id)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    return query
+
+
+def count_events(*, resource_id: str | None = None, since: dt.datetime | None = None) -> int:
+    """How many events `events` would stream (without a limit)."""
+    return _events_query(resource_id, since).count()
+
+
 def events(
     *,
     resource_id: str | None = None,
@@ -340,11 +354,7 @@ def events(
     newest_first: bool = False,
 ) -> Iterator[Event]:
     """Audit events, oldest first (a log) or newest first (a feed), streamed."""
-    query = AuditEvent.select()
-    if resource_id is not None:
-        query = query.where(AuditEvent.resource_id == resource_id)
-    if since is not None:
-        query = query.where(AuditEvent.at >= since)
+    query = _events_query(resource_id, since)
     order = (AuditEvent.at, AuditEvent.id)
     query = query.order_by(*(o.desc() for o in order) if newest_first else order)
     if limit is not None:

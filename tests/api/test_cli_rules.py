@@ -6,17 +6,19 @@ same booleans everywhere."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import re
+import sys
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from flask import Flask
 
-from app.cli import LmsScimGroup
-from app.store.models import ApiToken, utcnow
+from app.cli import LmsScimGroup, common
+from app.store.models import ApiToken, AuditEvent, utcnow
 from tests.helpers import PASSWORD, create_group, create_user, invoke, run
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -239,3 +241,69 @@ def test_no_summary_is_cut_off(app: Flask) -> None:
             if "\nCommands:\n" in _help(app, *path, name):
                 pending.append((*path, name))
     assert seen > 30
+
+
+# -- progress on a terminal ----------------------------------------------------------------------
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize(
+    ("stderr", "stdout", "output_on_stdout", "shown"),
+    [
+        (True, False, True, True),  # rows to a file, a person at the terminal
+        (True, True, True, False),  # rows to the terminal: the bar would tear through them
+        (True, True, False, True),  # a summary at the end: the bar may share the terminal
+        (False, False, False, False),  # nobody watches (cron, CI, a pipe)
+    ],
+)
+def test_a_bar_shows_only_while_a_person_watches_stderr(
+    monkeypatch: pytest.MonkeyPatch, stderr: bool, stdout: bool, output_on_stdout: bool, shown: bool
+) -> None:
+    monkeypatch.setattr(sys, "stderr", _Stream(stderr))
+    monkeypatch.setattr(sys, "stdout", _Stream(stdout))
+    assert common.watched(output_on_stdout) is shown
+
+
+@pytest.fixture
+def watching(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if a person watched stderr on a terminal, and any job were long."""
+    monkeypatch.setattr(common, "watched", lambda output_on_stdout: True)
+    monkeypatch.setattr(common, "PROGRESS_MINIMUM", 1)
+
+
+def test_long_commands_show_progress_on_stderr_and_keep_stdout_clean(
+    app: Flask, scim: Any, watching: None, tmp_path: Any
+) -> None:
+    create_user(scim, "alice@example.com")
+    create_user(scim, "bob@example.com")
+    listed = run(app, "users", "list", "--format", "csv")
+    assert "exporting users" in listed.stderr
+    rows = list(csv.DictReader(io.StringIO(listed.stdout)))
+    assert sorted(r["userName"] for r in rows) == ["alice@example.com", "bob@example.com"]
+
+    exported = run(app, "audit", "--format", "json")
+    assert "exporting audit events" in exported.stderr
+    assert len(exported.stdout.splitlines()) == 3  # the token and two users, one per line
+
+    path = tmp_path / "users.csv"
+    path.write_text(listed.stdout, encoding="utf-8")
+    assert "checking users" in run(app, "users", "import", str(path)).stderr
+
+    AuditEvent.update(at=utcnow() - dt.timedelta(days=30)).execute()
+    pruned = run(app, "audit", "prune", "--days", "7")
+    assert "pruning audit events" in pruned.stderr
+    assert "pruned 3 audit event(s)" in pruned.stdout
+
+
+def test_no_progress_when_nobody_watches(app: Flask, scim: Any) -> None:
+    create_user(scim, "alice@example.com")
+    assert run(app, "users", "list", "--format", "csv").stderr == ""
+    assert run(app, "audit", "prune", "--days", "1").stderr == ""
