@@ -17,14 +17,13 @@ from app.cli.common import (
     format_option,
     reported,
     settings,
-    table,
 )
 from app.datetimes import minute
 from app.oauth import keys
 from app.oauth.access_tokens import issuer
 from app.oauth.endpoint import TOKEN_PATH
 from app.store import oauth_clients, signing_keys
-from app.store.models import OAuthClient, SigningKey, utcnow
+from app.store.models import OAuthClient, utcnow
 
 clients_group = click.Group("clients", help="OAuth 2.0 clients (client credentials grant).")
 keys_group = click.Group("keys", help="The keys that sign OAuth access tokens.")
@@ -142,17 +141,23 @@ def keys_rotate() -> None:
     click.echo(f"Signing with key {kid}; earlier keys verify for 24 h more.")
 
 
-@keys_group.command("list")
-def keys_list() -> None:
+@keys_group.command("list", short_help="The keys whose tokens are accepted.")
+@format_option()
+def keys_list(fmt: str) -> None:
     """The keys whose tokens are accepted: the signer first."""
-    rows = [
-        (row.kid, row.algorithm, minute(row.created), _key_state(row))
+    rows = (
+        {
+            "kid": row.kid,
+            "algorithm": row.algorithm,
+            "created": row.created,
+            "state": "signing" if row.retired_at is None else "verifying",
+            "verifyUntil": row.verify_until if row.retired_at is not None else None,
+        }
         for row in signing_keys.verifying()
-    ]
-    table(rows, ("kid", "alg", "created (UTC)", "state"))
-
-
-def _key_state(row: SigningKey) -> str:
-    if row.retired_at is None:
-        return "signing"
-    return f"verifies until {minute(row.verify_until)} UTC"
+    )
+    emit(
+        rows,
+        ("kid", "algorithm", "created", "state", "verifyUntil"),
+        fmt,
+        headers=("kid", "alg", "created (UTC)", "state", "verifies until (UTC)"),
+    )

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import click
 
 from app import runtime
-from app.cli.common import echo_json, for_tenant, reported, table
+from app.cli.common import echo_json, emit, for_tenant, format_option, reported, table
 from app.config import TenantSettings
 from app.secretbox import masked
 from app.store import enrolments, lms_targets
@@ -128,41 +128,31 @@ def _shown(target: LmsTarget, settings: TenantSettings) -> dict[str, Any]:
 
 @lms_group.command("list", short_help="The tenant's LMS targets, backlog and dead letters.")
 @for_tenant
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@format_option()
 def lms_list(fmt: str) -> None:
     """The tenant's LMS targets: name, site, match field, audiences, backlog, dead letters."""
     with reported():
         found = lms_targets.lines()
         settings = runtime.current().tenant_settings()
         shown = [(line, _shown(line.target, settings)) for line in found]
-    if fmt == "json":
-        echo_json(
-            [
-                {
-                    "name": s["name"],
-                    "url": s["url"],
-                    "match": s["match"],
-                    "audiences": line.audiences if line.target.restricted else None,
-                    "backlog": line.backlog,
-                    "deadLetters": line.dead,
-                }
-                for line, s in shown
-            ]
-        )
-        return
-    table(
-        (
-            (
-                s["name"],
-                s["url"] or "not configured",
-                s["match"],
-                _audiences(line),
-                line.backlog,
-                line.dead,
-            )
-            for line, s in shown
-        ),
-        ("name", "url", "match", "audiences", "backlog", "dead letters"),
+    rows = (
+        {
+            "name": s["name"],
+            "url": s["url"] or ("not configured" if fmt == "table" else None),
+            "match": s["match"],
+            "audiences": (line.audiences if line.target.restricted else None)
+            if fmt == "json"
+            else _audiences(line),
+            "backlog": line.backlog,
+            "deadLetters": line.dead,
+        }
+        for line, s in shown
+    )
+    emit(
+        rows,
+        ("name", "url", "match", "audiences", "backlog", "deadLetters"),
+        fmt,
+        headers=("name", "url", "match", "audiences", "backlog", "dead letters"),
     )
 
 

@@ -307,3 +307,28 @@ def test_no_progress_when_nobody_watches(app: Flask, scim: Any) -> None:
     create_user(scim, "alice@example.com")
     assert run(app, "users", "list", "--format", "csv").stderr == ""
     assert run(app, "audit", "prune", "--days", "1").stderr == ""
+
+
+def test_keys_and_lms_targets_list_in_every_format(app: Flask) -> None:
+    run(app, "keys", "rotate")
+    run(app, "keys", "rotate")
+    keys = json.loads(run(app, "keys", "list", "--format", "json").stdout)
+    assert [k["state"] for k in keys] == ["signing", "verifying"]
+    assert keys[0]["verifyUntil"] is None
+    assert ISO_Z.match(keys[1]["verifyUntil"])
+    rows = list(csv.DictReader(io.StringIO(run(app, "keys", "list", "--format", "csv").stdout)))
+    assert [r["kid"] for r in rows] == [k["kid"] for k in keys]
+    assert run(app, "keys", "list").stdout.split()[:2] == ["kid", "alg"]
+
+    (target,) = json.loads(run(app, "lms", "list", "--format", "json").stdout)
+    assert (target["name"], target["url"], target["audiences"]) == ("default", None, None)
+    (row,) = csv.DictReader(io.StringIO(run(app, "lms", "list", "--format", "csv").stdout))
+    assert (row["name"], row["url"], row["audiences"], row["deadLetters"]) == (
+        "default",
+        "",
+        "everyone",
+        "0",
+    )
+    table = run(app, "lms", "list").stdout.splitlines()
+    assert table[0].split()[:2] == ["name", "url"]
+    assert "not configured" in table[1]
