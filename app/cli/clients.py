@@ -103,7 +103,11 @@ def clients_rotate(name: str, grace: dt.timedelta) -> None:
 @click.argument("name")
 def clients_revoke(name: str) -> None:
     """No token for NAME from now on; its access tokens are refused (by other server processes
-    within TOKEN_CACHE_SECONDS)."""
+    within TOKEN_CACHE_SECONDS). One revoked already is said so (exit 0, as `tokens revoke`)."""
+    same = [c for c in oauth_clients.all_clients() if c.name == name]
+    if same and all(c.revoked_at is not None for c in same):
+        click.echo(f"Client {name!r} was revoked already.")
+        return
     with reported():
         oauth_clients.revoke(name)
     _forget_clients()

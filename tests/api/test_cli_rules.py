@@ -103,6 +103,17 @@ def test_revoking_a_revoked_token_says_so_and_succeeds(app: Flask) -> None:
     assert ApiToken.get().revoked_at == revoked_at  # not moved
 
 
+def test_revoking_a_revoked_client_says_so_and_succeeds(app: Flask) -> None:
+    run(app, "clients", "create", "entra")
+    assert "Revoked client 'entra'." in run(app, "clients", "revoke", "entra").stdout
+    events = AuditEvent.select().count()
+    again = run(app, "clients", "revoke", "entra")
+    assert "Client 'entra' was revoked already." in again.stdout
+    assert AuditEvent.select().count() == events  # nothing written twice
+    unknown = invoke(app, "clients", "revoke", "nope")
+    assert unknown.exit_code == 1
+
+
 def test_operators_create_refuses_a_taken_name_before_the_password_prompt(app: Flask) -> None:
     run(app, "operators", "create", "olivia", "--password", PASSWORD)
     with app.app_context():
