@@ -104,9 +104,17 @@ def _new(wanted: dict[str, Any]) -> dict[str, Any]:
     return marshal.load_resource(USER, body, runtime.current().input_limits)
 
 
-def _changed(current: dict[str, Any], changes: dict[str, Any], listed_email: Any) -> dict[str, Any]:
+def _listed_email(resource: dict[str, Any]) -> str | None:
+    """The address `users list` shows: the primary one, else the first."""
+    emails = resource.get("emails") or []
+    first = next((e for e in emails if e.get("primary")), emails[0] if emails else {})
+    return first.get("value")
+
+
+def _changed(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """`current` (a stored user) with `changes` made, validated as a PATCH result is. The
-    e-mail a listing shows (`listed_email`, the primary one) is the one replaced."""
+    e-mail a listing shows (`_listed_email`) is the one an `email` change replaces."""
+    listed_email = _listed_email(current)
     new = copy.deepcopy(current)
     for column, value in changes.items():
         if column == "name":
@@ -146,7 +154,7 @@ def _plan_line(number: int, row: dict[str, Any], seen: dict[str, int]) -> Line:
     changes = {k: v for k, v in wanted.items() if listed[k] != v}
     if not changes:
         return Line(number, user_name, "unchanged", user_id=existing.id)
-    resource = _changed(user_store.get(existing.id), changes, listed["email"])
+    resource = _changed(user_store.get(existing.id), changes)
     if clash := user_store.conflict(resource, unique_emails=unique_emails, exclude_id=existing.id):
         raise clash
     return Line(number, user_name, "update", user_id=existing.id, changes=changes)
@@ -180,10 +188,9 @@ def apply(line: Line) -> None:
     if line.action == "create" and line.resource is not None:
         user_store.create(line.resource, None, audit.SYSTEM, unique_emails=unique_emails)
     elif line.action == "update" and line.user_id is not None:
-        listed = status.summarise([status.user_by(user_id=line.user_id)])[0]
         user_store.modify(
             line.user_id,
-            lambda current: _changed(current, line.changes, listed["email"]),
+            lambda current: _changed(current, line.changes),
             actor=audit.SYSTEM,
             operation="patch",
             unique_emails=unique_emails,

@@ -177,3 +177,25 @@ def test_import_works_for_the_tenant_named(
     assert "created 1, updated 0, 0 unchanged" in result.stdout
     assert len(_exported(app, "--tenant", "acme")) == 1
     assert len(_exported(app, "--tenant", "default")) == 2
+
+
+def test_an_email_change_replaces_the_primary_address_only(
+    app: Flask, scim: Any, tmp_path: Path
+) -> None:
+    user = create_user(
+        scim,
+        "ann@example.com",
+        emails=[
+            {"value": "home@example.com", "type": "home"},
+            {"value": "ann@example.com", "type": "work", "primary": True},
+        ],
+    )
+    path = _file(tmp_path, f"id,userName,email\n{user['id']},ann@example.com,ann@new.example.com\n")
+    assert "0 to create, 1 to update" in run(app, "users", "import", path).stdout
+    run(app, "users", "import", path, "--apply")
+    emails = scim.get(f"/Users/{user['id']}").get_json()["emails"]
+    assert sorted((e["value"], e.get("primary", False)) for e in emails) == [
+        ("ann@new.example.com", True),
+        ("home@example.com", False),
+    ]
+    assert "1 unchanged" in run(app, "users", "import", path).stdout
