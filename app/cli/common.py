@@ -193,13 +193,13 @@ def known_operator(_ctx: Any, _param: Any, name: str) -> str:
 FORMATS = ("table", "json", "csv")
 
 
-def format_option(*formats: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """`--format table|json|csv` (or the formats given), `table` by default."""
+def format_option() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--format table|json|csv`, `table` by default: the option of every listing."""
     return click.option(
         "--format",
         "fmt",
-        type=click.Choice(formats or FORMATS),
-        default=(formats or FORMATS)[0],
+        type=click.Choice(FORMATS),
+        default="table",
         show_default=True,
         help="table: aligned columns with a header row; json; csv: a header row, then rows.",
     )
