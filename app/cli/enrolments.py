@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from app.cli.common import echo_json, for_tenant, reported, table
+from app.cli.common import emit, for_tenant, format_option, reported, table
 from app.store import audit, lms_targets
 from app.store import enrolments as enrolment_store
 
@@ -40,16 +40,19 @@ def enrolments_add(
     )
 
 
+_COLUMNS = ("lms", "groupId", "group", "courseId", "role", "keepOnLeave", "created", "members")
+
+
 @enrolments_group.command("list")
 @for_tenant
 @click.argument("group", required=False)
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@format_option()
 def enrolments_list(group: str | None, fmt: str) -> None:
     """Enrolment rules, of every group or of GROUP."""
     with reported():
         found = enrolment_store.rules(group)
-    if fmt == "json":
-        echo_json([rule.as_json() for rule in found])
+    if fmt != "table":
+        emit([{**rule.as_json(), "created": rule.created} for rule in found], _COLUMNS, fmt)
         return
     rows = [
         (r.group_name, r.course_id, r.role, "keep" if r.keep_on_leave else "unenrol", r.members)

@@ -140,6 +140,8 @@ def everything(app: Flask, scim: Any) -> None:
     run(app, "tokens", "revoke", "old")
     run(app, "clients", "create", "entra")
     run(app, "operators", "create", "olivia", "--password", PASSWORD)
+    create_group(scim, "Physics")
+    run(app, "enrolments", "add", "Physics", "101", "--role", "student")
 
 
 LISTINGS = [
@@ -149,6 +151,7 @@ LISTINGS = [
     (("tenants", "list"), "last_activity", "slug"),
     (("audit",), "at", "time"),
     (("users", "list"), "lastModified", "id"),
+    (("enrolments", "list"), "created", "group"),
 ]
 
 
@@ -237,6 +240,22 @@ def test_help_shows_lms_scims_commands_and_options_only(app: Flask) -> None:
         assert flasks not in names
     for option in ("--app", "--env-file", "--debug", "--version"):
         assert option not in text
+
+
+def _every_command(app: Flask, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, _ in _commands(_help(app, *path)):
+        found.append((*path, name))
+        if "\nCommands:\n" in _help(app, *path, name):
+            found.extend(_every_command(app, (*path, name)))
+    return found
+
+
+def test_every_listing_offers_table_json_and_csv(app: Flask) -> None:
+    listings = [c for c in _every_command(app) if c[-1] == "list" or c in (("audit",), ("stats",))]
+    assert len(listings) >= 9
+    for command in listings:
+        assert "--format [table|json|csv]" in _help(app, *command), command
 
 
 def test_no_summary_is_cut_off(app: Flask) -> None:
