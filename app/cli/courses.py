@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from app.cli.common import echo_json, for_tenant, reported, table
+from app.cli.common import emit, for_tenant, format_option, reported
 from app.store import course_maps, lms_targets
 
 courses_group = click.Group("courses", help="LMS courses and categories made from groups.")
@@ -13,7 +13,7 @@ LMS_HELP = "The LMS target (may be left out when the tenant has one)."
 PLACEHOLDERS = ", ".join(f"{{{name}}}" for name in course_maps.PLACEHOLDERS)
 
 
-@courses_group.command("map")
+@courses_group.command("map", short_help="Give GROUP its own course on an LMS target.")
 @for_tenant
 @click.argument("group")
 @click.option("--lms", "lms", metavar="NAME", help=LMS_HELP)
@@ -77,45 +77,36 @@ def courses_map(
     )
 
 
-@courses_group.command("list")
+_COLUMNS = (
+    "group",
+    "lms",
+    "shortname",
+    "fullname",
+    "category",
+    "templateCourse",
+    "casing",
+    "followRenames",
+    "lmsCourseId",
+)
+_HEADERS = ("group", "lms", "shortname", "fullname", "category", "template", "casing",
+            "renames", "course")  # fmt: skip
+
+
+@courses_group.command("list", short_help="Mapped groups and their LMS courses.")
 @for_tenant
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@format_option()
 def courses_list(fmt: str) -> None:
     """The mapped groups, their templates and their LMS course ids (once found or made)."""
     with reported():
         found = course_maps.maps()
-    if fmt == "json":
-        echo_json([m.as_json() for m in found])
-        return
-    rows = [
-        (
-            m.group_name if m.group_name is not None else f"{m.group_id} (deleted)",
-            m.lms,
-            m.shortname,
-            m.fullname,
-            m.category,
-            m.template_course,
-            m.casing,
-            "yes" if m.follow_renames else "no",
-            m.lms_id,
-        )
-        for m in found
-    ]
-    headers = (
-        "group",
-        "lms",
-        "shortname",
-        "fullname",
-        "category",
-        "template",
-        "casing",
-        "renames",
-        "course",
-    )
-    table(rows, headers)
+    rows = [m.as_json() for m in found]
+    if fmt == "table":  # a deleted group is shown by its id
+        for row, m in zip(rows, found, strict=True):
+            row["group"] = m.group_name if m.group_name is not None else f"{m.group_id} (deleted)"
+    emit(rows, _COLUMNS, fmt, headers=_HEADERS)
 
 
-@courses_group.command("unmap")
+@courses_group.command("unmap", short_help="Forget GROUP's course (it stays on the LMS).")
 @for_tenant
 @click.argument("group")
 @click.option("--lms", "lms", metavar="NAME", help=LMS_HELP)

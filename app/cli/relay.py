@@ -76,7 +76,7 @@ def _dispatcher(tenants: Sequence[Tenant], named: bool, **options: Any) -> Any:
     )
 
 
-@relay_group.command("run")
+@relay_group.command("run", short_help="Deliver every tenant's changes to its LMS.")
 @every_tenant_or_one
 @click.option("--batch", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--idle", type=float, default=2.0, show_default=True, help="Seconds between polls.")
@@ -113,7 +113,7 @@ def relay_run(
     click.echo("relay: stopped", err=True)
 
 
-@relay_group.command("test")
+@relay_group.command("test", short_help="Check each LMS target's URL, token and functions.")
 @every_tenant_or_one
 @click.option("--lms", "lms", metavar="NAME", help="Only the LMS target NAME.")
 def relay_test(tenants: list[Tenant], named: bool, lms: str | None) -> None:
@@ -168,7 +168,7 @@ def _summary(tenants: Sequence[Tenant]) -> None:
         )
 
 
-@relay_group.command("status")
+@relay_group.command("status", short_help="Backlog, failures and the last delivery.")
 @every_tenant_or_one
 @click.option("--lms", "lms", metavar="NAME", help="Only the LMS target NAME (of --tenant).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
@@ -275,7 +275,7 @@ def _overview_json(
     }
 
 
-@relay_group.command("retry")
+@relay_group.command("retry", short_help="Requeue dead letters (IDS, or --all).")
 @click.argument("ids", nargs=-1, type=int)
 @click.option("--all", "everything", is_flag=True, help="Every dead letter.")
 @click.option("--lms", "lms", metavar="NAME", help="Only the LMS target NAME's dead letters.")
