@@ -149,6 +149,8 @@ def _save(tenant: Tenant, changes: dict[str, str | None]) -> None:
     TenantSettings.overlay(
         current.config, merged, default_tenant=tenant.id == tenancy.DEFAULT_TENANT
     )
+    if changes.get(runtime.ENTRA):  # one tenant per Entra directory
+        current.check_entra_directory(tenant.id, changes[runtime.ENTRA])
     if changes.get(SECRET):
         changes[SECRET] = current.secret_box.seal(
             changes[SECRET], runtime.lms_token_context(tenant.id)
