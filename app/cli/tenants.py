@@ -157,6 +157,9 @@ def _save(tenant: Tenant, changes: dict[str, str | None]) -> None:
         )
     tenant_store.save_settings(tenant, changes)
     current.tenants.clear()
+    if any(variable.startswith("ENTRA_") for variable in changes):
+        current.entra_directories.clear()  # and the tokens verified under the old directory
+        current.tokens.clear()
 
 
 @tenants_group.command("set")

@@ -500,3 +500,29 @@ def test_entra_module_reads_max_age() -> None:
     assert entra._cache_seconds(None) == entra.DEFAULT_CACHE_SECONDS
     assert entra._cache_seconds("max-age=999999") == entra.MAX_CACHE_SECONDS
     assert entra._cache_seconds("no-store") == 0
+
+
+def test_openapi_describes_the_token_endpoint_and_every_bearer_form(scim: Scim) -> None:
+    document = scim.get("/openapi.json").get_json()
+    schemes = document["components"]["securitySchemes"]
+    assert set(schemes) == {"bearer", "oauth2", "entra"}
+    assert {next(iter(s)) for s in document["security"]} == set(schemes)
+    assert (schemes["bearer"]["type"], schemes["bearer"]["scheme"]) == ("http", "bearer")
+    flow = schemes["oauth2"]["flows"]["clientCredentials"]
+    assert flow["tokenUrl"] == "http://localhost/oauth/token"
+    assert set(flow["scopes"]) == {"scim.read", "scim.write"}
+    assert "client_secret_basic" in schemes["oauth2"]["description"]
+    assert schemes["entra"]["bearerFormat"] == "JWT"
+    assert "sts.windows.net" in schemes["entra"]["description"]
+
+
+def test_a_tenant_that_drops_its_directory_refuses_its_tokens(
+    entra_app: Flask, keys_endpoint: responses.RequestsMock, next_signer: Signer
+) -> None:
+    run(entra_app, "tenants", "create", "acme", "--name", "Acme Corp")
+    run(entra_app, "tenants", "set", "acme", f"ENTRA_TENANT_ID={OTHER_DIRECTORY}")
+    _serve(keys_endpoint, next_signer, url=OTHER_KEYS_URL)
+    theirs = Scim(entra_app.test_client(), next_signer.token(OTHER_DIRECTORY))
+    assert theirs.get("/Users").status_code == 200
+    run(entra_app, "tenants", "set", "acme", "ENTRA_TENANT_ID=")
+    assert_error(theirs.get("/Users"), 401)
