@@ -164,8 +164,12 @@ class EntraKeys:
     def _fetch(self, url: str, held: _KeySet) -> None:
         held.tried_at = self.clock()
         try:
+            # No redirects: the configured https URL is the one trusted, not where it points.
             response = self.get(
-                url, timeout=FETCH_TIMEOUT_SECONDS, headers={"Accept": "application/json"}
+                url,
+                timeout=FETCH_TIMEOUT_SECONDS,
+                headers={"Accept": "application/json"},
+                allow_redirects=False,
             )
         except requests.RequestException as exc:
             return _failed(url, "unreachable", type(exc).__name__)

@@ -331,6 +331,7 @@ def test_the_key_set_is_kept_as_long_as_max_age_says_and_at_most_a_day(
         ({"body": requests.ConnectionError("no route to host")}, "unreachable"),
         ({"body": "<html>maintenance</html>"}, "invalid"),
         ({"json": {"keys": [{"kty": "EC", "kid": "x"}]}}, "invalid"),
+        ({"status": 302, "headers": {"Location": "http://keys.example/k"}}, "status"),
     ],
 )
 def test_a_failed_fetch_keeps_the_keys_is_counted_and_never_a_500(
