@@ -31,7 +31,10 @@ def _authenticate() -> None:
     current = runtime.current()
     if "principal" not in g:
         g.principal = auth.verify(
-            request.headers.get("Authorization"), current.tokens, current.access_tokens
+            request.headers.get("Authorization"),
+            current.tokens,
+            current.access_tokens,
+            current.entra,
         )
     if "url_tenant" in g:
         _check_url_tenant(g.url_tenant, g.principal)
