@@ -31,10 +31,10 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 
 from app import datetimes, operator_signin, ratelimit, runtime
-from app.admin import chart, scope, sessions
+from app.admin import chart, listing, scope, sessions
 from app.errors import ScimError
 from app.runtime import Runtime
-from app.store import outbox, status
+from app.store import browse, outbox, status
 from app.store import tenants as tenant_store
 from app.store import tokens as token_store
 from app.store.models import Operator, utcnow
@@ -192,9 +192,26 @@ def dashboard() -> str:
 
 @_tenant_page("/users")
 def users() -> str:
-    query = request.args.get("q", "")
+    """Every user, a page at a time, by state, user type, group and a search text."""
+    args = request.args
+    wanted = browse.UserFilter(
+        text=args.get("q", ""),
+        state=args.get("state", ""),
+        user_type=args.get("type", ""),
+        group_id=args.get("group", ""),
+    )
+    paging = listing.Paging.from_request(wanted.key)
+    found = browse.users(wanted, paging.request)
     return render_template(
-        "admin/users.html", query=query, results=status.search_users(query, limit=100)
+        "admin/users.html",
+        wanted=wanted,
+        query=wanted.text,
+        found=found,
+        results=found.items,
+        paging=paging,
+        next_url=paging.next_url(found),
+        user_types=browse.user_types(),
+        groups=browse.group_choices(),
     )
 
 
