@@ -30,7 +30,7 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
-from app import datetimes, operator_signin, ratelimit, runtime
+from app import datetimes, history, operator_signin, ratelimit, runtime
 from app.admin import chart, listing, scope, sessions
 from app.errors import ScimError
 from app.runtime import Runtime
@@ -181,12 +181,14 @@ def logout() -> Response:
 def dashboard() -> str:
     stats = status.stats(ACTIVITY_DAYS)
     tokens = token_store.all_tokens()
+    recent = list(status.events(limit=10, newest_first=True))
     return render_template(
         "admin/dashboard.html",
         stats=stats,
         chart=chart.stacked(stats.days, stats.activity),
         warnings=_token_warnings(tokens),
-        recent=list(status.events(limit=10, newest_first=True)),
+        recent=recent,
+        names=_names(recent),
     )
 
 
@@ -217,7 +219,45 @@ def users() -> str:
 
 @_tenant_page("/users/<user_id>")
 def user(user_id: str) -> str:
-    return render_template("admin/user.html", found=status.user_status(user_id, history=50))
+    found = status.user_status(user_id, history=50)
+    return render_template("admin/user.html", found=found, names=_names(found.history))
+
+
+@_tenant_page("/groups")
+def groups() -> str:
+    """Groups a page at a time, with member counts, enrolment rules and relay state."""
+    text = request.args.get("q", "")
+    paging = listing.Paging.from_request(("groups", text.strip()))
+    found = browse.groups(text, paging.request)
+    return render_template(
+        "admin/groups.html",
+        query=text,
+        found=found,
+        paging=paging,
+        next_url=paging.next_url(found),
+        lms_url=runtime.tenant_settings().lms_url,
+    )
+
+
+@_tenant_page("/groups/<group_id>")
+def group(group_id: str) -> str:
+    """One group: its rules and relay state, its members a page at a time, and its history
+    (members who joined and left, and the token that did it)."""
+    found = browse.group(group_id)
+    wanted = browse.UserFilter(group_id=found.id)
+    paging = listing.Paging.from_request(("members", found.id))
+    members = browse.users(wanted, paging.request)
+    history = browse.group_events(found.id)
+    return render_template(
+        "admin/group.html",
+        group=found,
+        members=members,
+        paging=paging,
+        next_url=paging.next_url(members),
+        history=history,
+        names=_names(history),
+        lms_url=runtime.tenant_settings().lms_url,
+    )
 
 
 @_tenant_page("/tokens")
@@ -263,6 +303,12 @@ def switch() -> Response:
 @bp.route("/<path:_rest>")
 def not_found(_rest: str) -> Any:
     abort(404)
+
+
+def _names(events: list[status.Event]) -> dict[str, str]:
+    """userName by id for the members that `events` name (one query)."""
+    ids = {uid for event in events for uid in history.member_names(event.changes)}
+    return browse.user_names(sorted(ids))
 
 
 def _token_warnings(rows: list[Any]) -> list[str]:
@@ -319,6 +365,9 @@ def register(app: Flask, runtime: Runtime) -> None:
     app.config.update(SECRET_KEY=runtime.secret_key)
     sessions.configure(app, runtime.config)
     app.register_blueprint(bp)
+
+
+bp.add_app_template_global(history.describe, "describe")
 
 
 @bp.app_template_filter("when")

@@ -6,9 +6,20 @@ from __future__ import annotations
 import html
 import re
 
+from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.helpers import Scim, create_group, create_user, deactivate
+from app.store import outbox
+from app.store.models import Outbox
+from tests.helpers import (
+    Scim,
+    create_group,
+    create_user,
+    deactivate,
+    members,
+    patch_body,
+    run,
+)
 
 
 def _page(client: FlaskClient, path: str) -> str:
@@ -117,3 +128,98 @@ def test_bad_listing_parameters_are_clear_400_pages(signed_in: FlaskClient, scim
         assert response.status_code == 400, path
         assert response.mimetype == "text/html"
         assert text in html.unescape(response.get_data(as_text=True)), path
+
+
+def _group_names(page: str) -> list[str]:
+    rows = re.findall(r'<td><a href="/admin/groups/[0-9a-f]+">([^<]*)</a></td>', page)
+    return [html.unescape(r) for r in rows]
+
+
+def test_the_groups_page_shows_members_rules_and_relay(
+    app: Flask, signed_in: FlaskClient, scim: Scim
+) -> None:
+    ana = create_user(scim, "ana@example.com")
+    bo = create_user(scim, "bo@example.com")
+    teachers = create_group(scim, "Teachers", ana["id"], bo["id"], externalId="okta-teachers")
+    students = create_group(scim, "Students <all>")
+    create_group(scim, "Staff")
+    run(app, "enrolments", "add", "Teachers", "101", "--role", "teacher")
+    outbox.group(students["id"])
+    outbox.dead(Outbox.select().order_by(Outbox.id.desc()).first(), "cohort refused by Moodle")
+
+    page = _page(signed_in, "/admin/groups")
+    assert _group_names(page) == ["Staff", "Students <all>", "Teachers"]
+    assert "3 groups" in page
+    row = page.split(f'href="/admin/groups/{teachers["id"]}"')[1].split("</tr>")[0]
+    assert f'href="/admin/users?group={teachers["id"]}" title="List the members">2</a>' in row
+    assert "course 101 · teacher" in row
+    assert "okta-teachers" in row
+    students_row = page.split(f'href="/admin/groups/{students["id"]}"')[1].split("</tr>")[0]
+    assert "1 change(s) failed: cohort refused by Moodle" in students_row
+    assert "&lt;all&gt;" in page
+    assert "<all>" not in page
+
+    assert _group_names(_page(signed_in, "/admin/groups?q=TEACH")) == ["Teachers"]
+    assert _group_names(_page(signed_in, "/admin/groups?q=okta-teachers")) == ["Teachers"]
+    assert "No group matches “nope”" in _page(signed_in, "/admin/groups?q=nope")
+    seen, path = [], "/admin/groups?count=2"
+    while path:
+        listed = _page(signed_in, path)
+        seen += _group_names(listed)
+        path = _next(listed)
+    assert seen == ["Staff", "Students <all>", "Teachers"]
+
+
+def test_a_group_page_pages_members_and_tells_who_joined_and_left(
+    signed_in: FlaskClient, scim: Scim
+) -> None:
+    ana = create_user(scim, "ana@example.com")
+    bo = create_user(scim, "bo@example.com")
+    cy = create_user(scim, "cy@example.com")
+    group = create_group(scim, "Teachers", ana["id"], bo["id"])
+    patched = scim.patch(
+        f"/Groups/{group['id']}",
+        patch_body(
+            {"op": "add", "path": "members", "value": members(cy["id"])},
+            {"op": "remove", "path": f'members[value eq "{bo["id"]}"]'},
+        ),
+    )
+    assert patched.status_code in (200, 204), patched.get_json()
+
+    page = _page(signed_in, f"/admin/groups/{group['id']}?count=1")
+    assert _user_names(page) == ["ana@example.com"]
+    second = _page(signed_in, _next(page) or "")
+    assert _user_names(second) == ["cy@example.com"]
+    assert _next(second) is None
+    history = html.unescape(page.split('id="history"')[1])
+    assert "members: +1 (cy@example.com) −1 (bo@example.com)" in history
+    assert "members: +2 (ana@example.com, bo@example.com)" in history
+    assert "displayName: Teachers" in history
+    assert "test-idp" in history
+
+    # Each member's own history says which group they joined and left.
+    bo_page = html.unescape(_page(signed_in, f"/admin/users/{bo['id']}"))
+    assert "joined group “Teachers”" in bo_page
+    assert "left group “Teachers”" in bo_page
+    assert "group_leave" in bo_page
+    ana_page = _page(signed_in, f"/admin/users/{ana['id']}")
+    assert f'href="/admin/groups/{group["id"]}">Teachers</a>' in ana_page
+    response = signed_in.get(f"/admin/groups/{'0' * 32}")
+    assert response.status_code == 404
+    assert response.mimetype == "text/html"
+
+
+def test_a_changed_user_shows_which_values_changed(signed_in: FlaskClient, scim: Scim) -> None:
+    ana = create_user(scim, "ana@example.com")
+    patched = scim.patch(
+        f"/Users/{ana['id']}",
+        patch_body(
+            {"op": "replace", "path": 'emails[type eq "work"].value', "value": "ana@school.test"},
+            {"op": "replace", "path": "active", "value": False},
+        ),
+    )
+    assert patched.status_code == 200, patched.get_json()
+    page = html.unescape(_page(signed_in, f"/admin/users/{ana['id']}"))
+    assert "emails[work]: ana@example.com (primary) → ana@school.test (primary)" in page
+    assert "active: true → false" in page
+    assert '"value"' not in page  # no raw JSON
