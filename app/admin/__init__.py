@@ -30,11 +30,11 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
-from app import datetimes, history, operator_signin, ratelimit, runtime
+from app import connections, datetimes, history, operator_signin, ratelimit, runtime
 from app.admin import chart, listing, scope, sessions
 from app.errors import ScimError
 from app.runtime import Runtime
-from app.store import browse, outbox, status
+from app.store import browse, outbox, outcomes, status
 from app.store import tenants as tenant_store
 from app.store import tokens as token_store
 from app.store.models import Operator, utcnow
@@ -268,6 +268,30 @@ def tokens() -> str:
         "admin/tokens.html",
         tokens=[(t, token_store.state(t, now)) for t in rows],
         warnings=_token_warnings(rows),
+    )
+
+
+@_tenant_page("/connections")
+def connections_page() -> str:
+    """Each token and OAuth client: its last request, and the last day's requests and errors."""
+    connections.of(current_app).flush()  # this process's counts first
+    return render_template("admin/connections.html", rows=outcomes.connections())
+
+
+@_tenant_page("/connection")
+def connection() -> str:
+    """One token or client (`?name=`): the last day's requests by status, the last 10 errors
+    with their SCIM detail, so an operator sees why an IdP's sync fails."""
+    name = request.args.get("name", "")
+    connections.of(current_app).flush()
+    found = outcomes.connection(name) if name else None
+    if found is None:
+        abort(404, f"No token or OAuth client named {name!r} in this tenant.")
+    now = utcnow()
+    return render_template(
+        "admin/connection.html",
+        c=found,
+        token_states=[(t, token_store.state(t, now)) for t in found.tokens],
     )
 
 

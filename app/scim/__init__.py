@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, g, request
 
-from app import auth, runtime
+from app import auth, connections, runtime
 from app.errors import Forbidden, NotFound, Unauthorized
 from app.store import tenancy
 
@@ -97,6 +97,7 @@ def register(app: Flask) -> None:
 
     app.before_request(_request_id)
     app.after_request(_echo_request_id)
+    connections.register(app)
     app.teardown_request(_leave_tenant)
     app.register_blueprint(bp)
     app.register_blueprint(bp, name="tenant_scim", url_prefix=TENANT_PREFIX)
