@@ -2,9 +2,10 @@
 counts, enrolment rules and relay state, and the audit events of one group.
 
 Every listing is keyset-paged (`app.store.paging`, RFC 9865 style: the rows after the last one
-shown, never an OFFSET), so the thousandth page costs what the first does. Matching follows
-`app.store.status.search_users`: folded keys for userName, e-mail and group names, the folded
-name columns, exact `externalId` and id; values reach SQL only as bound parameters.
+shown, never an OFFSET), so the thousandth page costs what the first does. Text is matched as
+a SCIM filter matches it (RFC 7644 §3.4.2.2): folded keys for userName, e-mail and group names,
+the folded name columns, `externalId` and id exactly (caseExact); values reach SQL only as
+bound parameters.
 """
 
 from __future__ import annotations
