@@ -18,7 +18,6 @@ import threading
 import time
 from typing import Any
 
-import peewee
 from flask import Flask, Response, current_app, g, request
 
 from app.store import outcomes
@@ -98,7 +97,7 @@ class Recorder:
             outcomes.write({k: (v[0], v[1]) for k, v in tallies.items()}, failures)
             if prune:
                 outcomes.prune()
-        except peewee.DatabaseError:
+        except Exception:  # never fail a request over bookkeeping (an outage, a full pool)
             log.warning("could not record request outcomes", exc_info=True)
 
 

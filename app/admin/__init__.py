@@ -213,13 +213,13 @@ def users() -> str:
         paging=paging,
         next_url=paging.next_url(found),
         user_types=browse.user_types(),
-        groups=browse.group_choices(),
+        groups=browse.group_choices(wanted.group_id),
     )
 
 
 @_tenant_page("/users/<user_id>")
 def user(user_id: str) -> str:
-    found = status.user_status(user_id, history=50)
+    found = status.user_status(browse.checked(user_id), history=50)
     return render_template("admin/user.html", found=found, names=_names(found.history))
 
 
@@ -284,7 +284,7 @@ def connection() -> str:
     with their SCIM detail, so an operator sees why an IdP's sync fails."""
     name = request.args.get("name", "")
     connections.of(current_app).flush()
-    found = outcomes.connection(name) if name else None
+    found = outcomes.connection(browse.checked(name)) if name else None
     if found is None:
         abort(404, f"No token or OAuth client named {name!r} in this tenant.")
     now = utcnow()

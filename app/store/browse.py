@@ -36,6 +36,13 @@ from app.store.status import Event, _text, summarise
 from scim_schemas import fold, identity_key
 
 STATES = ("active", "inactive")
+
+
+def checked(value: str) -> str:
+    """`value` if the database can compare it (no NUL, valid Unicode), else 400 invalidValue."""
+    return _text(value)
+
+
 NO_TYPE = "(none)"  # the user-type choice for users without one
 
 
@@ -252,16 +259,21 @@ def groups(text: str, request: paging.PageRequest) -> paging.Page:
 
 
 def group(group_id: str) -> GroupRow:
-    row = Group.get_or_none(Group.id == group_id)
+    row = Group.get_or_none(Group.id == _text(group_id))
     if row is None:
         raise NotFound(f"Group {group_id} not found.")
     return _rows([row])[0]
 
 
-def group_choices(limit: int = 500) -> list[tuple[str, str]]:
-    """(id, displayName) of the first `limit` groups by name, for the users page's filter."""
+def group_choices(chosen: str = "", limit: int = 500) -> list[tuple[str, str]]:
+    """(id, displayName) of the first `limit` groups by name, for the users page's filter, and
+    the group `chosen` (a group page's link) even when it is not among them."""
     query = Group.select(Group.id, Group.display_name).order_by(Group.display_name_key, Group.id)
-    return list(query.limit(limit).tuples())
+    choices = list(query.limit(limit).tuples())
+    if chosen and chosen not in {gid for gid, _ in choices}:
+        found = Group.select(Group.id, Group.display_name).where(Group.id == chosen).tuples()
+        choices += list(found) or [(chosen, f"(no group {chosen})")]
+    return choices
 
 
 def group_events(group_id: str, limit: int = 50) -> list[Event]:

@@ -223,3 +223,28 @@ def test_a_changed_user_shows_which_values_changed(signed_in: FlaskClient, scim:
     assert "emails[work]: ana@example.com (primary) → ana@school.test (primary)" in page
     assert "active: true → false" in page
     assert '"value"' not in page  # no raw JSON
+
+
+def test_text_the_database_cannot_compare_is_a_400_page(signed_in: FlaskClient) -> None:
+    for path in ("/admin/users/a%00b", "/admin/groups/a%00b"):
+        response = signed_in.get(path)
+        assert response.status_code in (400, 404), path  # never a 500
+        assert response.mimetype == "text/html"
+    for path in (
+        "/admin/groups?q=%00",
+        "/admin/connection?name=a%00b",
+        "/admin/users?group=%00",
+        "/admin/users?type=%00",
+    ):
+        response = signed_in.get(path)
+        assert response.status_code == 400, path
+        assert response.mimetype == "text/html"
+
+
+def test_a_group_chosen_from_its_page_stays_chosen(signed_in: FlaskClient, scim: Scim) -> None:
+    group = create_group(scim, "Teachers")
+    page = _page(signed_in, f"/admin/users?group={group['id']}")
+    assert f'<option value="{group["id"]}" selected>Teachers</option>' in page
+    absent = "f" * 32
+    page = _page(signed_in, f"/admin/users?group={absent}")
+    assert f'<option value="{absent}" selected>(no group {absent})</option>' in page
