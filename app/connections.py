@@ -7,8 +7,9 @@ credential, hour, status) goes up, and a failed request (400 and up) keeps its S
 counted at most every `FLUSH_SECONDS` (its first request at once), in one transaction: one
 upsert of the counts, one insert of the failures. So the pages are up to that long behind for
 requests other processes served, and a process that dies loses at most that much; the page
-itself writes its own process's counts first. A request whose token was refused names no
-credential and is not counted here (the request log and metrics have it).
+itself writes its own process's counts first. OAuth token requests count for the client they
+name (`attribute`), a refused secret too; a SCIM request whose bearer token was refused names
+no credential and is not counted here (the request log and metrics have it).
 """
 
 from __future__ import annotations
@@ -101,8 +102,15 @@ class Recorder:
             log.warning("could not record request outcomes", exc_info=True)
 
 
+def attribute(tenant_id: int, credential: str) -> None:
+    """Count this request for `credential` though no SCIM principal was set (a token request
+    of an OAuth client, `app.oauth.endpoint`)."""
+    g.outcome_credential = (tenant_id, credential)
+
+
 def _error_of(response: Response) -> tuple[str | None, str | None]:
-    """The SCIM error's scimType and detail (RFC 7644 §3.12), from the body being sent."""
+    """The error's type and detail from the body being sent: SCIM's scimType and detail
+    (RFC 7644 §3.12), or OAuth's error and error_description (RFC 6749 §5.2)."""
     if response.is_streamed or response.mimetype not in (
         "application/scim+json",
         "application/json",
@@ -111,7 +119,8 @@ def _error_of(response: Response) -> tuple[str | None, str | None]:
     body = response.get_json(silent=True)
     if not isinstance(body, dict):
         return None, None
-    scim_type, detail = body.get("scimType"), body.get("detail")
+    scim_type = body.get("scimType", body.get("error"))
+    detail = body.get("detail", body.get("error_description"))
     return (
         scim_type if isinstance(scim_type, str) else None,
         detail[:MAX_DETAIL] if isinstance(detail, str) else None,
@@ -120,7 +129,11 @@ def _error_of(response: Response) -> tuple[str | None, str | None]:
 
 def _note(response: Response) -> Response:
     principal = g.get("principal")
-    if principal is None:
+    if principal is not None:
+        tenant_id, credential = principal.tenant_id, principal.token_name
+    elif "outcome_credential" in g:
+        tenant_id, credential = g.outcome_credential
+    else:
         return response
     status = response.status_code
     failure = None
@@ -133,7 +146,7 @@ def _note(response: Response) -> Response:
             detail,
             g.get("request_id"),
         )
-    of(current_app).note(principal.tenant_id, principal.token_name, status, failure)
+    of(current_app).note(tenant_id, credential, status, failure)
     return response
 
 

@@ -128,3 +128,35 @@ def test_stored_outcomes_are_bounded(app: Flask, signed_in: FlaskClient, scim: S
     assert 503 not in found.by_status
     assert outcomes.prune() == 1
     assert RequestTally.select().where(RequestTally.status == 500).count() == 1
+
+
+def test_an_oauth_clients_token_requests_and_refused_secrets_are_its_own(
+    app: Flask, signed_in: FlaskClient
+) -> None:
+    out = run(app, "clients", "create", "okta").stdout.splitlines()
+    creds = dict(line.split("=", 1) for line in out)
+
+    def ask(secret: str) -> int:
+        pair = base64.b64encode(f"{creds['client_id']}:{secret}".encode()).decode()
+        return signed_in.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            headers={"Authorization": f"Basic {pair}"},
+        ).status_code
+
+    assert ask(creds["client_secret"]) == 200
+    assert ask("an-expired-secret") == 401
+    unknown = base64.b64encode(b"no-such-client:x").decode()
+    refused = signed_in.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": f"Basic {unknown}"},
+    )
+    assert refused.status_code == 401
+    page = _page(signed_in, "/admin/connection?name=oauth%3Aokta")
+    assert '<strong>2</strong> requests and <strong class="bad">1</strong> error' in page
+    errors = page.split('id="errors"')[1]
+    assert "POST /oauth/token" in errors
+    assert "invalid_client" in errors
+    assert "Client authentication failed." in errors
+    assert "no-such-client" not in _page(signed_in, "/admin/connections")
