@@ -182,8 +182,10 @@ def dashboard() -> str:
     stats = status.stats(ACTIVITY_DAYS)
     tokens = token_store.all_tokens()
     recent = list(status.events(limit=10, newest_first=True))
+    connections.of(current_app).flush()
     return render_template(
         "admin/dashboard.html",
+        failing=[c for c in outcomes.connections() if c.failed],
         stats=stats,
         chart=chart.stacked(stats.days, stats.activity),
         warnings=_token_warnings(tokens),

@@ -160,3 +160,16 @@ def test_an_oauth_clients_token_requests_and_refused_secrets_are_its_own(
     assert "invalid_client" in errors
     assert "Client authentication failed." in errors
     assert "no-such-client" not in _page(signed_in, "/admin/connections")
+
+
+def test_the_overview_warns_about_failing_connections_and_tokens_link_to_theirs(
+    signed_in: FlaskClient, scim: Scim
+) -> None:
+    assert "failed in the last 24 h" not in _page(signed_in, "/admin/")
+    scim.get("/Users")
+    assert scim.get(f"/Users/{'0' * 32}").status_code == 404
+    overview = _page(signed_in, "/admin/")
+    assert "1 of 2 requests by “test-idp” failed in the last 24 h." in overview
+    assert 'href="/admin/connection?name=test-idp">See why</a>' in overview
+    tokens = _page(signed_in, "/admin/tokens")
+    assert 'href="/admin/connection?name=test-idp"' in tokens
