@@ -17,6 +17,7 @@ from typing import Any
 
 from peewee import EXCLUDED, fn
 
+from app.datetimes import as_datetime
 from app.store import tenancy
 from app.store.db import database, is_postgres
 from app.store.models import ApiToken, OAuthClient, RequestError, RequestTally, utcnow
@@ -146,24 +147,23 @@ def _since(now: dt.datetime) -> dt.datetime:
 
 
 def _traffic(credentials: list[str] | None, now: dt.datetime) -> dict[str, Any]:
-    """Per credential: (last request ever counted, {status: requests in the last 24 h})."""
+    """Per credential: (last request counted, {status: requests in the last 24 h}), in two
+    grouped queries over the tenant's few hundred hourly rows."""
+    mine = RequestTally.credential.in_(credentials) if credentials is not None else None
+
+    def scoped(query: Any) -> Any:
+        return query if mine is None else query.where(mine)
+
     found: dict[str, Any] = {}
-    since = _since(now)
-    query = RequestTally.select(
-        RequestTally.credential,
-        RequestTally.hour,
-        RequestTally.status,
-        RequestTally.n,
-        RequestTally.last_at,
-    )
-    if credentials is not None:
-        query = query.where(RequestTally.credential.in_(credentials))
-    for credential, hour, status, n, last in query.tuples():
-        last_seen, by_status = found.setdefault(credential, [None, {}])
-        if last_seen is None or last > last_seen:
-            found[credential][0] = last
-        if hour >= since:
-            by_status[status] = by_status.get(status, 0) + n
+    last = scoped(RequestTally.select(RequestTally.credential, fn.MAX(RequestTally.last_at)))
+    for credential, moment in last.group_by(RequestTally.credential).tuples():
+        found[credential] = (as_datetime(moment), {})
+    day = scoped(
+        RequestTally.select(RequestTally.credential, RequestTally.status, fn.SUM(RequestTally.n))
+    ).where(RequestTally.hour >= _since(now))
+    day = day.group_by(RequestTally.credential, RequestTally.status)
+    for credential, status, n in day.tuples():
+        found.setdefault(credential, (None, {}))[1][status] = int(n)
     return found
 
 
