@@ -8,8 +8,9 @@ counted at most every `FLUSH_SECONDS` (its first request at once), in one transa
 upsert of the counts, one insert of the failures. So the pages are up to that long behind for
 requests other processes served, and a process that dies loses at most that much; the page
 itself writes its own process's counts first. OAuth token requests count for the client they
-name (`attribute`), a refused secret too; a SCIM request whose bearer token was refused names
-no credential and is not counted here (the request log and metrics have it).
+name (`attribute`), a refused secret too, and a known token's requests after it expired or was
+revoked count for it (`app.auth.TokenRefused`); an unknown bearer token names no credential and
+is not counted here (the request log and metrics have it).
 """
 
 from __future__ import annotations

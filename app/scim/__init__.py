@@ -30,9 +30,13 @@ def _authenticate() -> None:
     # Under the bad-token brake the token was verified already (`app.ratelimit`).
     current = runtime.current()
     if "principal" not in g:
-        g.principal = auth.verify(
-            request.headers.get("Authorization"), current.tokens, current.access_tokens
-        )
+        try:
+            g.principal = auth.verify(
+                request.headers.get("Authorization"), current.tokens, current.access_tokens
+            )
+        except auth.TokenRefused as exc:
+            connections.attribute(*exc.credential)
+            raise
     if "url_tenant" in g:
         _check_url_tenant(g.url_tenant, g.principal)
     # From here on the request works for the token's tenant: every query is scoped to it.

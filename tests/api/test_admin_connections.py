@@ -12,10 +12,10 @@ import re
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import connections
+from app import connections, runtime
 from app.store import outcomes
 from app.store.models import RequestError, RequestTally, utcnow
-from tests.helpers import Scim, create_user, run, user_body
+from tests.helpers import Clock, Scim, create_user, last_line, run, sign_in, user_body
 
 
 def _page(client: FlaskClient, path: str) -> str:
@@ -173,3 +173,21 @@ def test_the_overview_warns_about_failing_connections_and_tokens_link_to_theirs(
     assert 'href="/admin/connection?name=test-idp">See why</a>' in overview
     tokens = _page(signed_in, "/admin/tokens")
     assert 'href="/admin/connection?name=test-idp"' in tokens
+
+
+def test_an_expired_token_is_counted_for_its_name(
+    app: Flask, signed_in: FlaskClient, clock: Clock
+) -> None:
+    secret = last_line(run(app, "tokens", "create", "okta-old", "--expires-in", "1d"))
+    okta = Scim(signed_in, secret)
+    assert okta.get("/Users").status_code == 200
+    clock.advance(days=2)
+    assert okta.get("/Users").status_code == 401  # from the process's cache
+    connections.of(app).flush()
+    runtime.of(app).tokens.clear()
+    assert okta.get("/Users").status_code == 401  # from the database
+    assert sign_in(signed_in).status_code == 302  # two days on: the session has ended
+    page = _page(signed_in, "/admin/connection?name=okta-old")
+    errors = page.split('id="errors"')[1]
+    assert errors.count("The token has expired or was revoked.") == 2
+    assert re.search(r">401</td><td class=\"num\">2</td>", page.split('id="by-status"')[1])
