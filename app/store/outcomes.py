@@ -64,7 +64,8 @@ def write(
                     "n": n,
                     "last_at": last,
                 }
-                for (tenant, credential, hour, status), (n, last) in tallies.items()
+                # In key order, so two processes writing at once lock rows in the same order.
+                for (tenant, credential, hour, status), (n, last) in sorted(tallies.items())
             ]
             RequestTally.insert_many(rows).on_conflict(
                 conflict_target=[
