@@ -191,3 +191,17 @@ def test_an_expired_token_is_counted_for_its_name(
     errors = page.split('id="errors"')[1]
     assert errors.count("The token has expired or was revoked.") == 2
     assert re.search(r">401</td><td class=\"num\">2</td>", page.split('id="by-status"')[1])
+
+
+def test_failures_held_between_writes_are_bounded(app: Flask, scim: Scim) -> None:
+    recorder = connections.of(app)
+    scim.get("/Users")  # the first write, at once
+    recorder.flush_seconds = 3600
+    for n in range(connections.MAX_FAILURES + 30):
+        recorder.note(1, "test-idp", 404, ("GET", f"/scim/v2/Users/{n}", None, "gone", None))
+    assert len(recorder._failures) == connections.MAX_FAILURES
+    assert recorder._failures[-1].path == f"/scim/v2/Users/{connections.MAX_FAILURES + 29}"
+    recorder.flush()
+    counted = RequestTally.get(RequestTally.status == 404)
+    assert counted.n == connections.MAX_FAILURES + 30  # every request counted
+    assert RequestError.select().count() == outcomes.ERRORS_KEPT
