@@ -301,6 +301,10 @@ def register(app: Flask, config: Config) -> None:
                 403,
                 mimetype="text/plain",
             )
-        return Response(metrics_text(config.prometheus_multiproc_dir), mimetype=CONTENT_TYPE_LATEST)
+        # content_type, not mimetype: CONTENT_TYPE_LATEST carries its own charset, and Flask
+        # would append a second one to a text/* mimetype.
+        return Response(
+            metrics_text(config.prometheus_multiproc_dir), content_type=CONTENT_TYPE_LATEST
+        )
 
     app.add_url_rule("/metrics", "metrics", metrics)

@@ -7,6 +7,7 @@ field, auth plugin, role ids and, optionally, audience groups.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import replace
 from typing import Any
@@ -15,11 +16,13 @@ from urllib.parse import urlsplit
 import click
 
 from app import runtime
-from app.cli.common import echo_json, for_tenant, reported, table
+from app.cli.common import echo_json, emit, for_tenant, format_option, reported, table
 from app.config import TenantSettings
 from app.secretbox import masked
-from app.store import enrolments, lms_targets
+from app.store import enrolments, lms_actions, lms_targets
 from app.store.models import LmsTarget
+
+ROLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,15}")  # stored in 16-character columns
 
 lms_group = click.Group("lms", help="LMS targets: the sites the relay keeps in step.")
 
@@ -50,6 +53,11 @@ def _roles(text: str) -> tuple[tuple[str, int], ...]:
         parsed = TenantSettings.overlay(config, {"LMS_ROLE_IDS": text}).lms_role_ids
     except ValueError:
         raise ValueError(f"--roles must look like student=5,teacher=3: {text!r}.") from None
+    for name, _ in parsed:
+        if not ROLE_NAME.fullmatch(name):
+            raise ValueError(
+                f"A role name is a letter, then up to 15 letters, digits, _ or -: {name!r}."
+            )
     missing = sorted(set(enrolments.ROLES) - {name for name, _ in parsed})
     if missing or any(number < 1 for _, number in parsed):
         raise ValueError(
@@ -72,7 +80,7 @@ def _auth(text: str) -> str:
     return value
 
 
-@lms_group.command("add")
+@lms_group.command("add", short_help="Add an LMS target (its token from a prompt or stdin).")
 @for_tenant
 @click.argument("name")
 @click.option("--url", required=True, help="The site's base URL, e.g. https://moodle.example.com.")
@@ -123,46 +131,37 @@ def _shown(target: LmsTarget, settings: TenantSettings) -> dict[str, Any]:
         "auth": effective.lms_auth,
         "roles": ",".join(f"{n}={i}" for n, i in effective.lms_role_ids),
         "source": "tenant settings (LMS_*)" if target.from_settings else "lms add/set",
+        "sync_unenrolled": bool(target.sync_unenrolled),
     }
 
 
-@lms_group.command("list")
+@lms_group.command("list", short_help="The tenant's LMS targets, backlog and dead letters.")
 @for_tenant
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@format_option()
 def lms_list(fmt: str) -> None:
     """The tenant's LMS targets: name, site, match field, audiences, backlog, dead letters."""
     with reported():
         found = lms_targets.lines()
         settings = runtime.current().tenant_settings()
         shown = [(line, _shown(line.target, settings)) for line in found]
-    if fmt == "json":
-        echo_json(
-            [
-                {
-                    "name": s["name"],
-                    "url": s["url"],
-                    "match": s["match"],
-                    "audiences": line.audiences if line.target.restricted else None,
-                    "backlog": line.backlog,
-                    "deadLetters": line.dead,
-                }
-                for line, s in shown
-            ]
-        )
-        return
-    table(
-        (
-            (
-                s["name"],
-                s["url"] or "not configured",
-                s["match"],
-                _audiences(line),
-                line.backlog,
-                line.dead,
-            )
-            for line, s in shown
-        ),
-        ("name", "url", "match", "audiences", "backlog", "dead letters"),
+    rows = (
+        {
+            "name": s["name"],
+            "url": s["url"] or ("not configured" if fmt == "table" else None),
+            "match": s["match"],
+            "audiences": (line.audiences if line.target.restricted else None)
+            if fmt == "json"
+            else _audiences(line),
+            "backlog": line.backlog,
+            "deadLetters": line.dead,
+        }
+        for line, s in shown
+    )
+    emit(
+        rows,
+        ("name", "url", "match", "audiences", "backlog", "deadLetters"),
+        fmt,
+        headers=("name", "url", "match", "audiences", "backlog", "dead letters"),
     )
 
 
@@ -184,9 +183,14 @@ def lms_show(name: str, fmt: str) -> None:
         line = next(x for x in lms_targets.lines() if x.target.id == target.id)
     shown["audiences"] = _audiences(line)
     shown["backlog"], shown["deadLetters"] = line.backlog, line.dead
+    configured = lms_actions.of_target(target.id)
     if fmt == "json":
+        shown["actions"] = {t: sorted(a, key=lms_actions.ACTIONS.index) for t, a in configured}
         echo_json(shown)
         return
+    shown["actions"] = "; ".join(
+        [f"{t}: {lms_actions.text(a)}" for t, a in configured] + ["other types: all"]
+    )
     table(((key, value) for key, value in shown.items()), ("setting", "value"))
 
 
@@ -216,17 +220,20 @@ def _fields(assignments: tuple[str, ...]) -> lms_targets.Fields:
 def _parsed(key: str, value: str) -> Any:
     if key == "audiences":
         return tuple(ref.strip() for ref in value.split(",") if ref.strip())
+    if key == "sync_unenrolled":
+        return _switch(key, value)
     parse = {"url": _url, "match": _match, "auth": _auth, "roles": _roles}[key]
     return parse(value)
 
 
-@lms_group.command("set")
+@lms_group.command("set", short_help="Change a target's url, match, auth, roles, audiences.")
 @for_tenant
 @click.argument("name")
 @click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE…")
 def lms_set(name: str, assignments: tuple[str, ...]) -> None:
-    """Change a target: url=, match=, auth=, roles=, audiences=G1,G2 (`audiences=`: everyone);
-    `token` alone reads a new token from a hidden prompt or stdin."""
+    """Change a target: url=, match=, auth=, roles=, audiences=G1,G2 (`audiences=`: everyone),
+    sync_unenrolled=true|false (false: users no enrolment rule of the target gives are not
+    created there); `token` alone reads a new token from a hidden prompt or stdin."""
     with reported():
         lms_targets.by_name(name)  # an unknown name before a prompt for a token
         fields = _fields(assignments)
@@ -236,7 +243,31 @@ def lms_set(name: str, assignments: tuple[str, ...]) -> None:
         click.echo(f"{name}: token set (sealed)." if key == "token" else f"{name}: {item}")
 
 
-@lms_group.command("remove")
+def _switch(key: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false", "on", "off", "yes", "no", "1", "0"):
+        raise ValueError(f"{key} is true or false: {text!r}.")
+    return value in ("true", "on", "yes", "1")
+
+
+@lms_group.command("actions", short_help="Which relay actions run for a userType.")
+@for_tenant
+@click.argument("name")
+@click.argument("user_type", metavar="USERTYPE")
+@click.argument("actions", metavar="ACTIONS")
+def lms_actions_command(name: str, user_type: str, actions: str) -> None:
+    """Which relay actions run on target NAME for users of USERTYPE: `none`, or a comma list
+    of create, update, deactivate (the default for every type: all three). A type without
+    `create` is only matched to existing accounts; without `update` its profile is not pushed;
+    without `deactivate` deactivating a user does not suspend them there."""
+    with reported():
+        wanted = lms_actions.parse(actions)
+        before = lms_actions.set_actions(name, user_type, wanted)
+    was = f" (was: {lms_actions.text(before)})" if before != wanted else ""
+    click.echo(f"{name}: userType {user_type}: {lms_actions.text(wanted)}{was}.")
+
+
+@lms_group.command("remove", short_help="Remove an LMS target and what waits for it.")
 @for_tenant
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Also when changes still wait for it (they go).")

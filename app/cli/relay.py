@@ -76,7 +76,7 @@ def _dispatcher(tenants: Sequence[Tenant], named: bool, **options: Any) -> Any:
     )
 
 
-@relay_group.command("run")
+@relay_group.command("run", short_help="Deliver every tenant's changes to its LMS.")
 @every_tenant_or_one
 @click.option("--batch", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--idle", type=float, default=2.0, show_default=True, help="Seconds between polls.")
@@ -113,13 +113,14 @@ def relay_run(
     click.echo("relay: stopped", err=True)
 
 
-@relay_group.command("test")
+@relay_group.command("test", short_help="Check each LMS target's URL, token and functions.")
 @every_tenant_or_one
 @click.option("--lms", "lms", metavar="NAME", help="Only the LMS target NAME.")
 def relay_test(tenants: list[Tenant], named: bool, lms: str | None) -> None:
     """Check each LMS target's URL and token (the default one's: LMS_URL and LMS_TOKEN), and
     which required functions the token may not call."""
     from app.relay import worker
+    from app.relay.courses import functions_for
 
     served = _served(tenants, lms)
     failed = 0
@@ -127,16 +128,18 @@ def relay_test(tenants: list[Tenant], named: bool, lms: str | None) -> None:
         with reported():
             client = worker.client_from(settings, runtime.current().config.lms_timeout_ms)
         prefix = f"{_label(tenant, target)}: " if len(served) > 1 else ""
-        failed += not _check(client, prefix)
+        with tenancy.use(tenant.id):  # groups with courses need the course functions too
+            also = functions_for(target.id)
+        failed += not _check(client, prefix, also)
     if failed:
         raise click.ClickException(f"{failed} LMS site(s) cannot be used as they are")
 
 
-def _check(client: Any, prefix: str) -> bool:
+def _check(client: Any, prefix: str, also: Sequence[str] = ()) -> bool:
     from app.relay.moodle import LmsError
 
     try:
-        info, missing = client.check()
+        info, missing = client.check(also)
     except LmsError as exc:
         click.echo(f"{prefix}cannot use the LMS web service: {exc}", err=True)
         return False
@@ -165,7 +168,7 @@ def _summary(tenants: Sequence[Tenant]) -> None:
         )
 
 
-@relay_group.command("status")
+@relay_group.command("status", short_help="Backlog, failures and the last delivery.")
 @every_tenant_or_one
 @click.option("--lms", "lms", metavar="NAME", help="Only the LMS target NAME (of --tenant).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
@@ -272,7 +275,7 @@ def _overview_json(
     }
 
 
-@relay_group.command("retry")
+@relay_group.command("retry", short_help="Requeue dead letters (IDS, or --all).")
 @click.argument("ids", nargs=-1, type=int)
 @click.option("--all", "everything", is_flag=True, help="Every dead letter.")
 @click.option("--lms", "lms", metavar="NAME", help="Only the LMS target NAME's dead letters.")

@@ -14,7 +14,7 @@ envelope `{"exception": …, "errorcode": …, "message": …}`; this client tur
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import requests
@@ -194,9 +194,23 @@ class MoodleClient:
 
     # -- enrolments --------------------------------------------------------------------------
 
-    def enrol(self, user_id: int, course_id: str, role_id: int) -> None:
-        """Enrolling an enrolled user again changes nothing in Moodle."""
+    def enrol(
+        self,
+        user_id: int,
+        course_id: str,
+        role_id: int,
+        timestart: int | None = None,
+        timeend: int | None = None,
+    ) -> None:
+        """Enrolling an enrolled user again adds the role and sets the enrolment's dates: Moodle
+        takes a missing `timestart`/`timeend` as 0 (none) and updates the user enrolment when
+        they differ (`enrol_plugin::enrol_user`), so every call carries the dates it should
+        have."""
         enrolment = {"roleid": role_id, "userid": user_id, "courseid": course_id}
+        if timestart is not None:
+            enrolment["timestart"] = timestart
+        if timeend is not None:
+            enrolment["timeend"] = timeend
         self.call("enrol_manual_enrol_users", enrolments=[enrolment])
 
     def unenrol(self, user_id: int, course_id: str) -> None:
@@ -220,9 +234,9 @@ class MoodleClient:
     def site_info(self) -> dict[str, Any]:
         return self.call("core_webservice_get_site_info")
 
-    def check(self) -> tuple[dict[str, Any], list[str]]:
-        """Site info (URL and token work), and the required functions the token may not call
-        (site info lists the functions the token's service allows)."""
+    def check(self, also: Sequence[str] = ()) -> tuple[dict[str, Any], list[str]]:
+        """Site info (URL and token work), and the required functions (and `also`) the token
+        may not call (site info lists the functions the token's service allows)."""
         info = self.site_info()
         allowed = {f.get("name") for f in info.get("functions", ()) if isinstance(f, dict)}
-        return info, [name for name in REQUIRED_FUNCTIONS if name not in allowed]
+        return info, [name for name in (*REQUIRED_FUNCTIONS, *also) if name not in allowed]

@@ -244,6 +244,44 @@ class LmsTarget(TenantModel):
     restricted = peewee.BooleanField(default=False)
     from_settings = peewee.BooleanField(default=False)
     created = peewee.DateTimeField(default=utcnow)
+    # m0018: off, users no enrolment rule of this target gives are not created there.
+    sync_unenrolled = peewee.BooleanField(default=True, constraints=[peewee.SQL("DEFAULT TRUE")])
+
+
+class LmsTargetAction(TenantModel):
+    """Which relay actions (`create`, `update`, `deactivate`) run on a target for users of one
+    userType (m0018); a type without a row gets all three. `user_type_key` is the type's
+    identity key (userType is not caseExact, RFC 7643 §4.1.1); `actions` a comma list, empty
+    for none."""
+
+    class Meta:
+        table_name = "lms_target_action"
+        primary_key = peewee.CompositeKey("target_id", "user_type_key")
+        constraints = (same_tenant("target_id", "lms_target"),)
+        depends_on = (LmsTarget,)
+
+    target_id = peewee.IntegerField()
+    user_type_key = peewee.CharField(max_length=64)
+    user_type = peewee.CharField(max_length=64)
+    actions = peewee.CharField(max_length=32)
+
+
+class LmsUserHold(TenantModel):
+    """A user the relay did not create on a target, and why (m0018): their userType may not be
+    created there, or (sync_unenrolled off) no enrolment rule gives them anything. Cleared when
+    an account is linked; then their cohorts and enrolments catch up. No key to the user: the
+    relay forgets the row when the user goes."""
+
+    class Meta:
+        table_name = "lms_user_hold"
+        primary_key = peewee.CompositeKey("tenant_id", "target_id", "user_id")
+        constraints = (same_tenant("target_id", "lms_target"),)
+        depends_on = (LmsTarget,)
+
+    target_id = peewee.IntegerField()
+    user_id = peewee.CharField(max_length=32)
+    reason = peewee.TextField()
+    at = peewee.DateTimeField(default=utcnow)
 
 
 class LmsTargetAudience(TenantModel):
@@ -345,6 +383,11 @@ class EnrolmentRule(TenantModel):
     role = peewee.CharField(max_length=16)
     keep_on_leave = peewee.BooleanField(default=False)
     created = peewee.DateTimeField(default=utcnow)
+    # m0018: the enrolment's start and end (Moodle's timestart/timeend; NULL: none), and the
+    # roles (a comma list) whose enrolments get no end date.
+    time_start = peewee.DateTimeField(null=True)
+    time_end = peewee.DateTimeField(null=True)
+    no_end_roles = peewee.TextField(null=True)
 
     class Meta:
         indexes = ((("group", "target_id", "course_id"), True),)
@@ -441,9 +484,55 @@ class LmsEnrolment(TenantModel):
     user_id = peewee.CharField(max_length=32)
     course_id = peewee.CharField(max_length=64)
     role = peewee.CharField(max_length=16)
+    # m0018: the dates the course enrolment was last sent with (NULL: none).
+    time_start = peewee.DateTimeField(null=True)
+    time_end = peewee.DateTimeField(null=True)
 
     class Meta:
         primary_key = peewee.CompositeKey("tenant_id", "target_id", "user_id", "course_id", "role")
+        constraints = (same_tenant("target_id", "lms_target"),)
+        depends_on = (LmsTarget,)
+
+
+class CourseMap(TenantModel):
+    """A group's course on an LMS target (m0017): the templates its shortname, fullname and
+    category path are made from (`app.store.course_maps`), and, once the relay found or made it,
+    the course's LMS id (`lms_id`) with the values it was given then (`applied_*`: a rename of
+    the group changes the LMS only with `follow_renames`). No foreign key to the group: the
+    course outlives it (enrolments kept from it still name it) until the map is removed."""
+
+    target_id = target_column()
+    group_id = peewee.CharField(max_length=32)
+    shortname = peewee.TextField()
+    fullname = peewee.TextField()
+    category = peewee.TextField(null=True)
+    template_course = peewee.BigIntegerField(null=True)
+    casing = peewee.CharField(max_length=8)
+    follow_renames = peewee.BooleanField(default=False)
+    lms_id = peewee.BigIntegerField(null=True)
+    applied_shortname = peewee.TextField(null=True)
+    applied_fullname = peewee.TextField(null=True)
+    applied_category = peewee.TextField(null=True)
+    created = peewee.DateTimeField(default=utcnow)
+    synced_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "lms_course_map"
+        primary_key = peewee.CompositeKey("tenant_id", "target_id", "group_id")
+        constraints = (same_tenant("target_id", "lms_target"),)
+        depends_on = (LmsTarget,)
+
+
+class CategoryLink(TenantModel):
+    """A category path ("School/7B") ↔ the LMS category of its last level, per target (m0017)."""
+
+    target_id = target_column()
+    path = peewee.CharField(max_length=MAX_INDEXED_LENGTH)
+    lms_id = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "lms_category_link"
+        primary_key = peewee.CompositeKey("tenant_id", "target_id", "path")
         constraints = (same_tenant("target_id", "lms_target"),)
         depends_on = (LmsTarget,)
 
@@ -580,6 +669,8 @@ ALL_MODELS = (
     Membership,
     LmsTarget,
     LmsTargetAudience,
+    LmsTargetAction,
+    LmsUserHold,
     ApiToken,
     AuditEvent,
     Operator,
@@ -590,6 +681,8 @@ ALL_MODELS = (
     LmsUserLink,
     LmsCohortLink,
     LmsEnrolment,
+    CourseMap,
+    CategoryLink,
     OAuthClient,
     OAuthClientSecret,
     SigningKey,
@@ -597,14 +690,18 @@ ALL_MODELS = (
     RequestTally,
     RequestError,
 )
-# The LMS relay's tables (m0004, m0014).
+# The LMS relay's tables (m0004, m0014, m0017).
 LMS_MODELS = (
     LmsTarget,
     LmsTargetAudience,
+    LmsTargetAction,
+    LmsUserHold,
     EnrolmentRule,
     KeptEnrolment,
     Outbox,
     LmsUserLink,
     LmsCohortLink,
     LmsEnrolment,
+    CourseMap,
+    CategoryLink,
 )

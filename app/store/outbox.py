@@ -203,6 +203,32 @@ def everything_for(target: int) -> None:
         Outbox.insert_from(query, columns).execute()
 
 
+def users_for(target: int, condition: Any = None) -> None:
+    """Queue the tenant's users (those meeting `condition`, a User condition) for one target, so
+    the relay looks at their account there again (the target's actions or switches changed):
+    one INSERT … SELECT."""
+    values = row(USER, None, None, utcnow())
+    fixed = [
+        peewee.Value(values[f.name], converter=f.db_value)
+        for f in (Outbox.kind, Outbox.created, Outbox.state, Outbox.attempts)
+    ]
+    query = User.select(
+        User.id, *fixed, peewee.Value(tenancy.owner()), peewee.Value(target)
+    ).order_by(User.id)
+    if condition is not None:
+        query = query.where(condition)
+    columns = [
+        Outbox.user_id,
+        Outbox.kind,
+        Outbox.created,
+        Outbox.state,
+        Outbox.attempts,
+        Outbox.tenant_id,
+        Outbox.target_id,
+    ]
+    Outbox.insert_from(query, columns).execute()
+
+
 # -- delivering ------------------------------------------------------------------------------
 
 
