@@ -179,6 +179,16 @@ class TokenCache:
             log.warning("could not record token use", exc_info=True)
 
 
+class TokenRefused(Unauthorized):
+    """A token we know that no longer works (expired, or revoked): answered like any 401, and
+    counted for its name on the `/admin` connection pages (`app.connections`), since an
+    expired token is a common reason an IdP's sync stops."""
+
+    def __init__(self, tenant_id: int, name: str) -> None:
+        super().__init__("The token has expired or was revoked.")
+        self.credential = (tenant_id, name)
+
+
 def _bearer(authorization: str | None) -> str:
     if not authorization:
         raise Unauthorized()
@@ -208,7 +218,7 @@ def verify(
     if cached is not None:
         expires_at, principal = cached
         if expires_at is not None and expires_at <= now:
-            raise Unauthorized("The token has expired or was revoked.")
+            raise TokenRefused(principal.tenant_id, principal.token_name)
     elif access is not None and looks_like_jwt(secret):
         directory = directory_of(secret) if entra is not None else None
         if entra is not None and directory is not None:
@@ -221,7 +231,7 @@ def verify(
         if row is None or not hmac.compare_digest(row.token_hash, digest):
             raise Unauthorized()
         if tokens.state(row, now) in ("revoked", "expired"):
-            raise Unauthorized("The token has expired or was revoked.")
+            raise TokenRefused(row.tenant_id, row.name)
         principal = Principal(row.name, row.read_only, row.id, row.tenant_id)
         cache.put(digest, row.expires_at, principal, generation)
     if principal.token_id is not None:
