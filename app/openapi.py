@@ -199,9 +199,13 @@ _BULK_RESPONSE_SCHEMA = {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["method", "status"],
+                "required": ["status"],
                 "properties": {
-                    "method": {"type": "string"},
+                    "method": {
+                        "type": "string",
+                        "description": "As the operation sent it; absent only when it sent none "
+                        "or one that is not a string.",
+                    },
                     "bulkId": {"type": "string"},
                     "location": {"type": "string"},
                     "version": {"type": "string"},

@@ -126,6 +126,8 @@ def _parse_operation(index: int, raw: Any) -> Operation:
             raise InvalidSyntax("Each operation must be a JSON object.")
         fields = fold_keys(raw)
         method = fields.get("method")
+        if isinstance(method, str):
+            operation.method = method  # a refused method is echoed as sent (§3.7.3: required)
         if not isinstance(method, str) or method.upper() not in METHODS:
             raise InvalidValue("method must be one of POST, PUT, PATCH, DELETE.")
         operation.method = method.upper()
@@ -232,7 +234,8 @@ def _location(endpoint: Endpoint, resource_id: str) -> str:
 
 
 def _result(operation: Operation) -> dict[str, Any]:
-    result: dict[str, Any] = {"method": operation.method}
+    # No method only when the request's operation had none, or one that is not a string.
+    result: dict[str, Any] = {} if operation.method is None else {"method": operation.method}
     if operation.bulk_id is not None:
         result["bulkId"] = operation.bulk_id
     return result

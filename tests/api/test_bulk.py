@@ -228,6 +228,25 @@ def test_operation_errors_of_the_request_itself(scim: Any) -> None:
     op_error(results[6], 400, "invalidSyntax")
     op_error(results[7], 400, "invalidValue")
     assert User.select().count() == 0
+    # Every result names its method as the operation sent it (RFC 7644 §3.7.3), refused or not.
+    assert [r.get("method") for r in results] == [
+        "GET", "POST", "POST", "PUT", "DELETE", "POST", None, "PATCH"
+    ]  # fmt: skip
+
+
+def test_a_refused_method_is_echoed_as_sent_and_never_null(scim: Any) -> None:
+    results = send(
+        scim,
+        bulk(
+            {"method": "AAA", "bulkId": "0", "path": "", "data": None},
+            {"method": 5, "path": "/Users"},
+            {"path": "/Users"},
+        ),
+    )
+    assert statuses(results) == ["400"] * 3
+    assert results[0]["method"] == "AAA"
+    assert "method" not in results[1]
+    assert "method" not in results[2]
 
 
 @pytest.mark.parametrize(
