@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flask import Flask, current_app
+from flask import Flask, appcontext_pushed, current_app, g
 
 from app.auth import TokenCache
 from app.config import Config, TenantSettings
@@ -23,7 +23,7 @@ from app.oauth.access_tokens import AccessTokens
 from app.oauth.keys import KeyRing
 from app.passwords import Hasher
 from app.secretbox import SecretBox
-from app.store import generation, tenancy
+from app.store import generation, lms_targets, outbox, tenancy
 from app.store import oauth_clients as oauth_client_store
 from app.store import tenants as tenant_store
 from app.store.oauth_clients import ClientState
@@ -55,6 +55,8 @@ class Runtime:
     # OAuth access tokens: the signing keys, and clients' state (kept like tenants').
     access_tokens: AccessTokens
     oauth_clients: FreshCache[str, ClientState | None]
+    # Which LMS targets of a tenant receive its changes (`receivers`), kept like tenants'.
+    relay_targets: FreshCache[tuple[int, bool, int], tuple[int, ...]]
     # Slug → tenant id for tenant base URLs, without a query per request.
     tenant_names: TenantNames = field(default_factory=TenantNames)
 
@@ -85,6 +87,7 @@ class Runtime:
                 config.scim_base_url,
             ),
             oauth_clients=clients,
+            relay_targets=FreshCache(freshness),
         )
 
     def tenant(self, tenant_id: int | None = None) -> TenantState:
@@ -98,6 +101,20 @@ class Runtime:
         """The settings the tenant at hand (or `tenant_id`) works under: the one accessor for
         DEFAULT_USER_TYPE, UNIQUE_EMAILS, the relay's LMS_* and the other per-tenant ones."""
         return self.tenant(tenant_id).settings
+
+    def receivers(self, tenant_id: int) -> tuple[int, ...]:
+        """The ids of the tenant's LMS targets that receive its changes (the relay is opt-in:
+        none without an LMS, and then no outbox statement is run). From the cached settings
+        (is LMS_URL set?) and a cached list of targets, confirmed by the cache generation like
+        the tenant's settings (m0021 moves it when targets change): no query on the hot path."""
+        configured = bool(self.tenant_settings(tenant_id).lms_url)
+        key = (tenant_id, configured, lms_targets.local_changes())
+
+        def load() -> tuple[int, ...]:
+            with tenancy.use(tenant_id):
+                return lms_targets.receiving(configured)
+
+        return self.relay_targets.get(key, load)
 
     def _load_tenant(self, tenant_id: int) -> TenantState:
         stored = tenant_store.stored(tenant_id)
@@ -127,8 +144,27 @@ class TenantState:
     disabled: bool
 
 
+_RECEIVERS = "lms_scim_receivers"
+
+
 def install(app: Flask, runtime: Runtime) -> None:
+    """Keep `runtime` in `app`, and let the outbox ask it, within each of the app's contexts
+    (requests and CLI commands alike), which LMS targets receive changes."""
     app.extensions[EXTENSION] = runtime
+
+    def pushed(_sender: Flask, **_extra: object) -> None:
+        g.setdefault(_RECEIVERS, []).append(outbox.receivers_from(runtime.receivers))
+
+    def popped(_exc: BaseException | None) -> None:
+        tokens = g.get(_RECEIVERS)
+        if tokens:
+            try:
+                outbox.reset(tokens.pop())
+            except ValueError:  # popped in another contextvars.Context than it was pushed in
+                outbox.receivers_from(None)
+
+    appcontext_pushed.connect(pushed, app, weak=False)
+    app.teardown_appcontext(popped)
 
 
 def of(app: Flask) -> Runtime:

@@ -34,7 +34,7 @@ from app import datetimes, operator_signin, ratelimit, runtime
 from app.admin import chart, scope, sessions
 from app.errors import ScimError
 from app.runtime import Runtime
-from app.store import outbox, status
+from app.store import outbox, status, tenancy
 from app.store import tenants as tenant_store
 from app.store import tokens as token_store
 from app.store.models import Operator, utcnow
@@ -221,6 +221,7 @@ def relay() -> str:
         "admin/relay.html",
         relay=outbox.relay_status(limit=100),
         lms_url=runtime.tenant_settings().lms_url,
+        relay_on=bool(runtime.current().receivers(tenancy.owner())),
     )
 
 
@@ -231,7 +232,11 @@ def tenants() -> str:
     everyone = tenant_store.all_tenants()
     lines = outbox.relay_overview([t.id for t in everyone])
     relay = {t.slug: line for t, line in zip(everyone, lines, strict=True)}
-    return render_template("admin/tenants.html", rows=[(s, relay[s.slug]) for s in summaries])
+    current = runtime.current()
+    relay_on = {t.slug: bool(current.receivers(t.id)) for t in everyone}
+    return render_template(
+        "admin/tenants.html", rows=[(s, relay[s.slug], relay_on[s.slug]) for s in summaries]
+    )
 
 
 @bp.get("/switch")

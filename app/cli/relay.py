@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +15,7 @@ from app.cli.common import echo_json, every_tenant_or_one, for_tenant, reported,
 from app.config import TenantSettings
 from app.datetimes import minute
 from app.store import lms_targets, outbox, tenancy
+from app.store import tenants as tenant_store
 from app.store.models import LmsTarget, Tenant
 
 relay_group = click.Group("relay", help="The LMS relay: keep each tenant's LMS in step.")
@@ -22,6 +24,25 @@ NO_LMS = (
     "Set LMS_URL and LMS_TOKEN to reach the LMS web service (another tenant than the default "
     "one: `lms-scim tenants set SLUG LMS_URL=…` and `lms-scim tenants set SLUG LMS_TOKEN`)."
 )
+
+
+def not_configured(slug: str) -> str:
+    """What `relay status` says of a tenant without an LMS: the relay is off (nothing is
+    queued), and how to turn it on."""
+    return (
+        f"The LMS relay is not configured for tenant {slug!r}: no LMS is set, so its changes "
+        "are not queued for one.\n"
+        f"To configure it: `lms-scim tenants set {slug} LMS_URL=https://moodle.example.com` and "
+        f"`lms-scim tenants set {slug} LMS_TOKEN` (the default tenant may use the LMS_URL and "
+        "LMS_TOKEN environment variables instead), or `lms-scim lms add NAME --url URL`; "
+        f"then `lms-scim relay sync --all --tenant {slug}` queues everything once (a full "
+        "reconciliation) and `lms-scim relay run` delivers it."
+    )
+
+
+def _receivers(tenant: Tenant) -> tuple[int, ...]:
+    """The ids of the tenant's targets that receive its changes (none: the relay is off)."""
+    return runtime.current().receivers(tenant.id)
 
 
 Served = tuple[Tenant, LmsTarget, TenantSettings]
@@ -159,6 +180,9 @@ def _check(client: Any, prefix: str) -> bool:
 def _summary(tenants: Sequence[Tenant]) -> None:
     for line, tenant in zip(outbox.relay_overview([t.id for t in tenants]), tenants, strict=True):
         prefix = f"{tenant.slug}: " if len(tenants) > 1 else ""
+        if not (_receivers(tenant) or line.backlog or line.dead_total):
+            click.echo(f"{prefix}relay not configured (no LMS)")
+            continue
         click.echo(
             f"{prefix}backlog: {line.backlog} ({line.retrying} retrying); "
             f"failures: {line.dead_total}"
@@ -186,8 +210,20 @@ def relay_status(tenants: list[Tenant], named: bool, lms: str | None, fmt: str, 
         found = [
             (t, _site(t, settings), outbox.relay_status(limit=limit, target=t.id)) for t in targets
         ]
+    receiving = _receivers(tenant)
+    if not receiving and not any(status.backlog or status.dead_total for *_, status in found):
+        if fmt == "json":
+            echo_json(
+                {"tenant": tenant.slug, "configured": False, "help": not_configured(tenant.slug)}
+            )
+        else:
+            click.echo(not_configured(tenant.slug))
+        return
     if fmt == "json":
-        shown = [{"target": t.name, "lms": site, **status.as_json()} for t, site, status in found]
+        shown = [
+            {"target": t.name, "lms": site, "configured": t.id in receiving, **status.as_json()}
+            for t, site, status in found
+        ]
         if len(shown) == 1:
             echo_json({"tenant": tenant.slug, **shown[0]})
         else:
@@ -196,7 +232,7 @@ def relay_status(tenants: list[Tenant], named: bool, lms: str | None, fmt: str, 
     for number, (target, site, status) in enumerate(found):
         if len(found) > 1:
             click.echo(("\n" if number else "") + f"== LMS target {target.name}")
-        _status_text(site, status)
+        _status_text(site, status, target.id in receiving)
 
 
 def _site(target: LmsTarget, settings: TenantSettings) -> str | None:
@@ -204,10 +240,13 @@ def _site(target: LmsTarget, settings: TenantSettings) -> str | None:
     return settings.lms_url if target.from_settings else target.url
 
 
-def _status_text(lms: str | None, found: outbox.RelayStatus) -> None:
+def _status_text(lms: str | None, found: outbox.RelayStatus, receives: bool = True) -> None:
     click.echo(f"LMS:           {lms or 'not configured (LMS_URL, LMS_TOKEN)'}")
-    oldest = f", oldest from {minute(found.oldest)} UTC" if found.oldest else ""
-    click.echo(f"backlog:       {found.backlog} change(s) waiting{oldest}")
+    if not receives and not found.backlog:
+        click.echo("backlog:       none (nothing is queued for a target without an LMS)")
+    else:
+        oldest = f", oldest from {minute(found.oldest)} UTC" if found.oldest else ""
+        click.echo(f"backlog:       {found.backlog} change(s) waiting{oldest}")
     click.echo(
         f"retrying:      {found.retrying}" + (f" ({found.last_error})" if found.last_error else "")
     )
@@ -245,7 +284,8 @@ def _overview(tenants: Sequence[Tenant], fmt: str) -> None:
             (
                 _label(tenant, target),
                 site or "not configured",
-                line.backlog,
+                # A target without an LMS has nothing queued: "-", not "0 waiting".
+                line.backlog if site or line.backlog else None,
                 line.retrying,
                 line.dead_total,
                 minute(line.oldest) if line.oldest else None,
@@ -286,3 +326,61 @@ def relay_retry(ids: tuple[int, ...], everything: bool, lms: str | None) -> None
         target = lms_targets.by_name(lms).id if lms is not None else None
     count = outbox.requeue(None if everything else ids, target=target)
     click.echo(f"requeued {count} change(s)")
+
+
+_KINDS = {outbox.USER: "users", outbox.GROUP: "groups", outbox.MEMBER: "memberships"}
+
+
+@relay_group.command("sync")
+@click.option(
+    "--all", "everything", is_flag=True, help="Every user, group and membership (required)."
+)
+@click.option("--lms", "lms", metavar="NAME", help="Only the LMS target NAME.")
+@click.option(
+    "--batch", type=click.IntRange(1, 10_000), default=1000, show_default=True,
+    help="Rows queued per transaction.",
+)  # fmt: skip
+@for_tenant
+def relay_sync(everything: bool, lms: str | None, batch: int) -> None:
+    """A full reconciliation: queue every user, group and membership (with its enrolments) of
+    the tenant for each of its LMS targets (or --lms's), in batches. Run it once an LMS is
+    configured (the relay is opt-in: nothing was queued before); `relay run` then delivers.
+    Running it again queues only what is not waiting already."""
+    if not everything:
+        raise click.UsageError("name what to reconcile: --all (every user, group, membership)")
+    tenant = tenancy.owner()
+    slug = tenant_store.stored(tenant).slug
+    receiving = runtime.current().receivers(tenant)
+    with reported():
+        targets = [lms_targets.by_name(lms)] if lms else lms_targets.all_targets()
+        targets = [t for t in targets if t.id in receiving]
+        if not targets:
+            raise ValueError(
+                f"LMS target {lms!r} has no LMS (set LMS_URL first)"
+                if lms
+                else not_configured(slug)
+            )
+        for target in targets:
+            _sync_one(target, batch)
+
+
+def _sync_one(target: LmsTarget, batch: int) -> None:
+    """`sync_all` of one target, with a progress line per kind on a terminal."""
+    seen = dict.fromkeys(_KINDS, 0)
+    queued = dict.fromkeys(_KINDS, 0)
+    show = sys.stderr.isatty()
+    for step in outbox.sync_all(target.id, batch):
+        seen[step.kind] += step.seen
+        queued[step.kind] += step.queued
+        if show:
+            click.echo(
+                f"\r{target.name}: {_KINDS[step.kind]} {seen[step.kind]}", nl=False, err=True
+            )
+    if show:
+        click.echo(err=True)
+    total, looked = sum(queued.values()), sum(seen.values())
+    parts = ", ".join(f"{seen[k]} {name}" for k, name in _KINDS.items())
+    click.echo(
+        f"{target.name}: queued {total} change(s) for a full reconciliation ({parts}); "
+        f"{looked - total} were waiting already"
+    )

@@ -52,6 +52,30 @@ def check_name(name: str) -> None:
 
 # -- reading ---------------------------------------------------------------------------------
 
+# Changes this process made to targets: the per-process cache of who receives changes
+# (`app.runtime.Runtime.receivers`) is keyed by it, so this process sees its own `lms add` at
+# once; other processes see it through the cache generation (m0021).
+_local_changes = 0
+
+
+def local_changes() -> int:
+    return _local_changes
+
+
+def _changed() -> None:
+    global _local_changes
+    _local_changes += 1
+
+
+def receiving(default_configured: bool) -> tuple[int, ...]:
+    """The ids of the tenant's targets that receive its changes: every target added with
+    `lms add` (each has a URL), and `default` only when the tenant's settings name an LMS
+    (`default_configured`: LMS_URL is set). One query."""
+    query = LmsTarget.select(LmsTarget.id, LmsTarget.from_settings).order_by(LmsTarget.id)
+    return tuple(
+        i for i, from_settings in query.tuples() if default_configured or not from_settings
+    )
+
 
 def create_default(tenant_id: int) -> None:
     """A new tenant's `default` target (its `LMS_*` settings), inside the caller's transaction."""
@@ -242,16 +266,20 @@ def add(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYSTEM
                 _trail({"name": name, **columns}, groups if fields.audiences else None, token=True),
             )
             _catch_up(target_id)
+        _changed()
     except peewee.IntegrityError as exc:
         raise Uniqueness(f"An LMS target called {name!r} exists.") from exc
     return LmsTarget.get_by_id(target_id)
 
 
-def _catch_up(target_id: int) -> None:
-    """Queue every user and group of the tenant, and every membership, for a new target."""
+def _catch_up(target_id: int, default: bool = False) -> None:
+    """Queue every user and group of the tenant, and every membership, for a new target (or
+    one whose audiences changed) — unless it receives nothing (`default` without an LMS: it
+    starts from `relay sync --all` once one is set)."""
     from app.store import outbox  # the outbox writes per target: it imports this module
 
-    outbox.everything_for(target_id)
+    if not default or outbox.receives(target_id):
+        outbox.everything_for(target_id)
 
 
 def update(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYSTEM) -> LmsTarget:
@@ -276,7 +304,7 @@ def update(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYS
         if fields.audiences is not None:
             groups = _group_ids(fields.audiences)
             _set_audiences(target.id, groups)
-            _catch_up(target.id)
+            _catch_up(target.id, target.from_settings)
         trail = _trail(
             {k: v for k, v in columns.items() if k != "token"}, groups, token=bool(fields.token)
         )
@@ -307,6 +335,7 @@ def remove(name: str, *, force: bool, actor: audit.Actor = audit.SYSTEM) -> int:
                 "deliver them first, or use --force to drop them."
             )
         LmsTarget.delete().where(LmsTarget.id == target.id).execute()
+        _changed()
         audit.record(
             actor, AUDIT_TYPE, str(target.id), "lms_remove", {"name": name, "dropped": waiting}
         )
