@@ -11,6 +11,12 @@
   `METRICS_TENANT_LABEL` the request and provisioning counters also carry `tenant` (a slug).
   Under gunicorn every worker writes to `PROMETHEUS_MULTIPROC_DIR` (set up by
   `gunicorn.conf.py`) and `/metrics` adds them up; without it each process reports its own.
+- **Relay metrics**: the backlog, the age of the oldest waiting change and the dead letters of
+  each LMS target (`tenant` slug and `target` name labels; targets without an LMS and with
+  nothing queued are left out; past `RELAY_SERIES_LIMIT` targets the smallest backlogs are
+  summed under `_other`), read from the database at each scrape in one grouped query; and the
+  delivery latency (change made → delivered), observed by the relay process, which serves its
+  own `/metrics` with `relay run --metrics-port`.
 - `/readyz`: 200 when a `SELECT 1` answers, 503 with `Retry-After` otherwise (a load balancer
   takes an instance out while its database is unreachable; `/healthz` says the process lives).
 - `/metrics` is served with `METRICS_TOKEN` as a bearer token, or, when that is unset, only to
@@ -29,7 +35,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -42,12 +48,13 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from app.config import Config
 from app.errors import is_database_outage, outage_cause
-from app.store import db
+from app.store import db, outbox
+from app.store.models import utcnow
 
 log = logging.getLogger(__name__)
 REQUEST_LOG = logging.getLogger("lms_scim.request")
@@ -102,6 +109,95 @@ REGISTRY.register(_Merged(REQUESTS, OPERATIONS))
 DATABASE_ERRORS = Counter(
     "lms_scim_database_errors", "Requests answered 503 because the database failed.", ["kind"]
 )
+
+# The relay (app/relay): how long a change waited from its write to its delivery. Observed in
+# the relay process (`relay run`), labelled by tenant slug and target name: one series per LMS
+# target, a number the operator sets (`lms add`), never one that requests can grow.
+RELAY_DELIVERY = Histogram(
+    "lms_scim_relay_delivery_seconds",
+    "Time from a change to its delivery to the LMS (observed by the relay).",
+    ["tenant", "target"],
+    buckets=(0.5, 1.0, 2.5, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0),
+)
+# At most this many targets get series of their own in the backlog gauges.
+RELAY_SERIES_LIMIT = 200
+OTHER = "_other"
+
+
+def observe_delivery(labels: tuple[str, str], created: dt.datetime, now: dt.datetime) -> None:
+    """A change (made at `created`) reached the LMS of target `labels` (slug, name) at `now`."""
+    RELAY_DELIVERY.labels(*labels).observe(max(0.0, (now - created).total_seconds()))
+
+
+class RelayBacklog(Collector):
+    """The relay's queue per LMS target, read at scrape time (`outbox.backlog_by_target`: one
+    grouped query). `receivers` (`Runtime.receivers`) tells a `default` target that receives
+    changes from one that is off; without it, only targets with rows or added ones show."""
+
+    def __init__(self, receivers: Callable[[int], tuple[int, ...]] | None = None) -> None:
+        self.receivers = receivers
+
+    def _shown(self, line: outbox.TargetBacklog) -> bool:
+        if line.backlog or line.dead or not line.default:
+            return True
+        return self.receivers is not None and line.target_id in self.receivers(line.tenant_id)
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            lines = [line for line in outbox.backlog_by_target() if self._shown(line)]
+        except Exception as exc:
+            if not is_database_outage(exc):
+                raise
+            log.warning("metrics: relay backlog unavailable: %s", outage_cause(exc))
+            return
+        finally:
+            db.release()
+        now = utcnow()
+        backlog = GaugeMetricFamily(
+            "lms_scim_relay_backlog",
+            "Changes waiting for an LMS target (retries included).",
+            labels=["tenant", "target"],
+        )
+        oldest = GaugeMetricFamily(
+            "lms_scim_relay_oldest_waiting_seconds",
+            "Age of the oldest change waiting for an LMS target (0: none waits).",
+            labels=["tenant", "target"],
+        )
+        dead = GaugeMetricFamily(
+            "lms_scim_relay_dead_letters",
+            "Changes an LMS target refused for good (`lms-scim relay retry` requeues them).",
+            labels=["tenant", "target"],
+        )
+        for labels, (waiting, age, failed) in _bounded(lines, now).items():
+            backlog.add_metric(list(labels), waiting)
+            oldest.add_metric(list(labels), age)
+            dead.add_metric(list(labels), failed)
+        yield from (backlog, oldest, dead)
+
+
+def _bounded(
+    lines: list[outbox.TargetBacklog], now: dt.datetime
+) -> dict[tuple[str, str], tuple[int, float, int]]:
+    """(backlog, oldest age, dead letters) per (tenant, target): the largest backlogs first,
+    up to `RELAY_SERIES_LIMIT` series, the rest summed under (`_other`, `_other`)."""
+    ranked = sorted(lines, key=lambda line: (-line.backlog, -line.dead, line.target_id))
+    if len(ranked) > RELAY_SERIES_LIMIT:
+        own, rest = ranked[: RELAY_SERIES_LIMIT - 1], ranked[RELAY_SERIES_LIMIT - 1 :]
+    else:
+        own, rest = ranked, []
+
+    def age(line: outbox.TargetBacklog) -> float:
+        return max(0.0, (now - line.oldest).total_seconds()) if line.oldest else 0.0
+
+    found = {(line.tenant, line.target): (line.backlog, age(line), line.dead) for line in own}
+    if rest:
+        found[(OTHER, OTHER)] = (
+            sum(line.backlog for line in rest),
+            max(age(line) for line in rest),
+            sum(line.dead for line in rest),
+        )
+    return found
+
 
 _WRITES = {"POST": "create", "PUT": "replace", "PATCH": "patch", "DELETE": "delete"}
 # Label values come from fixed sets, so junk requests cannot grow the metrics document: a
@@ -278,17 +374,28 @@ def may_read_metrics(config: Config) -> bool:
     return _is_loopback(request.remote_addr) and not relayed
 
 
-def metrics_text(multiproc_dir: str | None) -> bytes:
-    """The Prometheus exposition: all gunicorn workers' files, or this process's registry."""
+def metrics_text(multiproc_dir: str | None, relay: Collector | None = None) -> bytes:
+    """The Prometheus exposition: all gunicorn workers' files, or this process's registry;
+    and the relay's backlog, read now (`relay`: one app's, so it is not in the global
+    registry)."""
     if multiproc_dir and os.path.isdir(multiproc_dir):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=multiproc_dir)
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
+        text = generate_latest(registry)
+    else:
+        text = generate_latest(REGISTRY)
+    if relay is not None:
+        extra = CollectorRegistry()
+        extra.register(relay)
+        text += generate_latest(extra)
+    return text
 
 
-def register(app: Flask, config: Config) -> None:
-    """Request logging and metrics for every request; `/readyz` and `/metrics` (no SCIM token)."""
+def register(
+    app: Flask, config: Config, receivers: Callable[[int], tuple[int, ...]] | None = None
+) -> None:
+    """Request logging and metrics for every request; `/readyz` and `/metrics` (no SCIM token),
+    with the relay's backlog (`receivers`: `Runtime.receivers`)."""
     configure_logging(config)
     app.before_request(_started)
     app.after_request(functools.partial(_finished, tenant_label=config.metrics_tenant_label))
@@ -301,6 +408,7 @@ def register(app: Flask, config: Config) -> None:
                 403,
                 mimetype="text/plain",
             )
-        return Response(metrics_text(config.prometheus_multiproc_dir), mimetype=CONTENT_TYPE_LATEST)
+        text = metrics_text(config.prometheus_multiproc_dir, RelayBacklog(receivers))
+        return Response(text, mimetype=CONTENT_TYPE_LATEST)
 
     app.add_url_rule("/metrics", "metrics", metrics)

@@ -109,13 +109,28 @@ def _dispatcher(tenants: Sequence[Tenant], named: bool, **options: Any) -> Any:
     help="Tenants delivered at once (a stalled LMS holds one).",
 )
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve this relay's Prometheus metrics (delivery latency, backlog) on this port.",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="…and address.")
 def relay_run(
-    tenants: list[Tenant], named: bool, batch: int, idle: float, workers: int, once: bool
+    tenants: list[Tenant],
+    named: bool,
+    batch: int,
+    idle: float,
+    workers: int,
+    once: bool,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Deliver every tenant's changes to its LMS (or --tenant's only) until SIGTERM. One
     process serves all tenants fairly; run several if you like: they never deliver the same
     change at once."""
     dispatcher = _dispatcher(tenants, named, batch=batch, idle=idle, workers=workers)
+    if metrics_port is not None:
+        _serve_metrics(metrics_host, metrics_port)
     stop = threading.Event()
     if once:
         dispatcher.run_due(stop)
@@ -132,6 +147,24 @@ def relay_run(
         click.echo(f"relay: delivering {_label(tenant, target)} to {settings.lms_url}", err=True)
     dispatcher.run(stop)
     click.echo("relay: stopped", err=True)
+
+
+def _serve_metrics(host: str, port: int) -> None:
+    """`/metrics` of this relay process in a thread: the delivery latency it observes and the
+    backlog per LMS target (read at each scrape). No token: bind it to loopback or a private
+    network (the default is loopback)."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from app import observability
+
+    registry = CollectorRegistry()
+    registry.register(observability.RELAY_DELIVERY)
+    registry.register(observability.RelayBacklog(runtime.current().receivers))
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve metrics on {host}:{port}: {exc}") from None
+    click.echo(f"relay: metrics on http://{host}:{port}/metrics", err=True)
 
 
 @relay_group.command("test")

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app import observability
 from app.config import TenantSettings
 from app.relay.moodle import LmsError, MoodleClient
 from app.store import enrolments, lms_links, lms_targets, outbox, tenancy
@@ -104,6 +105,7 @@ class Relay:
         # tenant's `default`, looked up once per tenant.
         self.target_id = target
         self._defaults: dict[int | None, int] = {}
+        self._labels: dict[int, tuple[str, str]] = {}  # target → (tenant slug, name)
         self.settings = settings or Settings()
         self.batch = batch
         self.lease = lease
@@ -168,8 +170,17 @@ class Relay:
             outbox.dead(row, f"unexpected {type(exc).__name__}: {exc}")
         else:
             outbox.delivered(row)
+            self._observe(row)
         self.failures = 0
         return True
+
+    def _observe(self, row: Outbox) -> None:
+        """The delivery latency metric (change made → delivered), labelled by tenant slug and
+        target name, looked up once per target."""
+        target = self.target
+        if target not in self._labels:
+            self._labels[target] = lms_targets.labels(target)
+        observability.observe_delivery(self._labels[target], row.created, self.clock())
 
     def deliver(self, row: Outbox) -> None:
         if row.kind == outbox.USER:

@@ -24,7 +24,7 @@ from app.config import TenantSettings
 from app.errors import InvalidValue, NotFound, Uniqueness
 from app.store import audit, tenancy
 from app.store.db import database
-from app.store.models import Group, LmsTarget, LmsTargetAudience, Membership, Outbox
+from app.store.models import Group, LmsTarget, LmsTargetAudience, Membership, Outbox, Tenant
 from app.store.names import require_name
 
 DEFAULT = "default"
@@ -94,6 +94,20 @@ def default_id() -> int:
 def all_targets() -> list[LmsTarget]:
     """The tenant's targets, `default` first, then in the order they were added."""
     return list(LmsTarget.select().order_by(LmsTarget.from_settings.desc(), LmsTarget.id))
+
+
+def labels(target_id: int) -> tuple[str, str]:
+    """(tenant slug, target name) of a target of the tenant at hand: how metrics name it."""
+    found = (
+        LmsTarget.select(Tenant.slug, LmsTarget.name)
+        .join(Tenant, on=Tenant.id == LmsTarget.tenant_id)
+        .where(LmsTarget.id == target_id)
+        .tuples()
+        .first()
+    )
+    if found is None:
+        raise NotFound(f"No LMS target with id {target_id}.")
+    return found[0], found[1]
 
 
 def by_name(name: str) -> LmsTarget:
