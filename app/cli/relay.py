@@ -286,6 +286,9 @@ def _status_text(lms: str | None, found: outbox.RelayStatus, receives: bool = Tr
     click.echo(f"failures:      {found.dead_total} dead letter(s)")
     last = f"{minute(found.last_delivery)} UTC" if found.last_delivery else "never"
     click.echo(f"last delivery: {last}")
+    if receives and found.last_delivery is None and not (found.backlog or found.dead_total):
+        click.echo("hint:          nothing was ever delivered; `lms-scim relay sync --all` queues")
+        click.echo("               every user, group and membership once (a full reconciliation)")
     if found.dead:
         click.echo("\ndead letters (newest first; `lms-scim relay retry` requeues them):")
         table(

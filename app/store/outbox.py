@@ -648,9 +648,12 @@ class UserSync:
     waiting: int
     error: str | None  # a dead letter's reason, or the latest retry's
     dead: bool
+    relay_on: bool = True  # False: the tenant has no LMS (nothing is queued for one)
 
     @property
     def summary(self) -> str:
+        if not (self.relay_on or self.dead or self.waiting or self.synced_at):
+            return "no LMS is configured (the relay is off)"
         if self.dead:
             return f"not in step with the LMS: {self.error}"
         if self.waiting:
@@ -692,4 +695,5 @@ def user_sync(user_id: str) -> UserSync:
         waiting=len(waiting),
         error=error_row.last_error if error_row else None,
         dead=bool(dead_rows),
+        relay_on=receivers() != (),
     )

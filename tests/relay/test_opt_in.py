@@ -85,6 +85,8 @@ def test_no_outbox_rows_and_no_changes_waiting_without_an_lms(
     assert "lms-scim relay sync --all --tenant default" in status
     assert "waiting" not in status
     assert "backlog" not in status
+    person = run(app, "users", "status", "alice@example.com").stdout
+    assert "LMS:           no LMS is configured (the relay is off)" in person
     shown = json.loads(run(app, "relay", "status", "--format", "json").stdout)
     assert shown["configured"] is False
     assert "relay sync --all" in shown["help"]
@@ -161,6 +163,9 @@ def test_configuring_later_starts_from_a_full_reconciliation(
     status = run(app, "relay", "status").stdout
     assert f"LMS:           {URL}" in status
     assert "backlog:       0 change(s) waiting" in status
+    assert "`lms-scim relay sync --all` queues" in status
+    person = run(app, "users", "status", "alice@example.com").stdout
+    assert "LMS:           not yet sent to the LMS" in person
 
     synced = run(app, "relay", "sync", "--all").stdout
     assert synced.strip() == (
@@ -188,6 +193,7 @@ def test_configuring_later_starts_from_a_full_reconciliation(
     assert final == expected
     assert _queued() == []
     assert ids  # the state the LMS now holds was made before it was configured
+    assert "sync --all" not in run(app, "relay", "status").stdout  # delivered: no hint
 
 
 def test_a_tenant_without_its_own_lms_fans_out_only_to_added_targets(
