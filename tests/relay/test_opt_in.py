@@ -220,3 +220,46 @@ def test_a_tenant_without_its_own_lms_fans_out_only_to_added_targets(
     refused = invoke(app, "relay", "sync", "--all", "--lms", "default")
     assert refused.exit_code == 1
     assert "has no LMS" in refused.output
+
+
+def test_target_changes_move_the_cache_generation(
+    app: Flask, scim: Scim, sites: tuple[MoodleSim, MoodleSim]
+) -> None:
+    """m0021: another process's cache of who receives changes learns of `lms add`, a new URL
+    and `lms remove` within TOKEN_CACHE_SECONDS (the generation moves); a change that decides
+    nothing about receiving (audiences) leaves it alone."""
+    from app.store import generation
+
+    def moved(*args: str, stdin: str | None = None) -> int:
+        with app.app_context():
+            before = generation.read()
+        result = feed(app, stdin or "", *args)
+        assert result.exit_code == 0, result.output
+        with app.app_context():
+            return generation.read() - before
+
+    create_group(scim, "Staff")
+    assert moved("lms", "add", "b", "--url", B_URL, stdin=TOKEN + "\n") > 0
+    assert moved("lms", "set", "b", f"url={B_URL}/other") > 0
+    assert moved("lms", "set", "b", "audiences=Staff") == 0
+    assert moved("lms", "remove", "b", "--force") > 0
+
+
+def test_the_overview_of_several_tenants_speaks_of_no_waiting_without_an_lms(
+    app: Flask, scim: Scim, acme: Scim
+) -> None:
+    """`relay status` across tenants: a tenant with an LMS has its numbers, one without has
+    "not configured" and no backlog figure."""
+    out = feed(app, TOKEN + "\n", "tenants", "set", "acme", "LMS_TOKEN", f"LMS_URL={B_URL}")
+    assert out.exit_code == 0, out.output
+    create_user(scim, "ann@example.com")
+    create_user(acme, "bob@acme.example")
+    assert [kind for kind, _ in _queued()] == ["user"]  # acme's only
+    lines = run(app, "relay", "status").stdout.splitlines()
+    assert lines[0].split()[:3] == ["tenant", "LMS", "backlog"]
+    assert lines[1].split()[:4] == ["default", "not", "configured", "-"]
+    assert lines[2].split()[:3] == ["acme", B_URL, "1"]
+    summary = run(app, "relay", "status", "--format", "json").stdout
+    default, acme_line = json.loads(summary)["tenants"]
+    assert (default["lms"], default["backlog"]) == (None, 0)
+    assert (acme_line["lms"], acme_line["backlog"]) == (B_URL, 1)
