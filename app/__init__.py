@@ -24,7 +24,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.config.update(TESTING=config.testing)
     settings = runtime.Runtime.build(config)
     runtime.install(app, settings)
-    observability.register(app, config, settings.receivers)
+    observability.register(app, config)
     db.init(config)
     if config.trusted_proxy_hops:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

@@ -35,7 +35,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -51,9 +51,9 @@ from prometheus_client import (
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from app.config import Config
+from app.config import Config, names_an_lms
 from app.errors import is_database_outage, outage_cause
-from app.store import db, outbox
+from app.store import db, outbox, tenancy
 from app.store.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -131,16 +131,19 @@ def observe_delivery(labels: tuple[str, str], created: dt.datetime, now: dt.date
 
 class RelayBacklog(Collector):
     """The relay's queue per LMS target, read at scrape time (`outbox.backlog_by_target`: one
-    grouped query). `receivers` (`Runtime.receivers`) tells a `default` target that receives
-    changes from one that is off; without it, only targets with rows or added ones show."""
+    grouped query, and no other: whether a tenant's `default` target has an LMS comes from the
+    settings that query reads and `config`'s, not from each tenant's settings in turn)."""
 
-    def __init__(self, receivers: Callable[[int], tuple[int, ...]] | None = None) -> None:
-        self.receivers = receivers
+    def __init__(self, config: Config) -> None:
+        self.config = config
 
     def _shown(self, line: outbox.TargetBacklog) -> bool:
+        """Targets with rows, added ones (each has a URL), and `default` where it has an LMS:
+        a tenant without one has no series (its relay is off, nothing waits)."""
         if line.backlog or line.dead or not line.default:
             return True
-        return self.receivers is not None and line.target_id in self.receivers(line.tenant_id)
+        default_tenant = line.tenant_id == tenancy.DEFAULT_TENANT
+        return names_an_lms(self.config, line.settings, default_tenant=default_tenant)
 
     def collect(self) -> Iterable[Metric]:
         try:
@@ -391,11 +394,9 @@ def metrics_text(multiproc_dir: str | None, relay: Collector | None = None) -> b
     return text
 
 
-def register(
-    app: Flask, config: Config, receivers: Callable[[int], tuple[int, ...]] | None = None
-) -> None:
+def register(app: Flask, config: Config) -> None:
     """Request logging and metrics for every request; `/readyz` and `/metrics` (no SCIM token),
-    with the relay's backlog (`receivers`: `Runtime.receivers`)."""
+    with the relay's backlog."""
     configure_logging(config)
     app.before_request(_started)
     app.after_request(functools.partial(_finished, tenant_label=config.metrics_tenant_label))
@@ -408,7 +409,7 @@ def register(
                 403,
                 mimetype="text/plain",
             )
-        text = metrics_text(config.prometheus_multiproc_dir, RelayBacklog(receivers))
+        text = metrics_text(config.prometheus_multiproc_dir, RelayBacklog(config))
         return Response(text, mimetype=CONTENT_TYPE_LATEST)
 
     app.add_url_rule("/metrics", "metrics", metrics)

@@ -159,7 +159,7 @@ def _serve_metrics(host: str, port: int) -> None:
 
     registry = CollectorRegistry()
     registry.register(observability.RELAY_DELIVERY)
-    registry.register(observability.RelayBacklog(runtime.current().receivers))
+    registry.register(observability.RelayBacklog(runtime.current().config))
     try:
         start_http_server(port, addr=host, registry=registry)
     except OSError as exc:

@@ -28,6 +28,7 @@ then claimed again (at-least-once; the relay makes that harmless).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -605,6 +606,7 @@ class TargetBacklog:
     target_id: int
     target: str  # name
     default: bool  # the tenant's `default` (its `LMS_*` settings)
+    settings: dict[str, str]  # the settings the tenant stored itself (`LMS_URL`, …)
     backlog: int
     dead: int
     oldest: dt.datetime | None
@@ -617,12 +619,17 @@ def backlog_by_target() -> list[TargetBacklog]:
     waiting = Case(None, [(Outbox.state == PENDING, 1)], 0)
     dead_rows = Case(None, [(Outbox.state == DEAD, 1)], 0)
     oldest = fn.MIN(Case(None, [(Outbox.state == PENDING, Outbox.created)], None))
-    columns = (LmsTarget.tenant_id, Tenant.slug, LmsTarget.id, LmsTarget.name)
+    columns = (
+        LmsTarget.tenant_id,
+        Tenant.slug,
+        LmsTarget.id,
+        LmsTarget.name,
+        LmsTarget.from_settings,
+        Tenant.settings,
+    )
     with tenancy.everywhere():
         query = (
-            LmsTarget.select(
-                *columns, LmsTarget.from_settings, fn.SUM(waiting), fn.SUM(dead_rows), oldest
-            )
+            LmsTarget.select(*columns, fn.SUM(waiting), fn.SUM(dead_rows), oldest)
             .join(Tenant, on=Tenant.id == LmsTarget.tenant_id)
             .join_from(
                 LmsTarget,
@@ -630,12 +637,15 @@ def backlog_by_target() -> list[TargetBacklog]:
                 peewee.JOIN.LEFT_OUTER,
                 on=(Outbox.tenant_id == LmsTarget.tenant_id) & (Outbox.target_id == LmsTarget.id),
             )
-            .group_by(*columns, LmsTarget.from_settings)
+            .group_by(*columns)
             .order_by(LmsTarget.tenant_id, LmsTarget.id)
         )
         return [
-            TargetBacklog(t, slug, i, name, bool(d), int(b or 0), int(x or 0), as_datetime(o))
-            for t, slug, i, name, d, b, x, o in query.tuples()
+            TargetBacklog(
+                *(t, slug, i, name, bool(d), json.loads(own or "{}")),
+                *(int(b or 0), int(x or 0), as_datetime(o)),
+            )
+            for t, slug, i, name, d, own, b, x, o in query.tuples()
         ]
 
 
