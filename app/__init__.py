@@ -12,7 +12,7 @@ def create_app(config: Config | None = None) -> Flask:
     """The app factory: config → runtime → logs and metrics → store → errors → limits →
     blueprints → CLI. The frozen Config lives in the app's `Runtime` (`app.runtime`), never in
     module state, so two apps in one process keep their own settings."""
-    from app import admin, cli, errors, observability, ratelimit, runtime, scim
+    from app import admin, cli, docs, errors, observability, ratelimit, runtime, scim
     from app.oauth import endpoint as oauth_endpoint
     from app.scim.request_checks import BodyLimit, refuse_nul_in_path, refuse_oversized_body
     from app.store import db
@@ -47,6 +47,7 @@ def create_app(config: Config | None = None) -> Flask:
     ratelimit.init(app, config)
     scim.register(app)
     oauth_endpoint.register(app)
+    docs.register(app)
     admin.register(app, settings)
     cli.register(app)
     return app

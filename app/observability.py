@@ -410,6 +410,8 @@ def register(app: Flask, config: Config) -> None:
                 mimetype="text/plain",
             )
         text = metrics_text(config.prometheus_multiproc_dir, RelayBacklog(config))
-        return Response(text, mimetype=CONTENT_TYPE_LATEST)
+        # content_type, not mimetype: CONTENT_TYPE_LATEST carries its own charset, and Flask
+        # would append a second one to a text/* mimetype.
+        return Response(text, content_type=CONTENT_TYPE_LATEST)
 
     app.add_url_rule("/metrics", "metrics", metrics)

@@ -19,6 +19,8 @@ import functools
 from typing import Any
 
 from scim_schemas import (
+    BULK_REQUEST,
+    BULK_RESPONSE,
     ERROR,
     LIST_RESPONSE,
     PATCH_OP,
@@ -158,6 +160,56 @@ _SEARCH_SCHEMA = {
         "count": {"type": "integer"},
         "attributes": {"type": "array", "items": {"type": "string"}},
         "excludedAttributes": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+# RFC 7644 §3.7: a BulkRequest in, a BulkResponse out (200 whenever the request as a whole could
+# be read; each operation's own failure is its `status` and `response`, §3.7.3).
+_BULK_METHOD = {"type": "string", "enum": ["POST", "PUT", "PATCH", "DELETE"]}
+_BULK_REQUEST_SCHEMA = {
+    "type": "object",
+    "required": ["schemas", "Operations"],
+    "properties": {
+        "schemas": {"type": "array", "items": {"const": BULK_REQUEST}, "minItems": 1},
+        "failOnErrors": {"type": "integer", "minimum": 1},
+        "Operations": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["method", "path"],
+                "properties": {
+                    "method": _BULK_METHOD,
+                    "bulkId": {"type": "string", "minLength": 1},
+                    "version": {"type": "string"},
+                    "path": {"type": "string"},
+                    "data": {},
+                },
+            },
+        },
+    },
+}
+_BULK_RESPONSE_SCHEMA = {
+    "type": "object",
+    "required": ["schemas", "Operations"],
+    "properties": {
+        "schemas": {"type": "array", "items": {"const": BULK_RESPONSE}},
+        "Operations": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["method", "status"],
+                "properties": {
+                    "method": {"type": "string"},
+                    "bulkId": {"type": "string"},
+                    "location": {"type": "string"},
+                    "version": {"type": "string"},
+                    "status": {"type": "string", "pattern": "^[1-5][0-9][0-9]$"},
+                    "response": {"$ref": "#/components/schemas/Error"},
+                },
+            },
+        },
     },
 }
 
@@ -334,6 +386,16 @@ def _document() -> dict[str, Any]:
             {"200": _json("A page of resources of every type", "ResourceList")},
             "413 415",
             body="SearchRequest",
+        )
+    }
+    schemas["BulkRequest"] = _BULK_REQUEST_SCHEMA
+    schemas["BulkResponse"] = _BULK_RESPONSE_SCHEMA
+    paths["/Bulk"] = {
+        "post": _operation(
+            "Several writes in one request (RFC 7644 §3.7)",
+            {"200": _json("Each operation's outcome, in request order", "BulkResponse")},
+            "403 413 415",
+            body="BulkRequest",
         )
     }
     paths.update(_discovery_paths())

@@ -56,7 +56,7 @@ class Runtime:
     access_tokens: AccessTokens
     oauth_clients: FreshCache[str, ClientState | None]
     # Which LMS targets of a tenant receive its changes (`receivers`), kept like tenants'.
-    relay_targets: FreshCache[tuple[int, bool, int], tuple[int, ...]]
+    relay_targets: FreshCache[tuple[int, bool, int], lms_targets.Receiving]
     # Slug → tenant id for tenant base URLs, without a query per request.
     tenant_names: TenantNames = field(default_factory=TenantNames)
 
@@ -104,13 +104,18 @@ class Runtime:
 
     def receivers(self, tenant_id: int) -> tuple[int, ...]:
         """The ids of the tenant's LMS targets that receive its changes (the relay is opt-in:
-        none without an LMS, and then no outbox statement is run). From the cached settings
-        (is LMS_URL set?) and a cached list of targets, confirmed by the cache generation like
-        the tenant's settings (m0021 moves it when targets change): no query on the hot path."""
+        none without an LMS, and then no outbox statement is run)."""
+        return self.receiving(tenant_id).targets
+
+    def receiving(self, tenant_id: int) -> lms_targets.Receiving:
+        """Which of the tenant's LMS targets receive its changes, and which do not. From the
+        cached settings (is LMS_URL set?) and a cached list of targets, confirmed by the cache
+        generation like the tenant's settings (m0021 moves it when targets change): no query
+        on the hot path."""
         configured = bool(self.tenant_settings(tenant_id).lms_url)
         key = (tenant_id, configured, lms_targets.local_changes())
 
-        def load() -> tuple[int, ...]:
+        def load() -> lms_targets.Receiving:
             with tenancy.use(tenant_id):
                 return lms_targets.receiving(configured)
 
@@ -153,7 +158,7 @@ def install(app: Flask, runtime: Runtime) -> None:
     app.extensions[EXTENSION] = runtime
 
     def pushed(_sender: Flask, **_extra: object) -> None:
-        g.setdefault(_RECEIVERS, []).append(outbox.receivers_from(runtime.receivers))
+        g.setdefault(_RECEIVERS, []).append(outbox.receivers_from(runtime.receiving))
 
     def popped(_exc: BaseException | None) -> None:
         tokens = g.get(_RECEIVERS)

@@ -12,6 +12,13 @@ client cost before any SCIM work.
     .venv/bin/python bench/profile.py --phases lookup,patch --requests 2000
     .venv/bin/python bench/profile.py --users 100000 --tenants 100 --phases lookup,get,list
 
+`--breakdown` also sums each call tree into the parts of a request (token check, rate limit,
+tenant, audit, outbox, log line, metrics, database round trips, query building, serialisation…;
+`bench/breakdown.py` says how) and counts its statements and database round trips, with the
+request log on at INFO in JSON as a default install has it (written to /dev/null):
+
+    .venv/bin/python bench/profile.py --breakdown --phases lookup,get,put,patch,create,conflict,list
+
 With `--tenants T` the users are seeded into T tenants as `run.py --tenants` does, and each
 request carries the token of its user's tenant (`list`: a page of that tenant's), so the
 tenants' token and settings caches are exercised as under `run.py`; only lookup, get and list.
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -34,7 +42,8 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-import run as bench_run  # noqa: E402 - bench/ is put on the path just above
+import breakdown  # noqa: E402 - bench/ is put on the path just above
+import run as bench_run  # noqa: E402
 import scimbench  # noqa: E402
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
@@ -131,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=1000, help="requests per phase")
     p.add_argument("--tenants", type=int, default=1, help="tenants the users are seeded into")
     p.add_argument("--phases", help="comma list (default all)")
+    p.add_argument(
+        "--breakdown", action="store_true", help="time per part of a request, and round trips"
+    )
     args = p.parse_args(argv)
     if args.users % args.tenants:
         p.error("--users must be a multiple of --tenants")
@@ -162,10 +174,21 @@ def main(argv: list[str] | None = None) -> int:
         from app import create_app
         from app.config import Config
 
-        app = create_app(Config.from_env(database_url=url, secret_key=secret, log_format="text"))
+        log_format = "json" if args.breakdown else "text"
+        config = Config.from_env(database_url=url, secret_key=secret, log_format=log_format)
+        app = create_app(config)
         import logging
 
-        logging.getLogger("lms_scim.request").setLevel(logging.WARNING)
+        if args.breakdown:  # the default install's request log, at INFO, costs what it costs
+            for handler in logging.getLogger().handlers:
+                if isinstance(handler, logging.StreamHandler):
+                    handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - lives as long
+        else:
+            logging.getLogger("lms_scim.request").setLevel(logging.WARNING)
+        from app.store.db import database
+
+        trips: dict[str, dict[str, float]] = {}
+        parts: dict[str, Any] = {}
         client = app.test_client()
         client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {prepared['token']}"
         tokens = [t["token"] for t in extras.get("tenants", [])]
@@ -196,10 +219,15 @@ def main(argv: list[str] | None = None) -> int:
                     )
             plain = (time.perf_counter() - started) / n
             profiler = Profiler(interval=0.0002)
-            profiler.start()
-            for i in range(n, 2 * n):
-                send_as(send, i)
-            profiler.stop()
+            counter = breakdown.RoundTrips()
+            with counter.counting(database.obj):
+                profiler.start()
+                for i in range(n, 2 * n):
+                    send_as(send, i)
+                profiler.stop()
+            trips[name] = counter.per_request(n)
+            if args.breakdown:
+                parts[name] = breakdown.attribute(profiler.last_session.root_frame())
             profiled = profiler.last_session.duration / n
             out = bench_run.RESULTS / f"profile-{name}.txt"
             out.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
@@ -208,6 +236,11 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---:|---:|---:|---|")
         for name, n, plain, profiled, out in rows:
             print(f"| {name} | {n} | {plain:.3f} | {profiled:.3f} | `{out}` |")
+        if args.breakdown:
+            print()
+            print(f"Milliseconds per request by part ({args.db}, {args.users:,} users):")
+            print()
+            print(breakdown.table([(r[0], r[2], parts[r[0]], trips[r[0]]) for r in rows]))
     finally:
         bench_run.CLEANUP.run(cleanup)
         bench_run.CLEANUP.all()

@@ -7,6 +7,7 @@ field, auth plugin, role ids and, optionally, audience groups.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import replace
 from typing import Any
@@ -18,8 +19,10 @@ from app import runtime
 from app.cli.common import echo_json, for_tenant, reported, table
 from app.config import TenantSettings
 from app.secretbox import masked
-from app.store import enrolments, lms_targets
+from app.store import enrolments, lms_actions, lms_targets
 from app.store.models import LmsTarget
+
+ROLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,15}")  # stored in 16-character columns
 
 lms_group = click.Group("lms", help="LMS targets: the sites the relay keeps in step.")
 
@@ -50,6 +53,11 @@ def _roles(text: str) -> tuple[tuple[str, int], ...]:
         parsed = TenantSettings.overlay(config, {"LMS_ROLE_IDS": text}).lms_role_ids
     except ValueError:
         raise ValueError(f"--roles must look like student=5,teacher=3: {text!r}.") from None
+    for name, _ in parsed:
+        if not ROLE_NAME.fullmatch(name):
+            raise ValueError(
+                f"A role name is a letter, then up to 15 letters, digits, _ or -: {name!r}."
+            )
     missing = sorted(set(enrolments.ROLES) - {name for name, _ in parsed})
     if missing or any(number < 1 for _, number in parsed):
         raise ValueError(
@@ -123,6 +131,7 @@ def _shown(target: LmsTarget, settings: TenantSettings) -> dict[str, Any]:
         "auth": effective.lms_auth,
         "roles": ",".join(f"{n}={i}" for n, i in effective.lms_role_ids),
         "source": "tenant settings (LMS_*)" if target.from_settings else "lms add/set",
+        "sync_unenrolled": bool(target.sync_unenrolled),
     }
 
 
@@ -184,9 +193,14 @@ def lms_show(name: str, fmt: str) -> None:
         line = next(x for x in lms_targets.lines() if x.target.id == target.id)
     shown["audiences"] = _audiences(line)
     shown["backlog"], shown["deadLetters"] = line.backlog, line.dead
+    configured = lms_actions.of_target(target.id)
     if fmt == "json":
+        shown["actions"] = {t: sorted(a, key=lms_actions.ACTIONS.index) for t, a in configured}
         echo_json(shown)
         return
+    shown["actions"] = "; ".join(
+        [f"{t}: {lms_actions.text(a)}" for t, a in configured] + ["other types: all"]
+    )
     table(((key, value) for key, value in shown.items()), ("setting", "value"))
 
 
@@ -216,6 +230,8 @@ def _fields(assignments: tuple[str, ...]) -> lms_targets.Fields:
 def _parsed(key: str, value: str) -> Any:
     if key == "audiences":
         return tuple(ref.strip() for ref in value.split(",") if ref.strip())
+    if key == "sync_unenrolled":
+        return _switch(key, value)
     parse = {"url": _url, "match": _match, "auth": _auth, "roles": _roles}[key]
     return parse(value)
 
@@ -225,8 +241,9 @@ def _parsed(key: str, value: str) -> Any:
 @click.argument("name")
 @click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE…")
 def lms_set(name: str, assignments: tuple[str, ...]) -> None:
-    """Change a target: url=, match=, auth=, roles=, audiences=G1,G2 (`audiences=`: everyone);
-    `token` alone reads a new token from a hidden prompt or stdin."""
+    """Change a target: url=, match=, auth=, roles=, audiences=G1,G2 (`audiences=`: everyone),
+    sync_unenrolled=true|false (false: users no enrolment rule of the target gives are not
+    created there); `token` alone reads a new token from a hidden prompt or stdin."""
     with reported():
         lms_targets.by_name(name)  # an unknown name before a prompt for a token
         fields = _fields(assignments)
@@ -234,6 +251,30 @@ def lms_set(name: str, assignments: tuple[str, ...]) -> None:
     for item in assignments:
         key = item.partition("=")[0].strip().lower()
         click.echo(f"{name}: token set (sealed)." if key == "token" else f"{name}: {item}")
+
+
+def _switch(key: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false", "on", "off", "yes", "no", "1", "0"):
+        raise ValueError(f"{key} is true or false: {text!r}.")
+    return value in ("true", "on", "yes", "1")
+
+
+@lms_group.command("actions")
+@for_tenant
+@click.argument("name")
+@click.argument("user_type", metavar="USERTYPE")
+@click.argument("actions", metavar="ACTIONS")
+def lms_actions_command(name: str, user_type: str, actions: str) -> None:
+    """Which relay actions run on target NAME for users of USERTYPE: `none`, or a comma list
+    of create, update, deactivate (the default for every type: all three). A type without
+    `create` is only matched to existing accounts; without `update` its profile is not pushed;
+    without `deactivate` deactivating a user does not suspend them there."""
+    with reported():
+        wanted = lms_actions.parse(actions)
+        before = lms_actions.set_actions(name, user_type, wanted)
+    was = f" (was: {lms_actions.text(before)})" if before != wanted else ""
+    click.echo(f"{name}: userType {user_type}: {lms_actions.text(wanted)}{was}.")
 
 
 @lms_group.command("remove")

@@ -63,6 +63,7 @@ def users_status(user: str, history: int, fmt: str) -> None:
         ("groups", ", ".join(name for _, name in found.groups) or "-"),
         ("enrolments", ", ".join(_enrolment(e) for e in found.enrolments) or "-"),
         ("LMS", found.lms.summary if found.lms else "-"),
+        *((f"LMS {t.target}", t.summary) for t in found.targets),
     ]
     for label, value in lines:
         click.echo(f"{label + ':':<15}{value}")

@@ -194,9 +194,23 @@ class MoodleClient:
 
     # -- enrolments --------------------------------------------------------------------------
 
-    def enrol(self, user_id: int, course_id: str, role_id: int) -> None:
-        """Enrolling an enrolled user again changes nothing in Moodle."""
+    def enrol(
+        self,
+        user_id: int,
+        course_id: str,
+        role_id: int,
+        timestart: int | None = None,
+        timeend: int | None = None,
+    ) -> None:
+        """Enrolling an enrolled user again adds the role and sets the enrolment's dates: Moodle
+        takes a missing `timestart`/`timeend` as 0 (none) and updates the user enrolment when
+        they differ (`enrol_plugin::enrol_user`), so every call carries the dates it should
+        have."""
         enrolment = {"roleid": role_id, "userid": user_id, "courseid": course_id}
+        if timestart is not None:
+            enrolment["timestart"] = timestart
+        if timeend is not None:
+            enrolment["timeend"] = timeend
         self.call("enrol_manual_enrol_users", enrolments=[enrolment])
 
     def unenrol(self, user_id: int, course_id: str) -> None:

@@ -6,7 +6,8 @@ delivered twice (a relay restarted mid-delivery, a lease that ran out) changes n
 - `user`: find the LMS account (the link table, else `core_user_get_users_by_field` by the
   configured match field — check before create — else create it), then update the profile and
   `suspended` (deactivated users keep their enrolments and are suspended); a deleted user's
-  account is deleted;
+  account is deleted. The target's actions for the user's type decide which of create, update
+  and suspend run (`app.relay.actions`);
 - `group`: the same for a cohort (link, else search by idnumber = our group id, else create),
   renamed with the group and deleted with it;
 - `member`: the user and cohort exist first (created now if their own rows failed), the cohort
@@ -33,8 +34,17 @@ from typing import Any
 
 from app import observability
 from app.config import TenantSettings
+from app.relay import actions as relay_actions
 from app.relay.moodle import LmsError, MoodleClient
-from app.store import enrolments, lms_links, lms_targets, outbox, tenancy
+from app.store import (
+    enrolment_dates,
+    enrolments,
+    lms_actions,
+    lms_links,
+    lms_targets,
+    outbox,
+    tenancy,
+)
 from app.store.models import Outbox, utcnow
 
 log = logging.getLogger(__name__)
@@ -201,20 +211,42 @@ class Relay:
         if profile is None:
             forget = functools.partial(lms_links.forget_user, self.target, user_id)
             self._delete(link, self.client.delete_user, forget)
+            lms_actions.release(self.target, user_id)
             return None
         if not lms_targets.admits(self.target, user_id):
             return self._shut_out(user_id, link)
+        actions, _ = lms_actions.for_type(self.target, profile.user_type)
+        caught_up = False
         if link is None:
-            lms_id, created, matched = self._find_or_create_user(profile)
+            found = self._find_or_create_user(profile, actions)
+            if found is None:
+                return None  # held back: `users status` says why
+            lms_id, created, matched = found
+            caught_up = lms_actions.release(self.target, user_id)
         else:
             lms_id, created, matched = link.lms_id, False, link.matched
         if not created:
             # A matched account keeps its LMS username (people may sign in with it) and idnumber.
-            self.client.update_user(lms_id, self._account(profile, owned=not matched))
-        elif not profile.active:
+            account = self._account(profile, owned=not matched)
+            changes = relay_actions.account_changes(account, actions)
+            if changes:
+                self.client.update_user(lms_id, changes)
+        elif not profile.active and lms_actions.DEACTIVATE in actions:
             self.client.update_user(lms_id, {"suspended": 1})
         lms_links.user_synced(self.target, user_id)
+        if caught_up:
+            self._catch_up(user_id, lms_id)
         return lms_id
+
+    def _catch_up(self, user_id: str, lms_user: int) -> None:
+        """A user held back on this target got an account: the cohorts and enrolments their
+        memberships' rows skipped meanwhile."""
+        for group_id in lms_links.groups_of(user_id):
+            link = lms_links.cohort_link(self.target, group_id)
+            cohort = link.lms_id if link is not None else self.sync_group(group_id)
+            if cohort is not None:
+                self.client.add_cohort_member(cohort, lms_user)
+        self.reconcile_enrolments(user_id, lms_user)
 
     def _shut_out(self, user_id: str, link: Any) -> int | None:
         """A user outside a restricted target's audiences: never created or matched there; one
@@ -226,9 +258,12 @@ class Relay:
         lms_links.user_synced(self.target, user_id)
         return int(link.lms_id)
 
-    def _find_or_create_user(self, profile: lms_links.Profile) -> tuple[int, bool, bool]:
+    def _find_or_create_user(
+        self, profile: lms_links.Profile, actions: frozenset[str] = lms_actions.ALL
+    ) -> tuple[int, bool, bool] | None:
         """Check before create: an account with the same e-mail or username is linked. Returns
-        (LMS id, created now, matched: an account lms-scim did not create)."""
+        (LMS id, created now, matched: an account lms-scim did not create), or None when none
+        matched and the target may not create one for the user (held, with the reason)."""
         field_name = self.settings.match_field
         value = profile.email if field_name == "email" else username(profile.user_name)
         found = self.client.users_by_field(field_name, value) if value else []
@@ -241,6 +276,11 @@ class Relay:
             # Ours if its idnumber is our id: created by an earlier delivery that did not finish.
             lms_id, created = int(found[0]["id"]), False
             matched = str(found[0].get("idnumber") or "") != profile.user_id
+        elif reason := relay_actions.why_not_created(self.target, profile, actions):
+            lms_actions.hold(
+                self.target, profile.user_id, f"{reason}; no account matched by {field_name}"
+            )
+            return None
         else:
             account = {
                 **self._account(profile),
@@ -333,12 +373,19 @@ class Relay:
         LMS confirms it, so a crash halfway repeats only harmless calls."""
         wanted = enrolments.of_user(user_id, self.target)
         have = lms_links.delivered_enrolments(self.target, user_id)
+        dates = enrolment_dates.of_user(user_id, self.target)
+        sent = lms_links.delivered_dates(self.target, user_id)
         for course_id, role in sorted(wanted - have):
-            role_id = self.settings.role_ids.get(role)
-            if role_id is None:
-                raise LmsError(f"no LMS role id for role {role!r} (LMS_ROLE_IDS)", transient=False)
-            self.client.enrol(lms_user, course_id, role_id)
-            lms_links.enrolled(self.target, user_id, course_id, role)
+            when = dates.get(course_id, sent.get(course_id, enrolment_dates.NO_DATES))
+            self._enrol(lms_user, course_id, role, when)
+            lms_links.enrolled(self.target, user_id, course_id, role, when)
+            sent[course_id] = when
+        for course_id, role in sorted(wanted & have):  # a rule's dates changed
+            when = dates.get(course_id)
+            if when is not None and sent.get(course_id) != when:
+                self._enrol(lms_user, course_id, role, when)
+                lms_links.dated(self.target, user_id, course_id, when)
+                sent[course_id] = when
         wanted_courses = {course_id for course_id, _ in wanted}
         for course_id, role in sorted(have - wanted):
             # The course stays (another rule gives it) but no rule gives this role any more.
@@ -349,3 +396,10 @@ class Relay:
             # Moodle's unenrol removes the whole course enrolment: only when no role remains.
             self.client.unenrol(lms_user, course_id)
             lms_links.unenrolled(self.target, user_id, course_id)
+
+    def _enrol(self, lms_user: int, course_id: str, role: str, when: enrolment_dates.Dates) -> None:
+        role_id = self.settings.role_ids.get(role)
+        if role_id is None:
+            raise LmsError(f"no LMS role id for role {role!r} (LMS_ROLE_IDS)", transient=False)
+        start, end = (enrolment_dates.epoch(moment) for moment in when)
+        self.client.enrol(lms_user, course_id, role_id, start, end)

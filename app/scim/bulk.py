@@ -40,9 +40,8 @@ from app.scim import bp, groups, users
 from app.scim.endpoint import Endpoint
 from app.scim.request_checks import read_json
 from app.scim.responses import base_url
+from scim_schemas import BULK_REQUEST, BULK_RESPONSE
 
-BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
-BULK_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
 BULK_ID_PREFIX = "bulkId:"
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Response, request
 
-from app import openapi, runtime
+from app import docs, openapi, runtime
 from app.errors import NotFound, scim_response
 from app.oauth.endpoint import TOKEN_PATH
 from app.scim import bp, mount
@@ -43,6 +43,7 @@ def service_provider_config() -> dict[str, Any]:
     §3.7.4), `filter.maxResults`, and the RFC 9865 §4 `pagination` block."""
     config = runtime.current().config
     doc = service_provider_config_template()
+    doc["documentationUri"] = docs.documentation_uri()
     doc["filter"]["maxResults"] = config.max_page_size
     doc["bulk"]["maxOperations"] = config.bulk_max_operations
     doc["bulk"]["maxPayloadSize"] = payload_limit(config)

@@ -17,14 +17,14 @@ import datetime as dt
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import peewee
 from peewee import fn
 
 from app.errors import InvalidValue, NotFound
-from app.store import audit, lms_targets, outbox, prepared
+from app.store import audit, enrolment_dates, lms_targets, outbox, prepared
 from app.store.db import database, locked
 from app.store.models import EnrolmentRule, Group, KeptEnrolment, LmsTarget, Membership, User
 from scim_schemas import identity_key
@@ -48,6 +48,9 @@ class Rule:
     created: dt.datetime
     members: int
     lms: str  # the name of the LMS target the rule enrols in
+    start: dt.datetime | None = None  # Moodle's timestart (naive UTC; None: none)
+    end: dt.datetime | None = None  # Moodle's timeend, unless the role is in `no_end_for`
+    no_end_for: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +62,9 @@ class Rule:
             "keepOnLeave": self.keep_on_leave,
             "created": self.created.isoformat() + "Z",
             "members": self.members,
+            "start": enrolment_dates.iso(self.start),
+            "end": enrolment_dates.iso(self.end),
+            "noEndFor": list(self.no_end_for),
         }
 
 
@@ -77,11 +83,56 @@ def find_group(ref: str, *, lock: bool = False) -> Group:
     return rows[0]
 
 
-def _check(course_id: str, role: str) -> None:
+def _check(course_id: str, role: str, roles: Sequence[str] = ROLES) -> None:
     if not _COURSE_ID.fullmatch(course_id):
         raise InvalidValue(f"{course_id!r} is not an LMS course id (a positive whole number).")
-    if role not in ROLES:
-        raise InvalidValue(f"role must be one of {', '.join(ROLES)}.")
+    check_role(role, roles)
+
+
+def check_role(role: str, roles: Sequence[str]) -> None:
+    """A role the target has an LMS role id for (its `--roles` map): refused when the rule is
+    made, not when the relay delivers it."""
+    if role not in roles:
+        raise InvalidValue(
+            f"Unknown role {role!r}: the LMS target's roles are {', '.join(roles)} "
+            "(add one with `lms-scim lms set NAME roles=…`)."
+        )
+
+
+@dataclass(frozen=True)
+class Dates:
+    """A rule's dates as `enrolments add` gives them (naive UTC; None: none)."""
+
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    no_end_for: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "no_end_for", tuple(sorted(set(self.no_end_for))))
+
+    def check(self, roles: Sequence[str]) -> None:
+        enrolment_dates.check_order(self.start, self.end)
+        for role in self.no_end_for:
+            check_role(role, roles)
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "time_start": self.start,
+            "time_end": self.end,
+            "no_end_roles": enrolment_dates.roles_text(self.no_end_for),
+        }
+
+    @classmethod
+    def of(cls, rule: Any) -> Dates:
+        roles = tuple(enrolment_dates.roles_of(rule.no_end_roles))
+        return cls(rule.time_start, rule.time_end, roles)
+
+    def trail(self) -> dict[str, Any]:
+        return {
+            "start": enrolment_dates.iso(self.start),
+            "end": enrolment_dates.iso(self.end),
+            "noEndFor": list(self.no_end_for) or None,
+        }
 
 
 def _target(name: str | None) -> int:
@@ -105,10 +156,14 @@ def add_rule(
     keep_on_leave: bool,
     actor: audit.Actor,
     lms: str | None = None,
+    dates: Dates = Dates(),
+    roles: Sequence[str] = ROLES,
 ) -> Rule:
     """Enrol the group's members in the course on the LMS target `lms` (default: the tenant's
-    only one), or change the role or keep flag of that rule."""
-    _check(course_id, role)
+    only one), or change the role, keep flag or dates of that rule (the dates of enrolments it
+    already made follow). `roles`: the role names the target has LMS role ids for."""
+    _check(course_id, role, roles)
+    dates.check(roles)
     with database.atomic():
         target = _target(lms)
         row = find_group(group_ref, lock=True)
@@ -120,18 +175,24 @@ def add_rule(
                 course_id=course_id,
                 role=role,
                 keep_on_leave=keep_on_leave,
+                **dates.columns(),
             ).execute()
             before: dict[str, Any] = {}
         else:
             before = {"role": existing.role, "keepOnLeave": existing.keep_on_leave}
-            if existing.role == role and existing.keep_on_leave == keep_on_leave:
+            before |= Dates.of(existing).trail()
+            if (existing.role, existing.keep_on_leave, Dates.of(existing)) == (
+                role,
+                keep_on_leave,
+                dates,
+            ):
                 return _rules(EnrolmentRule.id == existing.id)[0]
             if existing.role != role and existing.keep_on_leave:
                 _keep(row.id, course_id, _members(row.id), target)  # they keep the old role
-            EnrolmentRule.update(role=role, keep_on_leave=keep_on_leave).where(
+            EnrolmentRule.update(role=role, keep_on_leave=keep_on_leave, **dates.columns()).where(
                 EnrolmentRule.id == existing.id
             ).execute()
-        after = {"role": role, "keepOnLeave": keep_on_leave}
+        after = {"role": role, "keepOnLeave": keep_on_leave, **dates.trail()}
         changes = {"courseId": {"after": course_id}, **audit.diff(before, after)}
         if lms is not None:
             changes["lms"] = {"after": lms}
@@ -164,6 +225,34 @@ def remove_rule(
     return rule
 
 
+def set_dates(
+    group_ref: str,
+    course_id: str,
+    changes: dict[str, Any],
+    *,
+    actor: audit.Actor,
+    lms: str | None = None,
+    roles: Sequence[str] = ROLES,
+) -> Rule:
+    """Change some of a rule's dates (`changes`: `start`, `end`, `no_end_for`); the enrolments
+    it already made get the new ones (its members are queued for the target)."""
+    with database.atomic():
+        target = _target(lms)
+        row = find_group(group_ref, lock=True)
+        existing = EnrolmentRule.get_or_none(_rule_of(row.id, target, course_id))
+        if existing is None:
+            raise NotFound(f"Group {row.display_name!r} has no rule for course {course_id}.")
+        before = Dates.of(existing)
+        after = replace(before, **changes)
+        after.check(roles)
+        if after != before:
+            EnrolmentRule.update(**after.columns()).where(EnrolmentRule.id == existing.id).execute()
+            trail = audit.diff(before.trail(), after.trail())
+            audit.record(actor, AUDIT_TYPE, row.id, "dates", {"courseId": course_id, **trail})
+            outbox.group_members(row.id, target)
+    return _rules(_rule_of(row.id, target, course_id))[0]
+
+
 def _flag_keeping(group_id: str) -> None:
     """`lms_group.keeps_enrolments`: whether any rule of the group keeps previous enrolments."""
     keeping = EnrolmentRule.select().where(
@@ -186,6 +275,9 @@ def _rules(where: Any) -> list[Rule]:
             EnrolmentRule.created,
             members.alias("members"),
             LmsTarget.name,
+            EnrolmentRule.time_start,
+            EnrolmentRule.time_end,
+            EnrolmentRule.no_end_roles,
         )
         .join(Group)
         .switch(EnrolmentRule)
@@ -194,7 +286,7 @@ def _rules(where: Any) -> list[Rule]:
         .order_by(Group.display_name_key, Group.id, LmsTarget.id, EnrolmentRule.course_id)
         .tuples()
     )
-    return [Rule(*row) for row in query]
+    return [Rule(*row[:-1], tuple(enrolment_dates.roles_of(row[-1]))) for row in query]
 
 
 def rules(group_ref: str | None = None) -> list[Rule]:

@@ -7,6 +7,7 @@ relay still needs the LMS id to delete the account or cohort there, and then for
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ class Profile:
     family_name: str | None
     display_name: str | None
     active: bool
+    user_type: str | None = None  # which relay actions apply (`app.store.lms_actions`)
 
 
 def profile(user_id: str) -> Profile | None:
@@ -48,6 +50,7 @@ def profile(user_id: str) -> Profile | None:
             User.family_name,
             User.display_name,
             User.active,
+            User.user_type,
         )
         .where(User.id == user_id)
         .first()
@@ -68,12 +71,19 @@ def profile(user_id: str) -> Profile | None:
         user.family_name,
         user.display_name,
         user.active,
+        user.user_type,
     )
 
 
 def group_name(group_id: str) -> str | None:
     """The group's displayName, or None if deleted."""
     return Group.select(Group.display_name).where(Group.id == group_id).scalar()
+
+
+def groups_of(user_id: str) -> list[str]:
+    """The ids of the groups the user is a member of."""
+    query = Membership.select(Membership.group).where(Membership.user == user_id)
+    return [group_id for (group_id,) in query.order_by(Membership.group).tuples()]
 
 
 def is_member(user_id: str, group_id: str) -> bool:
@@ -165,10 +175,38 @@ def delivered_enrolments(target: int, user_id: str) -> set[tuple[str, str]]:
     return set(query.tuples())
 
 
-def enrolled(target: int, user_id: str, course_id: str, role: str) -> None:
-    LmsEnrolment.insert(
-        target_id=target, user_id=user_id, course_id=course_id, role=role
-    ).on_conflict_ignore().execute()
+def enrolled(
+    target: int,
+    user_id: str,
+    course_id: str,
+    role: str,
+    dates: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
+) -> None:
+    """The LMS confirmed the enrolment (with `dates`, which are the course's: every role of
+    the user there shares Moodle's one user enrolment)."""
+    with database.atomic():
+        LmsEnrolment.insert(
+            target_id=target, user_id=user_id, course_id=course_id, role=role
+        ).on_conflict_ignore().execute()
+        dated(target, user_id, course_id, dates)
+
+
+def dated(
+    target: int, user_id: str, course_id: str, dates: tuple[dt.datetime | None, dt.datetime | None]
+) -> None:
+    LmsEnrolment.update(time_start=dates[0], time_end=dates[1]).where(
+        _enrolment(target, user_id) & (LmsEnrolment.course_id == course_id)
+    ).execute()
+
+
+def delivered_dates(
+    target: int, user_id: str
+) -> dict[str, tuple[dt.datetime | None, dt.datetime | None]]:
+    """The dates each course enrolment was last sent with."""
+    query = LmsEnrolment.select(
+        LmsEnrolment.course_id, LmsEnrolment.time_start, LmsEnrolment.time_end
+    ).where(_enrolment(target, user_id))
+    return {course: (start, end) for course, start, end in query.tuples()}
 
 
 def unenrolled(target: int, user_id: str, course_id: str) -> None:

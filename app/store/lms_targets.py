@@ -24,14 +24,22 @@ from app.config import TenantSettings
 from app.errors import InvalidValue, NotFound, Uniqueness
 from app.store import audit, tenancy
 from app.store.db import database
-from app.store.models import Group, LmsTarget, LmsTargetAudience, Membership, Outbox, Tenant
+from app.store.models import (
+    EnrolmentRule,
+    Group,
+    LmsTarget,
+    LmsTargetAudience,
+    Membership,
+    Outbox,
+    Tenant,
+)
 from app.store.names import require_name
 
 DEFAULT = "default"
 AUDIT_TYPE = "LmsTarget"
 MAX_NAME = 64
 # What `lms set` may change (the token apart: it is read from a prompt or stdin, never argv).
-KEYS = ("url", "match", "auth", "roles", "audiences")
+KEYS = ("url", "match", "auth", "roles", "audiences", "sync_unenrolled")
 Seal = Callable[[str, str], str]
 
 
@@ -67,13 +75,25 @@ def _changed() -> None:
     _local_changes += 1
 
 
-def receiving(default_configured: bool) -> tuple[int, ...]:
-    """The ids of the tenant's targets that receive its changes: every target added with
-    `lms add` (each has a URL), and `default` only when the tenant's settings name an LMS
-    (`default_configured`: LMS_URL is set). One query."""
+@dataclass(frozen=True)
+class Receiving:
+    """Which of a tenant's targets receive its changes, and which do not (its `default`
+    while the tenant's settings name no LMS). A target in neither was added since this was
+    read: it has a URL, so it receives."""
+
+    targets: tuple[int, ...]
+    off: tuple[int, ...]
+
+
+def receiving(default_configured: bool) -> Receiving:
+    """Every target added with `lms add` (each has a URL) receives the tenant's changes, and
+    `default` only when the tenant's settings name an LMS (`default_configured`: LMS_URL is
+    set). One query."""
     query = LmsTarget.select(LmsTarget.id, LmsTarget.from_settings).order_by(LmsTarget.id)
-    return tuple(
-        i for i, from_settings in query.tuples() if default_configured or not from_settings
+    found = list(query.tuples())
+    return Receiving(
+        tuple(i for i, default in found if default_configured or not default),
+        tuple(i for i, default in found if default and not default_configured),
     )
 
 
@@ -178,6 +198,14 @@ def role_ids_text(target: LmsTarget) -> str | None:
     return ",".join(f"{name}={number}" for name, number in json.loads(target.role_ids).items())
 
 
+def role_ids_of(target: LmsTarget, tenant: TenantSettings) -> dict[str, int]:
+    """The target's LMS role id per role name: its own `--roles`, else the tenant's
+    `LMS_ROLE_IDS` (what enrolment rules may name, custom roles included)."""
+    if target.role_ids and not target.from_settings:
+        return dict(json.loads(target.role_ids))
+    return dict(tenant.lms_role_ids)
+
+
 def settings_of(
     target: LmsTarget, tenant: TenantSettings, open_token: Callable[[str, str], str] | None
 ) -> TenantSettings:
@@ -216,6 +244,7 @@ class Fields:
     roles: tuple[tuple[str, int], ...] | None = None
     audiences: tuple[str, ...] | None = None
     token: str | None = None
+    sync_unenrolled: bool | None = None  # off: users no rule of the target enrols stay away
 
 
 def _group_ids(refs: Sequence[str]) -> list[str]:
@@ -236,6 +265,8 @@ def _columns(fields: Fields) -> dict[str, Any]:
         columns["role_ids"] = json.dumps(dict(fields.roles))
     if fields.audiences is not None:
         columns["restricted"] = bool(fields.audiences)
+    if fields.sync_unenrolled is not None:
+        columns["sync_unenrolled"] = fields.sync_unenrolled
     return columns
 
 
@@ -286,20 +317,20 @@ def add(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYSTEM
     return LmsTarget.get_by_id(target_id)
 
 
-def _catch_up(target_id: int, default: bool = False) -> None:
+def _catch_up(target_id: int) -> None:
     """Queue every user and group of the tenant, and every membership, for a new target (or
     one whose audiences changed) — unless it receives nothing (`default` without an LMS: it
     starts from `relay sync --all` once one is set)."""
     from app.store import outbox  # the outbox writes per target: it imports this module
 
-    if not default or outbox.receives(target_id):
-        outbox.everything_for(target_id)
+    outbox.everything_for(target_id)
 
 
 def update(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYSTEM) -> LmsTarget:
-    """Change some of a target's values. `default` takes only audiences (its site, token and
-    the rest are the tenant's `LMS_*` settings: `tenants set`). A change of audiences queues
-    the tenant's users again for this target, so joiners are created and leavers suspended."""
+    """Change some of a target's values. `default` takes only audiences and sync_unenrolled (its
+    site, token and the rest are the tenant's `LMS_*` settings: `tenants set`). A change of
+    audiences queues the tenant's users again for this target, so joiners are created and
+    leavers suspended; a change of sync_unenrolled queues its users."""
     with database.atomic():
         target = by_name(name)
         if target.from_settings and (
@@ -309,6 +340,8 @@ def update(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYS
                 "The default target's site, token, match field, auth and roles are the tenant's "
                 "LMS_* settings: change them with `lms-scim tenants set SLUG LMS_URL=…`."
             )
+        if fields.roles is not None:
+            _check_roles_in_use(target, {name for name, _ in fields.roles})
         columns = _columns(fields)
         if fields.token:
             columns["token"] = seal(fields.token, token_context(target.tenant_id, target.id))
@@ -318,13 +351,37 @@ def update(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYS
         if fields.audiences is not None:
             groups = _group_ids(fields.audiences)
             _set_audiences(target.id, groups)
-            _catch_up(target.id, target.from_settings)
+            _catch_up(target.id)
+        elif fields.sync_unenrolled is not None and fields.sync_unenrolled != bool(
+            target.sync_unenrolled
+        ):
+            from app.store import outbox  # the outbox writes per target: it imports this module
+
+            outbox.users_for(target.id)  # who may be created there changed
         trail = _trail(
             {k: v for k, v in columns.items() if k != "token"}, groups, token=bool(fields.token)
         )
         if trail:
             audit.record(actor, AUDIT_TYPE, str(target.id), "lms_set", trail)
     return LmsTarget.get_by_id(target.id)
+
+
+def _check_roles_in_use(target: LmsTarget, names: set[str]) -> None:
+    """A role map must keep every role an enrolment rule of the target names (else the rule
+    would fail at delivery, not when the map was changed)."""
+    used = (
+        EnrolmentRule.select(EnrolmentRule.role, Group.display_name, EnrolmentRule.course_id)
+        .join(Group)
+        .where((EnrolmentRule.target_id == target.id) & EnrolmentRule.role.not_in(list(names)))
+        .order_by(EnrolmentRule.role, Group.display_name_key, EnrolmentRule.course_id)
+        .tuples()
+    )
+    found = [f"{role} ({group} → course {course})" for role, group, course in used]
+    if found:
+        raise InvalidValue(
+            f"LMS target {target.name!r}: enrolment rules use roles the new map lacks: "
+            f"{', '.join(found)}; change or remove those rules first."
+        )
 
 
 def undelivered(target_id: int) -> int:

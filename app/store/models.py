@@ -244,6 +244,44 @@ class LmsTarget(TenantModel):
     restricted = peewee.BooleanField(default=False)
     from_settings = peewee.BooleanField(default=False)
     created = peewee.DateTimeField(default=utcnow)
+    # m0018: off, users no enrolment rule of this target gives are not created there.
+    sync_unenrolled = peewee.BooleanField(default=True, constraints=[peewee.SQL("DEFAULT TRUE")])
+
+
+class LmsTargetAction(TenantModel):
+    """Which relay actions (`create`, `update`, `deactivate`) run on a target for users of one
+    userType (m0018); a type without a row gets all three. `user_type_key` is the type's
+    identity key (userType is not caseExact, RFC 7643 §4.1.1); `actions` a comma list, empty
+    for none."""
+
+    class Meta:
+        table_name = "lms_target_action"
+        primary_key = peewee.CompositeKey("target_id", "user_type_key")
+        constraints = (same_tenant("target_id", "lms_target"),)
+        depends_on = (LmsTarget,)
+
+    target_id = peewee.IntegerField()
+    user_type_key = peewee.CharField(max_length=64)
+    user_type = peewee.CharField(max_length=64)
+    actions = peewee.CharField(max_length=32)
+
+
+class LmsUserHold(TenantModel):
+    """A user the relay did not create on a target, and why (m0018): their userType may not be
+    created there, or (sync_unenrolled off) no enrolment rule gives them anything. Cleared when
+    an account is linked; then their cohorts and enrolments catch up. No key to the user: the
+    relay forgets the row when the user goes."""
+
+    class Meta:
+        table_name = "lms_user_hold"
+        primary_key = peewee.CompositeKey("tenant_id", "target_id", "user_id")
+        constraints = (same_tenant("target_id", "lms_target"),)
+        depends_on = (LmsTarget,)
+
+    target_id = peewee.IntegerField()
+    user_id = peewee.CharField(max_length=32)
+    reason = peewee.TextField()
+    at = peewee.DateTimeField(default=utcnow)
 
 
 class LmsTargetAudience(TenantModel):
@@ -345,6 +383,11 @@ class EnrolmentRule(TenantModel):
     role = peewee.CharField(max_length=16)
     keep_on_leave = peewee.BooleanField(default=False)
     created = peewee.DateTimeField(default=utcnow)
+    # m0018: the enrolment's start and end (Moodle's timestart/timeend; NULL: none), and the
+    # roles (a comma list) whose enrolments get no end date.
+    time_start = peewee.DateTimeField(null=True)
+    time_end = peewee.DateTimeField(null=True)
+    no_end_roles = peewee.TextField(null=True)
 
     class Meta:
         indexes = ((("group", "target_id", "course_id"), True),)
@@ -441,6 +484,9 @@ class LmsEnrolment(TenantModel):
     user_id = peewee.CharField(max_length=32)
     course_id = peewee.CharField(max_length=64)
     role = peewee.CharField(max_length=16)
+    # m0018: the dates the course enrolment was last sent with (NULL: none).
+    time_start = peewee.DateTimeField(null=True)
+    time_end = peewee.DateTimeField(null=True)
 
     class Meta:
         primary_key = peewee.CompositeKey("tenant_id", "target_id", "user_id", "course_id", "role")
@@ -544,6 +590,8 @@ ALL_MODELS = (
     Membership,
     LmsTarget,
     LmsTargetAudience,
+    LmsTargetAction,
+    LmsUserHold,
     ApiToken,
     AuditEvent,
     Operator,
@@ -563,6 +611,8 @@ ALL_MODELS = (
 LMS_MODELS = (
     LmsTarget,
     LmsTargetAudience,
+    LmsTargetAction,
+    LmsUserHold,
     EnrolmentRule,
     KeptEnrolment,
     Outbox,

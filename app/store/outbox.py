@@ -74,10 +74,10 @@ def row(kind: str, user_id: str | None, group_id: str | None, now: dt.datetime) 
 
 # -- who receives (the relay is opt-in) ------------------------------------------------------
 
-# Which targets of a tenant receive its changes (ids): the app's answer, from a per-process
-# cache that the cache generation keeps honest (`app.runtime.Runtime.receivers`), set for each
-# app context. Unset (the store used without an app): every target of the tenant.
-Receivers = Callable[[int], tuple[int, ...]]
+# Which targets of a tenant receive its changes: the app's answer, from a per-process cache that
+# the cache generation keeps honest (`app.runtime.Runtime.receiving`), set for each app
+# context. Unset (the store used without an app): every target of the tenant.
+Receivers = Callable[[int], lms_targets.Receiving]
 _receivers: ContextVar[Receivers | None] = ContextVar("lms_scim_receivers", default=None)
 
 
@@ -94,12 +94,13 @@ def receivers() -> tuple[int, ...] | None:
     """The ids of the targets of the tenant at hand that receive changes (those naming an LMS);
     None when no app says (every target then receives, as before targets could be unset)."""
     resolver = _receivers.get()
-    return None if resolver is None else resolver(tenancy.owner())
+    return None if resolver is None else resolver(tenancy.owner()).targets
 
 
 def receives(target: int) -> bool:
-    found = receivers()
-    return found is None or target in found
+    """Whether changes are queued for `target` (of the tenant at hand)."""
+    resolver = _receivers.get()
+    return resolver is None or target not in resolver(tenancy.owner()).off
 
 
 # The columns a change names (the rest come from the target: tenant_id, target_id).
@@ -185,7 +186,7 @@ def group_members(group_id: str, target: int | None = None) -> None:
     INSERT … SELECT over the group's memberships and the tenant's targets (or `target`),
     however many there are; nothing when no target receives changes."""
     targets = receivers()
-    if targets == () or (target is not None and targets is not None and target not in targets):
+    if targets == () or (target is not None and not receives(target)):
         return
     values = row(MEMBER, None, None, utcnow())
     fields = [Outbox.kind, Outbox.created, Outbox.state, Outbox.attempts]
@@ -214,7 +215,10 @@ def everything_for(target: int) -> None:
     """Queue the tenant's every user, group and membership for one target (one added, or whose
     audiences changed): three INSERT … SELECTs, users first, so accounts exist before cohorts
     are filled. Delivery reads the current state, so a row for something already in step
-    changes nothing there."""
+    changes nothing there. Nothing for a target that receives nothing (`default` without an
+    LMS: it starts from `sync_all` once it has one)."""
+    if not receives(target):
+        return
     now = utcnow()
     columns = [
         Outbox.kind,
@@ -319,6 +323,34 @@ def sync_all(target: int, batch: int = CHUNK) -> Iterator[Synced]:
                 queued = _queue_missing(target, kind, keys)
             yield Synced(kind, len(page), queued)
             after = page[-1]
+
+
+def users_for(target: int, condition: Any = None) -> None:
+    """Queue the tenant's users (those meeting `condition`, a User condition) for one target, so
+    the relay looks at their account there again (the target's actions or switches changed):
+    one INSERT … SELECT (none for a target that receives nothing)."""
+    if not receives(target):
+        return
+    values = row(USER, None, None, utcnow())
+    fixed = [
+        peewee.Value(values[f.name], converter=f.db_value)
+        for f in (Outbox.kind, Outbox.created, Outbox.state, Outbox.attempts)
+    ]
+    query = User.select(
+        User.id, *fixed, peewee.Value(tenancy.owner()), peewee.Value(target)
+    ).order_by(User.id)
+    if condition is not None:
+        query = query.where(condition)
+    columns = [
+        Outbox.user_id,
+        Outbox.kind,
+        Outbox.created,
+        Outbox.state,
+        Outbox.attempts,
+        Outbox.tenant_id,
+        Outbox.target_id,
+    ]
+    Outbox.insert_from(query, columns).execute()
 
 
 # -- delivering ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 from peewee import fn
 
 from app.errors import InvalidValue, NotFound
-from app.store import enrolments, outbox
+from app.store import enrolments, lms_actions, outbox
 from app.store.filter_sql import contains, fold_sql
 from app.store.models import ApiToken, AuditEvent, Group, Membership, User, UserValue, utcnow
 from app.store.tokens import state as token_state
@@ -148,6 +148,8 @@ class UserStatus:
     history: list[Event] = field(default_factory=list)
     enrolments: list[dict[str, str]] = field(default_factory=list)  # [{courseId, role}]
     lms: outbox.UserSync | None = None  # in step with the LMS, or why not
+    # Per LMS target: the actions that apply to the user's type, their account or why none.
+    targets: list[lms_actions.TargetView] = field(default_factory=list)
 
     @property
     def state(self) -> str:
@@ -182,6 +184,7 @@ class UserStatus:
             "history": [event.as_json() for event in self.history],
             "enrolments": self.enrolments,
             "lms": self.lms.as_json() if self.lms else None,
+            "lmsTargets": [target.as_json() for target in self.targets],
         }
 
 
@@ -224,6 +227,7 @@ def user_status(user_id: str, history: int = 10) -> UserStatus:
         history=recent,
         enrolments=enrolments.of_users([user_id]).get(user_id, []),
         lms=outbox.user_sync(user_id),
+        targets=lms_actions.user_targets(user),
     )
 
 

@@ -104,6 +104,7 @@ def test_service_provider_config_is_the_file_with_the_deployment_limits(
     expected = located(load("service_provider_config.json"), "/ServiceProviderConfig")
     expected["filter"]["maxResults"] = 250
     expected["pagination"]["maxPageSize"] = 250
+    expected["documentationUri"] = "http://localhost/docs/idp-setup.md"  # app/docs.py
     assert body == expected
 
 

@@ -84,6 +84,16 @@ def _lists(node: Any) -> Any:
     return {k: _lists(v) for k, v in node.items()}
 
 
+def _param_int(params: dict[str, Any], key: str) -> None:
+    """Moodle's PARAM_INT check of an optional parameter (`validate_parameters`)."""
+    value = params.get(key)
+    if value is not None and not re.fullmatch(r"-?[0-9]+", str(value)):
+        raise invalid(
+            f'Invalid external api parameter: the value is "{value}", the server was '
+            'expecting "int" type'
+        )
+
+
 @dataclass
 class Fault:
     kind: str  # pass | timeout | http503 | maintenance | crash_after | invalidparameter
@@ -105,6 +115,8 @@ class MoodleSim:
     cohorts: dict[int, dict[str, Any]] = field(default_factory=dict)
     members: set[tuple[int, int]] = field(default_factory=set)  # (cohort id, user id)
     enrolments: dict[tuple[int, int], set[int]] = field(default_factory=dict)  # (user, course)
+    # The user enrolment's (timestart, timeend, status) per (user, course); 0: no date.
+    enrolment_times: dict[tuple[int, int], tuple[int, int, int]] = field(default_factory=dict)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     faults: dict[str, list[Fault]] = field(default_factory=lambda: defaultdict(list))
     _ids: Any = field(default_factory=lambda: itertools.count(2))  # 1 is the admin
@@ -314,6 +326,9 @@ class MoodleSim:
             del self.users[user_id]
             self.members = {(c, u) for c, u in self.members if u != user_id}
             self.enrolments = {k: v for k, v in self.enrolments.items() if k[0] != user_id}
+            self.enrolment_times = {
+                k: v for k, v in self.enrolment_times.items() if k[0] != user_id
+            }
 
     # core_cohort ----------------------------------------------------------------------------
 
@@ -402,7 +417,12 @@ class MoodleSim:
         return int(course_id)
 
     def enrol_manual_enrol_users(self, enrolments: list[dict[str, str]]) -> None:
+        """Moodle 4.3: `timestart`, `timeend` and `suspend` are optional PARAM_INTs; a missing
+        date is 0 (none), and enrolling an enrolled user sets the user enrolment's dates and
+        status again (`enrol_plugin::enrol_user` updates it when they differ)."""
         for e in enrolments:
+            for key in ("roleid", "userid", "courseid", "timestart", "timeend", "suspend"):
+                _param_int(e, key)
             self._course(e["courseid"])
             self._user(e["userid"])
             if int(e["roleid"]) not in ASSIGNABLE_ROLES:
@@ -412,6 +432,9 @@ class MoodleSim:
         for e in enrolments:
             key = (int(e["userid"]), int(e["courseid"]))
             self.enrolments.setdefault(key, set()).add(int(e["roleid"]))
+            status = 1 if int(e.get("suspend") or 0) else 0
+            times = (int(e.get("timestart", 0)), int(e.get("timeend", 0)), status)
+            self.enrolment_times[key] = times
 
     def enrol_manual_unenrol_users(self, enrolments: list[dict[str, str]]) -> None:
         for e in enrolments:
@@ -420,6 +443,7 @@ class MoodleSim:
                 raise invalid(f"User id not exist: {e['userid']}")
         for e in enrolments:
             self.enrolments.pop((int(e["userid"]), int(e["courseid"])), None)
+            self.enrolment_times.pop((int(e["userid"]), int(e["courseid"])), None)
 
     # core_role ------------------------------------------------------------------------------
 

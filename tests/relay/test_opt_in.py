@@ -96,6 +96,12 @@ def test_no_outbox_rows_and_no_changes_waiting_without_an_lms(
     refused = invoke(app, "relay", "sync", "--all")
     assert refused.exit_code == 1
     assert "not configured" in refused.output
+    # Settings of the default target that queue its users again queue nothing while it has no
+    # LMS: it starts from `relay sync --all` once it has one.
+    run(app, "lms", "actions", "default", "learner", "update,deactivate")
+    run(app, "lms", "set", "default", "audiences=Physics")
+    run(app, "lms", "set", "default", "sync_unenrolled=false")
+    run(app, "enrolments", "remove", "Physics", "101")
     assert _queued() == []
     # The admin page says the same, and speaks of nothing waiting.
     response = signed_in.get("/admin/relay")
