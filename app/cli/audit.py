@@ -3,52 +3,84 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
+from collections.abc import Iterator
+from typing import Any
 
 import click
 
-from app.cli.common import DURATION, for_tenant, reported, settings, table
-from app.datetimes import minute
-from app.errors import NotFound
+from app.cli import common
+from app.cli.common import (
+    DURATION,
+    emit,
+    for_tenant,
+    format_option,
+    progress,
+    progress_bar,
+    settings,
+)
 from app.store import audit, status
 from app.store.models import utcnow
 
 
 def prune(days: int) -> int:
-    return audit.prune(utcnow() - dt.timedelta(days=days))
+    """Delete events older than `days`, with a progress bar while a person watches."""
+    before = utcnow() - dt.timedelta(days=days)
+    with progress_bar(lambda: audit.count_before(before), "pruning audit events") as advance:
+        return audit.prune(before, on_chunk=advance)
 
 
-def _resource_id(ref: str) -> str:
-    """A user's id for `--user`; an unknown reference is taken as the id of a deleted user."""
-    with reported():
-        try:
-            return status.find_user(ref).id
-        except NotFound:
-            return ref
+_COLUMNS = ("at", "token", "resourceType", "resourceId", "operation", "requestId", "changes")
+_TABLE_COLUMNS = ("at", "token", "resourceType", "resourceId", "operation", "summary")
 
 
-@click.group("audit", invoke_without_command=True)
+def _rows(events: Iterator[status.Event], fmt: str) -> Iterator[dict[str, Any]]:
+    for event in events:
+        row: dict[str, Any] = {**event.as_json(), "at": event.at}
+        if fmt == "table":
+            row["summary"] = event.summary(80)
+        elif fmt == "csv":
+            row["changes"] = event.summary(10_000)
+        yield row
+
+
+@click.group(
+    "audit",
+    invoke_without_command=True,
+    short_help="Who changed what, with which token, in which request.",
+)
 @for_tenant
-@click.option("--user", "user_ref", help="userName, e-mail, id or externalId.")
+@click.option(
+    "--user",
+    "user_ref",
+    help="userName, e-mail, id or externalId (a deleted user: the id the audit trail knows).",
+)
 @click.option("--since", type=DURATION, default="7d", show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@format_option()
 @click.pass_context
 def audit_group(ctx: click.Context, user_ref: str | None, since: dt.timedelta, fmt: str) -> None:
-    """The audit trail, oldest first: who changed what, with which token, in which request."""
+    """The audit trail, oldest first: who changed what, with which token, in which request.
+
+    JSON is one object per line (streamed); CSV's `changes` column is the before → after
+    summary."""
     if ctx.invoked_subcommand is not None:
         return
-    found = status.events(
-        resource_id=_resource_id(user_ref) if user_ref else None, since=utcnow() - since
+    user_id = common.user_or_gone(user_ref) if user_ref else None
+    start = utcnow() - since
+    found = status.events(resource_id=user_id, since=start)
+    if fmt != "table":  # an export: a bar while a person watches it go to a file
+        found = progress(
+            found,
+            lambda: status.count_events(resource_id=user_id, since=start),
+            "exporting audit events",
+            output_on_stdout=True,
+        )
+    emit(
+        _rows(found, fmt),
+        _TABLE_COLUMNS if fmt == "table" else _COLUMNS,
+        fmt,
+        headers=("time (UTC)", "token", "type", "id", "operation", "changes"),
+        json_lines=True,
     )
-    if fmt == "json":
-        for event in found:  # one JSON object per line, streamed
-            click.echo(json.dumps(event.as_json(), default=str, ensure_ascii=False))
-        return
-    rows = (
-        (minute(e.at), e.token_name, e.resource_type, e.resource_id, e.operation, e.summary(80))
-        for e in found
-    )
-    table(rows, ("time (UTC)", "token", "type", "id", "operation", "changes"))
 
 
 @audit_group.command("prune")

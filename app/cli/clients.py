@@ -9,13 +9,21 @@ import secrets
 import click
 
 from app import auth, runtime
-from app.cli.common import DURATION, GRACE_OPTION, echo_json, for_tenant, reported, settings, table
+from app.cli.common import (
+    DURATION,
+    GRACE_OPTION,
+    emit,
+    for_tenant,
+    format_option,
+    reported,
+    settings,
+)
 from app.datetimes import minute
 from app.oauth import keys
 from app.oauth.access_tokens import issuer
 from app.oauth.endpoint import TOKEN_PATH
 from app.store import oauth_clients, signing_keys
-from app.store.models import OAuthClient, SigningKey, utcnow
+from app.store.models import OAuthClient, utcnow
 
 clients_group = click.Group("clients", help="OAuth 2.0 clients (client credentials grant).")
 keys_group = click.Group("keys", help="The keys that sign OAuth access tokens.")
@@ -38,7 +46,7 @@ def _forget_clients() -> None:
     current.tokens.clear()
 
 
-@clients_group.command("create")
+@clients_group.command("create", short_help="Register a client; print its id and secret (once).")
 @for_tenant
 @click.argument("name")
 @click.option("--read-only", is_flag=True, help="Gets scim.read only, never scim.write.")
@@ -70,7 +78,7 @@ def clients_create(name: str, read_only: bool, token_lifetime: dt.timedelta) -> 
     click.echo(f"token_endpoint={_token_endpoint()}")
 
 
-@clients_group.command("rotate")
+@clients_group.command("rotate", short_help="A new secret for NAME; the old one works a while.")
 @for_tenant
 @click.argument("name")
 @GRACE_OPTION
@@ -90,12 +98,16 @@ def clients_rotate(name: str, grace: dt.timedelta) -> None:
     click.echo(f"client_secret={secret}")
 
 
-@clients_group.command("revoke")
+@clients_group.command("revoke", short_help="Refuse NAME and its access tokens from now on.")
 @for_tenant
 @click.argument("name")
 def clients_revoke(name: str) -> None:
     """No token for NAME from now on; its access tokens are refused (by other server processes
-    within TOKEN_CACHE_SECONDS)."""
+    within TOKEN_CACHE_SECONDS). One revoked already is said so (exit 0, as `tokens revoke`)."""
+    same = [c for c in oauth_clients.all_clients() if c.name == name]
+    if same and all(c.revoked_at is not None for c in same):
+        click.echo(f"Client {name!r} was revoked already.")
+        return
     with reported():
         oauth_clients.revoke(name)
     _forget_clients()
@@ -104,16 +116,14 @@ def clients_revoke(name: str) -> None:
 
 @clients_group.command("list")
 @for_tenant
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@format_option()
 def clients_list(fmt: str) -> None:
     """Every client of the tenant, revoked ones included."""
-    rows = [_listed(client) for client in oauth_clients.all_clients()]
-    if fmt == "json":
-        echo_json(rows)
-        return
-    table(
-        ((r["name"], r["clientId"], r["access"], r["tokenLifetime"], r["state"]) for r in rows),
-        ("name", "client_id", "access", "token lifetime", "state"),
+    emit(
+        (_listed(client) for client in oauth_clients.all_clients()),
+        ("name", "clientId", "access", "tokenLifetime", "state", "created"),
+        fmt,
+        headers=("name", "client_id", "access", "token lifetime", "state", "created (UTC)"),
     )
 
 
@@ -128,24 +138,30 @@ def _listed(client: OAuthClient) -> dict[str, object]:
     }
 
 
-@keys_group.command("rotate")
+@keys_group.command("rotate", short_help="Sign with a new key; earlier ones verify for 24 h.")
 def keys_rotate() -> None:
     """A new signing key; the old one verifies the tokens it signed until they have expired."""
     kid = keys.add_key(runtime.current().secret_box)
     click.echo(f"Signing with key {kid}; earlier keys verify for 24 h more.")
 
 
-@keys_group.command("list")
-def keys_list() -> None:
+@keys_group.command("list", short_help="The keys whose tokens are accepted.")
+@format_option()
+def keys_list(fmt: str) -> None:
     """The keys whose tokens are accepted: the signer first."""
-    rows = [
-        (row.kid, row.algorithm, minute(row.created), _key_state(row))
+    rows = (
+        {
+            "kid": row.kid,
+            "algorithm": row.algorithm,
+            "created": row.created,
+            "state": "signing" if row.retired_at is None else "verifying",
+            "verifyUntil": row.verify_until if row.retired_at is not None else None,
+        }
         for row in signing_keys.verifying()
-    ]
-    table(rows, ("kid", "alg", "created (UTC)", "state"))
-
-
-def _key_state(row: SigningKey) -> str:
-    if row.retired_at is None:
-        return "signing"
-    return f"verifies until {minute(row.verify_until)} UTC"
+    )
+    emit(
+        rows,
+        ("kid", "algorithm", "created", "state", "verifyUntil"),
+        fmt,
+        headers=("kid", "alg", "created (UTC)", "state", "verifies until (UTC)"),
+    )

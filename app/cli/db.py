@@ -12,7 +12,7 @@ from app.store.db import database
 db_group = click.Group("db", help="Database schema.")
 
 
-@db_group.command("upgrade")
+@db_group.command("upgrade", short_help="Create or upgrade the database; prune old audit.")
 def db_upgrade() -> None:
     """Create or upgrade the database (numbered migrations, safe to run again), then prune
     audit events older than AUDIT_RETENTION_DAYS."""

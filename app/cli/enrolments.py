@@ -7,7 +7,7 @@ import datetime as dt
 import click
 
 from app import runtime
-from app.cli.common import echo_json, for_tenant, reported, table
+from app.cli.common import emit, for_tenant, format_option, reported, table
 from app.store import audit, enrolment_dates, lms_targets
 from app.store import enrolments as enrolment_store
 
@@ -19,7 +19,7 @@ END_HELP = "Enrolment end, after --start (Moodle's timeend)."
 NO_END_HELP = "No end date for enrolments with this role (repeat for more)."
 
 
-@enrolments_group.command("add")
+@enrolments_group.command("add", short_help="Enrol GROUP's members in COURSE.")
 @for_tenant
 @click.argument("group")
 @click.argument("course")
@@ -92,7 +92,7 @@ def _dates_text(rule: enrolment_store.Rule) -> str:
     return "; " + " ".join(parts) if parts else ""
 
 
-@enrolments_group.command("set")
+@enrolments_group.command("set", short_help="Change the dates of a rule.")
 @for_tenant
 @click.argument("group")
 @click.argument("course")
@@ -127,16 +127,31 @@ def enrolments_set(
     click.echo(f"{rule.group_name!r}, course {rule.course_id} ({rule.role}): {dates}.")
 
 
+_COLUMNS = (
+    "lms",
+    "groupId",
+    "group",
+    "courseId",
+    "role",
+    "keepOnLeave",
+    "created",
+    "members",
+    "start",
+    "end",
+    "noEndFor",
+)
+
+
 @enrolments_group.command("list")
 @for_tenant
 @click.argument("group", required=False)
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@format_option()
 def enrolments_list(group: str | None, fmt: str) -> None:
     """Enrolment rules, of every group or of GROUP."""
     with reported():
         found = enrolment_store.rules(group)
-    if fmt == "json":
-        echo_json([rule.as_json() for rule in found])
+    if fmt != "table":
+        emit([{**rule.as_json(), "created": rule.created} for rule in found], _COLUMNS, fmt)
         return
     rows = [
         (r.group_name, r.course_id, r.role, "keep" if r.keep_on_leave else "unenrol", r.members)
@@ -155,7 +170,7 @@ def enrolments_list(group: str | None, fmt: str) -> None:
     table(rows, headers)
 
 
-@enrolments_group.command("remove")
+@enrolments_group.command("remove", short_help="Drop GROUP's rule for COURSE.")
 @for_tenant
 @click.argument("group")
 @click.argument("course")

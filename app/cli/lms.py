@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import click
 
 from app import runtime
-from app.cli.common import echo_json, for_tenant, reported, table
+from app.cli.common import echo_json, emit, for_tenant, format_option, reported, table
 from app.config import TenantSettings
 from app.secretbox import masked
 from app.store import enrolments, lms_actions, lms_targets
@@ -80,7 +80,7 @@ def _auth(text: str) -> str:
     return value
 
 
-@lms_group.command("add")
+@lms_group.command("add", short_help="Add an LMS target (its token from a prompt or stdin).")
 @for_tenant
 @click.argument("name")
 @click.option("--url", required=True, help="The site's base URL, e.g. https://moodle.example.com.")
@@ -135,43 +135,33 @@ def _shown(target: LmsTarget, settings: TenantSettings) -> dict[str, Any]:
     }
 
 
-@lms_group.command("list")
+@lms_group.command("list", short_help="The tenant's LMS targets, backlog and dead letters.")
 @for_tenant
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@format_option()
 def lms_list(fmt: str) -> None:
     """The tenant's LMS targets: name, site, match field, audiences, backlog, dead letters."""
     with reported():
         found = lms_targets.lines()
         settings = runtime.current().tenant_settings()
         shown = [(line, _shown(line.target, settings)) for line in found]
-    if fmt == "json":
-        echo_json(
-            [
-                {
-                    "name": s["name"],
-                    "url": s["url"],
-                    "match": s["match"],
-                    "audiences": line.audiences if line.target.restricted else None,
-                    "backlog": line.backlog,
-                    "deadLetters": line.dead,
-                }
-                for line, s in shown
-            ]
-        )
-        return
-    table(
-        (
-            (
-                s["name"],
-                s["url"] or "not configured",
-                s["match"],
-                _audiences(line),
-                line.backlog,
-                line.dead,
-            )
-            for line, s in shown
-        ),
-        ("name", "url", "match", "audiences", "backlog", "dead letters"),
+    rows = (
+        {
+            "name": s["name"],
+            "url": s["url"] or ("not configured" if fmt == "table" else None),
+            "match": s["match"],
+            "audiences": (line.audiences if line.target.restricted else None)
+            if fmt == "json"
+            else _audiences(line),
+            "backlog": line.backlog,
+            "deadLetters": line.dead,
+        }
+        for line, s in shown
+    )
+    emit(
+        rows,
+        ("name", "url", "match", "audiences", "backlog", "deadLetters"),
+        fmt,
+        headers=("name", "url", "match", "audiences", "backlog", "dead letters"),
     )
 
 
@@ -236,7 +226,7 @@ def _parsed(key: str, value: str) -> Any:
     return parse(value)
 
 
-@lms_group.command("set")
+@lms_group.command("set", short_help="Change a target's url, match, auth, roles, audiences.")
 @for_tenant
 @click.argument("name")
 @click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE…")
@@ -260,7 +250,7 @@ def _switch(key: str, text: str) -> bool:
     return value in ("true", "on", "yes", "1")
 
 
-@lms_group.command("actions")
+@lms_group.command("actions", short_help="Which relay actions run for a userType.")
 @for_tenant
 @click.argument("name")
 @click.argument("user_type", metavar="USERTYPE")
@@ -277,7 +267,7 @@ def lms_actions_command(name: str, user_type: str, actions: str) -> None:
     click.echo(f"{name}: userType {user_type}: {lms_actions.text(wanted)}{was}.")
 
 
-@lms_group.command("remove")
+@lms_group.command("remove", short_help="Remove an LMS target and what waits for it.")
 @for_tenant
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Also when changes still wait for it (they go).")

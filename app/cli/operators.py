@@ -7,8 +7,8 @@ from typing import Any
 import click
 
 from app import operator_signin, runtime
-from app.cli.common import reported, table
-from app.datetimes import minute
+from app.cli import common
+from app.cli.common import emit, format_option, reported
 from app.store import operators as operator_store
 from app.store import tenants as tenant_store
 
@@ -35,12 +35,29 @@ def _password_option() -> Any:
     )
 
 
+def _new_name(_ctx: Any, _param: Any, name: str) -> str:
+    """Refuse a name that is taken before the password prompt (the store's unique index still
+    decides a race)."""
+    if operator_store.find(name) is not None:
+        raise click.ClickException(f"An operator named {name!r} exists.")
+    return name
+
+
+def _tenant(_ctx: Any, _param: Any, slug: str | None) -> str | None:
+    """An unknown tenant is refused before the password prompt too."""
+    if slug is not None:
+        with reported():
+            tenant_store.by_slug(slug)
+    return slug
+
+
 @operators_group.command("create")
-@click.argument("name")
+@click.argument("name", callback=_new_name)
 @click.option(
     "--tenant",
     "tenant_slug",
     metavar="SLUG",
+    callback=_tenant,
     help="Bind the operator to this tenant: they see it only. Without it they see every tenant.",
 )
 @_password_option()
@@ -56,7 +73,7 @@ def operators_create(name: str, password: str, tenant_slug: str | None) -> None:
 
 
 @operators_group.command("password")
-@click.argument("name")
+@click.argument("name", callback=common.known_operator)
 @_password_option()
 def operators_password(name: str, password: str) -> None:
     """Set a new password for NAME; every /admin session of NAME ends."""
@@ -65,8 +82,8 @@ def operators_password(name: str, password: str) -> None:
     click.echo(f"Password of {name!r} changed; their sessions have ended.")
 
 
-@operators_group.command("disable")
-@click.argument("name")
+@operators_group.command("disable", short_help="NAME may no longer sign in; their sessions end.")
+@click.argument("name", callback=common.known_operator)
 def operators_disable(name: str) -> None:
     """NAME may no longer sign in; their sessions end (`enable` lets them back)."""
     with reported():
@@ -75,7 +92,7 @@ def operators_disable(name: str) -> None:
 
 
 @operators_group.command("enable")
-@click.argument("name")
+@click.argument("name", callback=common.known_operator)
 def operators_enable(name: str) -> None:
     """NAME may sign in again (with the same password)."""
     with reported():
@@ -83,8 +100,8 @@ def operators_enable(name: str) -> None:
     click.echo(f"Enabled operator {name!r}.")
 
 
-@operators_group.command("delete")
-@click.argument("name")
+@operators_group.command("delete", short_help="Delete NAME; the audit trail keeps their events.")
+@click.argument("name", callback=common.known_operator)
 @click.confirmation_option(
     "--yes", prompt="Delete this operator? The audit trail keeps what they did."
 )
@@ -96,20 +113,27 @@ def operators_delete(name: str) -> None:
 
 
 @operators_group.command("list")
-def operators_list() -> None:
-    """Operators with the tenant they are bound to, their last sign-in, and whether they are
-    disabled."""
+@format_option()
+def operators_list(fmt: str) -> None:
+    """Operators: tenant bound to, last sign-in, disabled or active."""
     slugs = {t.id: t.slug for t in tenant_store.all_tenants()}
-    table(
-        (
-            (
-                o.name,
-                "(every tenant)" if o.tenant_id is None else slugs.get(o.tenant_id, "?"),
-                minute(o.created),
-                minute(o.last_sign_in_at),
-                f"disabled {minute(o.disabled_at)}" if o.disabled_at else "active",
-            )
-            for o in operator_store.all_operators()
-        ),
-        ("name", "tenant", "created", "last sign-in", "state"),
+    rows = (
+        {
+            "name": o.name,
+            # JSON and CSV: null / empty for an operator of every tenant.
+            "tenant": slugs.get(o.tenant_id, "?") if o.tenant_id is not None else None,
+            "created": o.created,
+            "lastSignIn": o.last_sign_in_at,
+            "state": "disabled" if o.disabled_at else "active",
+            "disabledAt": o.disabled_at,
+        }
+        for o in operator_store.all_operators()
+    )
+    if fmt == "table":
+        rows = ({**r, "tenant": r["tenant"] or "(every tenant)"} for r in rows)
+    emit(
+        rows,
+        ("name", "tenant", "created", "lastSignIn", "state", "disabledAt"),
+        fmt,
+        headers=("name", "tenant", "created (UTC)", "last sign-in", "state", "disabled"),
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import click
 
 from app import runtime
-from app.cli.common import echo_json, every_tenant_or_one, for_tenant, reported, table
+from app.cli.common import echo_json, every_tenant_or_one, for_tenant, progress_bar, reported, table
 from app.config import TenantSettings
 from app.datetimes import minute
 from app.store import lms_targets, outbox, tenancy
@@ -97,7 +96,7 @@ def _dispatcher(tenants: Sequence[Tenant], named: bool, **options: Any) -> Any:
     )
 
 
-@relay_group.command("run")
+@relay_group.command("run", short_help="Deliver every tenant's changes to its LMS.")
 @every_tenant_or_one
 @click.option("--batch", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--idle", type=float, default=2.0, show_default=True, help="Seconds between polls.")
@@ -167,13 +166,14 @@ def _serve_metrics(host: str, port: int) -> None:
     click.echo(f"relay: metrics on http://{host}:{port}/metrics", err=True)
 
 
-@relay_group.command("test")
+@relay_group.command("test", short_help="Check each LMS target's URL, token and functions.")
 @every_tenant_or_one
 @click.option("--lms", "lms", metavar="NAME", help="Only the LMS target NAME.")
 def relay_test(tenants: list[Tenant], named: bool, lms: str | None) -> None:
     """Check each LMS target's URL and token (the default one's: LMS_URL and LMS_TOKEN), and
     which required functions the token may not call."""
     from app.relay import worker
+    from app.relay.courses import functions_for
 
     served = _served(tenants, lms)
     failed = 0
@@ -181,16 +181,18 @@ def relay_test(tenants: list[Tenant], named: bool, lms: str | None) -> None:
         with reported():
             client = worker.client_from(settings, runtime.current().config.lms_timeout_ms)
         prefix = f"{_label(tenant, target)}: " if len(served) > 1 else ""
-        failed += not _check(client, prefix)
+        with tenancy.use(tenant.id):  # groups with courses need the course functions too
+            also = functions_for(target.id)
+        failed += not _check(client, prefix, also)
     if failed:
         raise click.ClickException(f"{failed} LMS site(s) cannot be used as they are")
 
 
-def _check(client: Any, prefix: str) -> bool:
+def _check(client: Any, prefix: str, also: Sequence[str] = ()) -> bool:
     from app.relay.moodle import LmsError
 
     try:
-        info, missing = client.check()
+        info, missing = client.check(also)
     except LmsError as exc:
         click.echo(f"{prefix}cannot use the LMS web service: {exc}", err=True)
         return False
@@ -222,7 +224,7 @@ def _summary(tenants: Sequence[Tenant]) -> None:
         )
 
 
-@relay_group.command("status")
+@relay_group.command("status", short_help="Backlog, failures and the last delivery.")
 @every_tenant_or_one
 @click.option("--lms", "lms", metavar="NAME", help="Only the LMS target NAME (of --tenant).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
@@ -348,7 +350,7 @@ def _overview_json(
     }
 
 
-@relay_group.command("retry")
+@relay_group.command("retry", short_help="Requeue dead letters (IDS, or --all).")
 @click.argument("ids", nargs=-1, type=int)
 @click.option("--all", "everything", is_flag=True, help="Every dead letter.")
 @click.option("--lms", "lms", metavar="NAME", help="Only the LMS target NAME's dead letters.")
@@ -367,7 +369,7 @@ def relay_retry(ids: tuple[int, ...], everything: bool, lms: str | None) -> None
 _KINDS = {outbox.USER: "users", outbox.GROUP: "groups", outbox.MEMBER: "memberships"}
 
 
-@relay_group.command("sync")
+@relay_group.command("sync", short_help="Queue everything once: a full reconciliation.")
 @click.option(
     "--all", "everything", is_flag=True, help="Every user, group and membership (required)."
 )
@@ -401,19 +403,14 @@ def relay_sync(everything: bool, lms: str | None, batch: int) -> None:
 
 
 def _sync_one(target: LmsTarget, batch: int) -> None:
-    """`sync_all` of one target, with a progress line per kind on a terminal."""
+    """`sync_all` of one target, with a progress bar while a person watches."""
     seen = dict.fromkeys(_KINDS, 0)
     queued = dict.fromkeys(_KINDS, 0)
-    show = sys.stderr.isatty()
-    for step in outbox.sync_all(target.id, batch):
-        seen[step.kind] += step.seen
-        queued[step.kind] += step.queued
-        if show:
-            click.echo(
-                f"\r{target.name}: {_KINDS[step.kind]} {seen[step.kind]}", nl=False, err=True
-            )
-    if show:
-        click.echo(err=True)
+    with progress_bar(outbox.sync_size, f"queueing for {target.name}") as advance:
+        for step in outbox.sync_all(target.id, batch):
+            seen[step.kind] += step.seen
+            queued[step.kind] += step.queued
+            advance(step.seen)
     total, looked = sum(queued.values()), sum(seen.values())
     parts = ", ".join(f"{seen[k]} {name}" for k, name in _KINDS.items())
     click.echo(

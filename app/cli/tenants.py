@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from dataclasses import asdict
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import click
 
 from app import runtime
-from app.cli.common import echo_json, reported, table
+from app.cli.common import echo_json, emit, format_option, reported, table
 from app.config import TENANT_VARIABLES, TenantSettings, tenant_field
 from app.secretbox import masked
 from app.store import tenancy
@@ -18,13 +17,15 @@ from app.store import tenants as tenant_store
 from app.store.models import Tenant
 
 tenants_group = click.Group(
-    "tenants", help="Organisations (tenants): create, list, show, set, disable, enable, delete."
+    "tenants",
+    help="Organisations (tenants): create, list, show, set, disable, enable, delete.",
+    short_help="Organisations (tenants) and their settings.",
 )
 
 SECRET = "LMS_TOKEN"  # noqa: S105 - the variable's name, not a value
 
 
-@tenants_group.command("create")
+@tenants_group.command("create", short_help="Create a tenant SLUG.")
 @click.argument("slug")
 @click.option("--name", required=True, help="The organisation's display name.")
 def tenants_create(slug: str, name: str) -> None:
@@ -47,24 +48,17 @@ _LIST_COLUMNS = (
 )
 
 
-@tenants_group.command("list")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@tenants_group.command("list", short_help="Every tenant with its counts and last activity.")
+@format_option()
 def tenants_list(fmt: str) -> None:
     """Every tenant with its users, active users, groups, usable tokens and the time of its
     latest audit event."""
-    found = [asdict(s) for s in tenant_store.summaries()]
-    if fmt == "json":
-        echo_json(found)
-        return
-    rows = [[s[c] for c in _LIST_COLUMNS] for s in found]
-    if fmt == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(_LIST_COLUMNS)
-        writer.writerows(["" if v is None else v for v in row] for row in rows)
-        return
-    for row in rows:  # one column wide, to the second (UTC)
-        row[3] = row[3] and row[3].isoformat(timespec="seconds")
-    table(rows, ("slug", "name", "state", "last activity", "users", "active", "groups", "tokens"))
+    emit(
+        (asdict(s) for s in tenant_store.summaries()),
+        _LIST_COLUMNS,
+        fmt,
+        headers=("slug", "name", "state", "last activity", "users", "active", "groups", "tokens"),
+    )
 
 
 def _text(value: Any) -> str | None:
@@ -78,7 +72,7 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-@tenants_group.command("show")
+@tenants_group.command("show", short_help="A tenant's state and settings, with their source.")
 @click.argument("slug")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def tenants_show(slug: str, fmt: str) -> None:
@@ -157,7 +151,7 @@ def _save(tenant: Tenant, changes: dict[str, str | None]) -> None:
     current.tenants.clear()
 
 
-@tenants_group.command("set")
+@tenants_group.command("set", short_help="Set some of a tenant's settings (KEY=VALUE).")
 @click.argument("slug")
 @click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE…")
 def tenants_set(slug: str, assignments: tuple[str, ...]) -> None:
@@ -191,7 +185,7 @@ def _set_disabled(slug: str, disabled: bool) -> None:
     click.echo(f"Tenant {slug!r} {word}." if changed else f"Tenant {slug!r} was {word} already.")
 
 
-@tenants_group.command("disable")
+@tenants_group.command("disable", short_help="Refuse the tenant's tokens until `tenants enable`.")
 @click.argument("slug")
 def tenants_disable(slug: str) -> None:
     """Refuse the tenant's tokens (403) until `tenants enable`; nothing is deleted."""
@@ -213,7 +207,7 @@ def tenants_enable(slug: str) -> None:
     _set_disabled(slug, False)
 
 
-@tenants_group.command("delete")
+@tenants_group.command("delete", short_help="Delete a tenant (--purge: with its data).")
 @click.argument("slug")
 @click.option("--purge", is_flag=True, help="Delete its users, groups and everything else too.")
 def tenants_delete(slug: str, purge: bool) -> None:

@@ -7,15 +7,23 @@ import datetime as dt
 import click
 
 from app import auth, runtime
-from app.cli.common import DURATION, GRACE_OPTION, for_tenant, reported, settings
-from app.datetimes import minute
+from app.cli import common
+from app.cli.common import (
+    DURATION,
+    GRACE_OPTION,
+    emit,
+    for_tenant,
+    format_option,
+    reported,
+    settings,
+)
 from app.store import tokens as token_store
 from app.store.models import utcnow
 
 tokens_group = click.Group("tokens", help="API tokens for identity providers.")
 
 
-@tokens_group.command("create")
+@tokens_group.command("create", short_help="Create a token; its secret is printed once.")
 @for_tenant
 @click.argument("name")
 @click.option("--expires-in", type=DURATION, help="Lifetime, e.g. 90d (default: no expiry).")
@@ -28,13 +36,14 @@ def tokens_create(name: str, expires_in: dt.timedelta | None, read_only: bool) -
     click.echo(secret)
 
 
-@tokens_group.command("rotate")
+@tokens_group.command("rotate", short_help="A new secret for NAME; the old one works a while.")
 @for_tenant
 @click.argument("name")
 @GRACE_OPTION
 @click.option("--expires-in", type=DURATION, help="Lifetime of the new token (default: none).")
 def tokens_rotate(name: str, grace: dt.timedelta, expires_in: dt.timedelta | None) -> None:
     """Issue a new secret for NAME; the old one stops when the grace period ends."""
+    common.tokens_named(name)  # an unknown name: "No token named …"
     with reported():
         secret = auth.rotate(name, runtime.current().tokens, grace=grace, expires_in=expires_in)
     ends = utcnow() + grace
@@ -46,17 +55,23 @@ def tokens_rotate(name: str, grace: dt.timedelta, expires_in: dt.timedelta | Non
     click.echo(secret)
 
 
-@tokens_group.command("revoke")
+@tokens_group.command("revoke", short_help="Refuse NAME from now on.")
 @for_tenant
 @click.argument("name")
 def tokens_revoke(name: str) -> None:
-    """Refuse NAME from now on (other server processes within TOKEN_CACHE_SECONDS)."""
+    """Refuse NAME from now on (other server processes within TOKEN_CACHE_SECONDS).
+
+    A token revoked already is said so, and the command succeeds (exit 0: revoking is
+    idempotent, as `tenants disable` is); an unknown name is an error (exit 1)."""
+    if all(token.revoked_at is not None for token in common.tokens_named(name)):
+        click.echo(f"Token {name!r} was revoked already.")
+        return
     with reported():
         count = auth.revoke(name, runtime.current().tokens)
     click.echo(f"Revoked {count} token(s) named {name!r}.")
 
 
-@tokens_group.command("bootstrap")
+@tokens_group.command("bootstrap", short_help="Create a first token if there is no usable one.")
 @for_tenant
 @click.option("--name", default="first-token", show_default=True)
 def tokens_bootstrap(name: str) -> None:
@@ -73,19 +88,26 @@ def tokens_bootstrap(name: str) -> None:
     click.echo(secret)
 
 
-@tokens_group.command("list")
+_LIST_COLUMNS = ("name", "prefix", "access", "created", "expires", "lastUsed", "state")
+
+
+@tokens_group.command("list", short_help="The tokens and their state; never a secret.")
 @for_tenant
-def tokens_list() -> None:
-    """Name, prefix, created, expires, last used and state (tab-separated) — never the secret."""
+@format_option()
+def tokens_list(fmt: str) -> None:
+    """Name, prefix, access, created, expires, last used and state; never the secret."""
     now = utcnow()
-    for token in token_store.all_tokens():
-        mode = " (read-only)" if token.read_only else ""
-        fields = (
-            token.name,
-            f"{token.prefix}…",
-            minute(token.created),
-            minute(token.expires_at),
-            minute(token.last_used_at),
-            token_store.state(token, now) + mode,
-        )
-        click.echo("\t".join(fields))
+    rows = (
+        {
+            "name": token.name,
+            "prefix": f"{token.prefix}…",
+            "access": "read-only" if token.read_only else "read-write",
+            "created": token.created,
+            "expires": token.expires_at,
+            "lastUsed": token.last_used_at,
+            "state": token_store.state(token, now),
+        }
+        for token in token_store.all_tokens()
+    )
+    headers = ("name", "prefix", "access", "created (UTC)", "expires", "last used", "state")
+    emit(rows, _LIST_COLUMNS, fmt, headers=headers)

@@ -1,32 +1,24 @@
-"""`lms-scim users`: LMS users: look up, list, add, and find duplicate identities."""
+"""`lms-scim users`: LMS users: look up, list, add, import, and find duplicate identities."""
 
 from __future__ import annotations
 
-import csv
-import json
-import sys
-from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
 import click
 
 from app import marshal, runtime
-from app.cli.common import echo_json, for_tenant, reported, table
+from app.cli import common, user_import
+from app.cli.common import echo_json, emit, for_tenant, format_option, progress, reported, table
 from app.datetimes import minute
 from app.store import audit, collisions, status
 from app.store import users as user_store
 from scim_schemas import CORE_USER, resource_type
 
-users_group = click.Group("users", help="LMS users: look up, list, add.")
+users_group = click.Group("users", help="LMS users: look up, list, add, import.")
 
 
-def _find(ref: str) -> str:
-    with reported():
-        return status.find_user(ref).id
-
-
-@users_group.command("status")
+@users_group.command("status", short_help="Is USER active, since when, who changed it.")
 @for_tenant
 @click.argument("user")
 @click.option("--history", default=10, show_default=True, help="Recent events to show.")
@@ -35,7 +27,7 @@ def users_status(user: str, history: int, fmt: str) -> None:
     """Is USER active, since when, who changed it; groups and recent history.
 
     USER is a userName, e-mail address, id or externalId."""
-    found = status.user_status(_find(user), history=history)
+    found = status.user_status(common.user(user).id, history=history)
     if fmt == "json":
         echo_json(found.as_json())
         return
@@ -82,13 +74,6 @@ def _enrolment(enrolment: dict[str, str]) -> str:
     return f"course {enrolment['courseId']} ({enrolment['role']})"
 
 
-class _Echo:
-    """A file-like stdout for `csv`, through `click.echo` (which the CLI runner captures)."""
-
-    def write(self, text: str) -> None:
-        click.echo(text, nl=False)
-
-
 _LIST_COLUMNS = (
     "id",
     "userName",
@@ -99,49 +84,30 @@ _LIST_COLUMNS = (
     "externalId",
     "lastModified",
 )
+_TABLE_COLUMNS = ("id", "userName", "name", "userType", "active")
 
 
-def _progress(rows: Iterator[dict[str, Any]], total: int) -> Iterator[dict[str, Any]]:
-    """A progress bar on stderr when a person watches a long export: stderr is a terminal and
-    stdout is not (on a shared terminal the bar would tear through the rows)."""
-    if total < 1000 or not sys.stderr.isatty() or sys.stdout.isatty():
-        yield from rows
-        return
-    with click.progressbar(length=total, label="exporting users", file=sys.stderr) as bar:
-        for row in rows:
-            yield row
-            bar.update(1)
-
-
-@users_group.command("list")
+@users_group.command("list", short_help="Users as a table, CSV or JSON lines (streamed).")
 @for_tenant
 @click.option("--inactive", is_flag=True, help="Only deactivated users.")
 @click.option("--group", help="Only members of this group (id or displayName).")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@format_option()
 def users_list(inactive: bool, group: str | None, fmt: str) -> None:
     """Users, streamed in chunks (constant memory): table, CSV, or JSON lines."""
-    condition = status.user_condition(inactive=inactive, group=group)
-    rows = _progress(status.iter_users(condition), status.count_users(condition))
-    out = _Echo()
-    if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=_LIST_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row)
-    elif fmt == "json":
-        for row in rows:
-            out.write(json.dumps({k: row[k] for k in _LIST_COLUMNS}, default=str) + "\n")
-    else:
-        # Fixed widths: a stream cannot measure its longest value first.
-        template = "{:<32}  {:<32}  {:<24}  {:<10}  {:<8}"
-        out.write(template.format("id", "userName", "name", "userType", "active").rstrip() + "\n")
-        for row in rows:
-            values = [row["id"], row["userName"], row["name"], row["userType"] or "-"]
-            clipped = [v if len(v) <= 32 else v[:31] + "…" for v in values]
-            out.write(template.format(*clipped, "yes" if row["active"] else "no").rstrip() + "\n")
+    group_id = common.group(group).id if group else None
+    condition = status.user_condition(inactive=inactive, group_id=group_id)
+    rows = progress(
+        status.iter_users(condition),
+        lambda: status.count_users(condition),
+        "exporting users",
+        output_on_stdout=True,
+    )
+    # A table streams too, in fixed widths: a stream cannot measure its longest value first.
+    columns = _TABLE_COLUMNS if fmt == "table" else _LIST_COLUMNS
+    emit(rows, columns, fmt, json_lines=True, widths=(32, 32, 24, 10, 6))
 
 
-@users_group.command("add")
+@users_group.command("add", short_help="Create an LMS-side user (as a SCIM create would).")
 @for_tenant
 @click.argument("username")
 @click.option("--email", help="Work e-mail (primary).")
@@ -171,7 +137,7 @@ def users_add(
     click.echo(created["id"])
 
 
-@users_group.command("duplicates")
+@users_group.command("duplicates", short_help="Users and groups whose names became one identity.")
 @for_tenant
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def users_duplicates(fmt: str) -> None:
@@ -197,3 +163,6 @@ def users_duplicates(fmt: str) -> None:
         [(p.attribute, repr(p.key), side(p.kept), side(p.marked)) for p in pairs],
         ("attribute", "key", "keeps it", "also has it"),
     )
+
+
+users_group.add_command(user_import.users_import)

@@ -14,7 +14,7 @@ envelope `{"exception": …, "errorcode": …, "message": …}`; this client tur
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import requests
@@ -234,9 +234,9 @@ class MoodleClient:
     def site_info(self) -> dict[str, Any]:
         return self.call("core_webservice_get_site_info")
 
-    def check(self) -> tuple[dict[str, Any], list[str]]:
-        """Site info (URL and token work), and the required functions the token may not call
-        (site info lists the functions the token's service allows)."""
+    def check(self, also: Sequence[str] = ()) -> tuple[dict[str, Any], list[str]]:
+        """Site info (URL and token work), and the required functions (and `also`) the token
+        may not call (site info lists the functions the token's service allows)."""
         info = self.site_info()
         allowed = {f.get("name") for f in info.get("functions", ()) if isinstance(f, dict)}
-        return info, [name for name in REQUIRED_FUNCTIONS if name not in allowed]
+        return info, [name for name in (*REQUIRED_FUNCTIONS, *also) if name not in allowed]

@@ -9,7 +9,8 @@ delivered twice (a relay restarted mid-delivery, a lease that ran out) changes n
   account is deleted. The target's actions for the user's type decide which of create, update
   and suspend run (`app.relay.actions`);
 - `group`: the same for a cohort (link, else search by idnumber = our group id, else create),
-  renamed with the group and deleted with it;
+  renamed with the group and deleted with it; and the group's course, when it has one
+  (`app.relay.courses`);
 - `member`: the user and cohort exist first (created now if their own rows failed), the cohort
   membership follows the stored membership, and the user's enrolments are reconciled: enrol in
   what the rules give and the LMS lacks, unenrol from what the relay enrolled and no rule gives.
@@ -35,6 +36,7 @@ from typing import Any
 from app import observability
 from app.config import TenantSettings
 from app.relay import actions as relay_actions
+from app.relay.courses import Courses
 from app.relay.moodle import LmsError, MoodleClient
 from app.store import (
     enrolment_dates,
@@ -197,6 +199,7 @@ class Relay:
             self.sync_user(row.user_id)
         elif row.kind == outbox.GROUP:
             self.sync_group(row.group_id)
+            Courses(self.client, self.target).sync(row.group_id)  # its course, if mapped
         elif row.kind == outbox.MEMBER:
             self.sync_member(row.user_id, row.group_id)
         else:
@@ -371,9 +374,11 @@ class Relay:
         """Enrol in what the rules give and the LMS lacks; unenrol from courses the relay
         enrolled the user in and no rule gives any more. Each step is remembered as soon as the
         LMS confirms it, so a crash halfway repeats only harmless calls."""
-        wanted = enrolments.of_user(user_id, self.target)
+        # A `mapped` rule's course is the group's own (`courses map`), made first if need be.
+        courses = Courses(self.client, self.target)
+        wanted = courses.resolve(enrolments.of_user(user_id, self.target))
         have = lms_links.delivered_enrolments(self.target, user_id)
-        dates = enrolment_dates.of_user(user_id, self.target)
+        dates = courses.rekey(enrolment_dates.of_user(user_id, self.target))
         sent = lms_links.delivered_dates(self.target, user_id)
         for course_id, role in sorted(wanted - have):
             when = dates.get(course_id, sent.get(course_id, enrolment_dates.NO_DATES))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,9 +73,18 @@ def insert(events: Sequence[dict[str, Any]]) -> None:
     prepared.insert(AuditEvent, events)
 
 
-def prune(before: dt.datetime, chunk: int = 10_000) -> int:
+def count_before(before: dt.datetime) -> int:
+    """How many events (of every tenant) are older than `before`: what `prune` would delete."""
+    with tenancy.everywhere():
+        return AuditEvent.select().where(AuditEvent.at < before).count()
+
+
+def prune(
+    before: dt.datetime, chunk: int = 10_000, on_chunk: Callable[[int], None] | None = None
+) -> int:
     """Delete events older than `before` (the `AUDIT_RETENTION_DAYS` policy), in chunks so no
-    single transaction holds the table for long; returns how many went."""
+    single transaction holds the table for long; returns how many went. `on_chunk` hears how
+    many each chunk removed (a progress bar)."""
     removed = 0
     while True:
         with database.atomic(), tenancy.everywhere():  # retention is the deployment's policy
@@ -89,5 +98,7 @@ def prune(before: dt.datetime, chunk: int = 10_000) -> int:
             if ids:
                 AuditEvent.delete().where(AuditEvent.id.in_(ids)).execute()
         removed += len(ids)
+        if on_chunk is not None:
+            on_chunk(len(ids))
         if len(ids) < chunk:
             return removed

@@ -24,7 +24,7 @@ import peewee
 from peewee import fn
 
 from app.errors import InvalidValue, NotFound
-from app.store import audit, enrolment_dates, lms_targets, outbox, prepared
+from app.store import audit, course_maps, enrolment_dates, lms_targets, outbox, prepared
 from app.store.db import database, locked
 from app.store.models import EnrolmentRule, Group, KeptEnrolment, LmsTarget, Membership, User
 from scim_schemas import identity_key
@@ -84,8 +84,10 @@ def find_group(ref: str, *, lock: bool = False) -> Group:
 
 
 def _check(course_id: str, role: str, roles: Sequence[str] = ROLES) -> None:
-    if not _COURSE_ID.fullmatch(course_id):
-        raise InvalidValue(f"{course_id!r} is not an LMS course id (a positive whole number).")
+    if not _COURSE_ID.fullmatch(course_id) and course_id != course_maps.MAPPED:
+        raise InvalidValue(
+            f"{course_id!r} is not an LMS course id (a positive whole number) or `mapped`."
+        )
     check_role(role, roles)
 
 
@@ -167,6 +169,9 @@ def add_rule(
     with database.atomic():
         target = _target(lms)
         row = find_group(group_ref, lock=True)
+        if course_id == course_maps.MAPPED:  # the group's own course (`courses map`)
+            course_maps.require_map(row.id, target)
+            course_id = course_maps.mapped_course(row.id)
         existing = EnrolmentRule.get_or_none(_rule_of(row.id, target, course_id))
         if existing is None:
             EnrolmentRule.insert(
@@ -209,9 +214,11 @@ def remove_rule(
     with database.atomic():
         target = _target(lms)
         row = find_group(group_ref, lock=True)
+        course_id = _course_of(row.id, course_id)
         found = _rules(_rule_of(row.id, target, course_id))
         if not found:
-            raise NotFound(f"Group {row.display_name!r} has no rule for course {course_id}.")
+            shown = course_maps.shown(course_id)
+            raise NotFound(f"Group {row.display_name!r} has no rule for course {shown}.")
         rule = found[0]
         if rule.keep_on_leave:
             _keep(row.id, course_id, _members(row.id), target)
@@ -239,9 +246,11 @@ def set_dates(
     with database.atomic():
         target = _target(lms)
         row = find_group(group_ref, lock=True)
+        course_id = _course_of(row.id, course_id)
         existing = EnrolmentRule.get_or_none(_rule_of(row.id, target, course_id))
         if existing is None:
-            raise NotFound(f"Group {row.display_name!r} has no rule for course {course_id}.")
+            shown = course_maps.shown(course_id)
+            raise NotFound(f"Group {row.display_name!r} has no rule for course {shown}.")
         before = Dates.of(existing)
         after = replace(before, **changes)
         after.check(roles)
@@ -251,6 +260,11 @@ def set_dates(
             audit.record(actor, AUDIT_TYPE, row.id, "dates", {"courseId": course_id, **trail})
             outbox.group_members(row.id, target)
     return _rules(_rule_of(row.id, target, course_id))[0]
+
+
+def _course_of(group_id: str, course_id: str) -> str:
+    """The stored course of a rule: `mapped` is the group's own course (`courses map`)."""
+    return course_maps.mapped_course(group_id) if course_id == course_maps.MAPPED else course_id
 
 
 def _flag_keeping(group_id: str) -> None:
@@ -286,7 +300,15 @@ def _rules(where: Any) -> list[Rule]:
         .order_by(Group.display_name_key, Group.id, LmsTarget.id, EnrolmentRule.course_id)
         .tuples()
     )
-    return [Rule(*row[:-1], tuple(enrolment_dates.roles_of(row[-1]))) for row in query]
+    return [
+        Rule(
+            *row[:2],
+            course_maps.shown(row[2]),
+            *row[3:-1],
+            tuple(enrolment_dates.roles_of(row[-1])),
+        )
+        for row in query
+    ]
 
 
 def rules(group_ref: str | None = None) -> list[Rule]:
@@ -367,6 +389,7 @@ def of_users(user_ids: Iterable[str]) -> dict[str, list[dict[str, str]]]:
         query = prepared.tuples("enrolments_of_users", _enrolments_query, ids)
         for user_id, course_id, role in query:
             found[user_id].add((course_id, role))
+        course_maps.show_mapped(found)  # `mapped:<group>` → the group's LMS course id
     return {
         uid: [{"courseId": c, "role": r} for c, r in sorted(pairs, key=_course_order)]
         for uid, pairs in found.items()

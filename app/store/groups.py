@@ -156,7 +156,8 @@ def modify(
             members.touch_users(actor, name)
             if "displayName" in changes:
                 memberships.touch_members(group_id)
-            members.tell_lms("displayName" in changes)
+            # A rename reaches the LMS: the cohort, and a course that follows renames.
+            members.tell_lms("displayName" in changes or "externalId" in changes)
     except peewee.IntegrityError as exc:
         raise _conflict(exc, name) from exc
     for column, value in values.items():

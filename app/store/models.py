@@ -494,6 +494,49 @@ class LmsEnrolment(TenantModel):
         depends_on = (LmsTarget,)
 
 
+class CourseMap(TenantModel):
+    """A group's course on an LMS target (m0017): the templates its shortname, fullname and
+    category path are made from (`app.store.course_maps`), and, once the relay found or made it,
+    the course's LMS id (`lms_id`) with the values it was given then (`applied_*`: a rename of
+    the group changes the LMS only with `follow_renames`). No foreign key to the group: the
+    course outlives it (enrolments kept from it still name it) until the map is removed."""
+
+    target_id = target_column()
+    group_id = peewee.CharField(max_length=32)
+    shortname = peewee.TextField()
+    fullname = peewee.TextField()
+    category = peewee.TextField(null=True)
+    template_course = peewee.BigIntegerField(null=True)
+    casing = peewee.CharField(max_length=8)
+    follow_renames = peewee.BooleanField(default=False)
+    lms_id = peewee.BigIntegerField(null=True)
+    applied_shortname = peewee.TextField(null=True)
+    applied_fullname = peewee.TextField(null=True)
+    applied_category = peewee.TextField(null=True)
+    created = peewee.DateTimeField(default=utcnow)
+    synced_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "lms_course_map"
+        primary_key = peewee.CompositeKey("tenant_id", "target_id", "group_id")
+        constraints = (same_tenant("target_id", "lms_target"),)
+        depends_on = (LmsTarget,)
+
+
+class CategoryLink(TenantModel):
+    """A category path ("School/7B") ↔ the LMS category of its last level, per target (m0017)."""
+
+    target_id = target_column()
+    path = peewee.CharField(max_length=MAX_INDEXED_LENGTH)
+    lms_id = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "lms_category_link"
+        primary_key = peewee.CompositeKey("tenant_id", "target_id", "path")
+        constraints = (same_tenant("target_id", "lms_target"),)
+        depends_on = (LmsTarget,)
+
+
 class SchemaMigration(BaseModel):
     number = peewee.IntegerField(primary_key=True)
     name = peewee.TextField()
@@ -602,12 +645,14 @@ ALL_MODELS = (
     LmsUserLink,
     LmsCohortLink,
     LmsEnrolment,
+    CourseMap,
+    CategoryLink,
     OAuthClient,
     OAuthClientSecret,
     SigningKey,
     CacheGeneration,
 )
-# The LMS relay's tables (m0004, m0014).
+# The LMS relay's tables (m0004, m0014, m0017).
 LMS_MODELS = (
     LmsTarget,
     LmsTargetAudience,
@@ -619,4 +664,6 @@ LMS_MODELS = (
     LmsUserLink,
     LmsCohortLink,
     LmsEnrolment,
+    CourseMap,
+    CategoryLink,
 )

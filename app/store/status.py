@@ -136,6 +136,23 @@ def find_user(ref: str) -> User:
     raise NotFound(f"No user with id, userName, externalId or e-mail {ref!r}.")
 
 
+def user_by(*, user_id: str | None = None, user_name: str | None = None) -> User | None:
+    """The user with this id, else with this userName (its identity key), or None."""
+    if user_id:
+        return User.get_or_none(User.id == _text(user_id))
+    if user_name:
+        return User.get_or_none(User.user_name_key == identity_key(_text(user_name)))
+    return None
+
+
+def audited_user(user_id: str) -> bool:
+    """Whether the audit trail has events of a user with this id (a deleted user's, say)."""
+    events = AuditEvent.select().where(
+        (AuditEvent.resource_type == "User") & (AuditEvent.resource_id == user_id)
+    )
+    return events.exists()
+
+
 @dataclass(frozen=True)
 class UserStatus:
     """A user's state, where it came from, and what happened to them lately."""
@@ -267,15 +284,13 @@ def summarise(users: list[User]) -> list[dict[str, Any]]:
     ]
 
 
-def user_condition(*, inactive: bool = False, group: str | None = None) -> Any:
-    """Users to list: all, or only inactive ones, or members of a group (by id or name)."""
+def user_condition(*, inactive: bool = False, group_id: str | None = None) -> Any:
+    """Users to list: all, or only inactive ones, or members of a group (its id: the caller
+    resolves a name, refusing one that two groups share)."""
     condition = User.active == False if inactive else None  # noqa: E712 - SQL, not Python
-    if group:
-        # `groups.value eq g or groups.display eq g`: a group id is lower-case hex, so folded.
-        key = identity_key(_text(group))
-        groups = Group.select(Group.id).where((Group.id == key) | (Group.display_name_key == key))
+    if group_id:
         in_group = User.id.in_(
-            Membership.select(Membership.user).where(Membership.group.in_(groups))
+            Membership.select(Membership.user).where(Membership.group == group_id)
         )
         condition = in_group if condition is None else condition & in_group
     return condition
@@ -321,6 +336,20 @@ def search_users(text: str, limit: int = 50) -> list[dict[str, Any]]:
 # -- audit ---------------------------------------------------------------------------------
 
 
+def _events_query(resource_id: str | None, since: dt.datetime | None) -> Any:
+    query = AuditEvent.select()
+    if resource_id is not None:
+        query = query.where(AuditEvent.resource_id == resource_id)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    return query
+
+
+def count_events(*, resource_id: str | None = None, since: dt.datetime | None = None) -> int:
+    """How many events `events` would stream (without a limit)."""
+    return _events_query(resource_id, since).count()
+
+
 def events(
     *,
     resource_id: str | None = None,
@@ -329,11 +358,7 @@ def events(
     newest_first: bool = False,
 ) -> Iterator[Event]:
     """Audit events, oldest first (a log) or newest first (a feed), streamed."""
-    query = AuditEvent.select()
-    if resource_id is not None:
-        query = query.where(AuditEvent.resource_id == resource_id)
-    if since is not None:
-        query = query.where(AuditEvent.at >= since)
+    query = _events_query(resource_id, since)
     order = (AuditEvent.at, AuditEvent.id)
     query = query.order_by(*(o.desc() for o in order) if newest_first else order)
     if limit is not None:

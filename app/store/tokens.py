@@ -125,6 +125,12 @@ def count_usable() -> int:
     return ApiToken.select().where(_usable(utcnow())).count()
 
 
+def named(name: str) -> list[ApiToken]:
+    """Every token of the tenant called `name`, oldest first (revoked ones too: a name may be
+    reused once its token is revoked)."""
+    return list(ApiToken.select().where(ApiToken.name == name).order_by(ApiToken.id))
+
+
 def all_tokens() -> list[ApiToken]:
     return list(ApiToken.select().order_by(ApiToken.name, ApiToken.created))
 

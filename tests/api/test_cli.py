@@ -222,10 +222,11 @@ def test_tokens_list_shows_names_prefixes_and_state_but_never_secrets(app: Flask
     revoked = last_line(run(app, "tokens", "create", "moodle"))
     ApiToken.update(revoked_at=utcnow()).where(ApiToken.name == "moodle").execute()
 
-    result = run(app, "tokens", "list")
+    result = run(app, "tokens", "list", "--format", "csv")
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 2
-    by_name = {line.split("\t")[0]: line.split("\t") for line in lines}
+    assert lines[0] == "name,prefix,access,created,expires,lastUsed,state"
+    assert len(lines) == 3
+    by_name = {line.split(",")[0]: line.split(",") for line in lines[1:]}
     assert by_name["canvas"][-1] == "active"
     assert by_name["moodle"][-1] == "revoked"
     for secret, name in ((active, "canvas"), (revoked, "moodle")):
@@ -237,5 +238,16 @@ def test_tokens_list_shows_names_prefixes_and_state_but_never_secrets(app: Flask
         assert hash_of(secret) not in result.output
 
 
-def test_tokens_list_with_no_tokens_prints_nothing(app: Flask) -> None:
-    assert run(app, "tokens", "list").stdout == ""
+def test_tokens_list_with_no_tokens_prints_the_header_only(app: Flask) -> None:
+    assert run(app, "tokens", "list").stdout.split() == [
+        "name",
+        "prefix",
+        "access",
+        "created",
+        "(UTC)",
+        "expires",
+        "last",
+        "used",
+        "state",
+    ]
+    assert run(app, "tokens", "list", "--format", "json").stdout.strip() == "[]"

@@ -302,12 +302,12 @@ def test_list_shows_expiry_last_use_state_and_access_never_the_secret(
 ) -> None:
     secret = last_line(run(app, "tokens", "create", "okta", "--expires-in", "30d", "--read-only"))
     status_of(client, secret)
-    line = run(app, "tokens", "list").stdout.strip()
-    name, prefix, _created, expires, last_used, state = line.split("\t")
-    assert (name, state) == ("okta", "active (read-only)")
+    line = run(app, "tokens", "list", "--format", "csv").stdout.strip().splitlines()[1]
+    name, prefix, access, _created, expires, last_used, state = line.split(",")
+    assert (name, access, state) == ("okta", "read-only", "active")
     assert secret.startswith(prefix.rstrip("…"))
-    assert expires == f"{ApiToken.get().expires_at:%Y-%m-%d %H:%M}"
-    assert last_used != "-"
+    assert expires == f"{ApiToken.get().expires_at:%Y-%m-%dT%H:%M:%S}Z"
+    assert last_used != ""
     assert secret not in line
     assert auth.hash_token(secret) not in line
 

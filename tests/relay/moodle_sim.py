@@ -2,7 +2,7 @@
 
 Written from Moodle's documented web-service contract (the functions' `*_parameters` and
 `*_returns` descriptions in `user/externallib.php`, `cohort/externallib.php`,
-`enrol/manual/externallib.php`, `webservice/rest/locallib.php`):
+`enrol/manual/externallib.php`, `course/externallib.php`, `webservice/rest/locallib.php`):
 
 - one endpoint, `POST /webservice/rest/server.php`, with `wstoken`, `wsfunction`,
   `moodlewsrestformat=json` and PHP-style form arrays (`users[0][username]=…`);
@@ -11,6 +11,14 @@ Written from Moodle's documented web-service contract (the functions' `*_paramet
   `invalidparameter` for missing or invalid parameters (a taken username or e-mail, a
   duplicate cohort idnumber, a course that does not exist), `invalidrecord` for a record that
   does not exist (MUST_EXIST lookups);
+- courses and categories as Moodle 4.3 makes them (`core_course_create_courses` →
+  `create_course()`, `core_course_duplicate_course`, `core_course_update_courses`,
+  `core_course_create_categories` → `core_course_category::create()`,
+  `core_course_get_categories`, `core_course_get_courses_by_field`), with their errors: a taken
+  shortname is `shortnametaken`, a taken idnumber `courseidnumbertaken` or
+  `categoryidnumbertaken`, a course in a missing category `errorcatcontextnotvalid` (the
+  category context does not validate), a category under a missing parent `unknowcategory`;
+  update_courses reports a course's failure as a warning, as Moodle does;
 - the behaviours the relay relies on: adding an existing cohort member is a warning (code 3),
   not an error; enrolling an enrolled user again changes nothing; unenrolling removes the
   user's enrolment in the course; deleting a user removes their cohort memberships and
@@ -22,6 +30,7 @@ crash of the *caller* right after the site applied the call (to test a relay res
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import re
@@ -121,6 +130,27 @@ class MoodleSim:
     faults: dict[str, list[Fault]] = field(default_factory=lambda: defaultdict(list))
     _ids: Any = field(default_factory=lambda: itertools.count(2))  # 1 is the admin
     _cohort_ids: Any = field(default_factory=lambda: itertools.count(1))
+    # Course records by id (every id in `courses` has one) and course categories by id; Moodle's
+    # own "Category 1" (id 1) is there from the start.
+    course_records: dict[int, dict[str, Any]] = field(default_factory=dict)
+    categories: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # Runs once, just before the named function is applied (e.g. another relay's work).
+    before: dict[str, Any] = field(default_factory=dict)
+    # Calls of the named function wait for each other in twos (two relays racing), at most
+    # `timeout` seconds; then the site applies them one at a time, as its database would.
+    rendezvous: dict[str, threading.Barrier] = field(default_factory=dict)
+    _apply: threading.RLock = field(default_factory=threading.RLock)
+    _course_ids: Any = field(default_factory=lambda: itertools.count(1001))
+    _category_ids: Any = field(default_factory=lambda: itertools.count(2))
+
+    def __post_init__(self) -> None:
+        if 1 not in self.categories:
+            self.categories[1] = self._new_category(1, "Category 1", 0, "")
+        for course_id in sorted(self.courses):
+            self.course_records.setdefault(
+                course_id,
+                self._new_course(course_id, f"Course {course_id}", f"C{course_id}", 1, ""),
+            )
 
     # -- setting up --------------------------------------------------------------------------
 
@@ -138,6 +168,39 @@ class MoodleSim:
             "suspended": 0,
         }
         return user_id
+
+    def add_course(
+        self, shortname: str, fullname: str = "", category: int = 1, **extra: Any
+    ) -> int:
+        """A course that existed before lms-scim (to be matched, or a template to copy)."""
+        course_id = next(self._course_ids)
+        course = self._new_course(course_id, fullname or shortname, shortname, category, "")
+        self.course_records[course_id] = {**course, **extra}
+        self.courses.add(course_id)
+        return course_id
+
+    def add_category(self, name: str, parent: int = 0, idnumber: str = "") -> int:
+        category_id = next(self._category_ids)
+        self.categories[category_id] = self._new_category(category_id, name, parent, idnumber)
+        return category_id
+
+    def category_paths(self) -> list[str]:
+        """Every category as "Parent/Child" names, sorted (Moodle's own "Category 1" too)."""
+        return sorted(self._category_path(c) for c in self.categories)
+
+    def _category_path(self, category_id: int) -> str:
+        category = self.categories[category_id]
+        parent = category["parent"]
+        return (f"{self._category_path(parent)}/" if parent else "") + category["name"]
+
+    def course_list(self) -> list[tuple[str, str, str, str]]:
+        """(shortname, fullname, category path, idnumber) of every course made or matched
+        after the preset ones, by shortname."""
+        return sorted(
+            (c["shortname"], c["fullname"], self._category_path(c["categoryid"]), c["idnumber"])
+            for cid, c in self.course_records.items()
+            if cid > 1000
+        )
 
     def fail(self, function: str, kind: str, times: int = 1) -> None:
         self.faults[function].append(Fault(kind, times))
@@ -222,7 +285,15 @@ class MoodleSim:
                     "invalidrecord",
                     "Can't find data record in database table external_functions.",
                 )
-            result = handler(**params)
+            hook = self.before.pop(function, None)
+            if hook is not None:
+                hook()
+            barrier = self.rendezvous.get(function)
+            if barrier is not None:
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    barrier.wait()
+            with self._apply:
+                result = handler(**params)
         except WsError as exc:
             self.calls.append((f"!{function}", params))
             return 200, {"Content-Type": "application/json"}, json.dumps(exc.envelope)
@@ -457,6 +528,252 @@ class MoodleSim:
             roles = self.enrolments.get((int(u["userid"]), int(u["instanceid"])))
             if roles is not None:
                 roles.discard(int(u["roleid"]))
+
+    # core_course: courses --------------------------------------------------------------------
+
+    @staticmethod
+    def _new_course(
+        course_id: int, fullname: str, shortname: str, category: int, idnumber: str
+    ) -> dict[str, Any]:
+        return {
+            "id": course_id,
+            "fullname": fullname,
+            "displayname": fullname,
+            "shortname": shortname,
+            "categoryid": category,
+            "idnumber": idnumber,
+            "summary": "",
+            "summaryformat": 1,
+            "format": "topics",
+            "visible": 1,
+        }
+
+    def _course_out(self, course: dict[str, Any]) -> dict[str, Any]:
+        return {**course, "categoryname": self.categories[course["categoryid"]]["name"]}
+
+    def _check_course_names(
+        self, records: dict[int, dict[str, Any]], course: dict[str, Any], own: int | None
+    ) -> None:
+        """create_course()/update_course(): shortname first, then idnumber (course/lib.php)."""
+        for key in ("fullname", "shortname"):
+            if key in course and not str(course[key]).strip():
+                raise WsError(
+                    "moodle_exception", "errorinvalidparam", f'The param "{key}" is invalid.'
+                )
+        shortname = course.get("shortname")
+        if shortname and any(
+            c["shortname"] == shortname and cid != own for cid, c in records.items()
+        ):
+            raise WsError(
+                "moodle_exception",
+                "shortnametaken",
+                f"Short name is already used for another course ({shortname})",
+            )
+        idnumber = course.get("idnumber")
+        if idnumber and any(c["idnumber"] == idnumber and cid != own for cid, c in records.items()):
+            raise WsError(
+                "moodle_exception",
+                "courseidnumbertaken",
+                f"ID number is already used for another course ({idnumber})",
+            )
+
+    def _category_context(self, category_id: Any) -> int:
+        """`context_coursecat::instance($id, IGNORE_MISSING)` then `validate_context`: a
+        missing category is `errorcatcontextnotvalid` (create_courses)."""
+        if int(category_id) not in self.categories:
+            raise WsError(
+                "moodle_exception",
+                "errorcatcontextnotvalid",
+                f"You cannot execute functions in the category context (category id:"
+                f"{category_id}). The context error message was: Context does not exist",
+            )
+        return int(category_id)
+
+    def core_course_create_courses(self, courses: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        records = dict(self.course_records)  # one transaction: all or nothing
+        created = []
+        for course in courses:
+            for required in ("fullname", "shortname", "categoryid"):
+                if required not in course:
+                    raise invalid(f"Missing required key in single structure: {required}")
+            category = self._category_context(course["categoryid"])
+            self._check_course_names(records, course, None)
+            course_id = next(self._course_ids)
+            records[course_id] = self._new_course(
+                course_id,
+                course["fullname"],
+                course["shortname"],
+                category,
+                course.get("idnumber", ""),
+            )
+            if "format" in course:
+                records[course_id]["format"] = course["format"]
+            created.append({"id": course_id, "shortname": course["shortname"]})
+        self.course_records = records
+        self.courses |= {c["id"] for c in created}
+        return created
+
+    def core_course_get_courses_by_field(self, field: str = "", value: str = "") -> dict[str, Any]:
+        found = list(self.course_records.values())
+        if field == "id":
+            found = [c for c in found if str(c["id"]) == value]
+        elif field == "ids":
+            found = [c for c in found if str(c["id"]) in value.split(",")]
+        elif field in ("shortname", "idnumber"):
+            found = [c for c in found if c[field] == value]
+        elif field == "category":
+            found = [c for c in found if str(c["categoryid"]) == value]
+        elif field != "":
+            raise invalid("Invalid field name")
+        return {"courses": [self._course_out(c) for c in found], "warnings": []}
+
+    def core_course_duplicate_course(
+        self,
+        courseid: str,
+        fullname: str,
+        shortname: str,
+        categoryid: str,
+        visible: str = "1",
+        options: Any = (),
+    ) -> dict[str, Any]:
+        source = self.course_records.get(int(courseid))
+        if source is None:
+            raise WsError(
+                "moodle_exception", "invalidcourseid", "You are trying to use an invalid course ID"
+            )
+        if int(categoryid) not in self.categories:  # context_coursecat::instance(MUST_EXIST)
+            raise missing("course_categories")
+        taken = [c["fullname"] for c in self.course_records.values() if c["shortname"] == shortname]
+        if taken:
+            raise WsError(
+                "moodle_exception",
+                "shortnametaken",
+                f"Short name is already used for another course ({','.join(taken)})",
+            )
+        course_id = next(self._course_ids)
+        # Backup and restore: the copy keeps the content, not the idnumber (taken by the source).
+        self.course_records[course_id] = {
+            **source,
+            **self._new_course(course_id, fullname, shortname, int(categoryid), ""),
+            "format": source["format"],
+            "summary": source["summary"],
+            "visible": int(visible),
+            "duplicated_from": source["id"],
+        }
+        self.courses.add(course_id)
+        return {"id": course_id, "shortname": shortname}
+
+    def core_course_update_courses(self, courses: list[dict[str, Any]]) -> dict[str, Any]:
+        warnings = []
+        for course in courses:
+            course_id = int(course["id"])
+            try:  # each course on its own; a failure is a warning (as Moodle does)
+                if course_id not in self.course_records:
+                    raise missing("course")
+                if "categoryid" in course and int(course["categoryid"]) not in self.categories:
+                    raise missing("course_categories")
+                self._check_course_names(self.course_records, course, course_id)
+            except WsError as exc:
+                warnings.append(
+                    {
+                        "item": "course",
+                        "itemid": course_id,
+                        "warningcode": exc.envelope["errorcode"],
+                        "message": exc.envelope["message"],
+                    }
+                )
+                continue
+            stored = self.course_records[course_id]
+            for key in ("fullname", "shortname", "idnumber"):
+                if key in course:
+                    stored[key] = course[key]
+            if "fullname" in course:
+                stored["displayname"] = course["fullname"]
+            if "categoryid" in course:
+                stored["categoryid"] = int(course["categoryid"])
+        return {"warnings": warnings}
+
+    # core_course: categories -----------------------------------------------------------------
+
+    def _new_category(
+        self, category_id: int, name: str, parent: int, idnumber: str
+    ) -> dict[str, Any]:
+        above = self.categories[parent]["path"] if parent else ""
+        return {
+            "id": category_id,
+            "name": name,
+            "idnumber": idnumber,
+            "description": "",
+            "descriptionformat": 1,
+            "parent": parent,
+            "sortorder": category_id * 10000,
+            "coursecount": 0,
+            "visible": 1,
+            "depth": (self.categories[parent]["depth"] + 1) if parent else 1,
+            "path": f"{above}/{category_id}",
+        }
+
+    def core_course_create_categories(
+        self, categories: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        made: dict[int, dict[str, Any]] = {}  # one transaction: all or nothing
+        for category in categories:
+            parent = int(category.get("parent", 0) or 0)
+            if parent and parent not in self.categories and parent not in made:
+                raise WsError("moodle_exception", "unknowcategory", "Unknown category.")
+            # core_course_category::create()
+            name = str(category.get("name", "")).strip()
+            if not name:
+                raise WsError(
+                    "moodle_exception", "categorynamerequired", "A category name is required."
+                )
+            if len(name) > 255:
+                raise WsError("moodle_exception", "categorytoolong", "Category name too long")
+            idnumber = category.get("idnumber")
+            if idnumber is not None:
+                if len(idnumber) > 100:
+                    raise WsError("moodle_exception", "idnumbertoolong", "ID number is too long")
+                existing = [*self.categories.values(), *made.values()]
+                if idnumber != "" and any(c["idnumber"] == idnumber for c in existing):
+                    raise WsError(
+                        "moodle_exception",
+                        "categoryidnumbertaken",
+                        "ID number is already used for another category",
+                    )
+            category_id = next(self._category_ids)
+            self.categories[category_id] = made[category_id] = self._new_category(
+                category_id, name, parent, idnumber or ""
+            )
+        return [{"id": c["id"], "name": c["name"]} for c in made.values()]
+
+    def core_course_get_categories(
+        self, criteria: Any = (), addsubcategories: str = "1"
+    ) -> list[dict[str, Any]]:
+        found = list(self.categories.values())
+        for criterion in criteria or ():
+            key, value = criterion["key"].strip(), criterion["value"]
+            if key in ("id", "parent"):
+                found = [c for c in found if str(c[key]) == str(int(value or 0))]
+            elif key in ("name", "idnumber"):
+                found = [c for c in found if c[key] == value]
+            elif key == "ids":
+                found = [c for c in found if str(c["id"]) in value.split(",")]
+            elif key == "visible":
+                found = [c for c in found if str(c["visible"]) == value]
+            else:
+                raise WsError(
+                    "moodle_exception",
+                    "criteriaerror",
+                    f"You can not search on this criteria: {key}",
+                )
+        if criteria and found and addsubcategories != "0":
+            paths = [c["path"] + "/" for c in found]
+            found += [
+                c
+                for c in self.categories.values()
+                if any(c["path"].startswith(p) for p in paths) and c not in found
+            ]
+        return [dict(c) for c in sorted(found, key=lambda c: c["sortorder"])]
 
     # core_webservice ------------------------------------------------------------------------
 

@@ -197,6 +197,9 @@ def _sample_rows(not_primary: bool | None) -> list[tuple[str, dict[str, Any]]]:
         ("lms_user_link", dict(user_id="u1", lms_id=7, matched=False, synced_at=NOW)),
         ("lms_cohort_link", dict(group_id="g1", lms_id=8, synced_at=NOW)),
         ("lms_enrolment", dict(user_id="u1", course_id="c1", role="student")),
+        ("lms_course_map", dict(group_id="g1", shortname="{displayName}", fullname="{id}",
+                                casing="none", follow_renames=False, created=NOW)),
+        ("lms_category_link", dict(path="School", lms_id=9)),
     ]  # fmt: skip
 
 
