@@ -35,6 +35,7 @@ import peewee
 from app.errors import Unauthorized
 from app.freshness import MAX_ENTRIES, Freshness
 from app.oauth.access_tokens import WRITE, AccessTokens, looks_like_jwt
+from app.oauth.entra import EntraTokens, directory_of
 from app.store import audit, tenancy, tokens
 from app.store.models import utcnow
 
@@ -178,6 +179,16 @@ class TokenCache:
             log.warning("could not record token use", exc_info=True)
 
 
+class TokenRefused(Unauthorized):
+    """A token we know that no longer works (expired, or revoked): answered like any 401, and
+    counted for its name on the `/admin` connection pages (`app.connections`), since an
+    expired token is a common reason an IdP's sync stops."""
+
+    def __init__(self, tenant_id: int, name: str) -> None:
+        super().__init__("The token has expired or was revoked.")
+        self.credential = (tenant_id, name)
+
+
 def _bearer(authorization: str | None) -> str:
     if not authorization:
         raise Unauthorized()
@@ -190,11 +201,15 @@ def _bearer(authorization: str | None) -> str:
 
 
 def verify(
-    authorization: str | None, cache: TokenCache, access: AccessTokens | None = None
+    authorization: str | None,
+    cache: TokenCache,
+    access: AccessTokens | None = None,
+    entra: EntraTokens | None = None,
 ) -> Principal:
-    """The principal for an `Authorization: Bearer …` header, or 401: a static token, or an
-    OAuth access token when `access` is given (a JWT, verified without a query). Either is
-    remembered by `cache` once verified, so the next request costs a hash and a look-up."""
+    """The principal for an `Authorization: Bearer …` header, or 401: a static token, or, when
+    `access` is given, a JWT verified without a query — one Entra ID signed when its `iss` is
+    an Entra directory's and `entra` is given, else one of our OAuth access tokens. Any of them
+    is remembered by `cache` once verified, so the next request costs a hash and a look-up."""
     secret = _bearer(authorization)
     digest = hash_token(secret)
     now = utcnow()
@@ -203,16 +218,20 @@ def verify(
     if cached is not None:
         expires_at, principal = cached
         if expires_at is not None and expires_at <= now:
-            raise Unauthorized("The token has expired or was revoked.")
+            raise TokenRefused(principal.tenant_id, principal.token_name)
     elif access is not None and looks_like_jwt(secret):
-        principal, expires_at = _access_token(secret, access)
+        directory = directory_of(secret) if entra is not None else None
+        if entra is not None and directory is not None:
+            principal, expires_at = _entra_token(secret, directory, entra)
+        else:
+            principal, expires_at = _access_token(secret, access)
         cache.put(digest, expires_at, principal, generation)
     else:
         row = tokens.find_by_hash(digest)
         if row is None or not hmac.compare_digest(row.token_hash, digest):
             raise Unauthorized()
         if tokens.state(row, now) in ("revoked", "expired"):
-            raise Unauthorized("The token has expired or was revoked.")
+            raise TokenRefused(row.tenant_id, row.name)
         principal = Principal(row.name, row.read_only, row.id, row.tenant_id)
         cache.put(digest, row.expires_at, principal, generation)
     if principal.token_id is not None:
@@ -220,9 +239,19 @@ def verify(
     return principal
 
 
+def _expiry(claims: dict[str, object]) -> dt.datetime:
+    return dt.datetime.fromtimestamp(int(str(claims["exp"])), dt.UTC).replace(tzinfo=None)
+
+
 def _access_token(secret: str, access: AccessTokens) -> tuple[Principal, dt.datetime]:
     """The principal of a verified OAuth access token, and when the token expires."""
     client, claims = access.verify(secret)
     read_only = WRITE not in str(claims["scope"]).split()
-    expires_at = dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC).replace(tzinfo=None)
-    return Principal(f"oauth:{client.name}", read_only, None, client.tenant_id), expires_at
+    return Principal(f"oauth:{client.name}", read_only, None, client.tenant_id), _expiry(claims)
+
+
+def _entra_token(secret: str, directory: str, entra: EntraTokens) -> tuple[Principal, dt.datetime]:
+    """The principal of a token Entra ID signed for the tenant that configured its directory:
+    read and write (Entra's provisioning writes), recorded as `entra:<directory id>`."""
+    tenant_id, claims = entra.verify(secret, directory)
+    return Principal(f"entra:{directory}", False, None, tenant_id), _expiry(claims)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -40,6 +41,30 @@ def _role_ids(text: str) -> tuple[tuple[str, int], ...]:
 def _comma_list(text: str) -> tuple[str, ...]:
     """`a, b,,c` → ("a", "b", "c")."""
     return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+# Entra ID's "custom application" template: the audience of the tokens it signs for a
+# non-gallery SCIM app when its "Secret Token" is left blank.
+ENTRA_DEFAULT_AUDIENCE = "8adf8e6e-67b2-4cf2-a259-e3dc5476c621"
+
+
+def parse_directory_id(text: str) -> str:
+    """An Entra directory (tenant) id, lower-cased: it is compared with the one in a token's
+    `iss`, which Entra writes in lower case."""
+    guid = text.strip().lower()
+    if not _GUID.fullmatch(guid):
+        raise ValueError(f"{text!r} is not a directory id (a GUID: 8-4-4-4-12 hex digits)")
+    return guid
+
+
+def _https_url(text: str) -> str:
+    """A URL fetched by the server: https only (a key set must not be read over plain http)."""
+    url = text.strip()
+    if not url.startswith("https://") or len(url) <= len("https://"):
+        raise ValueError(f"{text!r} is not an https:// URL")
+    return url
 
 
 def env(name: str, default: Any, parse: Callable[[str], Any] = str, *, secret: bool = False) -> Any:
@@ -122,6 +147,12 @@ class Config:
     lms_role_ids: tuple[tuple[str, int], ...] = env(
         "LMS_ROLE_IDS", (("student", 5), ("teacher", 3)), _role_ids
     )
+    # Tokens that Entra ID signs itself (its "Secret Token" left blank; `app.oauth.entra`): the
+    # directory whose tokens are accepted, their audience, and where its keys are published
+    # (None: Microsoft's key set for that directory).
+    entra_tenant_id: str | None = env("ENTRA_TENANT_ID", None, parse_directory_id)
+    entra_audience: str = env("ENTRA_AUDIENCE", ENTRA_DEFAULT_AUDIENCE, str.strip)
+    entra_jwks_url: str | None = env("ENTRA_JWKS_URL", None, _https_url)
     # Production (README "Deploying and scaling"): pool, input bounds, rate limits, observability.
     web_threads: int = env("WEB_THREADS", 4, int)
     # Connections per process; None: one per gunicorn thread plus two (CLI, stragglers).
@@ -196,6 +227,8 @@ class Config:
             raise ValueError("DB_POOL_SIZE must be >= 1")
         if self.lms_match_field not in ("email", "username"):
             raise ValueError("LMS_MATCH_FIELD must be 'email' or 'username'")
+        if not self.entra_audience:
+            raise ValueError("ENTRA_AUDIENCE must not be empty")
         if min(self.admin_session_hours, self.admin_idle_minutes) < 1:
             raise ValueError("ADMIN_SESSION_HOURS and ADMIN_IDLE_MINUTES must be >= 1")
 
@@ -235,13 +268,17 @@ TENANT_VARIABLES = (
     "LMS_MATCH_FIELD",
     "LMS_AUTH",
     "LMS_ROLE_IDS",
+    "ENTRA_TENANT_ID",
+    "ENTRA_AUDIENCE",
+    "ENTRA_JWKS_URL",
 )
 _BY_VARIABLE = {f.metadata["env"]: f for f in fields(Config) if "env" in f.metadata}
 
 # Where a tenant's users go is its own: a tenant other than the default one never inherits the
 # environment's LMS site and token (that would push its users into another organisation's LMS);
-# without its own, it has no relay.
-OWN_ONLY_VARIABLES = ("LMS_URL", "LMS_TOKEN")
+# without its own, it has no relay. Nor the Entra directory whose tokens it accepts (that would
+# let the default tenant's directory provision into it) and where that directory's keys are.
+OWN_ONLY_VARIABLES = ("LMS_URL", "LMS_TOKEN", "ENTRA_TENANT_ID", "ENTRA_JWKS_URL")
 
 
 def names_an_lms(config: Config, stored: Mapping[str, str], *, default_tenant: bool) -> bool:
@@ -278,6 +315,9 @@ class TenantSettings:
     lms_match_field: str
     lms_auth: str
     lms_role_ids: tuple[tuple[str, int], ...]
+    entra_tenant_id: str | None
+    entra_audience: str
+    entra_jwks_url: str | None
     # The variables the tenant set itself (the others come from the environment).
     own: frozenset[str] = frozenset()
 

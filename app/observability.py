@@ -7,7 +7,8 @@
   bearer tokens, `lmsscim_` secrets, `password` values and argon2 hashes should any code ever
   log one.
 - **Metrics** (prometheus_client): requests by method, route template and status; latency by
-  route; provisioning writes by resource and operation; database errors by kind. With
+  route; provisioning writes by resource and operation; database errors by kind; failed
+  fetches of an Entra directory's key set by reason. With
   `METRICS_TENANT_LABEL` the request and provisioning counters also carry `tenant` (a slug).
   Under gunicorn every worker writes to `PROMETHEUS_MULTIPROC_DIR` (set up by
   `gunicorn.conf.py`) and `/metrics` adds them up; without it each process reports its own.
@@ -108,6 +109,13 @@ OPERATIONS = _Labelled(
 REGISTRY.register(_Merged(REQUESTS, OPERATIONS))
 DATABASE_ERRORS = Counter(
     "lms_scim_database_errors", "Requests answered 503 because the database failed.", ["kind"]
+)
+# `app.oauth.entra`: a fetch of an Entra directory's key set that brought no keys (`reason`:
+# unreachable, status, invalid); the keys held before stayed in use.
+ENTRA_JWKS_FAILURES = Counter(
+    "lms_scim_entra_jwks_fetch_failures",
+    "Entra ID key-set fetches that failed (the keys held before stayed in use).",
+    ["reason"],
 )
 
 # The relay (app/relay): how long a change waited from its write to its delivery. Observed in

@@ -407,33 +407,56 @@ def _document() -> dict[str, Any]:
             "description": "SCIM 2.0 (RFC 7643, RFC 7644) provisioning of an LMS user store.",
         },
         "servers": [{"url": "/scim/v2"}],
-        "security": [{"bearer": []}, {"oauth2": ["scim.read", "scim.write"]}],
+        "security": [
+            {"bearer": []},
+            {"oauth2": ["scim.read", "scim.write"]},
+            {"entra": []},
+        ],
         "paths": paths,
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {
-                "bearer": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "A static token from `lms-scim tokens create`.",
-                },
-                "oauth2": {
-                    "type": "oauth2",
-                    "description": "A JWT access token (RFC 9068) from the token endpoint, for "
-                    "a client from `lms-scim clients create`; sent as a bearer token.",
-                    "flows": {
-                        "clientCredentials": {
-                            "tokenUrl": "/oauth/token",
-                            "scopes": {
-                                "scim.read": "read users, groups and discovery",
-                                "scim.write": "create, change and delete",
-                            },
-                        }
-                    },
-                },
-            },
-        },
+        "components": {"schemas": schemas, "securitySchemes": _SECURITY_SCHEMES},
     }
+
+
+# Every request carries `Authorization: Bearer …` in one of three forms (README "Tokens").
+_SECURITY_SCHEMES: dict[str, Any] = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A static token (`lmsscim_…`) from `lms-scim tokens create`; rotate with "
+        "`tokens rotate --grace`.",
+    },
+    "oauth2": {
+        "type": "oauth2",
+        "description": "A short-lived JWT access token (RFC 9068, ES256, `typ: at+jwt`) for a "
+        "client from `lms-scim clients create`, sent as a bearer token. The token endpoint "
+        "(RFC 6749 §4.4) takes `POST` application/x-www-form-urlencoded with "
+        "`grant_type=client_credentials` and optional `scope`, the client authenticated by HTTP "
+        "Basic (`client_secret_basic`) or by `client_id`/`client_secret` fields "
+        "(`client_secret_post`); it answers `access_token`, `token_type: Bearer`, `expires_in`, "
+        "`scope` with `Cache-Control: no-store`, or an RFC 6749 §5.2 error (`invalid_client` "
+        "401, `invalid_request`, `unsupported_grant_type`, `invalid_scope`; 429 "
+        "`temporarily_unavailable`). Metadata (RFC 8414): "
+        "`/.well-known/oauth-authorization-server`; keys: `/.well-known/jwks.json`.",
+        "flows": {
+            "clientCredentials": {
+                "tokenUrl": "/oauth/token",
+                "scopes": {
+                    "scim.read": "read users, groups and discovery",
+                    "scim.write": "create, change and delete",
+                },
+            }
+        },
+    },
+    "entra": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A token Entra ID signs itself (its provisioning with the Secret Token "
+        "left blank), for a tenant that configured ENTRA_TENANT_ID: RS256, `iss` "
+        "`https://sts.windows.net/<directory id>/`, `aud` ENTRA_AUDIENCE, verified with the "
+        "directory's published key set. Reads and writes.",
+    },
+}
 
 
 def document(

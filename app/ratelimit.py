@@ -131,7 +131,10 @@ class RateLimits:
         try:
             current = runtime.current()
             g.principal = auth.verify(
-                request.headers.get("Authorization"), current.tokens, current.access_tokens
+                request.headers.get("Authorization"),
+                current.tokens,
+                current.access_tokens,
+                current.entra,
             )
         except Unauthorized:
             try:

@@ -8,6 +8,7 @@ own settings) never see each other's.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -16,10 +17,11 @@ from pathlib import Path
 from flask import Flask, appcontext_pushed, current_app, g
 
 from app.auth import TokenCache
-from app.config import Config, TenantSettings
+from app.config import Config, TenantSettings, parse_directory_id
 from app.freshness import FreshCache, Freshness
 from app.marshal import Limits as InputLimits
 from app.oauth.access_tokens import AccessTokens
+from app.oauth.entra import EntraKeys, EntraTokens
 from app.oauth.keys import KeyRing
 from app.passwords import Hasher
 from app.secretbox import SecretBox
@@ -29,7 +31,10 @@ from app.store import tenants as tenant_store
 from app.store.oauth_clients import ClientState
 from app.store.tenant_names import TenantNames
 
+log = logging.getLogger(__name__)
+
 EXTENSION = "lms_scim"
+ENTRA = "ENTRA_TENANT_ID"
 # `/admin` sign-ins hash apart from SCIM writes: one at a time per process, and a sign-in that
 # finds the slot taken this long is refused (503) instead of queueing.
 SIGN_IN_HASHES = 1
@@ -57,6 +62,10 @@ class Runtime:
     oauth_clients: FreshCache[str, ClientState | None]
     # Which LMS targets of a tenant receive its changes (`receivers`), kept like tenants'.
     relay_targets: FreshCache[tuple[int, bool, int], lms_targets.Receiving]
+    # Tokens Entra ID signs itself: the directories' key sets, and which tenant configured
+    # which directory (ENTRA_TENANT_ID; one entry, kept like tenants').
+    entra: EntraTokens
+    entra_directories: FreshCache[None, dict[str, tuple[int, ...]]]
     # Slug → tenant id for tenant base URLs, without a query per request.
     tenant_names: TenantNames = field(default_factory=TenantNames)
 
@@ -67,7 +76,13 @@ class Runtime:
         # One generation check per TOKEN_CACHE_SECONDS serves the three caches.
         freshness = Freshness(config.token_cache_seconds, generation.read)
         clients: FreshCache[str, ClientState | None] = FreshCache(freshness)
-        return cls(
+        built: list[Runtime] = []  # the Entra verifier asks the runtime it belongs to
+        entra = EntraTokens(
+            EntraKeys(),
+            lambda directory: built[0].entra_tenants(directory),
+            lambda tenant_id: built[0].tenant_settings(tenant_id),
+        )
+        runtime = cls(
             config=config,
             secret_key=secret_key,
             secret_box=box,
@@ -88,7 +103,11 @@ class Runtime:
             ),
             oauth_clients=clients,
             relay_targets=FreshCache(freshness),
+            entra=entra,
+            entra_directories=FreshCache(freshness),
         )
+        built.append(runtime)
+        return runtime
 
     def tenant(self, tenant_id: int | None = None) -> TenantState:
         """The settings and state of `tenant_id` (default: the tenant at hand)."""
@@ -120,6 +139,50 @@ class Runtime:
                 return lms_targets.receiving(configured)
 
         return self.relay_targets.get(key, load)
+
+    def entra_tenants(self, directory: str) -> tuple[int, ...]:
+        """The tenants that configured Entra directory `directory` (ENTRA_TENANT_ID): one, or
+        none; more than one is a conflict, and then none of them accepts its tokens."""
+        return self.entra_directories.get(None, self.load_entra_directories).get(directory, ())
+
+    def load_entra_directories(self) -> dict[str, tuple[int, ...]]:
+        """directory id → the tenants that configured it: each tenant's own ENTRA_TENANT_ID,
+        and the environment's for the default tenant unless it set its own."""
+        claims = {
+            tenant_id: text for tenant_id, (_, text) in tenant_store.own_values(ENTRA).items()
+        }
+        if self.config.entra_tenant_id and tenancy.DEFAULT_TENANT not in claims:
+            claims[tenancy.DEFAULT_TENANT] = self.config.entra_tenant_id
+        index: dict[str, tuple[int, ...]] = {}
+        for tenant_id, text in sorted(claims.items()):
+            try:
+                directory = parse_directory_id(text)
+            except ValueError:  # stored before it was checked; `tenants show` says so
+                continue
+            index[directory] = (*index.get(directory, ()), tenant_id)
+        for directory, tenants in index.items():
+            if len(tenants) > 1:
+                log.warning(
+                    "Entra directory %s is configured by tenants %s; tokens it signs are refused "
+                    "until only one has it (lms-scim tenants set SLUG ENTRA_TENANT_ID=)",
+                    directory,
+                    tenants,
+                )
+        return index
+
+    def check_entra_directory(self, tenant_id: int, text: str | None) -> None:
+        """ValueError when another tenant (or the environment, for the default tenant) already
+        configured the Entra directory `text`: a directory's tokens go to one tenant."""
+        if not text:
+            return
+        directory = parse_directory_id(text)
+        for other in self.load_entra_directories().get(directory, ()):
+            if other != tenant_id:
+                slug = tenant_store.stored(other).slug
+                raise ValueError(
+                    f"{ENTRA}: directory {directory} is already tenant {slug!r}'s; "
+                    "a directory's tokens can go to one tenant only"
+                )
 
     def _load_tenant(self, tenant_id: int) -> TenantState:
         stored = tenant_store.stored(tenant_id)

@@ -22,7 +22,13 @@ The phases issue 10 asks for beyond scimbench's:
   answer 204 or 200; afterwards the group has exactly its seeded members.
 * `big_group_get`: full `GET /Groups/{id}` of it, every member there (a few requests).
 
-run.py passes the big group and the end cursor in the `--state` file's `extras`.
+Issue 18, OAuth (one tenant):
+
+* `lookup_jwt`: `lookup` with a JWT access token (RFC 9068) that the phase fetches once from
+  `POST /oauth/token` for the client run.py registered, instead of the static token.
+* `oauth_token`: `POST /oauth/token` (client credentials, HTTP Basic), 200 with a Bearer JWT.
+
+run.py passes the big group, the OAuth client and the end cursor in the `--state` file's `extras`.
 
 Several tenants (run.py `--tenants T`): the state's `extras.tenants` lists each tenant's token
 and end cursor, and each state user carries its tenant's number. Every request of every phase
@@ -38,10 +44,13 @@ live here, in a subclass of its `Bench`, and reuse its `run_phase`, `Client` and
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
 import os
 import secrets
 import sys
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +68,8 @@ from scimbench import (
 
 EXTRA_PHASES = (
     "lookup_external_id",
+    "lookup_jwt",
+    "oauth_token",
     "lookup_email",
     "create",
     "create_password",
@@ -127,9 +138,15 @@ class ProjectBench(Bench):
             self.users = everyone
 
     def _lookup_one(
-        self, name: str, make_filter: Callable[[dict], str], check_extra: Callable | None = None
+        self,
+        name: str,
+        make_filter: Callable[[dict], str],
+        check_extra: Callable | None = None,
+        auth: str | None = None,
     ) -> None:
         def op(ctx, client, _i):
+            if auth is not None:
+                client.auth = auth
             user = self.pick(ctx)
             st, doc, raw = client.request("GET", "/Users?filter=" + q(make_filter(user)))
             if not self.checked:
@@ -306,6 +323,66 @@ class ProjectBench(Bench):
             return False
 
         self.run_phase("big_group_get", op, count=3, concurrency=1, duration=120)
+
+    def _post_token(self, conn: http.client.HTTPConnection, creds: dict) -> tuple[int, bytes]:
+        """`POST /oauth/token` (client credentials, HTTP Basic) on a keep-alive connection."""
+        pair = f"{creds['client_id']}:{creds['client_secret']}".encode()
+        headers = {
+            "Authorization": "Basic " + base64.b64encode(pair).decode(),
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Accept": "application/json",
+        }
+        conn.request("POST", "/oauth/token", body=b"grant_type=client_credentials", headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+
+    def _oauth(self) -> dict:
+        """The bench client's credentials (run.py); the ceiling run has none."""
+        found = self.extras().get("oauth") if self.a.state else None
+        return found or {"client_id": "ceiling", "client_secret": "ceiling"}
+
+    def phase_lookup_jwt(self) -> None:
+        """`lookup` with an access token from the client credentials grant (one JWT, fetched
+        before the phase) instead of the static token."""
+        auth = None
+        if "oauth" in (self.extras() if self.a.state else {}):
+            split = urllib.parse.urlsplit(self.a.base)
+            conn = http.client.HTTPConnection(split.hostname, split.port, timeout=self.a.timeout)
+            try:
+                status, raw = self._post_token(conn, self._oauth())
+            finally:
+                conn.close()
+            if status != 200:
+                raise SystemExit(f"lookup_jwt: the token request answered {status}: {raw[:200]!r}")
+            auth = "Bearer " + json.loads(raw)["access_token"]
+        self._lookup_one("lookup_jwt", lambda u: f'userName eq "{u["userName"]}"', auth=auth)
+
+    def phase_oauth_token(self) -> None:
+        """`POST /oauth/token` with HTTP Basic client authentication: 200 and a Bearer token."""
+        creds = self._oauth()
+        split = urllib.parse.urlsplit(self.a.base)
+
+        def op(ctx, _client, _i):
+            conn = ctx.get("conn")
+            if conn is None:
+                conn = ctx["conn"] = http.client.HTTPConnection(
+                    split.hostname, split.port, timeout=self.a.timeout
+                )
+            try:
+                status, raw = self._post_token(conn, creds)
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                ctx["conn"] = None
+                raise
+            if not self.checked:
+                return True
+            expect_status(status, 200, raw)
+            body = json.loads(raw)
+            if body.get("token_type") != "Bearer" or body.get("access_token", "").count(".") != 2:
+                raise CheckError("token response", raw[:200].decode("utf-8", "replace"))
+            return False
+
+        self._timed("oauth_token", op)
 
     def phase_lookup_email(self) -> None:
         self._lookup_one(

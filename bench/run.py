@@ -64,8 +64,12 @@ TENANT_PHASES = [
     "cursor_start",
     "cursor_end",
 ]
+# Issue 18: the look-up with an OAuth access token (a JWT from the client credentials grant)
+# instead of the static token, and the token request itself.
+OAUTH_PHASES = ["lookup_jwt", "oauth_token"]
 CORE_PHASES = [
     *TENANT_PHASES,
+    *OAUTH_PHASES,
     "big_group_lookup",
     "big_group_get",
     "put",
@@ -305,6 +309,18 @@ def tenant_slug(number: int, tenants: int) -> str:
     return f"t{number + 1:0{max(4, len(str(tenants)))}d}"
 
 
+def oauth_client() -> dict[str, str]:
+    """An OAuth client of the tenant at hand (as `lms-scim clients create bench` makes one):
+    its client_id and secret, for the `lookup_jwt` and `oauth_token` phases."""
+    from app.auth import new_secret
+    from app.store import oauth_clients
+
+    secret, prefix, digest = new_secret()
+    identifier = "lmsscim-client-" + secrets.token_hex(8)
+    oauth_clients.create("bench", identifier, prefix, digest, read_only=False, token_lifetime=3600)
+    return {"client_id": identifier, "client_secret": secret}
+
+
 def seed_store(n: int, tenants: int, args: argparse.Namespace, config: Any) -> dict[str, Any]:
     """Seed n users and the big group, issue the token, in the app's database (connected).
 
@@ -384,6 +400,8 @@ def seed_store(n: int, tenants: int, args: argparse.Namespace, config: Any) -> d
                 "spare": tenant["ids"][per - spare :],
             }
             tenant["token"] = issue("bench")
+    with tenancy.use(made[0]["id"]):
+        made[0]["oauth"] = oauth_client()
     figures["big_group_members"] = size * tenants
     figures["big_group_seed_s"] = round(time.perf_counter() - started, 3)
     users = []
@@ -432,6 +450,7 @@ def prepare(
                 "users_total": n // tenants,
                 "big_group": first["big_group"],
                 "end_cursor": end_cursor(first["ids"], args.page_size, config, first["id"]),
+                "oauth": first["oauth"],
             }
             if tenants > 1:
                 extras["tenants"] = [

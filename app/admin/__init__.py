@@ -30,11 +30,11 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
-from app import datetimes, operator_signin, ratelimit, runtime
-from app.admin import chart, scope, sessions
+from app import connections, datetimes, history, operator_signin, ratelimit, runtime
+from app.admin import chart, listing, scope, sessions
 from app.errors import ScimError
 from app.runtime import Runtime
-from app.store import outbox, status, tenancy
+from app.store import browse, outbox, outcomes, status, tenancy
 from app.store import tenants as tenant_store
 from app.store import tokens as token_store
 from app.store.models import Operator, utcnow
@@ -181,26 +181,85 @@ def logout() -> Response:
 def dashboard() -> str:
     stats = status.stats(ACTIVITY_DAYS)
     tokens = token_store.all_tokens()
+    recent = list(status.events(limit=10, newest_first=True))
+    connections.of(current_app).flush()
     return render_template(
         "admin/dashboard.html",
+        failing=[c for c in outcomes.connections() if c.failed],
         stats=stats,
         chart=chart.stacked(stats.days, stats.activity),
         warnings=_token_warnings(tokens),
-        recent=list(status.events(limit=10, newest_first=True)),
+        recent=recent,
+        names=_names(recent),
     )
 
 
 @_tenant_page("/users")
 def users() -> str:
-    query = request.args.get("q", "")
+    """Every user, a page at a time, by state, user type, group and a search text."""
+    args = request.args
+    wanted = browse.UserFilter(
+        text=args.get("q", ""),
+        state=args.get("state", ""),
+        user_type=args.get("type", ""),
+        group_id=args.get("group", ""),
+    )
+    paging = listing.Paging.from_request(wanted.key)
+    found = browse.users(wanted, paging.request)
     return render_template(
-        "admin/users.html", query=query, results=status.search_users(query, limit=100)
+        "admin/users.html",
+        wanted=wanted,
+        query=wanted.text,
+        found=found,
+        results=found.items,
+        paging=paging,
+        next_url=paging.next_url(found),
+        user_types=browse.user_types(),
+        groups=browse.group_choices(wanted.group_id),
     )
 
 
 @_tenant_page("/users/<user_id>")
 def user(user_id: str) -> str:
-    return render_template("admin/user.html", found=status.user_status(user_id, history=50))
+    found = status.user_status(browse.checked(user_id), history=50)
+    return render_template("admin/user.html", found=found, names=_names(found.history))
+
+
+@_tenant_page("/groups")
+def groups() -> str:
+    """Groups a page at a time, with member counts, enrolment rules and relay state."""
+    text = request.args.get("q", "")
+    paging = listing.Paging.from_request(("groups", text.strip()))
+    found = browse.groups(text, paging.request)
+    return render_template(
+        "admin/groups.html",
+        query=text,
+        found=found,
+        paging=paging,
+        next_url=paging.next_url(found),
+        lms_url=runtime.tenant_settings().lms_url,
+    )
+
+
+@_tenant_page("/groups/<group_id>")
+def group(group_id: str) -> str:
+    """One group: its rules and relay state, its members a page at a time, and its history
+    (members who joined and left, and the token that did it)."""
+    found = browse.group(group_id)
+    wanted = browse.UserFilter(group_id=found.id)
+    paging = listing.Paging.from_request(("members", found.id))
+    members = browse.users(wanted, paging.request)
+    history = browse.group_events(found.id)
+    return render_template(
+        "admin/group.html",
+        group=found,
+        members=members,
+        paging=paging,
+        next_url=paging.next_url(members),
+        history=history,
+        names=_names(history),
+        lms_url=runtime.tenant_settings().lms_url,
+    )
 
 
 @_tenant_page("/tokens")
@@ -211,6 +270,30 @@ def tokens() -> str:
         "admin/tokens.html",
         tokens=[(t, token_store.state(t, now)) for t in rows],
         warnings=_token_warnings(rows),
+    )
+
+
+@_tenant_page("/connections")
+def connections_page() -> str:
+    """Each token and OAuth client: its last request, and the last day's requests and errors."""
+    connections.of(current_app).flush()  # this process's counts first
+    return render_template("admin/connections.html", rows=outcomes.connections())
+
+
+@_tenant_page("/connection")
+def connection() -> str:
+    """One token or client (`?name=`): the last day's requests by status, the last 10 errors
+    with their SCIM detail, so an operator sees why an IdP's sync fails."""
+    name = request.args.get("name", "")
+    connections.of(current_app).flush()
+    found = outcomes.connection(browse.checked(name)) if name else None
+    if found is None:
+        abort(404, f"No token or OAuth client named {name!r} in this tenant.")
+    now = utcnow()
+    return render_template(
+        "admin/connection.html",
+        c=found,
+        token_states=[(t, token_store.state(t, now)) for t in found.tokens],
     )
 
 
@@ -251,6 +334,12 @@ def switch() -> Response:
 @bp.route("/<path:_rest>")
 def not_found(_rest: str) -> Any:
     abort(404)
+
+
+def _names(events: list[status.Event]) -> dict[str, str]:
+    """userName by id for the members that `events` name (one query)."""
+    ids = {uid for event in events for uid in history.member_names(event.changes)}
+    return browse.user_names(sorted(ids))
 
 
 def _token_warnings(rows: list[Any]) -> list[str]:
@@ -307,6 +396,9 @@ def register(app: Flask, runtime: Runtime) -> None:
     app.config.update(SECRET_KEY=runtime.secret_key)
     sessions.configure(app, runtime.config)
     app.register_blueprint(bp)
+
+
+bp.add_app_template_global(history.describe, "describe")
 
 
 @bp.app_template_filter("when")

@@ -23,8 +23,19 @@ from app.store.models import Operator, Tenant
 
 # The pages that show one tenant, in the switcher's order of preference: switching tenants on
 # one of them lands on the same page of the other tenant (a user's page: the users list).
-TENANT_PAGES = ("admin.dashboard", "admin.users", "admin.tokens", "admin.relay")
-_SAME_PAGE = {"admin.user": "admin.users"}
+TENANT_PAGES = (
+    "admin.dashboard",
+    "admin.users",
+    "admin.groups",
+    "admin.tokens",
+    "admin.connections_page",
+    "admin.relay",
+)
+_SAME_PAGE = {
+    "admin.user": "admin.users",
+    "admin.group": "admin.groups",
+    "admin.connection": "admin.connections_page",
+}
 
 _ASKED = "admin_tenant_asked"
 _SCOPE = "admin_tenant_scope"

@@ -143,12 +143,17 @@ def _save(tenant: Tenant, changes: dict[str, str | None]) -> None:
     TenantSettings.overlay(
         current.config, merged, default_tenant=tenant.id == tenancy.DEFAULT_TENANT
     )
+    if changes.get(runtime.ENTRA):  # one tenant per Entra directory
+        current.check_entra_directory(tenant.id, changes[runtime.ENTRA])
     if changes.get(SECRET):
         changes[SECRET] = current.secret_box.seal(
             changes[SECRET], runtime.lms_token_context(tenant.id)
         )
     tenant_store.save_settings(tenant, changes)
     current.tenants.clear()
+    if any(variable.startswith("ENTRA_") for variable in changes):
+        current.entra_directories.clear()  # and the tokens verified under the old directory
+        current.tokens.clear()
 
 
 @tenants_group.command("set", short_help="Set some of a tenant's settings (KEY=VALUE).")

@@ -54,6 +54,27 @@ def looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2
 
 
+def decode(
+    token: str, key: Any, algorithm: str, aud: str, iss: str, required: list[str]
+) -> dict[str, Any]:
+    """The claims of a token signed with `key` by `algorithm` (that one only), for `aud` from
+    `iss`, with `required` present and `exp`/`nbf` within LEEWAY_SECONDS; InvalidToken else."""
+    try:
+        return jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            audience=aud,
+            issuer=iss,
+            leeway=LEEWAY_SECONDS,
+            options={"require": required},
+        )
+    except jwt.ExpiredSignatureError:
+        raise InvalidToken("The access token has expired.") from None
+    except jwt.PyJWTError:
+        raise InvalidToken() from None
+
+
 @dataclass
 class AccessTokens:
     """One per app (`app.runtime`): the key ring and the clients' cached state."""
@@ -97,20 +118,7 @@ class AccessTokens:
         key = self.ring.public_key(str(header.get("kid", "")))
         if key is None or header.get("alg") != ALGORITHM:
             raise InvalidToken()
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=[ALGORITHM],
-                audience=audience(iss),
-                issuer=iss,
-                leeway=LEEWAY_SECONDS,
-                options={"require": _REQUIRED},
-            )
-        except jwt.ExpiredSignatureError:
-            raise InvalidToken("The access token has expired.") from None
-        except jwt.PyJWTError:
-            raise InvalidToken() from None
+        claims = decode(token, key, ALGORITHM, audience(iss), iss, _REQUIRED)
         client = self.client_state(str(claims["client_id"]))
         if client is None or client.revoked or claims["tenant_id"] != client.tenant_id:
             raise InvalidToken("The access token's client is revoked or unknown.")

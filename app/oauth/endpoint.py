@@ -17,11 +17,12 @@ from urllib.parse import unquote_plus
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from app import auth, ratelimit, runtime
+from app import auth, connections, ratelimit, runtime
 from app.oauth.access_tokens import SCOPES, granted_scope
 from app.store import oauth_clients
 from app.store.models import utcnow
 from app.store.oauth_clients import ClientState
+from app.store.outcomes import OAUTH_PREFIX
 
 bp = Blueprint("oauth", __name__)
 TOKEN_PATH = "/oauth/token"  # noqa: S105 - a URL path
@@ -90,7 +91,15 @@ def _authenticated(limits: ratelimit.RateLimits) -> ClientState:
     client = oauth_clients.by_secret(identifier, auth.hash_token(secret), utcnow())
     if client is None or client.revoked:
         limits.failed_credentials(address)
+        # A known client's connection page shows the refusal (a wrong or expired secret is
+        # the usual reason an IdP's sync stops); the answer stays the same for every client.
+        named = client
+        if named is None and identifier.isprintable() and len(identifier) <= 64:
+            named = oauth_clients.by_identifier(identifier)
+        if named is not None:
+            connections.attribute(named.tenant_id, f"{OAUTH_PREFIX}{named.name}")
         raise _invalid_client(basic)
+    connections.attribute(client.tenant_id, f"{OAUTH_PREFIX}{client.name}")
     if not limits.allows_client(client.identifier):
         raise OAuthError("temporarily_unavailable", "Too many token requests; retry later.", 429)
     return client

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, g, request
 
-from app import auth, runtime
+from app import auth, connections, runtime
 from app.errors import Forbidden, NotFound, Unauthorized
 from app.store import tenancy
 
@@ -30,9 +30,16 @@ def _authenticate() -> None:
     # Under the bad-token brake the token was verified already (`app.ratelimit`).
     current = runtime.current()
     if "principal" not in g:
-        g.principal = auth.verify(
-            request.headers.get("Authorization"), current.tokens, current.access_tokens
-        )
+        try:
+            g.principal = auth.verify(
+                request.headers.get("Authorization"),
+                current.tokens,
+                current.access_tokens,
+                current.entra,
+            )
+        except auth.TokenRefused as exc:
+            connections.attribute(*exc.credential)
+            raise
     if "url_tenant" in g:
         _check_url_tenant(g.url_tenant, g.principal)
     # From here on the request works for the token's tenant: every query is scoped to it.
@@ -97,6 +104,7 @@ def register(app: Flask) -> None:
 
     app.before_request(_request_id)
     app.after_request(_echo_request_id)
+    connections.register(app)
     app.teardown_request(_leave_tenant)
     app.register_blueprint(bp)
     app.register_blueprint(bp, name="tenant_scim", url_prefix=TENANT_PREFIX)

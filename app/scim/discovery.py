@@ -8,6 +8,7 @@ from flask import Response, request
 
 from app import docs, openapi, runtime
 from app.errors import NotFound, scim_response
+from app.oauth import entra
 from app.oauth.endpoint import TOKEN_PATH
 from app.scim import bp, mount
 from app.scim.bulk import payload_limit
@@ -52,7 +53,39 @@ def service_provider_config() -> dict[str, Any]:
         maxPageSize=config.max_page_size,
         cursorTimeout=config.cursor_timeout_seconds,
     )
+    _authentication_schemes(doc["authenticationSchemes"])
     return _located(doc, "/ServiceProviderConfig")
+
+
+ENTRA_DOCUMENTATION = (
+    "https://learn.microsoft.com/entra/identity/app-provisioning/"
+    "use-scim-to-provision-users-and-groups"
+)
+
+
+def _authentication_schemes(schemes: list[dict[str, Any]]) -> None:
+    """RFC 7643 §5 `authenticationSchemes`: the template's static token and client credentials
+    grant (its documentationUri: this deployment's token endpoint), and, when the tenant asking
+    configured an Entra directory, the tokens Entra ID signs for it (`app.oauth.entra`)."""
+    current = runtime.current()
+    schemes[1]["documentationUri"] = current.access_tokens.issuer() + TOKEN_PATH
+    settings = current.tenant_settings()
+    if settings.entra_tenant_id is None:
+        return
+    schemes.append(
+        {
+            "type": "oauthbearertoken",
+            "name": "Entra ID access token",
+            "description": (
+                "An RS256 JWT that Entra ID signs itself when the enterprise app's Secret Token "
+                f"is left blank: iss {entra.issuer(settings.entra_tenant_id)}, aud "
+                f"{settings.entra_audience}, verified with the directory's published keys"
+            ),
+            "specUri": "https://www.rfc-editor.org/rfc/rfc7519",
+            "documentationUri": ENTRA_DOCUMENTATION,
+            "primary": False,
+        }
+    )
 
 
 @bp.get("/ServiceProviderConfig")

@@ -318,6 +318,11 @@ def rules(group_ref: str | None = None) -> list[Rule]:
     return _rules(EnrolmentRule.group == find_group(group_ref).id)
 
 
+def rules_of_groups(group_ids: list[str]) -> list[Rule]:
+    """The rules of these groups (one query), for pages that list groups."""
+    return _rules(EnrolmentRule.group.in_(group_ids)) if group_ids else []
+
+
 # -- kept enrolments (inside the caller's transaction) ---------------------------------------
 
 

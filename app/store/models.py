@@ -623,6 +623,42 @@ class CacheGeneration(BaseModel):
     value = peewee.BigIntegerField()
 
 
+class RequestTally(TenantModel):
+    """How many SCIM requests one credential (a token's name, `oauth:` and a client's name) made
+    in one UTC hour with one status, and when the last came (m0020). Written in batches by each
+    process (`app.connections`), one upsert per batch; rows older than a week are pruned."""
+
+    class Meta:
+        table_name = "request_tally"
+        primary_key = peewee.CompositeKey("tenant_id", "credential", "hour", "status")
+
+    credential = peewee.TextField()
+    hour = peewee.DateTimeField()
+    status = peewee.IntegerField()
+    n = peewee.BigIntegerField()
+    last_at = peewee.DateTimeField()
+
+
+class RequestError(TenantModel):
+    """A SCIM request of one credential that failed (status 400 and up), with the SCIM error's
+    `scimType` and `detail` (m0020): the newest few per credential are kept, older ones pruned,
+    so an operator sees why an IdP's sync fails without reading logs."""
+
+    class Meta:
+        table_name = "request_error"
+        indexes = ((("tenant_id", "credential", "id"), False),)
+
+    id = peewee.BigAutoField()
+    credential = peewee.TextField()
+    at = peewee.DateTimeField()
+    method = peewee.CharField(max_length=8)
+    path = peewee.TextField()
+    status = peewee.IntegerField()
+    scim_type = peewee.TextField(null=True)
+    detail = peewee.TextField(null=True)
+    request_id = peewee.TextField(null=True)
+
+
 ALL_MODELS = (
     RowCount,
     Tenant,
@@ -651,6 +687,8 @@ ALL_MODELS = (
     OAuthClientSecret,
     SigningKey,
     CacheGeneration,
+    RequestTally,
+    RequestError,
 )
 # The LMS relay's tables (m0004, m0014, m0017).
 LMS_MODELS = (

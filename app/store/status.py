@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import operator
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import reduce
 from typing import Any
 
 from peewee import fn
 
 from app.errors import InvalidValue, NotFound
 from app.store import enrolments, lms_actions, outbox
-from app.store.filter_sql import contains, fold_sql
 from app.store.models import ApiToken, AuditEvent, Group, Membership, User, UserValue, utcnow
 from app.store.tokens import state as token_state
-from scim_schemas import fold, identity_key
+from scim_schemas import identity_key
 
 # Operations that set `active` (see `users._operation_name`); `create` sets it too.
 STATE_OPERATIONS = ("create", "activate", "deactivate")
@@ -314,23 +311,6 @@ def iter_users(condition: Any, chunk: int = CHUNK) -> Iterator[dict[str, Any]]:
         if len(rows) < chunk:
             return
         last = rows[-1].id
-
-
-def search_users(text: str, limit: int = 50) -> list[dict[str, Any]]:
-    """Users whose userName, name or e-mail contains `text`, or whose id/externalId is it."""
-    query = User.select()
-    text = text.strip()
-    if text:
-        key, folded = identity_key(_text(text)), fold(_text(text))
-        names = (User.display_name, User.given_name, User.family_name)
-        query = query.where(
-            contains(User.user_name_key, key)
-            | _with_email(contains(UserValue.value_key, key))
-            | reduce(operator.or_, (contains(fold_sql(name), folded) for name in names))
-            | (User.external_id == text)
-            | (User.id == text)
-        )
-    return summarise(list(query.order_by(User.user_name_key).limit(limit)))
 
 
 # -- audit ---------------------------------------------------------------------------------

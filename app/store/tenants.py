@@ -146,6 +146,22 @@ def stored(tenant_id: int) -> Stored:
     return Stored(slug, json.loads(settings) if settings else {}, disabled_at is not None)
 
 
+def own_values(variable: str) -> dict[int, tuple[str, str]]:
+    """tenant id → (slug, text) of every tenant that set `variable` itself (one query over the
+    tenants; the runtime keeps the answer while the cache generation stands still)."""
+    rows = (
+        Tenant.select(Tenant.id, Tenant.slug, Tenant.settings)
+        .where(Tenant.settings.is_null(False))
+        .tuples()
+    )
+    found: dict[int, tuple[str, str]] = {}
+    for tenant_id, slug, settings in rows:
+        value = json.loads(settings).get(variable)
+        if value:
+            found[tenant_id] = (slug, value)
+    return found
+
+
 def save_settings(
     tenant: Tenant, changes: Mapping[str, str | None], actor: audit.Actor = audit.SYSTEM
 ) -> None:

@@ -102,6 +102,8 @@ def test_service_provider_config_is_the_file_with_the_deployment_limits(
     body = ok_json(response)
     assert body["filter"]["maxResults"] == 250
     expected = located(load("service_provider_config.json"), "/ServiceProviderConfig")
+    # The client credentials scheme documents this deployment's token endpoint.
+    expected["authenticationSchemes"][1]["documentationUri"] = "http://localhost/oauth/token"
     expected["filter"]["maxResults"] = 250
     expected["pagination"]["maxPageSize"] = 250
     expected["documentationUri"] = "http://localhost/docs/idp-setup.md"  # app/docs.py
