@@ -51,6 +51,7 @@ from app.store.models import (
     User,
     utcnow,
 )
+from app.store.paging import count_of
 
 USER, GROUP, MEMBER = "user", "group", "member"
 PENDING, DEAD = "pending", "dead"
@@ -295,8 +296,6 @@ def _queue_missing(target: int, kind: str, keys: list[tuple[str | None, str | No
 def sync_size() -> int:
     """How many rows `sync_all` looks at for one target (for a progress bar): users and groups
     from the row counts (m0005), memberships counted."""
-    from app.store.paging import count_of  # paging reads the filters, which read the store
-
     return count_of(User) + count_of(Group) + Membership.select().count()
 
 
