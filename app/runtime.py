@@ -127,12 +127,13 @@ class Runtime:
         return self.receiving(tenant_id).targets
 
     def receiving(self, tenant_id: int) -> lms_targets.Receiving:
-        """Which of the tenant's LMS targets receive its changes, and which do not. From the
-        cached settings (is LMS_URL set?) and a cached list of targets, confirmed by the cache
-        generation like the tenant's settings (m0021 moves it when targets change): no query
-        on the hot path."""
+        """Which of the tenant's LMS targets receive its changes, which do not, and whether it
+        has enrolments to compute. From the cached settings (is LMS_URL set?) and a cached
+        answer of the targets and rules, confirmed by the cache generation like the tenant's
+        settings (m0021 moves it when targets change or a rule is added): no query on the hot
+        path."""
         configured = bool(self.tenant_settings(tenant_id).lms_url)
-        key = (tenant_id, configured, lms_targets.local_changes())
+        key = (tenant_id, configured, generation.local_changes())
 
         def load() -> lms_targets.Receiving:
             with tenancy.use(tenant_id):

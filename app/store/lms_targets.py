@@ -22,11 +22,12 @@ from peewee import fn
 
 from app.config import TenantSettings
 from app.errors import InvalidValue, NotFound, Uniqueness
-from app.store import audit, tenancy
+from app.store import audit, generation, tenancy
 from app.store.db import database
 from app.store.models import (
     EnrolmentRule,
     Group,
+    KeptEnrolment,
     LmsTarget,
     LmsTargetAudience,
     Membership,
@@ -60,40 +61,33 @@ def check_name(name: str) -> None:
 
 # -- reading ---------------------------------------------------------------------------------
 
-# Changes this process made to targets: the per-process cache of who receives changes
-# (`app.runtime.Runtime.receivers`) is keyed by it, so this process sees its own `lms add` at
-# once; other processes see it through the cache generation (m0021).
-_local_changes = 0
-
-
-def local_changes() -> int:
-    return _local_changes
-
-
-def _changed() -> None:
-    global _local_changes
-    _local_changes += 1
-
 
 @dataclass(frozen=True)
 class Receiving:
-    """Which of a tenant's targets receive its changes, and which do not (its `default`
-    while the tenant's settings name no LMS). A target in neither was added since this was
-    read: it has a URL, so it receives."""
+    """What a tenant's writes and reads must do for the relay: which of its targets receive
+    its changes, which do not (its `default` while the tenant's settings name no LMS; a target
+    in neither was added since this was read: it has a URL, so it receives), and whether it has
+    enrolments to compute at all (an enrolment rule, or enrolments kept after one)."""
 
     targets: tuple[int, ...]
     off: tuple[int, ...]
+    enrolments: bool = True
 
 
 def receiving(default_configured: bool) -> Receiving:
     """Every target added with `lms add` (each has a URL) receives the tenant's changes, and
     `default` only when the tenant's settings name an LMS (`default_configured`: LMS_URL is
-    set). One query."""
-    query = LmsTarget.select(LmsTarget.id, LmsTarget.from_settings).order_by(LmsTarget.id)
+    set). One query, which also asks whether any enrolment rule or kept enrolment exists."""
+    rules = fn.EXISTS(EnrolmentRule.select(peewee.SQL("1")))
+    kept = fn.EXISTS(KeptEnrolment.select(peewee.SQL("1")))
+    query = LmsTarget.select(LmsTarget.id, LmsTarget.from_settings, rules, kept).order_by(
+        LmsTarget.id
+    )
     found = list(query.tuples())
     return Receiving(
-        tuple(i for i, default in found if default_configured or not default),
-        tuple(i for i, default in found if default and not default_configured),
+        tuple(i for i, default, *_ in found if default_configured or not default),
+        tuple(i for i, default, *_ in found if default and not default_configured),
+        any(bool(has_rules) or bool(has_kept) for *_, has_rules, has_kept in found),
     )
 
 
@@ -311,7 +305,7 @@ def add(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYSTEM
                 _trail({"name": name, **columns}, groups if fields.audiences else None, token=True),
             )
             _catch_up(target_id)
-        _changed()
+        generation.changed_here()
     except peewee.IntegrityError as exc:
         raise Uniqueness(f"An LMS target called {name!r} exists.") from exc
     return LmsTarget.get_by_id(target_id)
@@ -406,7 +400,7 @@ def remove(name: str, *, force: bool, actor: audit.Actor = audit.SYSTEM) -> int:
                 "deliver them first, or use --force to drop them."
             )
         LmsTarget.delete().where(LmsTarget.id == target.id).execute()
-        _changed()
+        generation.changed_here()
         audit.record(
             actor, AUDIT_TYPE, str(target.id), "lms_remove", {"name": name, "dropped": waiting}
         )

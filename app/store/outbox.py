@@ -98,6 +98,14 @@ def receivers() -> tuple[int, ...] | None:
     return None if resolver is None else resolver(tenancy.owner()).targets
 
 
+def enrolments_in_use() -> bool:
+    """Whether the tenant at hand has enrolments to compute (an enrolment rule, or enrolments
+    kept after one); without any, reads and writes skip the enrolment query. True when no app
+    says."""
+    resolver = _receivers.get()
+    return resolver is None or resolver(tenancy.owner()).enrolments
+
+
 def receives(target: int) -> bool:
     """Whether changes are queued for `target` (of the tenant at hand)."""
     resolver = _receivers.get()

@@ -269,3 +269,42 @@ def test_the_overview_of_several_tenants_speaks_of_no_waiting_without_an_lms(
     default, acme_line = json.loads(summary)["tenants"]
     assert (default["lms"], default["backlog"]) == (None, 0)
     assert (acme_line["lms"], acme_line["backlog"]) == (B_URL, 1)
+
+
+LMS_EXTENSION = "urn:lms-scim:schemas:extension:lms:2.0:User"
+
+
+def _enrolment_queries(sql: list[str]) -> list[str]:
+    return [q for q in sql if '"enrolment_rule"' in q or '"kept_enrolment"' in q]
+
+
+def test_no_enrolment_query_without_rules(app: Flask, scim: Scim) -> None:
+    """Issue 20: a tenant without enrolment rules (and nothing kept) reads and writes users
+    without the enrolment query; its first rule brings it back at once in this process, and
+    moves the cache generation for the others."""
+    from app.store import generation
+
+    alice = create_user(scim, "alice@example.com")["id"]
+    create_group(scim, "Physics", alice)
+    assert scim.get(f"/Users/{alice}").status_code == 200  # warm
+    reads_and_writes: list[Callable[[], Any]] = [
+        lambda: scim.get(f"/Users/{alice}"),
+        lambda: scim.get("/Users"),
+        lambda: set_active(scim, alice, False),
+        lambda: scim.post("/Users/.search", {"filter": 'userName eq "alice@example.com"'}),
+    ]
+    for call in reads_and_writes:
+        sql = _statements(call)
+        assert _enrolment_queries(sql) == [], sql
+    body = scim.get(f"/Users/{alice}").get_json()
+    assert body.get(LMS_EXTENSION, {}).get("enrolments", []) == []  # as before: none
+
+    with app.app_context():
+        before = generation.read()
+    run(app, "enrolments", "add", "Physics", "101", "--role", "student")
+    with app.app_context():
+        assert generation.read() > before
+    sql = _statements(lambda: scim.get(f"/Users/{alice}"))
+    assert len(_enrolment_queries(sql)) == 1
+    body = scim.get(f"/Users/{alice}").get_json()
+    assert body[LMS_EXTENSION]["enrolments"] == [{"courseId": "101", "role": "student"}]
