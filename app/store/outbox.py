@@ -101,9 +101,9 @@ def receivers() -> tuple[int, ...] | None:
 def enrolments_in_use() -> bool:
     """Whether the tenant at hand has enrolments to compute (an enrolment rule, or enrolments
     kept after one); without any, reads and writes skip the enrolment query. True when no app
-    says."""
-    resolver = _receivers.get()
-    return resolver is None or resolver(tenancy.owner()).enrolments
+    says, or for every tenant at once (`tenancy.everywhere`)."""
+    resolver, tenant = _receivers.get(), tenancy.current()
+    return resolver is None or tenant is None or resolver(tenant).enrolments
 
 
 def receives(target: int) -> bool:
