@@ -73,7 +73,8 @@ class Settings:
 
 
 def has_lms(config: TenantSettings) -> bool:
-    """Whether a tenant's settings name an LMS to deliver to (without one, changes wait)."""
+    """Whether a tenant's settings name an LMS to deliver to (without a URL nothing is queued;
+    with a URL but no token, its changes wait)."""
     return bool(config.lms_url and config.lms_token)
 
 
