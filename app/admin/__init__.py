@@ -237,7 +237,7 @@ def groups() -> str:
         found=found,
         paging=paging,
         next_url=paging.next_url(found),
-        lms_url=runtime.tenant_settings().lms_url,
+        lms_url=_relay_on(),
     )
 
 
@@ -258,7 +258,7 @@ def group(group_id: str) -> str:
         next_url=paging.next_url(members),
         history=history,
         names=_names(history),
-        lms_url=runtime.tenant_settings().lms_url,
+        lms_url=_relay_on(),
     )
 
 
@@ -297,6 +297,12 @@ def connection() -> str:
     )
 
 
+def _relay_on() -> bool:
+    """Whether the tenant at hand has an LMS (`default`'s LMS_URL or an added target): without
+    one, its pages say "no LMS configured" rather than "not yet sent"."""
+    return bool(runtime.current().receivers(tenancy.owner()))
+
+
 @_tenant_page("/relay")
 def relay() -> str:
     """The LMS relay: backlog, failures (dead letters with their reasons), last delivery."""
@@ -304,7 +310,7 @@ def relay() -> str:
         "admin/relay.html",
         relay=outbox.relay_status(limit=100),
         lms_url=runtime.tenant_settings().lms_url,
-        relay_on=bool(runtime.current().receivers(tenancy.owner())),
+        relay_on=_relay_on(),
     )
 
 

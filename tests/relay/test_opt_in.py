@@ -110,6 +110,9 @@ def test_no_outbox_rows_and_no_changes_waiting_without_an_lms(
     assert "the relay is off and nothing is queued" in page
     assert "relay sync --all" in page
     assert "waiting" not in page
+    groups = signed_in.get("/admin/groups").get_data(as_text=True)
+    assert "no LMS configured" in groups
+    assert "waiting" not in groups
 
 
 def _statements(call: Callable[[], Any]) -> list[str]:
@@ -203,7 +206,7 @@ def test_configuring_later_starts_from_a_full_reconciliation(
 
 
 def test_a_tenant_without_its_own_lms_fans_out_only_to_added_targets(
-    app: Flask, scim: Scim, sites: tuple[MoodleSim, MoodleSim]
+    app: Flask, scim: Scim, sites: tuple[MoodleSim, MoodleSim], signed_in: FlaskClient
 ) -> None:
     """`default` has no LMS, target b has one: changes go to b only; `lms add` started b from
     the full state, like a sync."""
@@ -226,6 +229,10 @@ def test_a_tenant_without_its_own_lms_fans_out_only_to_added_targets(
     refused = invoke(app, "relay", "sync", "--all", "--lms", "default")
     assert refused.exit_code == 1
     assert "has no LMS" in refused.output
+    # The admin pages know the tenant has an LMS (target b), though `default` has none.
+    groups = signed_in.get("/admin/groups").get_data(as_text=True)
+    assert "change(s) waiting for the LMS relay" in groups
+    assert "no LMS configured" not in groups
 
 
 def test_target_changes_move_the_cache_generation(
