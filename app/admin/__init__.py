@@ -323,9 +323,10 @@ def tenants() -> str:
     relay = {t.slug: line for t, line in zip(everyone, lines, strict=True)}
     current = runtime.current()
     relay_on = {t.slug: bool(current.receivers(t.id)) for t in everyone}
-    return render_template(
-        "admin/tenants.html", rows=[(s, relay[s.slug], relay_on[s.slug]) for s in summaries]
-    )
+    rows = [(s, relay[s.slug], relay_on[s.slug]) for s in summaries]
+    # Without an LMS anywhere, nothing waits: the column is the relay's state ("relay off").
+    waiting = any(on or line.backlog for _, line, on in rows)
+    return render_template("admin/tenants.html", rows=rows, waiting=waiting)
 
 
 @bp.get("/switch")

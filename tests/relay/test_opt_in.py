@@ -77,7 +77,7 @@ FULL_STATE = {
 def test_no_outbox_rows_and_no_changes_waiting_without_an_lms(
     app: Flask, scim: Scim, signed_in: FlaskClient
 ) -> None:
-    _build_state(app, scim)
+    alice = _build_state(app, scim)["alice"]
     assert _queued() == []
     status = run(app, "relay", "status").stdout
     assert "The LMS relay is not configured for tenant 'default'" in status
@@ -113,6 +113,10 @@ def test_no_outbox_rows_and_no_changes_waiting_without_an_lms(
     groups = signed_in.get("/admin/groups").get_data(as_text=True)
     assert "no LMS configured" in groups
     assert "waiting" not in groups
+    for path in ("/admin/", "/admin/users", f"/admin/users/{alice}", "/admin/tenants"):
+        shown = signed_in.get(path)
+        assert shown.status_code in (200, 404), path
+        assert "waiting" not in shown.get_data(as_text=True).lower(), path
 
 
 def _statements(call: Callable[[], Any]) -> list[str]:
