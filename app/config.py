@@ -281,6 +281,14 @@ _BY_VARIABLE = {f.metadata["env"]: f for f in fields(Config) if "env" in f.metad
 OWN_ONLY_VARIABLES = ("LMS_URL", "LMS_TOKEN", "ENTRA_TENANT_ID", "ENTRA_JWKS_URL")
 
 
+def names_an_lms(config: Config, stored: Mapping[str, str], *, default_tenant: bool) -> bool:
+    """Whether a tenant's settings name an LMS site (`LMS_URL`), as `TenantSettings.overlay`
+    would have it, without building them: its own value, else (the default tenant only) the
+    environment's."""
+    own = stored.get("LMS_URL")
+    return bool(own) or (default_tenant and bool(config.lms_url))
+
+
 def tenant_field(variable: str) -> str:
     """The Config field of a per-tenant environment variable; ValueError for any other name."""
     if variable not in TENANT_VARIABLES:

@@ -12,6 +12,12 @@
   `METRICS_TENANT_LABEL` the request and provisioning counters also carry `tenant` (a slug).
   Under gunicorn every worker writes to `PROMETHEUS_MULTIPROC_DIR` (set up by
   `gunicorn.conf.py`) and `/metrics` adds them up; without it each process reports its own.
+- **Relay metrics**: the backlog, the age of the oldest waiting change and the dead letters of
+  each LMS target (`tenant` slug and `target` name labels; targets without an LMS and with
+  nothing queued are left out; past `RELAY_SERIES_LIMIT` targets the smallest backlogs are
+  summed under `_other`), read from the database at each scrape in one grouped query; and the
+  delivery latency (change made → delivered), observed by the relay process, which serves its
+  own `/metrics` with `relay run --metrics-port`.
 - `/readyz`: 200 when a `SELECT 1` answers, 503 with `Retry-After` otherwise (a load balancer
   takes an instance out while its database is unreachable; `/healthz` says the process lives).
 - `/metrics` is served with `METRICS_TOKEN` as a bearer token, or, when that is unset, only to
@@ -43,12 +49,13 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from app.config import Config
+from app.config import Config, names_an_lms
 from app.errors import is_database_outage, outage_cause
-from app.store import db
+from app.store import db, outbox, tenancy
+from app.store.models import utcnow
 
 log = logging.getLogger(__name__)
 REQUEST_LOG = logging.getLogger("lms_scim.request")
@@ -110,6 +117,98 @@ ENTRA_JWKS_FAILURES = Counter(
     "Entra ID key-set fetches that failed (the keys held before stayed in use).",
     ["reason"],
 )
+
+# The relay (app/relay): how long a change waited from its write to its delivery. Observed in
+# the relay process (`relay run`), labelled by tenant slug and target name: one series per LMS
+# target, a number the operator sets (`lms add`), never one that requests can grow.
+RELAY_DELIVERY = Histogram(
+    "lms_scim_relay_delivery_seconds",
+    "Time from a change to its delivery to the LMS (observed by the relay).",
+    ["tenant", "target"],
+    buckets=(0.5, 1.0, 2.5, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0),
+)
+# At most this many targets get series of their own in the backlog gauges.
+RELAY_SERIES_LIMIT = 200
+OTHER = "_other"
+
+
+def observe_delivery(labels: tuple[str, str], created: dt.datetime, now: dt.datetime) -> None:
+    """A change (made at `created`) reached the LMS of target `labels` (slug, name) at `now`."""
+    RELAY_DELIVERY.labels(*labels).observe(max(0.0, (now - created).total_seconds()))
+
+
+class RelayBacklog(Collector):
+    """The relay's queue per LMS target, read at scrape time (`outbox.backlog_by_target`: one
+    grouped query, and no other: whether a tenant's `default` target has an LMS comes from the
+    settings that query reads and `config`'s, not from each tenant's settings in turn)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def _shown(self, line: outbox.TargetBacklog) -> bool:
+        """Targets with rows, added ones (each has a URL), and `default` where it has an LMS:
+        a tenant without one has no series (its relay is off, nothing waits)."""
+        if line.backlog or line.dead or not line.default:
+            return True
+        default_tenant = line.tenant_id == tenancy.DEFAULT_TENANT
+        return names_an_lms(self.config, line.settings, default_tenant=default_tenant)
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            lines = [line for line in outbox.backlog_by_target() if self._shown(line)]
+        except Exception as exc:
+            if not is_database_outage(exc):
+                raise
+            log.warning("metrics: relay backlog unavailable: %s", outage_cause(exc))
+            return
+        finally:
+            db.release()
+        now = utcnow()
+        backlog = GaugeMetricFamily(
+            "lms_scim_relay_backlog",
+            "Changes waiting for an LMS target (retries included).",
+            labels=["tenant", "target"],
+        )
+        oldest = GaugeMetricFamily(
+            "lms_scim_relay_oldest_waiting_seconds",
+            "Age of the oldest change waiting for an LMS target (0: none waits).",
+            labels=["tenant", "target"],
+        )
+        dead = GaugeMetricFamily(
+            "lms_scim_relay_dead_letters",
+            "Changes an LMS target refused for good (`lms-scim relay retry` requeues them).",
+            labels=["tenant", "target"],
+        )
+        for labels, (waiting, age, failed) in _bounded(lines, now).items():
+            backlog.add_metric(list(labels), waiting)
+            oldest.add_metric(list(labels), age)
+            dead.add_metric(list(labels), failed)
+        yield from (backlog, oldest, dead)
+
+
+def _bounded(
+    lines: list[outbox.TargetBacklog], now: dt.datetime
+) -> dict[tuple[str, str], tuple[int, float, int]]:
+    """(backlog, oldest age, dead letters) per (tenant, target): the largest backlogs first,
+    up to `RELAY_SERIES_LIMIT` series, the rest summed under (`_other`, `_other`)."""
+    ranked = sorted(lines, key=lambda line: (-line.backlog, -line.dead, line.target_id))
+    if len(ranked) > RELAY_SERIES_LIMIT:
+        own, rest = ranked[: RELAY_SERIES_LIMIT - 1], ranked[RELAY_SERIES_LIMIT - 1 :]
+    else:
+        own, rest = ranked, []
+
+    def age(line: outbox.TargetBacklog) -> float:
+        return max(0.0, (now - line.oldest).total_seconds()) if line.oldest else 0.0
+
+    found = {(line.tenant, line.target): (line.backlog, age(line), line.dead) for line in own}
+    if rest:
+        found[(OTHER, OTHER)] = (
+            sum(line.backlog for line in rest),
+            max(age(line) for line in rest),
+            sum(line.dead for line in rest),
+        )
+    return found
+
 
 _WRITES = {"POST": "create", "PUT": "replace", "PATCH": "patch", "DELETE": "delete"}
 # Label values come from fixed sets, so junk requests cannot grow the metrics document: a
@@ -286,17 +385,26 @@ def may_read_metrics(config: Config) -> bool:
     return _is_loopback(request.remote_addr) and not relayed
 
 
-def metrics_text(multiproc_dir: str | None) -> bytes:
-    """The Prometheus exposition: all gunicorn workers' files, or this process's registry."""
+def metrics_text(multiproc_dir: str | None, relay: Collector | None = None) -> bytes:
+    """The Prometheus exposition: all gunicorn workers' files, or this process's registry;
+    and the relay's backlog, read now (`relay`: one app's, so it is not in the global
+    registry)."""
     if multiproc_dir and os.path.isdir(multiproc_dir):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=multiproc_dir)
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
+        text = generate_latest(registry)
+    else:
+        text = generate_latest(REGISTRY)
+    if relay is not None:
+        extra = CollectorRegistry()
+        extra.register(relay)
+        text += generate_latest(extra)
+    return text
 
 
 def register(app: Flask, config: Config) -> None:
-    """Request logging and metrics for every request; `/readyz` and `/metrics` (no SCIM token)."""
+    """Request logging and metrics for every request; `/readyz` and `/metrics` (no SCIM token),
+    with the relay's backlog."""
     configure_logging(config)
     app.before_request(_started)
     app.after_request(functools.partial(_finished, tenant_label=config.metrics_tenant_label))
@@ -309,10 +417,9 @@ def register(app: Flask, config: Config) -> None:
                 403,
                 mimetype="text/plain",
             )
+        text = metrics_text(config.prometheus_multiproc_dir, RelayBacklog(config))
         # content_type, not mimetype: CONTENT_TYPE_LATEST carries its own charset, and Flask
         # would append a second one to a text/* mimetype.
-        return Response(
-            metrics_text(config.prometheus_multiproc_dir), content_type=CONTENT_TYPE_LATEST
-        )
+        return Response(text, content_type=CONTENT_TYPE_LATEST)
 
     app.add_url_rule("/metrics", "metrics", metrics)

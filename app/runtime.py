@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flask import Flask, current_app
+from flask import Flask, appcontext_pushed, current_app, g
 
 from app.auth import TokenCache
 from app.config import Config, TenantSettings, parse_directory_id
@@ -25,7 +25,7 @@ from app.oauth.entra import EntraKeys, EntraTokens
 from app.oauth.keys import KeyRing
 from app.passwords import Hasher
 from app.secretbox import SecretBox
-from app.store import generation, tenancy
+from app.store import generation, lms_targets, outbox, tenancy
 from app.store import oauth_clients as oauth_client_store
 from app.store import tenants as tenant_store
 from app.store.oauth_clients import ClientState
@@ -60,6 +60,8 @@ class Runtime:
     # OAuth access tokens: the signing keys, and clients' state (kept like tenants').
     access_tokens: AccessTokens
     oauth_clients: FreshCache[str, ClientState | None]
+    # Which LMS targets of a tenant receive its changes (`receivers`), kept like tenants'.
+    relay_targets: FreshCache[tuple[int, bool, int], lms_targets.Receiving]
     # Tokens Entra ID signs itself: the directories' key sets, and which tenant configured
     # which directory (ENTRA_TENANT_ID; one entry, kept like tenants').
     entra: EntraTokens
@@ -100,6 +102,7 @@ class Runtime:
                 config.scim_base_url,
             ),
             oauth_clients=clients,
+            relay_targets=FreshCache(freshness),
             entra=entra,
             entra_directories=FreshCache(freshness),
         )
@@ -117,6 +120,26 @@ class Runtime:
         """The settings the tenant at hand (or `tenant_id`) works under: the one accessor for
         DEFAULT_USER_TYPE, UNIQUE_EMAILS, the relay's LMS_* and the other per-tenant ones."""
         return self.tenant(tenant_id).settings
+
+    def receivers(self, tenant_id: int) -> tuple[int, ...]:
+        """The ids of the tenant's LMS targets that receive its changes (the relay is opt-in:
+        none without an LMS, and then no outbox statement is run)."""
+        return self.receiving(tenant_id).targets
+
+    def receiving(self, tenant_id: int) -> lms_targets.Receiving:
+        """Which of the tenant's LMS targets receive its changes, which do not, and whether it
+        has enrolments to compute. From the cached settings (is LMS_URL set?) and a cached
+        answer of the targets and rules, confirmed by the cache generation like the tenant's
+        settings (m0021 moves it when targets change or a rule is added): no query on the hot
+        path."""
+        configured = bool(self.tenant_settings(tenant_id).lms_url)
+        key = (tenant_id, configured, generation.local_changes())
+
+        def load() -> lms_targets.Receiving:
+            with tenancy.use(tenant_id):
+                return lms_targets.receiving(configured)
+
+        return self.relay_targets.get(key, load)
 
     def entra_tenants(self, directory: str) -> tuple[int, ...]:
         """The tenants that configured Entra directory `directory` (ENTRA_TENANT_ID): one, or
@@ -190,8 +213,27 @@ class TenantState:
     disabled: bool
 
 
+_RECEIVERS = "lms_scim_receivers"
+
+
 def install(app: Flask, runtime: Runtime) -> None:
+    """Keep `runtime` in `app`, and let the outbox ask it, within each of the app's contexts
+    (requests and CLI commands alike), which LMS targets receive changes."""
     app.extensions[EXTENSION] = runtime
+
+    def pushed(_sender: Flask, **_extra: object) -> None:
+        g.setdefault(_RECEIVERS, []).append(outbox.receivers_from(runtime.receiving))
+
+    def popped(_exc: BaseException | None) -> None:
+        tokens = g.get(_RECEIVERS)
+        if tokens:
+            try:
+                outbox.reset(tokens.pop())
+            except ValueError:  # popped in another contextvars.Context than it was pushed in
+                outbox.receivers_from(None)
+
+    appcontext_pushed.connect(pushed, app, weak=False)
+    app.teardown_appcontext(popped)
 
 
 def of(app: Flask) -> Runtime:

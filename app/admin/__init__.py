@@ -34,7 +34,7 @@ from app import connections, datetimes, history, operator_signin, ratelimit, run
 from app.admin import chart, listing, scope, sessions
 from app.errors import ScimError
 from app.runtime import Runtime
-from app.store import browse, outbox, outcomes, status
+from app.store import browse, outbox, outcomes, status, tenancy
 from app.store import tenants as tenant_store
 from app.store import tokens as token_store
 from app.store.models import Operator, utcnow
@@ -237,7 +237,7 @@ def groups() -> str:
         found=found,
         paging=paging,
         next_url=paging.next_url(found),
-        lms_url=runtime.tenant_settings().lms_url,
+        lms_url=_relay_on(),
     )
 
 
@@ -258,7 +258,7 @@ def group(group_id: str) -> str:
         next_url=paging.next_url(members),
         history=history,
         names=_names(history),
-        lms_url=runtime.tenant_settings().lms_url,
+        lms_url=_relay_on(),
     )
 
 
@@ -297,6 +297,12 @@ def connection() -> str:
     )
 
 
+def _relay_on() -> bool:
+    """Whether the tenant at hand has an LMS (`default`'s LMS_URL or an added target): without
+    one, its pages say "no LMS configured" rather than "not yet sent"."""
+    return bool(runtime.current().receivers(tenancy.owner()))
+
+
 @_tenant_page("/relay")
 def relay() -> str:
     """The LMS relay: backlog, failures (dead letters with their reasons), last delivery."""
@@ -304,6 +310,7 @@ def relay() -> str:
         "admin/relay.html",
         relay=outbox.relay_status(limit=100),
         lms_url=runtime.tenant_settings().lms_url,
+        relay_on=_relay_on(),
     )
 
 
@@ -314,7 +321,12 @@ def tenants() -> str:
     everyone = tenant_store.all_tenants()
     lines = outbox.relay_overview([t.id for t in everyone])
     relay = {t.slug: line for t, line in zip(everyone, lines, strict=True)}
-    return render_template("admin/tenants.html", rows=[(s, relay[s.slug]) for s in summaries])
+    current = runtime.current()
+    relay_on = {t.slug: bool(current.receivers(t.id)) for t in everyone}
+    rows = [(s, relay[s.slug], relay_on[s.slug]) for s in summaries]
+    # Without an LMS anywhere, nothing waits: the column is the relay's state ("relay off").
+    waiting = any(on or line.backlog for _, line, on in rows)
+    return render_template("admin/tenants.html", rows=rows, waiting=waiting)
 
 
 @bp.get("/switch")

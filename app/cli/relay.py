@@ -10,10 +10,11 @@ from typing import Any
 import click
 
 from app import runtime
-from app.cli.common import echo_json, every_tenant_or_one, for_tenant, reported, table
+from app.cli.common import echo_json, every_tenant_or_one, for_tenant, progress_bar, reported, table
 from app.config import TenantSettings
 from app.datetimes import minute
 from app.store import lms_targets, outbox, tenancy
+from app.store import tenants as tenant_store
 from app.store.models import LmsTarget, Tenant
 
 relay_group = click.Group("relay", help="The LMS relay: keep each tenant's LMS in step.")
@@ -22,6 +23,25 @@ NO_LMS = (
     "Set LMS_URL and LMS_TOKEN to reach the LMS web service (another tenant than the default "
     "one: `lms-scim tenants set SLUG LMS_URL=…` and `lms-scim tenants set SLUG LMS_TOKEN`)."
 )
+
+
+def not_configured(slug: str) -> str:
+    """What `relay status` says of a tenant without an LMS: the relay is off (nothing is
+    queued), and how to turn it on."""
+    return (
+        f"The LMS relay is not configured for tenant {slug!r}: no LMS is set, so its changes "
+        "are not queued for one.\n"
+        f"To configure it: `lms-scim tenants set {slug} LMS_URL=https://moodle.example.com` and "
+        f"`lms-scim tenants set {slug} LMS_TOKEN` (the default tenant may use the LMS_URL and "
+        "LMS_TOKEN environment variables instead), or `lms-scim lms add NAME --url URL`; "
+        f"then `lms-scim relay sync --all --tenant {slug}` queues everything once (a full "
+        "reconciliation) and `lms-scim relay run` delivers it."
+    )
+
+
+def _receivers(tenant: Tenant) -> tuple[int, ...]:
+    """The ids of the tenant's targets that receive its changes (none: the relay is off)."""
+    return runtime.current().receivers(tenant.id)
 
 
 Served = tuple[Tenant, LmsTarget, TenantSettings]
@@ -88,13 +108,28 @@ def _dispatcher(tenants: Sequence[Tenant], named: bool, **options: Any) -> Any:
     help="Tenants delivered at once (a stalled LMS holds one).",
 )
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve this relay's Prometheus metrics (delivery latency, backlog) on this port.",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="…and address.")
 def relay_run(
-    tenants: list[Tenant], named: bool, batch: int, idle: float, workers: int, once: bool
+    tenants: list[Tenant],
+    named: bool,
+    batch: int,
+    idle: float,
+    workers: int,
+    once: bool,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Deliver every tenant's changes to its LMS (or --tenant's only) until SIGTERM. One
     process serves all tenants fairly; run several if you like: they never deliver the same
     change at once."""
     dispatcher = _dispatcher(tenants, named, batch=batch, idle=idle, workers=workers)
+    if metrics_port is not None:
+        _serve_metrics(metrics_host, metrics_port)
     stop = threading.Event()
     if once:
         dispatcher.run_due(stop)
@@ -111,6 +146,24 @@ def relay_run(
         click.echo(f"relay: delivering {_label(tenant, target)} to {settings.lms_url}", err=True)
     dispatcher.run(stop)
     click.echo("relay: stopped", err=True)
+
+
+def _serve_metrics(host: str, port: int) -> None:
+    """`/metrics` of this relay process in a thread: the delivery latency it observes and the
+    backlog per LMS target (read at each scrape). No token: bind it to loopback or a private
+    network (the default is loopback)."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from app import observability
+
+    registry = CollectorRegistry()
+    registry.register(observability.RELAY_DELIVERY)
+    registry.register(observability.RelayBacklog(runtime.current().config))
+    try:
+        start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve metrics on {host}:{port}: {exc}") from None
+    click.echo(f"relay: metrics on http://{host}:{port}/metrics", err=True)
 
 
 @relay_group.command("test", short_help="Check each LMS target's URL, token and functions.")
@@ -162,6 +215,9 @@ def _check(client: Any, prefix: str, also: Sequence[str] = ()) -> bool:
 def _summary(tenants: Sequence[Tenant]) -> None:
     for line, tenant in zip(outbox.relay_overview([t.id for t in tenants]), tenants, strict=True):
         prefix = f"{tenant.slug}: " if len(tenants) > 1 else ""
+        if not (_receivers(tenant) or line.backlog or line.dead_total):
+            click.echo(f"{prefix}relay not configured (no LMS)")
+            continue
         click.echo(
             f"{prefix}backlog: {line.backlog} ({line.retrying} retrying); "
             f"failures: {line.dead_total}"
@@ -189,8 +245,20 @@ def relay_status(tenants: list[Tenant], named: bool, lms: str | None, fmt: str, 
         found = [
             (t, _site(t, settings), outbox.relay_status(limit=limit, target=t.id)) for t in targets
         ]
+    receiving = _receivers(tenant)
+    if not receiving and not any(status.backlog or status.dead_total for *_, status in found):
+        if fmt == "json":
+            echo_json(
+                {"tenant": tenant.slug, "configured": False, "help": not_configured(tenant.slug)}
+            )
+        else:
+            click.echo(not_configured(tenant.slug))
+        return
     if fmt == "json":
-        shown = [{"target": t.name, "lms": site, **status.as_json()} for t, site, status in found]
+        shown = [
+            {"target": t.name, "lms": site, "configured": t.id in receiving, **status.as_json()}
+            for t, site, status in found
+        ]
         if len(shown) == 1:
             echo_json({"tenant": tenant.slug, **shown[0]})
         else:
@@ -199,7 +267,7 @@ def relay_status(tenants: list[Tenant], named: bool, lms: str | None, fmt: str, 
     for number, (target, site, status) in enumerate(found):
         if len(found) > 1:
             click.echo(("\n" if number else "") + f"== LMS target {target.name}")
-        _status_text(site, status)
+        _status_text(site, status, target.id in receiving)
 
 
 def _site(target: LmsTarget, settings: TenantSettings) -> str | None:
@@ -207,16 +275,22 @@ def _site(target: LmsTarget, settings: TenantSettings) -> str | None:
     return settings.lms_url if target.from_settings else target.url
 
 
-def _status_text(lms: str | None, found: outbox.RelayStatus) -> None:
+def _status_text(lms: str | None, found: outbox.RelayStatus, receives: bool = True) -> None:
     click.echo(f"LMS:           {lms or 'not configured (LMS_URL, LMS_TOKEN)'}")
-    oldest = f", oldest from {minute(found.oldest)} UTC" if found.oldest else ""
-    click.echo(f"backlog:       {found.backlog} change(s) waiting{oldest}")
+    if not receives and not found.backlog:
+        click.echo("backlog:       none (nothing is queued for a target without an LMS)")
+    else:
+        oldest = f", oldest from {minute(found.oldest)} UTC" if found.oldest else ""
+        click.echo(f"backlog:       {found.backlog} change(s) waiting{oldest}")
     click.echo(
         f"retrying:      {found.retrying}" + (f" ({found.last_error})" if found.last_error else "")
     )
     click.echo(f"failures:      {found.dead_total} dead letter(s)")
     last = f"{minute(found.last_delivery)} UTC" if found.last_delivery else "never"
     click.echo(f"last delivery: {last}")
+    if receives and found.last_delivery is None and not (found.backlog or found.dead_total):
+        click.echo("hint:          nothing was ever delivered; `lms-scim relay sync --all` queues")
+        click.echo("               every user, group and membership once (a full reconciliation)")
     if found.dead:
         click.echo("\ndead letters (newest first; `lms-scim relay retry` requeues them):")
         table(
@@ -248,7 +322,8 @@ def _overview(tenants: Sequence[Tenant], fmt: str) -> None:
             (
                 _label(tenant, target),
                 site or "not configured",
-                line.backlog,
+                # A target without an LMS has nothing queued: "-", not "0 waiting".
+                line.backlog if site or line.backlog else None,
                 line.retrying,
                 line.dead_total,
                 minute(line.oldest) if line.oldest else None,
@@ -289,3 +364,56 @@ def relay_retry(ids: tuple[int, ...], everything: bool, lms: str | None) -> None
         target = lms_targets.by_name(lms).id if lms is not None else None
     count = outbox.requeue(None if everything else ids, target=target)
     click.echo(f"requeued {count} change(s)")
+
+
+_KINDS = {outbox.USER: "users", outbox.GROUP: "groups", outbox.MEMBER: "memberships"}
+
+
+@relay_group.command("sync", short_help="Queue everything once: a full reconciliation.")
+@click.option(
+    "--all", "everything", is_flag=True, help="Every user, group and membership (required)."
+)
+@click.option("--lms", "lms", metavar="NAME", help="Only the LMS target NAME.")
+@click.option(
+    "--batch", type=click.IntRange(1, 10_000), default=1000, show_default=True,
+    help="Rows queued per transaction.",
+)  # fmt: skip
+@for_tenant
+def relay_sync(everything: bool, lms: str | None, batch: int) -> None:
+    """A full reconciliation: queue every user, group and membership (with its enrolments) of
+    the tenant for each of its LMS targets (or --lms's), in batches. Run it once an LMS is
+    configured (the relay is opt-in: nothing was queued before); `relay run` then delivers.
+    Running it again queues only what is not waiting already."""
+    if not everything:
+        raise click.UsageError("name what to reconcile: --all (every user, group, membership)")
+    tenant = tenancy.owner()
+    slug = tenant_store.stored(tenant).slug
+    receiving = runtime.current().receivers(tenant)
+    with reported():
+        targets = [lms_targets.by_name(lms)] if lms else lms_targets.all_targets()
+        targets = [t for t in targets if t.id in receiving]
+        if not targets:
+            raise ValueError(
+                f"LMS target {lms!r} has no LMS (set LMS_URL first)"
+                if lms
+                else not_configured(slug)
+            )
+        for target in targets:
+            _sync_one(target, batch)
+
+
+def _sync_one(target: LmsTarget, batch: int) -> None:
+    """`sync_all` of one target, with a progress bar while a person watches."""
+    seen = dict.fromkeys(_KINDS, 0)
+    queued = dict.fromkeys(_KINDS, 0)
+    with progress_bar(outbox.sync_size, f"queueing for {target.name}") as advance:
+        for step in outbox.sync_all(target.id, batch):
+            seen[step.kind] += step.seen
+            queued[step.kind] += step.queued
+            advance(step.seen)
+    total, looked = sum(queued.values()), sum(seen.values())
+    parts = ", ".join(f"{seen[k]} {name}" for k, name in _KINDS.items())
+    click.echo(
+        f"{target.name}: queued {total} change(s) for a full reconciliation ({parts}); "
+        f"{looked - total} were waiting already"
+    )

@@ -173,6 +173,12 @@ def tenants_set(slug: str, assignments: tuple[str, ...]) -> None:
             click.echo(f"{slug}: {variable} set (sealed; shown masked by `tenants show`).")
         else:
             click.echo(f"{slug}: {variable} = {value}")
+    if changes.get("LMS_URL"):
+        # The relay is opt-in: nothing was queued while the tenant had no LMS.
+        click.echo(
+            f"{slug}: the relay starts from a full reconciliation: run "
+            f"`lms-scim relay sync --all --tenant {slug}`, then `lms-scim relay run`."
+        )
 
 
 def _set_disabled(slug: str, disabled: bool) -> None:

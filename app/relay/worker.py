@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app import observability
 from app.config import TenantSettings
 from app.relay import actions as relay_actions
 from app.relay.courses import Courses
@@ -72,7 +73,8 @@ class Settings:
 
 
 def has_lms(config: TenantSettings) -> bool:
-    """Whether a tenant's settings name an LMS to deliver to (without one, changes wait)."""
+    """Whether a tenant's settings name an LMS to deliver to (without a URL nothing is queued;
+    with a URL but no token, its changes wait)."""
     return bool(config.lms_url and config.lms_token)
 
 
@@ -116,6 +118,7 @@ class Relay:
         # tenant's `default`, looked up once per tenant.
         self.target_id = target
         self._defaults: dict[int | None, int] = {}
+        self._labels: dict[int, tuple[str, str]] = {}  # target → (tenant slug, name)
         self.settings = settings or Settings()
         self.batch = batch
         self.lease = lease
@@ -180,8 +183,17 @@ class Relay:
             outbox.dead(row, f"unexpected {type(exc).__name__}: {exc}")
         else:
             outbox.delivered(row)
+            self._observe(row)
         self.failures = 0
         return True
+
+    def _observe(self, row: Outbox) -> None:
+        """The delivery latency metric (change made → delivered), labelled by tenant slug and
+        target name, looked up once per target."""
+        target = self.target
+        if target not in self._labels:
+            self._labels[target] = lms_targets.labels(target)
+        observability.observe_delivery(self._labels[target], row.created, self.clock())
 
     def deliver(self, row: Outbox) -> None:
         if row.kind == outbox.USER:

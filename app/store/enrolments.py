@@ -24,7 +24,15 @@ import peewee
 from peewee import fn
 
 from app.errors import InvalidValue, NotFound
-from app.store import audit, course_maps, enrolment_dates, lms_targets, outbox, prepared
+from app.store import (
+    audit,
+    course_maps,
+    enrolment_dates,
+    generation,
+    lms_targets,
+    outbox,
+    prepared,
+)
 from app.store.db import database, locked
 from app.store.models import EnrolmentRule, Group, KeptEnrolment, LmsTarget, Membership, User
 from scim_schemas import identity_key
@@ -182,6 +190,7 @@ def add_rule(
                 keep_on_leave=keep_on_leave,
                 **dates.columns(),
             ).execute()
+            generation.changed_here()  # this process's cache learns the tenant has rules
             before: dict[str, Any] = {}
         else:
             before = {"role": existing.role, "keepOnLeave": existing.keep_on_leave}
@@ -390,7 +399,7 @@ def of_users(user_ids: Iterable[str]) -> dict[str, list[dict[str, str]]]:
     """`[{courseId, role}]` per user, sorted, for a page of users: one query."""
     ids = list(user_ids)
     found: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    if ids:
+    if ids and outbox.enrolments_in_use():  # no rule, nothing kept: no query
         query = prepared.tuples("enrolments_of_users", _enrolments_query, ids)
         for user_id, course_id, role in query:
             found[user_id].add((course_id, role))

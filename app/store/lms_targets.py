@@ -22,15 +22,17 @@ from peewee import fn
 
 from app.config import TenantSettings
 from app.errors import InvalidValue, NotFound, Uniqueness
-from app.store import audit, tenancy
+from app.store import audit, generation, tenancy
 from app.store.db import database
 from app.store.models import (
     EnrolmentRule,
     Group,
+    KeptEnrolment,
     LmsTarget,
     LmsTargetAudience,
     Membership,
     Outbox,
+    Tenant,
 )
 from app.store.names import require_name
 
@@ -60,6 +62,35 @@ def check_name(name: str) -> None:
 # -- reading ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Receiving:
+    """What a tenant's writes and reads must do for the relay: which of its targets receive
+    its changes, which do not (its `default` while the tenant's settings name no LMS; a target
+    in neither was added since this was read: it has a URL, so it receives), and whether it has
+    enrolments to compute at all (an enrolment rule, or enrolments kept after one)."""
+
+    targets: tuple[int, ...]
+    off: tuple[int, ...]
+    enrolments: bool = True
+
+
+def receiving(default_configured: bool) -> Receiving:
+    """Every target added with `lms add` (each has a URL) receives the tenant's changes, and
+    `default` only when the tenant's settings name an LMS (`default_configured`: LMS_URL is
+    set). One query, which also asks whether any enrolment rule or kept enrolment exists."""
+    rules = fn.EXISTS(EnrolmentRule.select(peewee.SQL("1")))
+    kept = fn.EXISTS(KeptEnrolment.select(peewee.SQL("1")))
+    query = LmsTarget.select(LmsTarget.id, LmsTarget.from_settings, rules, kept).order_by(
+        LmsTarget.id
+    )
+    found = list(query.tuples())
+    return Receiving(
+        tuple(i for i, default, *_ in found if default_configured or not default),
+        tuple(i for i, default, *_ in found if default and not default_configured),
+        any(bool(has_rules) or bool(has_kept) for *_, has_rules, has_kept in found),
+    )
+
+
 def create_default(tenant_id: int) -> None:
     """A new tenant's `default` target (its `LMS_*` settings), inside the caller's transaction."""
     with tenancy.use(tenant_id):
@@ -77,6 +108,20 @@ def default_id() -> int:
 def all_targets() -> list[LmsTarget]:
     """The tenant's targets, `default` first, then in the order they were added."""
     return list(LmsTarget.select().order_by(LmsTarget.from_settings.desc(), LmsTarget.id))
+
+
+def labels(target_id: int) -> tuple[str, str]:
+    """(tenant slug, target name) of a target of the tenant at hand: how metrics name it."""
+    found = (
+        LmsTarget.select(Tenant.slug, LmsTarget.name)
+        .join(Tenant, on=Tenant.id == LmsTarget.tenant_id)
+        .where(LmsTarget.id == target_id)
+        .tuples()
+        .first()
+    )
+    if found is None:
+        raise NotFound(f"No LMS target with id {target_id}.")
+    return found[0], found[1]
 
 
 def by_name(name: str) -> LmsTarget:
@@ -260,13 +305,16 @@ def add(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYSTEM
                 _trail({"name": name, **columns}, groups if fields.audiences else None, token=True),
             )
             _catch_up(target_id)
+        generation.changed_here()
     except peewee.IntegrityError as exc:
         raise Uniqueness(f"An LMS target called {name!r} exists.") from exc
     return LmsTarget.get_by_id(target_id)
 
 
 def _catch_up(target_id: int) -> None:
-    """Queue every user and group of the tenant, and every membership, for a new target."""
+    """Queue every user and group of the tenant, and every membership, for a new target (or
+    one whose audiences changed) — unless it receives nothing (`default` without an LMS: it
+    starts from `relay sync --all` once one is set)."""
     from app.store import outbox  # the outbox writes per target: it imports this module
 
     outbox.everything_for(target_id)
@@ -352,6 +400,7 @@ def remove(name: str, *, force: bool, actor: audit.Actor = audit.SYSTEM) -> int:
                 "deliver them first, or use --force to drop them."
             )
         LmsTarget.delete().where(LmsTarget.id == target.id).execute()
+        generation.changed_here()
         audit.record(
             actor, AUDIT_TYPE, str(target.id), "lms_remove", {"name": name, "dropped": waiting}
         )

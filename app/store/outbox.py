@@ -12,6 +12,10 @@ created before it joins a cohort, and a cohort is created before members are add
 membership rows of different users in one group do not wait for each other. Rows that failed
 for good (`dead`) stop blocking: one bad user never holds up the others.
 
+Opt-in: only the targets that name an LMS receive rows (`receivers`); a tenant without one gets
+none, and its writes run no outbox statement at all. Configuring an LMS later starts from a
+full reconciliation (`sync_all`, `lms-scim relay sync --all`), not from a backlog.
+
 Concurrency: a claim marks rows with a lease (`lease_until`) in one short transaction, and the
 HTTP calls happen outside any transaction. On PostgreSQL the claim reads with
 `FOR UPDATE SKIP LOCKED`, so two relays claiming at once take different rows without waiting;
@@ -24,7 +28,9 @@ then claimed again (at-least-once; the relay makes that harmless).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,9 +47,11 @@ from app.store.models import (
     LmsUserLink,
     Membership,
     Outbox,
+    Tenant,
     User,
     utcnow,
 )
+from app.store.paging import count_of
 
 USER, GROUP, MEMBER = "user", "group", "member"
 PENDING, DEAD = "pending", "dead"
@@ -65,16 +73,56 @@ def row(kind: str, user_id: str | None, group_id: str | None, now: dt.datetime) 
     }
 
 
+# -- who receives (the relay is opt-in) ------------------------------------------------------
+
+# Which targets of a tenant receive its changes: the app's answer, from a per-process cache that
+# the cache generation keeps honest (`app.runtime.Runtime.receiving`), set for each app
+# context. Unset (the store used without an app): every target of the tenant.
+Receivers = Callable[[int], lms_targets.Receiving]
+_receivers: ContextVar[Receivers | None] = ContextVar("lms_scim_receivers", default=None)
+
+
+def receivers_from(resolver: Receivers | None) -> Token[Receivers | None]:
+    """Ask `resolver` which targets receive, until `reset(token)` (an app context)."""
+    return _receivers.set(resolver)
+
+
+def reset(token: Token[Receivers | None]) -> None:
+    _receivers.reset(token)
+
+
+def receivers() -> tuple[int, ...] | None:
+    """The ids of the targets of the tenant at hand that receive changes (those naming an LMS);
+    None when no app says (every target then receives, as before targets could be unset)."""
+    resolver = _receivers.get()
+    return None if resolver is None else resolver(tenancy.owner()).targets
+
+
+def enrolments_in_use() -> bool:
+    """Whether the tenant at hand has enrolments to compute (an enrolment rule, or enrolments
+    kept after one); without any, reads and writes skip the enrolment query. True when no app
+    says, or for every tenant at once (`tenancy.everywhere`)."""
+    resolver, tenant = _receivers.get(), tenancy.current()
+    return resolver is None or tenant is None or resolver(tenant).enrolments
+
+
+def receives(target: int) -> bool:
+    """Whether changes are queued for `target` (of the tenant at hand)."""
+    resolver = _receivers.get()
+    return resolver is None or target not in resolver(tenancy.owner()).off
+
+
 # The columns a change names (the rest come from the target: tenant_id, target_id).
 _VALUES = ("kind", "user_id", "group_id", "created", "state", "attempts")
-_statements: dict[tuple[int, int], str] = {}
+_statements: dict[tuple[int, int, int], str] = {}
 
 
-def _statement(rows: int) -> str:
+def _statement(rows: int, targets: int | None) -> str:
     """INSERT … SELECT of `rows` changes, each once per LMS target of the tenant (the tenant the
-    last parameter), in the order given per target. One row needs no VALUES table: its values
-    are the SELECT's own columns."""
-    key = (id(database.obj), rows)
+    parameter after the changes; then the ids of the `targets` that receive, if given), in the
+    order given per target. One row needs no VALUES table: its values are the SELECT's own
+    columns."""
+    key = (id(database.obj), rows, -1 if targets is None else targets)
     found = _statements.get(key)
     if found is None:
         p = database.param
@@ -90,6 +138,8 @@ def _statement(rows: int) -> str:
                 f'(VALUES {", ".join([group] * rows)}) AS "v" '
             )
         found += f'WHERE "t"."tenant_id" = {p}'
+        if targets is not None:
+            found += f' AND "t"."id" IN ({", ".join([p] * targets)})'
         if rows > 1:
             found += f' ORDER BY "t"."id", "v"."column{len(_VALUES) + 1}"'
         _statements[key] = found
@@ -97,13 +147,18 @@ def _statement(rows: int) -> str:
 
 
 def insert(rows: Sequence[dict[str, Any]]) -> None:
-    """Write `rows` (made by `row`) for every LMS target of the tenant at hand: one statement
-    (more only past the driver's parameter limit), as one row per change was before targets."""
+    """Write `rows` (made by `row`) for every LMS target of the tenant at hand that receives
+    changes: one statement (more only past the driver's parameter limit), as one row per change
+    was before targets; none at all when no target names an LMS."""
     if not rows:
+        return
+    targets = receivers()
+    if targets == ():
         return
     tenant = tenancy.owner()
     converters = [Outbox._meta.fields[name].db_value for name in _VALUES]
-    per_statement = max(1, prepared.variable_limit() // (len(_VALUES) + 1) - 1)
+    fixed = 1 + (len(targets) if targets is not None else 0)
+    per_statement = max(1, (prepared.variable_limit() - fixed) // (len(_VALUES) + 1))
     for start in range(0, len(rows), per_statement):
         chunk = rows[start : start + per_statement]
         params: list[Any] = []
@@ -112,7 +167,9 @@ def insert(rows: Sequence[dict[str, Any]]) -> None:
             if len(chunk) > 1:
                 params.append(number)
         params.append(tenant)
-        database.execute_sql(_statement(len(chunk)), params)
+        params += targets or ()
+        statement = _statement(len(chunk), None if targets is None else len(targets))
+        database.execute_sql(statement, params)
 
 
 def user(user_id: str) -> None:
@@ -136,12 +193,17 @@ def members(group_id: str, member_ids: Sequence[str]) -> None:
 def group_members(group_id: str, target: int | None = None) -> None:
     """Every current member's enrolments may change (a rule changed, or the group goes): one
     INSERT … SELECT over the group's memberships and the tenant's targets (or `target`),
-    however many there are."""
+    however many there are; nothing when no target receives changes."""
+    targets = receivers()
+    if targets == () or (target is not None and not receives(target)):
+        return
     values = row(MEMBER, None, None, utcnow())
     fields = [Outbox.kind, Outbox.created, Outbox.state, Outbox.attempts]
     where = (Membership.group == group_id) & (LmsTarget.tenant_id == Membership.tenant_id)
     if target is not None:
         where &= LmsTarget.id == target
+    elif targets is not None:
+        where &= LmsTarget.id.in_(targets)
     query = (
         Membership.select(
             Membership.user,
@@ -162,7 +224,10 @@ def everything_for(target: int) -> None:
     """Queue the tenant's every user, group and membership for one target (one added, or whose
     audiences changed): three INSERT … SELECTs, users first, so accounts exist before cohorts
     are filled. Delivery reads the current state, so a row for something already in step
-    changes nothing there."""
+    changes nothing there. Nothing for a target that receives nothing (`default` without an
+    LMS: it starts from `sync_all` once it has one)."""
+    if not receives(target):
+        return
     now = utcnow()
     columns = [
         Outbox.kind,
@@ -203,10 +268,84 @@ def everything_for(target: int) -> None:
         Outbox.insert_from(query, columns).execute()
 
 
+@dataclass(frozen=True)
+class Synced:
+    """One batch of `sync_all`: what it looked at, and how many rows it queued (the others
+    were waiting already)."""
+
+    kind: str
+    seen: int
+    queued: int
+
+
+def _queue_missing(target: int, kind: str, keys: list[tuple[str | None, str | None]]) -> int:
+    """Queue (kind, user, group) for `target` unless the same change waits already: a second
+    `sync_all` adds nothing that the first one left waiting."""
+    column = Outbox.group_id if kind == GROUP else Outbox.user_id
+    waiting = Outbox.select(Outbox.user_id, Outbox.group_id).where(
+        (Outbox.target_id == target)
+        & (Outbox.kind == kind)
+        & (Outbox.state == PENDING)
+        & column.in_(list({k[0] if kind != GROUP else k[1] for k in keys}))
+    )
+    present = set(waiting.tuples())
+    now = utcnow()
+    tenant = tenancy.owner()
+    rows = [
+        {**row(kind, user, group_id, now), "tenant_id": tenant, "target_id": target}
+        for user, group_id in keys
+        if (user, group_id) not in present
+    ]
+    for start in range(0, len(rows), CHUNK // 10):
+        Outbox.insert_many(rows[start : start + CHUNK // 10]).execute()
+    return len(rows)
+
+
+def sync_size() -> int:
+    """How many rows `sync_all` looks at for one target (for a progress bar): users and groups
+    from the row counts (m0005), memberships counted."""
+    return count_of(User) + count_of(Group) + Membership.select().count()
+
+
+def sync_all(target: int, batch: int = CHUNK) -> Iterator[Synced]:
+    """A full reconciliation of one target: every user, then every group, then every
+    membership (whose delivery also reconciles the user's enrolments) of the tenant queued for
+    it, `batch` at a time, each batch in its own short transaction (no lock held over a million
+    users). Idempotent: a change already waiting for the target is not queued again, and
+    delivery reads the current state, so a row for something already in step changes nothing.
+    Yields each batch as it commits (for progress)."""
+    for kind, model, order in (
+        (USER, User, (User.id,)),
+        (GROUP, Group, (Group.id,)),
+        (MEMBER, Membership, (Membership.group, Membership.user)),
+    ):
+        after: tuple[Any, ...] | None = None
+        while True:
+            query = model.select(*order).order_by(*order).limit(batch)
+            if after is not None:
+                query = query.where(peewee.Tuple(*order) > peewee.Tuple(*after))
+            page = list(query.tuples())
+            if not page:
+                break
+            keys: list[tuple[str | None, str | None]]
+            if kind == USER:
+                keys = [(key, None) for (key,) in page]
+            elif kind == GROUP:
+                keys = [(None, key) for (key,) in page]
+            else:
+                keys = [(user, group_id) for group_id, user in page]
+            with database.atomic():
+                queued = _queue_missing(target, kind, keys)
+            yield Synced(kind, len(page), queued)
+            after = page[-1]
+
+
 def users_for(target: int, condition: Any = None) -> None:
     """Queue the tenant's users (those meeting `condition`, a User condition) for one target, so
     the relay looks at their account there again (the target's actions or switches changed):
-    one INSERT … SELECT."""
+    one INSERT … SELECT (none for a target that receives nothing)."""
+    if not receives(target):
+        return
     values = row(USER, None, None, utcnow())
     fixed = [
         peewee.Value(values[f.name], converter=f.db_value)
@@ -506,6 +645,58 @@ def relay_overview(tenant_ids: Sequence[int], by_target: bool = False) -> list[T
 
 
 @dataclass(frozen=True)
+class TargetBacklog:
+    """One LMS target's queue, for the metrics (`app.observability`)."""
+
+    tenant_id: int
+    tenant: str  # slug
+    target_id: int
+    target: str  # name
+    default: bool  # the tenant's `default` (its `LMS_*` settings)
+    settings: dict[str, str]  # the settings the tenant stored itself (`LMS_URL`, …)
+    backlog: int
+    dead: int
+    oldest: dt.datetime | None
+
+
+def backlog_by_target() -> list[TargetBacklog]:
+    """Every LMS target of every tenant with its waiting rows, dead letters and oldest waiting
+    change, in one grouped query (read at each scrape: an index-only count per target, never a
+    query per target or a row per change in Python)."""
+    waiting = Case(None, [(Outbox.state == PENDING, 1)], 0)
+    dead_rows = Case(None, [(Outbox.state == DEAD, 1)], 0)
+    oldest = fn.MIN(Case(None, [(Outbox.state == PENDING, Outbox.created)], None))
+    columns = (
+        LmsTarget.tenant_id,
+        Tenant.slug,
+        LmsTarget.id,
+        LmsTarget.name,
+        LmsTarget.from_settings,
+        Tenant.settings,
+    )
+    with tenancy.everywhere():
+        query = (
+            LmsTarget.select(*columns, fn.SUM(waiting), fn.SUM(dead_rows), oldest)
+            .join(Tenant, on=Tenant.id == LmsTarget.tenant_id)
+            .join_from(
+                LmsTarget,
+                Outbox,
+                peewee.JOIN.LEFT_OUTER,
+                on=(Outbox.tenant_id == LmsTarget.tenant_id) & (Outbox.target_id == LmsTarget.id),
+            )
+            .group_by(*columns)
+            .order_by(LmsTarget.tenant_id, LmsTarget.id)
+        )
+        return [
+            TargetBacklog(
+                *(t, slug, i, name, bool(d), json.loads(own or "{}")),
+                *(int(b or 0), int(x or 0), as_datetime(o)),
+            )
+            for t, slug, i, name, d, own, b, x, o in query.tuples()
+        ]
+
+
+@dataclass(frozen=True)
 class UserSync:
     """Whether one user is in step with the LMS, and if not, why."""
 
@@ -514,9 +705,12 @@ class UserSync:
     waiting: int
     error: str | None  # a dead letter's reason, or the latest retry's
     dead: bool
+    relay_on: bool = True  # False: the tenant has no LMS (nothing is queued for one)
 
     @property
     def summary(self) -> str:
+        if not (self.relay_on or self.dead or self.waiting or self.synced_at):
+            return "no LMS is configured (the relay is off)"
         if self.dead:
             return f"not in step with the LMS: {self.error}"
         if self.waiting:
@@ -558,4 +752,5 @@ def user_sync(user_id: str) -> UserSync:
         waiting=len(waiting),
         error=error_row.last_error if error_row else None,
         dead=bool(dead_rows),
+        relay_on=receivers() != (),
     )

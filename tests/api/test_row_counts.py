@@ -11,7 +11,7 @@ from app.store import seed, tenancy, tenants
 from app.store.models import Group, User
 from app.store.paging import count_of
 from scim_schemas import CORE_GROUP, CORE_USER, PATCH_OP
-from tests.helpers import create_user, user_body
+from tests.helpers import create_user, run, user_body
 
 
 def _total(scim: Any, path: str) -> int:
@@ -84,7 +84,9 @@ def test_a_filtered_total_is_still_counted(scim: Any) -> None:
 
 def test_bulk_seeding_writes_into_the_tenant_at_hand(app: Flask, scim: Any, acme: Any) -> None:
     """`seed.bulk_create` and `seed.bulk_group` under `tenancy.use`: every row they write is
-    that tenant's, and its counts (m0010) follow, not the default tenant's."""
+    that tenant's, and its counts (m0010) follow, not the default tenant's (acme has an LMS, so
+    the relay's rows are written too)."""
+    run(app, "tenants", "set", "acme", "LMS_URL=https://lms.example.test")
     with app.app_context():
         acme_id = tenants.by_slug("acme").id
         before = tenants.row_counts(tenancy.DEFAULT_TENANT)

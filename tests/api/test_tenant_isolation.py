@@ -315,7 +315,8 @@ def test_kept_enrolments_audit_and_outbox_rows_of_a_tenant_are_its_own(
 ) -> None:
     """INSERT … SELECT gets no Python default: each such writer names the tenant, or the
     database's default (the default tenant) would take the row — and m0011 refuses a kept
-    enrolment that points across tenants."""
+    enrolment that points across tenants (acme has an LMS, so its changes are queued)."""
+    run(app, "tenants", "set", "acme", "LMS_URL=https://lms.acme.test")
     mate = create_user(acme, "mate@acme.test")
     own = create_group(acme, "Own", mate["id"])
     run(app, "enrolments", "add", own["id"], "7", "--role", "student", "--keep-on-leave",
@@ -334,4 +335,4 @@ def test_kept_enrolments_audit_and_outbox_rows_of_a_tenant_are_its_own(
         acme_id = Tenant.get(Tenant.slug == "acme").id
     assert kept == [(acme_id,)]
     assert {row.tenant_id for row in leaves} == {acme_id}
-    assert {tenant for (tenant,) in queued} <= {acme_id}
+    assert {tenant for (tenant,) in queued} == {acme_id}

@@ -4,14 +4,23 @@ and a relay on that clock (the plain helpers are in tests/relay/harness.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 import responses
 from flask import Flask
 
+from app.config import Config
 from app.relay.worker import Relay
 from tests.relay.harness import A_URL, B_URL, Clock, make_relay
-from tests.relay.moodle_sim import MoodleSim
+from tests.relay.moodle_sim import TOKEN, URL, MoodleSim
+
+
+@pytest.fixture
+def config(config: Config) -> Config:
+    """The relay is opt-in: here the default tenant's environment names the simulated Moodle,
+    so its changes are queued (tests of a tenant without an LMS say so themselves)."""
+    return replace(config, lms_url=URL, lms_token=TOKEN)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import re
 import shlex
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 import responses
 from flask import Flask
 
+from app.config import Config
 from app.store.models import utcnow
 from tests.helpers import Clock as StoreClock
 from tests.helpers import create_group, create_user, feed, patch_ok, run
@@ -59,6 +61,13 @@ def run_example(app: Flask, title: str) -> dict[str, str]:
 
 
 @pytest.fixture
+def config(config: Config) -> Config:
+    """As the README's examples start: no LMS_URL in the environment (the relay conftest's
+    default names the simulated Moodle)."""
+    return replace(config, lms_url=None, lms_token=None)
+
+
+@pytest.fixture
 def lms_sites() -> Iterator[dict[str, MoodleSim]]:
     """The sites the worked examples name, behind one `responses` mock."""
     sites = {
@@ -74,7 +83,7 @@ def lms_sites() -> Iterator[dict[str, MoodleSim]]:
 
 def in_step(app: Flask) -> dict[str, tuple[int, int] | None]:
     """Per target: (changes waiting, dead letters), or None for the unset `default` target
-    (no LMS_URL here: its changes wait and nothing is sent)."""
+    (no LMS_URL here: the relay is opt-in, so nothing is queued for it or sent)."""
     shown = json.loads(run(app, "relay", "status", "--format", "json").stdout)
     return {
         t["target"]: None if t["lms"] is None else (t["backlog"], t["failures"])

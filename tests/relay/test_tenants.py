@@ -105,8 +105,8 @@ def test_a_tenant_never_inherits_the_environments_lms(
     app: Flask, acme: Scim, sites: tuple[MoodleSim, MoodleSim]
 ) -> None:
     """LMS_URL/LMS_TOKEN of the environment are the default tenant's: acme's users must not
-    land in another organisation's LMS. Acme without its own LMS has no relay; its changes
-    wait until it gets one."""
+    land in another organisation's LMS. Acme without its own LMS has no relay: its changes are
+    not queued, and once it gets one, `relay sync --all` starts it from the full state."""
     from tests.helpers import app_with
 
     configured = app_with(app, lms_url=A_URL, lms_token=TOKEN)
@@ -117,10 +117,14 @@ def test_a_tenant_never_inherits_the_environments_lms(
     shown = json.loads(run(configured, "tenants", "show", "acme", "--format", "json").output)
     assert shown["settings"]["LMS_URL"]["value"] is None
     summary = run(configured, "relay", "run", "--once").stdout
-    assert "acme: backlog: 1 (0 retrying); failures: 0" in summary
+    assert "acme: relay not configured (no LMS)" in summary
     assert _emails(sites[0]) == set()
     _connect(configured, "acme", B_URL)
     runtime.of(configured).tenants.clear()
+    run(configured, "relay", "run", "--once", "--tenant", "acme")
+    assert _emails(sites[1]) == set()  # nothing was queued while acme had no LMS
+    synced = run(configured, "relay", "sync", "--all", "--tenant", "acme").stdout
+    assert "default: queued 1 change(s) for a full reconciliation (1 users" in synced
     run(configured, "relay", "run", "--once", "--tenant", "acme")
     assert _emails(sites[1]) == {"bob@b.example"}
 
