@@ -18,6 +18,7 @@ import copy
 import functools
 from typing import Any
 
+from app.oauth.endpoint import TOKEN_PATH
 from scim_schemas import (
     BULK_REQUEST,
     BULK_RESPONSE,
@@ -403,6 +404,7 @@ def _document() -> dict[str, Any]:
         )
     }
     paths.update(_discovery_paths())
+    paths.update(_oauth_paths())
     return {
         "openapi": "3.1.0",
         "info": {
@@ -418,6 +420,96 @@ def _document() -> dict[str, Any]:
         ],
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": _SECURITY_SCHEMES},
+    }
+
+
+# The OAuth 2.0 endpoints live at the site's root, not under the SCIM base: each path names its
+# own server (OpenAPI 3.1 path-level `servers`), set by `document` from the token URL.
+OAUTH_PATHS = (TOKEN_PATH, "/.well-known/jwks.json", "/.well-known/oauth-authorization-server")
+_FORM = "application/x-www-form-urlencoded"
+_OAUTH_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "enum": [
+                "invalid_client",
+                "invalid_request",
+                "unsupported_grant_type",
+                "invalid_scope",
+                "temporarily_unavailable",
+            ]
+        },
+        "error_description": {"type": "string"},
+    },
+}
+_NO_STORE = {"Cache-Control": {"required": True, "schema": {"const": "no-store"}}}
+
+
+def _oauth_json(description: str, schema: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+        **extra,
+    }
+
+
+def _oauth_paths() -> dict[str, Any]:
+    token = {
+        "type": "object",
+        "required": ["access_token", "token_type", "expires_in", "scope"],
+        "properties": {
+            "access_token": {"type": "string"},
+            "token_type": {"const": "Bearer"},
+            "expires_in": {"type": "integer", "minimum": 1},
+            "scope": {"type": "string"},
+        },
+    }
+    request = {
+        "type": "object",
+        "required": ["grant_type"],
+        "properties": {
+            "grant_type": {"const": "client_credentials"},
+            "scope": {"type": "string", "description": "`scim.read`, `scim.write` or both"},
+            "client_id": {"type": "string", "description": "client_secret_post only"},
+            "client_secret": {"type": "string", "description": "client_secret_post only"},
+        },
+    }
+    refused = "An RFC 6749 §5.2 error"
+    return {
+        TOKEN_PATH: {
+            "post": {
+                "summary": "An access token for a client (RFC 6749 §4.4, client credentials)",
+                "description": "The client authenticates by HTTP Basic (client_secret_basic) "
+                "or by `client_id`/`client_secret` fields (client_secret_post).",
+                "security": [],
+                "requestBody": {"required": True, "content": {_FORM: {"schema": request}}},
+                "responses": {
+                    "200": _oauth_json("An RFC 9068 JWT access token", token, headers=_NO_STORE),
+                    "400": _oauth_json(refused, _OAUTH_ERROR, headers=_NO_STORE),
+                    "401": _oauth_json(
+                        f"{refused}: invalid_client",
+                        _OAUTH_ERROR,
+                        headers={**_NO_STORE, "WWW-Authenticate": {"schema": {"type": "string"}}},
+                    ),
+                    "429": _oauth_json(f"{refused}: temporarily_unavailable", _OAUTH_ERROR),
+                },
+            }
+        },
+        "/.well-known/jwks.json": {
+            "get": {
+                "summary": "The public keys access tokens are signed with (RFC 7517)",
+                "security": [],
+                "responses": {"200": _oauth_json("A JWK set", {"type": "object"})},
+            }
+        },
+        "/.well-known/oauth-authorization-server": {
+            "get": {
+                "summary": "Authorization server metadata (RFC 8414)",
+                "security": [],
+                "responses": {"200": _oauth_json("The metadata", {"type": "object"})},
+            }
+        },
     }
 
 
@@ -465,7 +557,7 @@ _SECURITY_SCHEMES: dict[str, Any] = {
 
 def document(
     server: str = "/scim/v2",
-    token_url: str = "/oauth/token",  # noqa: S107 - a URL path
+    token_url: str = TOKEN_PATH,
 ) -> dict[str, Any]:
     """The OpenAPI document (a fresh copy) for the base path `server`, whose OAuth token
     endpoint (`POST /oauth/token`, client credentials grant) is at `token_url`."""
@@ -473,4 +565,7 @@ def document(
     doc["servers"] = [{"url": server}]
     flows = doc["components"]["securitySchemes"]["oauth2"]["flows"]
     flows["clientCredentials"]["tokenUrl"] = token_url
+    root = token_url.removesuffix(OAUTH_PATHS[0])
+    for path in OAUTH_PATHS:
+        doc["paths"][path]["servers"] = [{"url": root or "/"}]
     return doc

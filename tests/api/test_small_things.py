@@ -135,3 +135,36 @@ def test_an_unquoted_filter_value_is_a_string(scim: Scim) -> None:
         assert refused.get_json()["scimType"] == "invalidFilter"
     readme = (docs.DOCS.parent / "README.md").read_text(encoding="utf-8")
     assert '`userName eq alice` is accepted and means `userName eq "alice"`' in readme
+
+
+def test_openapi_covers_the_oauth_endpoints_at_the_sites_root(app: Flask, scim: Scim) -> None:
+    """The token endpoint, the key set and the RFC 8414 metadata are in the OpenAPI document,
+    each with the server it really lives on (not under /scim/v2), and what they answer keeps
+    to what it says."""
+    document = scim.get("/openapi.json").get_json()
+    paths = document["paths"]
+    for path in (
+        "/oauth/token",
+        "/.well-known/jwks.json",
+        "/.well-known/oauth-authorization-server",
+    ):
+        assert paths[path]["servers"] == [{"url": "http://localhost"}], path
+    token = paths["/oauth/token"]["post"]
+    assert "application/x-www-form-urlencoded" in token["requestBody"]["content"]
+    client = app.test_client()
+    refused = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": "nobody", "client_secret": "x"},
+    )
+    assert str(refused.status_code) in token["responses"]
+    error_enum = token["responses"]["401"]["content"]["application/json"]["schema"]
+    assert refused.get_json()["error"] in error_enum["properties"]["error"]["enum"]
+    assert refused.headers["Cache-Control"] == "no-store"
+    wrong_grant = client.post("/oauth/token", data={"grant_type": "password"})
+    assert str(wrong_grant.status_code) in token["responses"]
+    assert wrong_grant.get_json()["error"] in error_enum["properties"]["error"]["enum"]
+    metadata = client.get("/.well-known/oauth-authorization-server").get_json()
+    server = paths["/oauth/token"]["servers"][0]["url"]
+    assert metadata["token_endpoint"] == server + "/oauth/token"
+    assert metadata["jwks_uri"] == server + "/.well-known/jwks.json"
+    assert isinstance(client.get("/.well-known/jwks.json").get_json()["keys"], list)
