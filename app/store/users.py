@@ -110,7 +110,7 @@ def load_many(users: Iterable[User], *, with_enrolments: bool = True) -> list[di
 
 
 class _Value(NamedTuple):
-    """A UserValue row as `to_resource` reads it, from the read's JSON."""
+    """A UserValue row as `to_resource` reads it (the same attributes), from the read's JSON."""
 
     attr: str
     position: int
@@ -121,7 +121,7 @@ class _Value(NamedTuple):
 
 
 class _Address(NamedTuple):
-    """A UserAddress row as `to_resource` reads it, from the read's JSON."""
+    """A UserAddress row as `to_resource` reads it (the same attributes), from the read's JSON."""
 
     position: int
     formatted: str | None
@@ -213,7 +213,7 @@ def _flag(value: Any) -> bool | None:
 def _read(users: list[User]) -> list[dict[str, Any]]:
     """Resources for rows read with their children (`_with_children`), exactly as `load_many`
     makes them from its separate queries."""
-    pairs = {u.id: set() for u in users}
+    pairs: dict[str, set[tuple[str, str]]] = {u.id: set() for u in users}
     for u in users:
         pairs[u.id].update((c, r) for c, r in _rows(getattr(u, _RULES)) + _rows(getattr(u, _KEPT)))
     courses = enrolments.listed({uid: found for uid, found in pairs.items() if found})
@@ -225,7 +225,7 @@ def _read(users: list[User]) -> list[dict[str, Any]]:
             {"value": group_id, "display": display, "type": "direct"}
             for group_id, display in sorted(_rows(getattr(u, _GROUPS)))
         ]
-        resources.append(to_resource(u, values, addresses, groups, courses.get(u.id)))  # type: ignore[arg-type]
+        resources.append(to_resource(u, values, addresses, groups, courses.get(u.id)))
     return resources
 
 
@@ -239,7 +239,7 @@ def by_ids(user_ids: list[str]) -> list[dict[str, Any]]:
 
 
 def get(user_id: str) -> dict[str, Any]:
-    """One statement: the user row and all its children (`_children`), its SQL made once."""
+    """One statement: the user row and all its children (`CHILDREN`), its SQL made once."""
     found = prepared.models(User, "user_read_by_id", _read_query, [user_id])
     if not found:
         raise NotFound(f"User {user_id} not found.")
