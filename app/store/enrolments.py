@@ -403,7 +403,14 @@ def of_users(user_ids: Iterable[str]) -> dict[str, list[dict[str, str]]]:
         query = prepared.tuples("enrolments_of_users", _enrolments_query, ids)
         for user_id, course_id, role in query:
             found[user_id].add((course_id, role))
-        course_maps.show_mapped(found)  # `mapped:<group>` → the group's LMS course id
+    return listed(found)
+
+
+def listed(found: dict[str, set[tuple[str, str]]]) -> dict[str, list[dict[str, str]]]:
+    """`[{courseId, role}]` per user, sorted, from each user's (course id, role) pairs as stored
+    (`mapped:<group>` becomes the group's LMS course id: one more query, only when one is there).
+    """
+    course_maps.show_mapped(found)
     return {
         uid: [{"courseId": c, "role": r} for c, r in sorted(pairs, key=_course_order)]
         for uid, pairs in found.items()

@@ -166,5 +166,9 @@ def _offset_page(
     ids = query.select(sort.owner_id).order_by(*sort.order_by()).offset(offset).limit(request.count)
     model = query.model
     return list(
-        prepared.rows(model.select().where(sort.owner_id.in_(ids)).order_by(*sort.order_by()))
+        prepared.rows(
+            model.select(*query.selected_columns)
+            .where(sort.owner_id.in_(ids))
+            .order_by(*sort.order_by())
+        )
     )

@@ -6,8 +6,9 @@ execution: about a millisecond a query, several per request). So:
 * `tuples`/`models`: the queries that load a page's multi-valued attributes, groups and enrolments
   differ only in their ids; their SQL is made once for each number of ids — with probe ids, to
   learn where each id goes among the parameters — and executed afterwards with the real ids.
-* `rows`/`first`: a `Model.select()` of every column has its column list rendered once per
-  model; peewee still renders the WHERE clause and the rest.
+* `rows`/`first`: a `Model.select()` of every column (and any aliased subqueries after them)
+  has its column list rendered once per model; peewee still renders the WHERE clause and the
+  rest.
 * `insert`: multi-row INSERTs rendered once per model, column set and row count.
 * `instances`: result rows go straight into model instances' data.
 
@@ -16,6 +17,7 @@ Values always travel only as bound parameters.
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -164,18 +166,86 @@ def rows(query: peewee.ModelSelect) -> list[Any]:
 
     Rendering thirty-odd columns is most of what building a page query costs; the WHERE clause
     and the rest are still rendered by peewee, with values as bound parameters. A query that
-    selects anything else runs as it is.
+    selects anything else (but aliased subqueries after every column) runs as it is.
     """
     model = query.model
-    if list(query._returning) != list(model._meta.sorted_fields):
+    fields = list(model._meta.sorted_fields)
+    returning = list(query._returning)
+    extras = returning[len(fields) :]
+    same = len(returning) >= len(fields) and all(map(operator.is_, returning, fields))
+    if not same or not all(map(_subquery, extras)):
         return list(query)
     whole, narrow = _column_list(model)
     cheap = query.clone()
-    cheap._returning = (model._meta.primary_key,)
+    cheap._returning = (model._meta.primary_key, *extras)
     sql, params = cheap.sql()
-    if not sql.startswith(narrow + " FROM "):
+    if not sql.startswith(narrow + (", " if extras else " FROM ")):
         return list(query)
     return instances(model, whole + sql[len(narrow) :], params)
+
+
+def _subquery(node: Any) -> bool:
+    """A column such as a user's children (`users.CHILDREN`): a subquery under an alias, whose
+    value instances() keeps as the driver returns it, as peewee's own rows would have it."""
+    if isinstance(node, Column):
+        return True
+    return isinstance(node, peewee.Alias) and isinstance(node.node, peewee.SelectQuery)
+
+
+class Column(peewee.ColumnBase):
+    """A column of `model`'s SELECTs, such as an aliased correlated subquery, whose SQL `build()`
+    makes once per database and scoping; every query that selects it gets that text and its
+    parameters (the tenant at hand where it has its slot) without rendering it again.
+
+    Its SQL names the outer table as peewee aliases the first table of a `model.select()`
+    ("t1"), as the subquery peewee rendered did.
+    """
+
+    _converter = None  # peewee's rows keep its value as the driver returns it
+
+    def __init__(self, model: type[peewee.Model], name: str, build: Callable[[], Any]) -> None:
+        super().__init__()
+        self.model, self.name, self.build = model, name, build
+
+    def __sql__(self, ctx: peewee.Context) -> peewee.Context:
+        pieces, slots = _column_template(self)
+        tenant = tenancy.current()
+        ctx.literal(pieces[0])
+        for (kind, value), piece in zip(slots, pieces[1:], strict=True):
+            ctx.value(tenant if kind == "tenant" else value, converter=False)
+            ctx.literal(piece)
+        return ctx
+
+
+_column_cache: dict[tuple[int, str, bool], tuple[list[str], tuple[tuple[str, Any], ...]]] = {}
+
+
+def _column_template(column: Column) -> tuple[list[str], tuple[tuple[str, Any], ...]]:
+    """`column.build()`'s SQL cut at its parameters, and what fills each: learnt from
+    `SELECT pk, <column> FROM …` beside `SELECT pk FROM …`, rendered with the tenant probe."""
+    tenant = tenancy.current()
+    key = (id(database.obj), column.name, tenant is None)
+    found = _column_cache.get(key)
+    if found is not None:
+        return found
+    pk = column.model._meta.primary_key
+    with tenancy.use(_TENANT_PROBE) if tenant is not None else tenancy.everywhere():
+        full, full_params = column.model.select(pk, column.build()).sql()
+        bare, bare_params = column.model.select(pk).sql()
+    head, _, _ = bare.partition(" FROM ")
+    rest = bare[len(head) :]
+    extra = len(full_params) - len(bare_params)
+    if not (full.startswith(head + ", ") and full.endswith(rest)) or extra < 0:
+        raise RuntimeError(f"unexpected SELECT {full!r} beside {bare!r}")
+    sql = full[len(head) + 2 : len(full) - len(rest)]
+    params = list(full_params[:extra])
+    pieces = sql.split(database.obj.param)
+    if len(pieces) != len(params) + 1 or list(full_params[extra:]) != list(bare_params):
+        raise RuntimeError(f"cannot find the parameters of {sql!r}")
+    found = (pieces, tuple(_slot(p, {}) for p in params))
+    with _lock:
+        _column_cache[key] = found
+    return found
 
 
 def first(query: peewee.ModelSelect) -> Any:

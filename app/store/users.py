@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import peewee
+from peewee import fn
 
 from app import etags
 from app.errors import NotFound, Uniqueness
 from app.store import audit, collisions, enrolments, outbox, prepared
 from app.store.db import database, locked
-from app.store.models import Group, Membership, User, UserAddress, UserValue, utcnow
+from app.store.models import (
+    EnrolmentRule,
+    Group,
+    KeptEnrolment,
+    Membership,
+    User,
+    UserAddress,
+    UserValue,
+    utcnow,
+)
 from app.store.paging import Page, PageRequest, Sort, page
-from app.store.user_mapping import VALUE_ATTRIBUTES, child_rows, row_values, to_resource
+from app.store.user_mapping import (
+    ADDRESS_COLUMNS,
+    VALUE_ATTRIBUTES,
+    child_rows,
+    row_values,
+    to_resource,
+)
 from scim_schemas import identity_key
 
 KEEP = object()  # "leave the stored password hash as it is"
@@ -89,16 +106,144 @@ def load_many(users: Iterable[User], *, with_enrolments: bool = True) -> list[di
     ]
 
 
+# -- reading: a user (or a page of users) and its children in one statement -----------------
+
+
+class _Value(NamedTuple):
+    """A UserValue row as `to_resource` reads it (the same attributes), from the read's JSON."""
+
+    attr: str
+    position: int
+    value: str | None
+    type: str | None
+    primary: bool | None
+    display: str | None
+
+
+class _Address(NamedTuple):
+    """A UserAddress row as `to_resource` reads it (the same attributes), from the read's JSON."""
+
+    position: int
+    formatted: str | None
+    street_address: str | None
+    locality: str | None
+    region: str | None
+    postal_code: str | None
+    country: str | None
+    type: str | None
+    primary: bool | None
+
+
+def _aggregate(query: peewee.ModelSelect, *columns: Any) -> peewee.ModelSelect:
+    """`query` narrowed to one JSON array of its rows' `columns` (each row an array), for a
+    correlated subquery in a user's SELECT list; NULL when there is no row (PostgreSQL)."""
+    if isinstance(database.obj, peewee.PostgresqlDatabase):
+        return query.select(fn.json_agg(fn.json_build_array(*columns)))
+    return query.select(fn.json_group_array(fn.json_array(*columns)))
+
+
+def _values_json() -> Any:
+    values = UserValue.select().where(UserValue.user == User.id)
+    columns = [UserValue.attr, UserValue.position, UserValue.value, UserValue.type]
+    return _aggregate(values, *columns, UserValue.primary, UserValue.display).alias(_VALUES)
+
+
+def _addresses_json() -> Any:
+    addresses = UserAddress.select().where(UserAddress.user == User.id)
+    columns = [UserAddress.position, *ADDRESS_COLUMNS.values()]
+    return _aggregate(addresses, *columns).alias(_ADDRESSES)
+
+
+def _groups_json() -> Any:
+    groups = (
+        Membership.select()
+        .join(Group, on=(Group.id == Membership.group) & (Group.tenant_id == Membership.tenant_id))
+        .where(Membership.user == User.id)
+    )
+    return _aggregate(groups, Group.id, Group.display_name).alias(_GROUPS)
+
+
+def _rules_json() -> Any:
+    on = (EnrolmentRule.group == Membership.group) & (
+        EnrolmentRule.tenant_id == Membership.tenant_id
+    )
+    rules = Membership.select().join(EnrolmentRule, on=on).where(Membership.user == User.id)
+    return _aggregate(rules, EnrolmentRule.course_id, EnrolmentRule.role).alias(_RULES)
+
+
+def _kept_json() -> Any:
+    kept = KeptEnrolment.select().where(KeptEnrolment.user == User.id)
+    return _aggregate(kept, KeptEnrolment.course_id, KeptEnrolment.role).alias(_KEPT)
+
+
+_VALUES, _ADDRESSES, _GROUPS, _RULES, _KEPT = (
+    "read_values",
+    "read_addresses",
+    "read_groups",
+    "read_rules",
+    "read_kept",
+)
+# The user's e-mails (and other values), addresses, groups and enrolments (by its groups'
+# rules, and kept) as five correlated subqueries, so that one statement reads a user, or a page
+# of them, with everything its resource shows. Each child table is scoped to the tenant by its
+# own `select()`, and each join stays within the child row's tenant; their SQL is made once
+# (`prepared.Column`).
+CHILDREN = [
+    prepared.Column(User, f"user_{build.__name__}", build)
+    for build in (_values_json, _addresses_json, _groups_json, _rules_json, _kept_json)
+]
+
+
+def _with_children(query: peewee.ModelSelect) -> peewee.ModelSelect:
+    """`query` (a `User.select()`) with each user's children as JSON columns (`CHILDREN`)."""
+    return query.select_extend(*CHILDREN)
+
+
+def _rows(found: Any) -> list[Any]:
+    """A JSON column's rows: text on SQLite, already parsed by psycopg2; NULL is none."""
+    if found is None:
+        return []
+    return json.loads(found) if isinstance(found, str) else found
+
+
+def _flag(value: Any) -> bool | None:
+    return None if value is None else bool(value)  # SQLite's JSON has 1 and 0 for booleans
+
+
+def _read(users: list[User]) -> list[dict[str, Any]]:
+    """Resources for rows read with their children (`_with_children`), exactly as `load_many`
+    makes them from its separate queries."""
+    pairs: dict[str, set[tuple[str, str]]] = {u.id: set() for u in users}
+    for u in users:
+        pairs[u.id].update((c, r) for c, r in _rows(getattr(u, _RULES)) + _rows(getattr(u, _KEPT)))
+    courses = enrolments.listed({uid: found for uid, found in pairs.items() if found})
+    resources = []
+    for u in users:
+        values = [_Value(*v[:4], _flag(v[4]), v[5]) for v in _rows(getattr(u, _VALUES))]
+        addresses = [_Address(*a[:-1], _flag(a[-1])) for a in _rows(getattr(u, _ADDRESSES))]
+        groups = [
+            {"value": group_id, "display": display, "type": "direct"}
+            for group_id, display in sorted(_rows(getattr(u, _GROUPS)))
+        ]
+        resources.append(to_resource(u, values, addresses, groups, courses.get(u.id)))
+    return resources
+
+
+def _read_query(ids: list[str]) -> peewee.SelectBase:
+    return _with_children(User.select().where(User.id == ids[0]))
+
+
 def by_ids(user_ids: list[str]) -> list[dict[str, Any]]:
     """The resources of these users, in no particular order (one deleted meanwhile is left out)."""
-    return load_many(prepared.rows(User.select().where(User.id.in_(user_ids))))
+    return _read(prepared.rows(_with_children(User.select().where(User.id.in_(user_ids)))))
 
 
 def get(user_id: str) -> dict[str, Any]:
-    user = next(iter(prepared.models(User, "user_by_id", _user_query, [user_id])), None)
-    if user is None:
+    """One statement: the user row and all its children (`CHILDREN`), its SQL made once."""
+    found = prepared.models(User, "user_read_by_id", _read_query, [user_id])
+    if not found:
         raise NotFound(f"User {user_id} not found.")
-    return load_many([user])[0]
+    return _read(found)[0]
 
 
 def conflict(
@@ -340,6 +485,6 @@ def _leave_groups(user_id: str, actor: audit.Actor) -> None:
 def search(condition: Any, sort: Sort, request: PageRequest) -> Page:
     """One page of users matching `condition`, and how many match in all (RFC 7644 §3.4.2.4,
     RFC 9865 when `request.keyset`)."""
-    found = page(User.select(), condition, sort, request)
-    found.items = load_many(found.items)
+    found = page(_with_children(User.select()), condition, sort, request)
+    found.items = _read(found.items)
     return found

@@ -158,6 +158,48 @@ def test_a_selects_column_list_is__returning(db: peewee.Database) -> None:
     assert narrow_params == params
 
 
+def _values_count() -> peewee.Node:
+    """A correlated subquery such as `users.CHILDREN`'s, small enough for these tables."""
+    count = UserValue.select(peewee.fn.COUNT(UserValue.id)).where(UserValue.user == User.id)
+    return count.alias("n_values")
+
+
+N_VALUES = prepared.Column(User, "contract_n_values", _values_count)
+
+
+@pytest.mark.parametrize("db", DATABASES)
+@pytest.mark.parametrize("tenant", [7, None], ids=["tenant", "everywhere"])
+def test_a_prepared_column_renders_as_the_subquery_peewee_renders(
+    db: peewee.Database, tenant: int | None
+) -> None:
+    scope = tenancy.use(tenant) if tenant is not None else tenancy.everywhere()
+    with db.bind_ctx(MODELS), bound_database(db), scope:
+        query = User.select().select_extend(N_VALUES).where(User.id == "u1")
+        spliced = query.sql()
+        direct = User.select().select_extend(_values_count()).where(User.id == "u1").sql()
+        again = query.sql()
+    assert spliced == direct, (
+        "prepared.Column: Context.literal/Context.value(converter=False) no longer splice the "
+        "cached SQL text and its parameters as peewee renders the subquery"
+    )
+    assert again == spliced
+    assert all(a is b for a, b in zip(query._returning, User._meta.sorted_fields, strict=False)), (
+        "ModelSelect.select_extend no longer keeps every field first (prepared.rows)"
+    )
+
+
+def test_prepared_rows_with_a_column_are_the_rows_peewee_loads(sqlite: peewee.Database) -> None:
+    User.create(id="u1", user_name="Ann", user_name_key="ann")
+    UserValue.create(user="u1", attr="emails", position=0, value="a@x")
+    query = User.select().select_extend(N_VALUES).where(User.id == "u1")
+    (built,) = prepared.rows(query)
+    (loaded,) = list(query)
+    assert built.n_values == loaded.n_values == 1, (
+        "peewee no longer sets an extra column (a ColumnBase, _converter None) as an attribute"
+    )
+    assert built.__data__ == loaded.__data__
+
+
 # -- multi-row INSERT (prepared._Inserter) ----------------------------------------------------
 
 
