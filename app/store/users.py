@@ -192,11 +192,17 @@ CHILDREN = [
     prepared.Column(User, f"user_{build.__name__}", build)
     for build in (_values_json, _addresses_json, _groups_json, _rules_json, _kept_json)
 ]
+# Without enrolment rules or kept enrolments (`outbox.enrolments_in_use`) the two enrolment
+# subqueries are left out: no work for a feature that is off.
+WITHOUT_ENROLMENTS = CHILDREN[:3]
 
 
-def _with_children(query: peewee.ModelSelect) -> peewee.ModelSelect:
-    """`query` (a `User.select()`) with each user's children as JSON columns (`CHILDREN`)."""
-    return query.select_extend(*CHILDREN)
+def _with_children(query: peewee.ModelSelect, enrolments: bool | None = None) -> peewee.ModelSelect:
+    """`query` (a `User.select()`) with each user's children as JSON columns (`CHILDREN`);
+    the enrolment ones when `enrolments` (default: when the tenant has any to compute)."""
+    if enrolments is None:
+        enrolments = outbox.enrolments_in_use()
+    return query.select_extend(*(CHILDREN if enrolments else WITHOUT_ENROLMENTS))
 
 
 def _rows(found: Any) -> list[Any]:
@@ -215,7 +221,8 @@ def _read(users: list[User]) -> list[dict[str, Any]]:
     makes them from its separate queries."""
     pairs: dict[str, set[tuple[str, str]]] = {u.id: set() for u in users}
     for u in users:
-        pairs[u.id].update((c, r) for c, r in _rows(getattr(u, _RULES)) + _rows(getattr(u, _KEPT)))
+        given = _rows(getattr(u, _RULES, None)) + _rows(getattr(u, _KEPT, None))
+        pairs[u.id].update((c, r) for c, r in given)
     courses = enrolments.listed({uid: found for uid, found in pairs.items() if found})
     resources = []
     for u in users:
@@ -230,7 +237,11 @@ def _read(users: list[User]) -> list[dict[str, Any]]:
 
 
 def _read_query(ids: list[str]) -> peewee.SelectBase:
-    return _with_children(User.select().where(User.id == ids[0]))
+    return _with_children(User.select().where(User.id == ids[0]), enrolments=True)
+
+
+def _plain_read_query(ids: list[str]) -> peewee.SelectBase:
+    return _with_children(User.select().where(User.id == ids[0]), enrolments=False)
 
 
 def by_ids(user_ids: list[str]) -> list[dict[str, Any]]:
@@ -240,7 +251,10 @@ def by_ids(user_ids: list[str]) -> list[dict[str, Any]]:
 
 def get(user_id: str) -> dict[str, Any]:
     """One statement: the user row and all its children (`CHILDREN`), its SQL made once."""
-    found = prepared.models(User, "user_read_by_id", _read_query, [user_id])
+    if outbox.enrolments_in_use():
+        found = prepared.models(User, "user_read_by_id", _read_query, [user_id])
+    else:
+        found = prepared.models(User, "user_plain_read_by_id", _plain_read_query, [user_id])
     if not found:
         raise NotFound(f"User {user_id} not found.")
     return _read(found)[0]

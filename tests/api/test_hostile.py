@@ -474,7 +474,7 @@ def test_an_unreachable_database_is_a_503_with_retry_after_and_the_cause_in_the_
     def fail(*_args: Any, **_kwargs: Any) -> Any:
         raise failure
 
-    monkeypatch.setattr("app.store.users.load_many", fail)
+    monkeypatch.setattr("app.store.users._read", fail)  # the GET's one read
     caplog.set_level(logging.WARNING, logger="app.errors")
     response = scim.get(f"/Users/{user['id']}")
     error = assert_error(response, 503)
@@ -506,7 +506,7 @@ def test_a_database_error_that_is_no_outage_is_a_500_not_a_503(
     def fail(*_args: Any, **_kwargs: Any) -> Any:
         raise failure
 
-    monkeypatch.setattr("app.store.users.load_many", fail)
+    monkeypatch.setattr("app.store.users._read", fail)  # the GET's one read
     caplog.set_level(logging.WARNING, logger="app.errors")
     error = assert_error(scim.get(f"/Users/{user['id']}"), 500)
     assert error["detail"] == "Internal error."
@@ -549,7 +549,7 @@ def test_a_transaction_the_server_rolled_back_for_a_concurrent_one_is_a_503(
     def fail(*_args: Any, **_kwargs: Any) -> Any:
         raise failure
 
-    monkeypatch.setattr("app.store.users.load_many", fail)
+    monkeypatch.setattr("app.store.users._read", fail)  # the GET's one read
     response = scim.get(f"/Users/{user['id']}")
     assert_error(response, 503)
     assert response.headers["Retry-After"]
