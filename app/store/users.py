@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import peewee
@@ -14,7 +13,7 @@ from peewee import fn
 from app import etags
 from app.errors import NotFound, Uniqueness
 from app.store import audit, collisions, enrolments, outbox, prepared
-from app.store.db import database, locked
+from app.store.db import database, is_postgres, locked
 from app.store.models import (
     EnrolmentRule,
     Group,
@@ -42,68 +41,12 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def _groups_of(user_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    if not user_ids:
-        return found
-    for user_id, group_id, display in prepared.tuples("groups_of_users", _groups_query, user_ids):
-        found[user_id].append({"value": group_id, "display": display, "type": "direct"})
-    return found
-
-
-def _groups_query(ids: list[str]) -> peewee.SelectBase:
-    return (
-        Membership.select(Membership.user, Group.id, Group.display_name)
-        .join(Group)
-        .where(Membership.user.in_(ids))
-        .order_by(Group.id)
-    )
-
-
-def _values_query(ids: list[str]) -> peewee.SelectBase:
-    return UserValue.select().where(UserValue.user.in_(ids))
-
-
-def _addresses_query(ids: list[str]) -> peewee.SelectBase:
-    return UserAddress.select().where(UserAddress.user.in_(ids))
-
-
-def _user_query(ids: list[str]) -> peewee.SelectBase:
-    return User.select().where(User.id == ids[0])
-
-
-def _locked_user_query(ids: list[str]) -> peewee.SelectBase:
-    return locked(_user_query(ids))
-
-
 def _name_taken_query(keys: list[str]) -> peewee.SelectBase:
     """The user holding the userName key `keys[0]` (other than the user `keys[1]`, if given)."""
     query = User.select(User.id).where(User.user_name_key == keys[0])
     if len(keys) > 1:
         query = query.where(User.id != keys[1])
     return query.limit(1)
-
-
-def load_many(users: Iterable[User], *, with_enrolments: bool = True) -> list[dict[str, Any]]:
-    """Resources for the given rows with a constant number of queries (no N+1).
-
-    `enrolments` (read-only, computed from groups and their rules) cost one more query per page;
-    writers compare resources without them (`with_enrolments=False`)."""
-    users = list(users)
-    ids = [u.id for u in users]
-    values: dict[str, list[UserValue]] = defaultdict(list)
-    addresses: dict[str, list[UserAddress]] = defaultdict(list)
-    if ids:
-        for row in prepared.models(UserValue, "values_of_users", _values_query, ids):
-            values[row.user_id].append(row)
-        for row in prepared.models(UserAddress, "addresses_of_users", _addresses_query, ids):
-            addresses[row.user_id].append(row)
-    groups = _groups_of(ids)
-    courses = enrolments.of_users(ids) if with_enrolments and ids else {}
-    return [
-        to_resource(u, values[u.id], addresses[u.id], groups[u.id], courses.get(u.id))
-        for u in users
-    ]
 
 
 # -- reading: a user (or a page of users) and its children in one statement -----------------
@@ -216,15 +159,14 @@ def _flag(value: Any) -> bool | None:
     return None if value is None else bool(value)  # SQLite's JSON has 1 and 0 for booleans
 
 
-def _read(users: list[User]) -> list[dict[str, Any]]:
-    """Resources for rows read with their children (`_with_children`), exactly as `load_many`
-    makes them from its separate queries."""
+def _parts(users: list[User]) -> Iterator[tuple[User, list[Any], list[Any], list[Any], Any]]:
+    """Each user read with its children (`_with_children`) as the arguments of `to_resource`:
+    the row, its values, addresses, groups and enrolments (None without any)."""
     pairs: dict[str, set[tuple[str, str]]] = {u.id: set() for u in users}
     for u in users:
         given = _rows(getattr(u, _RULES, None)) + _rows(getattr(u, _KEPT, None))
         pairs[u.id].update((c, r) for c, r in given)
     courses = enrolments.listed({uid: found for uid, found in pairs.items() if found})
-    resources = []
     for u in users:
         values = [_Value(*v[:4], _flag(v[4]), v[5]) for v in _rows(getattr(u, _VALUES))]
         addresses = [_Address(*a[:-1], _flag(a[-1])) for a in _rows(getattr(u, _ADDRESSES))]
@@ -232,8 +174,12 @@ def _read(users: list[User]) -> list[dict[str, Any]]:
             {"value": group_id, "display": display, "type": "direct"}
             for group_id, display in sorted(_rows(getattr(u, _GROUPS)))
         ]
-        resources.append(to_resource(u, values, addresses, groups, courses.get(u.id)))
-    return resources
+        yield u, values, addresses, groups, courses.get(u.id)
+
+
+def _read(users: list[User]) -> list[dict[str, Any]]:
+    """Resources for rows read with their children (`_with_children`)."""
+    return [to_resource(*parts) for parts in _parts(users)]
 
 
 def _read_query(ids: list[str]) -> peewee.SelectBase:
@@ -244,20 +190,45 @@ def _plain_read_query(ids: list[str]) -> peewee.SelectBase:
     return _with_children(User.select().where(User.id == ids[0]), enrolments=False)
 
 
-def by_ids(user_ids: list[str]) -> list[dict[str, Any]]:
-    """The resources of these users, in no particular order (one deleted meanwhile is left out)."""
-    return _read(prepared.rows(_with_children(User.select().where(User.id.in_(user_ids)))))
-
-
-def get(user_id: str) -> dict[str, Any]:
-    """One statement: the user row and all its children (`CHILDREN`), its SQL made once."""
+def _read_one(user_id: str) -> list[User]:
+    """The user's row with its children (`CHILDREN`) in one statement, its SQL made once."""
     if outbox.enrolments_in_use():
         found = prepared.models(User, "user_read_by_id", _read_query, [user_id])
     else:
         found = prepared.models(User, "user_plain_read_by_id", _plain_read_query, [user_id])
     if not found:
         raise NotFound(f"User {user_id} not found.")
-    return _read(found)[0]
+    return found
+
+
+def _lock_query(ids: list[str]) -> peewee.SelectBase:
+    return User.select(User.id).where(User.id == ids[0]).for_update()
+
+
+def _read_locked(user_id: str) -> tuple[User, dict[str, Any], list[dict[str, str]] | None]:
+    """A writer's read: the user, locked, and its resource. The enrolments come apart from the
+    resource: writers compare resources without them, and a user's own change never changes
+    them (they follow its groups).
+
+    On PostgreSQL the row is locked first and read after, in two statements: a statement that
+    waited for the lock still reads with the snapshot it started with, so a one-statement
+    `SELECT … FOR UPDATE` would read the children as they were before the writer it waited for
+    (a lost update). SQLite's writer holds the database's lock already: one statement."""
+    if is_postgres() and not prepared.tuples("user_lock", _lock_query, [user_id]):
+        raise NotFound(f"User {user_id} not found.")
+    found = _read_one(user_id)
+    user, values, addresses, groups, courses = next(_parts(found))
+    return user, to_resource(user, values, addresses, groups), courses
+
+
+def by_ids(user_ids: list[str]) -> list[dict[str, Any]]:
+    """The resources of these users, in no particular order (one deleted meanwhile is left out)."""
+    return _read(prepared.rows(_with_children(User.select().where(User.id.in_(user_ids)))))
+
+
+def get(user_id: str) -> dict[str, Any]:
+    """One statement: the user row and all its children."""
+    return _read(_read_one(user_id))[0]
 
 
 def conflict(
@@ -387,12 +358,7 @@ def modify(
     """
     try:
         with database.atomic():
-            user = next(
-                iter(prepared.models(User, "user_locked", _locked_user_query, [user_id])), None
-            )
-            if user is None:
-                raise NotFound(f"User {user_id} not found.")
-            current = load_many([user], with_enrolments=False)[0]
+            user, current, courses = _read_locked(user_id)
             etags.require(if_match, current["meta"]["version"])
             new = change(current)
             password = new.get("password")
@@ -403,7 +369,6 @@ def modify(
                     "last_modified": user.last_modified,
                     "version": user.version,
                 }
-                courses = enrolments.of_users([user_id]).get(user_id)
                 return _as_stored(user_id, current, unchanged, current.get("groups", []), courses)
             stamp = _write(user, current, new, new_hash, unique_emails)
             changes = audit.diff(current, new)
@@ -411,7 +376,6 @@ def modify(
                 changes["password"] = {"changed": True}
             audit.record(actor, "User", user_id, _operation_name(operation, current, new), changes)
             outbox.user(user_id)
-            courses = enrolments.of_users([user_id]).get(user_id)
     except peewee.IntegrityError as exc:
         raise _conflict(new, unique_emails, user_id) from exc
     return _as_stored(user_id, new, stamp, current.get("groups", []), courses)
