@@ -160,6 +160,10 @@ class Config:
     # Seconds a request waits for a free connection, then 503.
     db_pool_timeout: float = env("DB_POOL_TIMEOUT", 10.0, float)
     db_connect_timeout: int = env("DB_CONNECT_TIMEOUT", 5, int)
+    # PostgreSQL: statements the service sends again and again are prepared on the server once
+    # per connection (`app.store.db.CheckedPool`). Off behind a pooler that hands one session's
+    # statements to another (PgBouncer in transaction mode before 1.21).
+    db_server_prepared: bool = env("DB_SERVER_PREPARED", True, _bool)
     max_json_depth: int = env("MAX_JSON_DEPTH", 32, int)
     # Values of one multi-valued attribute (emails, phoneNumbers…) in one request.
     max_multi_values: int = env("MAX_MULTI_VALUES", 100, int)

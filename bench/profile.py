@@ -70,6 +70,10 @@ def _requests(users: list[dict], extras: dict) -> dict[str, Callable[[Any, int],
             "/scim/v2/Users", query_string={"filter": f'userName eq "{pick(i)["userName"]}"'}
         )
 
+    def lookup_miss(c: Any, i: int) -> Any:
+        name = f"nobody.{tag}.{i}@example.test"  # Okta's look-up before a create
+        return c.get("/scim/v2/Users", query_string={"filter": f'userName eq "{name}"'})
+
     def get(c: Any, i: int) -> Any:
         return c.get(f"/scim/v2/Users/{pick(i)['id']}")
 
@@ -122,6 +126,7 @@ def _requests(users: list[dict], extras: dict) -> dict[str, Callable[[Any, int],
     return {
         "healthz": lambda c, i: c.get("/healthz"),
         "lookup": lookup,
+        "lookup_miss": lookup_miss,
         "get": get,
         "put": put,
         "patch": patch,

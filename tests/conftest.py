@@ -7,7 +7,11 @@ collide) and are skipped loudly when the server is unreachable — unless REQUIR
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import peewee
@@ -36,6 +40,24 @@ from tests.helpers import (
     schema_url,
     sign_in,
 )
+
+BENCH_RUN = Path(__file__).resolve().parents[1] / "bench" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def bench_run() -> ModuleType:
+    """bench/run.py as a module; the folders it puts on `sys.path` are taken off again (bench/
+    has a `profile.py` that would hide the standard library's)."""
+    saved = list(sys.path)
+    spec = importlib.util.spec_from_file_location("bench_run", BENCH_RUN)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved
+    return module
 
 
 def _postgres_schema() -> str | None:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import logging
 import os
+import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import peewee
+import psycopg2
 from playhouse import db_url
 from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
@@ -124,6 +128,20 @@ class QueuedSqliteDatabase(peewee.SqliteDatabase):
 PING_AFTER_IDLE_SECONDS = 1.0
 
 
+# A statement is prepared on the server the second time a process sends it (the first may be a
+# one-off); a connection keeps the most recently used PREPARED_PER_CONNECTION of them.
+PREPARED_PER_CONNECTION = 256
+_SIGHTINGS_KEPT = 4096
+_PREPARABLE = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|WITH)\b", re.IGNORECASE)
+_PLACEHOLDER = re.compile(r"%[s%]")
+
+
+def numbered(sql: str) -> str:
+    """psycopg2's `%s` placeholders as PostgreSQL's `$1`, `$2`…, and `%%` as `%`."""
+    counter = itertools.count(1)
+    return _PLACEHOLDER.sub(lambda m: "%" if m.group() == "%%" else f"${next(counter)}", sql)
+
+
 class CheckedPool(PooledPostgresqlDatabase):
     """peewee's PostgreSQL pool, checking only connections that sat idle.
 
@@ -134,9 +152,76 @@ class CheckedPool(PooledPostgresqlDatabase):
     every surviving connection has been idle that long, so the pool still heals by itself.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, server_prepared: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._returned: dict[int, float] = {}
+        self.server_prepared = server_prepared
+        # Per connection (its key and backend pid): SQL → the name it is prepared under.
+        self._statements: dict[tuple[int, int], OrderedDict[str, str]] = {}
+        self._sightings: dict[str, int] = {}
+        self._unpreparable: set[str] = set()
+        self._names = itertools.count(1)
+
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
+        """Run `sql`; one this process sent before runs as `EXECUTE` of a statement prepared
+        on this connection.
+
+        PostgreSQL plans every statement it is sent: for the one-statement user read (five
+        correlated subqueries) planning took 0.17 to 0.22 ms against 0.03 to 0.10 ms of execution.
+        A prepared statement is planned once, and after five runs PostgreSQL keeps a generic
+        plan when it costs no more than the custom ones. SQLite's driver already keeps its
+        compiled statements per connection. Logged and counted as the SQL it stands for."""
+        name = self._prepared(sql, params) if self.server_prepared and params else None
+        if name is None:
+            return super().execute_sql(sql, params)
+        self._log_query(sql, params)
+        with peewee.__exception_wrapper__:
+            cursor = self.cursor()
+            cursor.execute(f"EXECUTE {name} ({', '.join(['%s'] * len(params))})", params)
+        return cursor
+
+    def _prepared(self, sql: str, params: Any) -> str | None:
+        """The name `sql` is prepared under on this thread's connection, preparing it now if
+        it was sent before; None to send it as it is."""
+        if self.is_closed() or sql in self._unpreparable or not _PREPARABLE.match(sql):
+            return None
+        conn = self._state.conn
+        key = (self.conn_key(conn), conn.get_backend_pid())
+        names = self._statements.setdefault(key, OrderedDict())
+        name = names.get(sql)
+        if name is not None:
+            names.move_to_end(sql)
+            return name
+        seen = self._sightings.get(sql, 0)
+        if not seen:
+            if len(self._sightings) >= _SIGHTINGS_KEPT:
+                self._sightings.clear()
+            self._sightings[sql] = 1
+            return None
+        return self._prepare(conn, names, sql)
+
+    def _prepare(self, conn: Any, names: OrderedDict[str, str], sql: str) -> str | None:
+        name = f"lms_{next(self._names)}"
+        statement = f"PREPARE {name} AS {numbered(sql)}"
+        in_transaction = conn.get_transaction_status() != TRANSACTION_STATUS_IDLE
+        with conn.cursor() as cursor:
+            try:
+                if in_transaction:  # a failed PREPARE must not abort the transaction
+                    statement = f"SAVEPOINT lms_prepare; {statement}; RELEASE SAVEPOINT lms_prepare"
+                cursor.execute(statement)
+            except psycopg2.Error:
+                # A parameter whose type PostgreSQL cannot infer: sent as it is from now on.
+                if in_transaction:
+                    cursor.execute("ROLLBACK TO SAVEPOINT lms_prepare")
+                    cursor.execute("RELEASE SAVEPOINT lms_prepare")
+                if len(self._unpreparable) < _SIGHTINGS_KEPT:
+                    self._unpreparable.add(sql)
+                return None
+            names[sql] = name
+            if len(names) > PREPARED_PER_CONNECTION:
+                _, oldest = names.popitem(last=False)
+                cursor.execute(f"DEALLOCATE {oldest}")
+        return name
 
     def _close(self, conn: Any, close_conn: bool = False) -> None:
         if not close_conn:
@@ -144,7 +229,10 @@ class CheckedPool(PooledPostgresqlDatabase):
         super()._close(conn, close_conn)
 
     def _close_raw(self, conn: Any) -> None:
-        self._returned.pop(self.conn_key(conn), None)
+        key = self.conn_key(conn)
+        self._returned.pop(key, None)
+        for gone in [k for k in list(self._statements) if k[0] == key]:
+            del self._statements[gone]
         super()._close_raw(conn)
 
     def _is_closed(self, conn: Any) -> bool:
@@ -201,6 +289,7 @@ def make_database(config: Config) -> peewee.Database:
             stale_timeout=300,
             timeout=config.db_pool_timeout,
             connect_timeout=config.db_connect_timeout,
+            server_prepared=config.db_server_prepared,
         )
     return db_url.connect(url)
 

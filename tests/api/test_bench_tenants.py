@@ -5,37 +5,15 @@ multi-tenant bench measures must be T separate tenants, not one."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import pytest
 from flask import Flask, testing
 
 from app import runtime
 from app.store import tenancy, tenants
 from app.store.models import Group, Membership, User
 from tests.helpers import Scim
-
-BENCH_RUN = Path(__file__).resolve().parents[2] / "bench" / "run.py"
-
-
-@pytest.fixture(scope="module")
-def bench_run() -> ModuleType:
-    """bench/run.py as a module; the folders it puts on `sys.path` are taken off again (bench/
-    has a `profile.py` that would hide the standard library's)."""
-    saved = list(sys.path)
-    spec = importlib.util.spec_from_file_location("bench_run", BENCH_RUN)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = saved
-    return module
 
 
 def options(**changes: Any) -> argparse.Namespace:
