@@ -64,8 +64,10 @@ def test_a_statement_sent_twice_is_prepared_and_answers_the_same(
 
 def test_errors_are_the_same_through_a_prepared_statement(pool: CheckedPool, scim: Scim) -> None:
     ann = create_user(scim, "ann@example.com")["id"]
-    columns = '"tenant_id", "user_id", "attr", "position", "value"'
-    insert = f'INSERT INTO "user_value" ({columns}) VALUES (%s, %s, %s, %s, %s)'
+    insert = (
+        'INSERT INTO "user_value" ("tenant_id", "user_id", "attr", "position", "value") '
+        "VALUES (%s, %s, %s, %s, %s)"
+    )
     with pool.connection_context():
         for position in (0, 1):
             pool.execute_sql(insert, [1, ann, "phoneNumbers", position, "+1"])
