@@ -15,7 +15,7 @@ from app import admin, create_app
 from app.config import Config
 from app.runtime import resolve_secret_key
 from app.store.models import AuditEvent, Operator, utcnow
-from tests.helpers import PASSWORD, create_user, csrf, deactivate, run, sign_in
+from tests.helpers import PASSWORD, create_group, create_user, csrf, deactivate, run, sign_in
 
 
 def test_pages_require_sign_in_and_return_after_it(client: FlaskClient, operator: str) -> None:
@@ -177,6 +177,7 @@ def test_search_and_user_page_answer_who_deactivated_alice(
 ) -> None:
     alice = create_user(scim, externalId="okta-00u1")
     create_user(scim, "bob@example.com", name={"givenName": "Bob", "familyName": "Builder"})
+    teachers = create_group(scim, "Teachers", alice["id"])
     deactivate(scim, alice["id"])
     changed = AuditEvent.get(AuditEvent.operation == "deactivate").at
 
@@ -190,6 +191,8 @@ def test_search_and_user_page_answer_who_deactivated_alice(
     assert f"since {changed:%Y-%m-%d %H:%M} UTC" in page
     assert "set by token <strong>test-idp</strong> (deactivate)" in page
     assert "active: true → false" in page
+    groups = page.split("<h2>Groups</h2>", 1)[1].split("</ul>", 1)[0]
+    assert f'href="/admin/groups/{teachers["id"]}">Teachers</a>' in groups
 
 
 def test_errors_on_admin_are_html_pages(signed_in: FlaskClient) -> None:

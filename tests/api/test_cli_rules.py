@@ -19,7 +19,7 @@ from flask import Flask
 
 from app.cli import LmsScimGroup, common
 from app.store.models import ApiToken, AuditEvent, utcnow
-from tests.helpers import PASSWORD, create_group, create_user, invoke, run
+from tests.helpers import PASSWORD, create_group, create_user, feed, invoke, run
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -331,6 +331,14 @@ def test_long_commands_show_progress_on_stderr_and_keep_stdout_clean(
     pruned = run(app, "audit", "prune", "--days", "7")
     assert "pruning audit events" in pruned.stderr
     assert "pruned 3 audit event(s)" in pruned.stdout
+
+    lms = feed(
+        app, "ws-token\n", "tenants", "set", "default", "LMS_TOKEN", "LMS_URL=http://lms.test"
+    )
+    assert lms.exit_code == 0, lms.output
+    synced = run(app, "relay", "sync", "--all")
+    assert "queueing for default" in synced.stderr
+    assert synced.stdout.startswith("default: queued 2 change(s)")
 
 
 def test_no_progress_when_nobody_watches(app: Flask, scim: Any) -> None:

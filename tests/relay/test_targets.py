@@ -16,7 +16,7 @@ from app.relay.dispatch import Dispatcher
 from app.relay.worker import relay_from
 from app.store import tenancy
 from app.store.db import database
-from app.store.models import AuditEvent, LmsTarget, LmsUserLink, Outbox
+from app.store.models import AuditEvent, LmsTarget, LmsUserLink, Outbox, utcnow
 from tests.helpers import Scim, create_group, create_user, feed, invoke, run
 from tests.relay.harness import A_URL, B_URL, join, leave, one_site_hung
 from tests.relay.moodle_sim import TOKEN, MoodleSim
@@ -164,6 +164,16 @@ def test_a_hung_lms_never_delays_another_target_of_the_same_tenant(
     (kept,) = waiting  # A's change waits for A alone
     assert "no answer within" in kept.last_error
     assert _users(site_a) == {}
+    # A's back-off is A's own: its row waits for a later try, and a change made meanwhile
+    # reaches B at once (run_due never tries A's row before it is due).
+    assert kept.attempts == 1
+    assert kept.next_attempt_at is not None
+    assert kept.next_attempt_at > utcnow()
+    create_user(scim, "bo@x.example")
+    _deliver(app)
+    assert _users(site_b) == {"ann@x.example": False, "bo@x.example": False}
+    with app.app_context():
+        assert Outbox.get_by_id(kept.id).attempts == 1  # not tried again before it was due
 
 
 def test_enrolment_rules_name_their_target(

@@ -68,3 +68,12 @@ def test_make_run_takes_host_and_port_from_the_environment(env: dict[str, str], 
         check=True,
     )
     assert f"--bind {bind} " in dry.stdout, dry.stdout
+
+
+def test_the_readme_links_the_guides_that_exist() -> None:
+    """A new user reaches the IdP set-up and HTTPS guides from the README, and every local
+    Markdown link the README makes points at a file of the checkout."""
+    links = re.findall(r"\]\(((?!https?:|#)[^)#\s]+)", README)
+    assert {"docs/idp-setup.md", "docs/https.md"} <= set(links)
+    missing = [link for link in links if not (ROOT / link).exists()]
+    assert missing == []
