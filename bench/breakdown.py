@@ -93,10 +93,12 @@ class RoundTrips:
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.begin_is_sent = True  # False where BEGIN goes with the first statement
 
     @contextmanager
     def counting(self, database: Any) -> Iterator[RoundTrips]:
         cls = type(database)
+        self.begin_is_sent = not getattr(cls, "BEGIN_WITH_FIRST_STATEMENT", False)
         originals = {kind: getattr(cls, kind) for kind in self.KINDS}
 
         def counted(kind: str) -> Callable[..., Any]:
@@ -119,10 +121,11 @@ class RoundTrips:
     def per_request(self, requests: int) -> dict[str, float]:
         statements = self.counts["execute_sql"]
         transactions = self.counts["commit"] + self.counts["rollback"]
+        begins = self.counts["begin"] if self.begin_is_sent else 0
         return {
             "statements": statements / requests,
             "transactions": transactions / requests,
-            "round trips": (statements + self.counts["begin"] + transactions) / requests,
+            "round trips": (statements + begins + transactions) / requests,
         }
 
 

@@ -152,6 +152,8 @@ class CheckedPool(PooledPostgresqlDatabase):
     every surviving connection has been idle that long, so the pool still heals by itself.
     """
 
+    BEGIN_WITH_FIRST_STATEMENT = True  # (`begin`) for bench/breakdown.py's round-trip count
+
     def __init__(self, *args: Any, server_prepared: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._returned: dict[int, float] = {}
@@ -161,6 +163,7 @@ class CheckedPool(PooledPostgresqlDatabase):
         self._sightings: dict[str, int] = {}
         self._unpreparable: set[str] = set()
         self._names = itertools.count(1)
+        self._deferred = threading.local()  # a BEGIN waiting for its transaction's first statement
 
     def execute_sql(self, sql: str, params: Any = None) -> Any:
         """Run `sql`; one this process sent before runs as `EXECUTE` of a statement prepared
@@ -172,13 +175,45 @@ class CheckedPool(PooledPostgresqlDatabase):
         plan when it costs no more than the custom ones. SQLite's driver already keeps its
         compiled statements per connection. Logged and counted as the SQL it stands for."""
         name = self._prepared(sql, params) if self.server_prepared and params else None
-        if name is None:
+        begin = getattr(self._deferred, "begin", None)
+        if name is None and begin is None:
             return super().execute_sql(sql, params)
         self._log_query(sql, params)
+        sent = sql if name is None else f"EXECUTE {name} ({', '.join(['%s'] * len(params))})"
+        if begin is not None:
+            self._deferred.begin = None
+            sent = f"{begin}; {sent}"
         with peewee.__exception_wrapper__:
             cursor = self.cursor()
-            cursor.execute(f"EXECUTE {name} ({', '.join(['%s'] * len(params))})", params)
+            cursor.execute(sent, params or ())  # as peewee does: `%%` is a literal `%`
         return cursor
+
+    def begin(self, isolation_level: Any = None) -> None:
+        """Open a transaction with its first statement, in the same round trip.
+
+        peewee sends `BEGIN` by itself: a round trip to the server before each transaction's
+        first statement. Here it waits and goes with that statement (`BEGIN; …` is one simple
+        query), and a transaction that sends nothing sends neither BEGIN nor COMMIT."""
+        if self.is_closed():
+            self.connect()
+        level = isolation_level or self._isolation_level
+        self._deferred.begin = (
+            f"BEGIN TRANSACTION ISOLATION LEVEL {self._adapter.isolation_level_str(level)}"
+            if level
+            else "BEGIN"
+        )
+
+    def commit(self) -> None:
+        if getattr(self._deferred, "begin", None) is not None:
+            self._deferred.begin = None  # nothing was sent: nothing to commit
+            return
+        super().commit()
+
+    def rollback(self) -> None:
+        if getattr(self._deferred, "begin", None) is not None:
+            self._deferred.begin = None
+            return
+        super().rollback()
 
     def _prepared(self, sql: str, params: Any) -> str | None:
         """The name `sql` is prepared under on this thread's connection, preparing it now if
@@ -224,6 +259,7 @@ class CheckedPool(PooledPostgresqlDatabase):
         return name
 
     def _close(self, conn: Any, close_conn: bool = False) -> None:
+        self._deferred.begin = None  # never carried over to this thread's next connection
         if not close_conn:
             self._returned[self.conn_key(conn)] = time.monotonic()
         super()._close(conn, close_conn)

@@ -1,7 +1,8 @@
 """PostgreSQL statements the service sends again and again are prepared on the server once per
 connection (`app.store.db.CheckedPool`): the same rows and errors as sending the SQL, a
 statement PostgreSQL cannot prepare is sent as it is (inside a transaction too), a connection
-keeps a bounded number, and `DB_SERVER_PREPARED=false` prepares none."""
+keeps a bounded number, and `DB_SERVER_PREPARED=false` prepares none. And a transaction's
+BEGIN goes with its first statement."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import peewee
 import pytest
 from flask import Flask
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE, TRANSACTION_STATUS_INTRANS
 
 from app import runtime
 from app.store import db
@@ -128,3 +130,50 @@ def test_requests_answer_the_same_with_prepared_statements(app: Flask, scim: Sci
         found = scim.get('/Users?filter=userName eq "ann@example.com"').get_json()
         assert found["Resources"][0]["title"] == f"T{n}"
     assert db.database.obj._statements  # something was prepared
+
+
+def _status(pool: CheckedPool) -> int:
+    return pool.connection().get_transaction_status()
+
+
+def test_a_transaction_begins_with_its_first_statement(pool: CheckedPool, scim: Scim) -> None:
+    """BEGIN travels with the transaction's first statement (one round trip, not two); what
+    the transaction wrote is undone by a rollback and kept by a commit, as before."""
+    ann = create_user(scim, "ann@example.com")["id"]
+    title = 'UPDATE "lms_user" SET "title" = %s WHERE "id" = %s'
+    read = 'SELECT "title" FROM "lms_user" WHERE "id" = %s'
+    with pool.connection_context():
+        with pool.atomic() as transaction:
+            assert _status(pool) == TRANSACTION_STATUS_IDLE  # nothing sent yet
+            pool.execute_sql(title, ["Undone", ann])
+            assert _status(pool) == TRANSACTION_STATUS_INTRANS
+            transaction.rollback()
+        assert pool.execute_sql(read, [ann]).fetchone() == (None,)
+        with pool.atomic():
+            pool.execute_sql(title, ["Kept", ann])
+        assert _status(pool) == TRANSACTION_STATUS_IDLE
+        assert pool.execute_sql(read, [ann]).fetchone() == ("Kept",)
+        with pool.atomic():  # a transaction that sends nothing: no BEGIN, no COMMIT
+            pass
+        assert _status(pool) == TRANSACTION_STATUS_IDLE
+
+
+def test_a_failed_first_statement_rolls_back_and_the_connection_goes_on(
+    pool: CheckedPool, scim: Scim
+) -> None:
+    ann = create_user(scim, "ann@example.com")["id"]
+    insert = 'INSERT INTO "membership" ("tenant_id", "group_id", "user_id") VALUES (%s, %s, %s)'
+    with pool.connection_context():
+        with pytest.raises(peewee.IntegrityError), pool.atomic():
+            pool.execute_sql(insert, [1, "no-such-group", ann])
+        assert pool.execute_sql("SELECT %s::int", [7]).fetchone() == (7,)
+
+
+def test_a_begin_never_outlives_its_connection(pool: CheckedPool) -> None:
+    """A BEGIN still waiting when the connection goes back to the pool is dropped, so the
+    thread's next statement runs in autocommit as it should."""
+    with pool.connection_context():
+        pool.begin()
+    with pool.connection_context():
+        assert pool.execute_sql("SELECT %s::int", [1]).fetchone() == (1,)
+        assert _status(pool) == TRANSACTION_STATUS_IDLE

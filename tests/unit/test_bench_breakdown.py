@@ -95,3 +95,14 @@ def test_round_trips_count_statements_and_transactions(breakdown: ModuleType) ->
         [("get", 2.0, breakdown.attribute(Frame(PEEWEE, "commit", 1.0)), counter.per_request(1))]
     )
     assert "| get | 2.000 | 2.000 | 3.0 | 5.0 |" in table
+
+    class Deferring(Database):
+        BEGIN_WITH_FIRST_STATEMENT = True  # as app.store.db.CheckedPool
+
+    deferring = breakdown.RoundTrips()
+    counted_db = Deferring()
+    with deferring.counting(counted_db):
+        counted_db.begin()
+        counted_db.execute_sql("UPDATE x")
+        counted_db.commit()
+    assert deferring.per_request(1) == {"statements": 1, "transactions": 1, "round trips": 2}
