@@ -19,7 +19,7 @@ import peewee
 import psycopg2
 from playhouse import db_url
 from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase
-from psycopg2.extensions import TRANSACTION_STATUS_IDLE
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE, TRANSACTION_STATUS_INERROR
 
 from app.config import Config
 from app.errors import InvalidFilter
@@ -236,9 +236,12 @@ class CheckedPool(PooledPostgresqlDatabase):
         return self._prepare(conn, names, sql)
 
     def _prepare(self, conn: Any, names: OrderedDict[str, str], sql: str) -> str | None:
+        status = conn.get_transaction_status()
+        if status == TRANSACTION_STATUS_INERROR:
+            return None  # the statement fails as it is, with the error peewee maps
         name = f"lms_{next(self._names)}"
         statement = f"PREPARE {name} AS {numbered(sql)}"
-        in_transaction = conn.get_transaction_status() != TRANSACTION_STATUS_IDLE
+        in_transaction = status != TRANSACTION_STATUS_IDLE
         with conn.cursor() as cursor:
             try:
                 if in_transaction:  # a failed PREPARE must not abort the transaction

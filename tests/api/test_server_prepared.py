@@ -177,3 +177,19 @@ def test_a_begin_never_outlives_its_connection(pool: CheckedPool) -> None:
     with pool.connection_context():
         assert pool.execute_sql("SELECT %s::int", [1]).fetchone() == (1,)
         assert _status(pool) == TRANSACTION_STATUS_IDLE
+
+
+def test_a_statement_after_an_error_in_the_transaction_fails_as_peewee_says(
+    pool: CheckedPool,
+) -> None:
+    """In a transaction that an error aborted, a statement is not prepared (its savepoint
+    could not be made either): it fails with peewee's error, and a rollback recovers."""
+    with pool.connection_context():
+        pool.execute_sql("SELECT %s::int + 100", [1])  # seen once: next time it is prepared
+        with pool.atomic():
+            with pytest.raises(peewee.DataError):
+                pool.execute_sql("SELECT %s::int", ["not a number"])
+            with pytest.raises(peewee.InternalError):  # "current transaction is aborted"
+                pool.execute_sql("SELECT %s::int + 100", [1])
+            pool.rollback()
+        assert pool.execute_sql("SELECT %s::int + 100", [1]).fetchone() == (101,)
