@@ -160,7 +160,7 @@ class CheckedPool(PooledPostgresqlDatabase):
         self.server_prepared = server_prepared
         # Per connection (its key and backend pid): SQL → the name it is prepared under.
         self._statements: dict[tuple[int, int], OrderedDict[str, str]] = {}
-        self._sightings: dict[str, int] = {}
+        self._sighted: set[str] = set()  # sent once by this process
         self._unpreparable: set[str] = set()
         self._names = itertools.count(1)
         self._deferred = threading.local()  # a BEGIN waiting for its transaction's first statement
@@ -227,11 +227,10 @@ class CheckedPool(PooledPostgresqlDatabase):
         if name is not None:
             names.move_to_end(sql)
             return name
-        seen = self._sightings.get(sql, 0)
-        if not seen:
-            if len(self._sightings) >= _SIGHTINGS_KEPT:
-                self._sightings.clear()
-            self._sightings[sql] = 1
+        if sql not in self._sighted:
+            if len(self._sighted) >= _SIGHTINGS_KEPT:
+                self._sighted.clear()
+            self._sighted.add(sql)
             return None
         return self._prepare(conn, names, sql)
 

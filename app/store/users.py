@@ -202,7 +202,7 @@ def _read_one(user_id: str) -> list[User]:
 
 
 def _lock_query(ids: list[str]) -> peewee.SelectBase:
-    return User.select(User.id).where(User.id == ids[0]).for_update()
+    return locked(User.select(User.id).where(User.id == ids[0]))
 
 
 def _read_locked(user_id: str) -> tuple[User, dict[str, Any], list[dict[str, str]] | None]:
