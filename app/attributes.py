@@ -53,6 +53,12 @@ class Projection:
                 for a in rtype.all_attributes()
             )
         )
+        # What to keep of each attribute depends on the request and the schema only, so it is
+        # decided once here, not again for every resource of a page.
+        self._plan = [
+            (urn, [(a.name, keep) for a in rtype.attributes(urn) if (keep := self._keep(a))])
+            for urn in rtype.schemas
+        ]
 
     def _parse(self, paths: list[str]) -> dict[_Key | str, set[str] | None]:
         """{(urn, attribute): None for the whole attribute, or the set of sub-attributes}."""
@@ -109,28 +115,26 @@ class Projection:
         if self.trivial:
             return resource
         out: dict[str, Any] = {"schemas": resource.get("schemas", [self.rtype.schema])}
-        for urn in self.rtype.schemas:
-            source = resource if urn == self.rtype.schema else resource.get(urn)
+        core = self.rtype.schema
+        for urn, kept in self._plan:
+            source = resource if urn == core else resource.get(urn)
             if not source:
                 continue
             target: dict[str, Any] = {}
-            for attribute in self.rtype.attributes(urn):
-                if attribute.name not in source:
+            for name, keep in kept:
+                if name not in source:
                     continue
-                keep = self._keep(attribute)
-                if keep is False:
-                    continue
-                value = source[attribute.name]
-                if keep is not True and isinstance(keep, set):
+                value = source[name]
+                if keep is not True:
                     value = _only(value, keep)
                     if not value:
                         continue
-                target[attribute.name] = value
-            if urn == self.rtype.schema:
+                target[name] = value
+            if urn == core:
                 out.update(target)
             elif target:
                 out[urn] = target
-        out["schemas"] = [s for s in out["schemas"] if s == self.rtype.schema or s in out]
+        out["schemas"] = [s for s in out["schemas"] if s == core or s in out]
         return out
 
 
