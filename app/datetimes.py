@@ -44,7 +44,9 @@ def scim(moment: dt.datetime | None) -> str | None:
     """A stored (naive UTC) timestamp as SCIM returns it: milliseconds and `Z` (`meta`)."""
     if moment is None:
         return None
-    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    if moment.tzinfo is not None:
+        moment = moment.replace(tzinfo=None)
+    return moment.isoformat(timespec="milliseconds") + "Z"
 
 
 def minute(moment: dt.datetime | None, missing: str = "-") -> str:

@@ -5,8 +5,10 @@ It seeds a fresh SQLite database (or a PostgreSQL schema, `--db postgres`) the w
 does, then sends `--requests` requests per phase through Flask's test client — the whole app,
 without gunicorn and the network — and writes, per phase, pyinstrument's call tree to
 `bench/results/profile-<phase>.txt` and a summary table (mean time per request, unprofiled and
-profiled) to stdout. `/healthz` through the same client is the baseline: what Flask and the test
-client cost before any SCIM work.
+profiled, and this process's CPU time per request, which other work on the machine changes far
+less than the wall clock: compare versions of the code by it on SQLite) to stdout. `/healthz`
+through the same client is the baseline: what Flask and the test client cost before any SCIM
+work.
 
     .venv/bin/python bench/profile.py                       # every phase, 10k users, SQLite
     .venv/bin/python bench/profile.py --phases lookup,patch --requests 2000
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             n = max(10, args.requests // (20 if name == "create_password" else 1))
             for i in range(10):  # warm: caches, prepared statements, the filter shape
                 send_as(send, -1 - i)
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             for i in range(n):
                 response = send_as(send, i)
                 if response.status_code >= 500:
@@ -223,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{name}: {response.status_code} {response.get_data()[:200]!r}"
                     )
             plain = (time.perf_counter() - started) / n
+            cpu = (time.process_time() - cpu_started) / n
             profiler = Profiler(interval=0.0002)
             counter = breakdown.RoundTrips()
             with counter.counting(database.obj):
@@ -236,11 +239,13 @@ def main(argv: list[str] | None = None) -> int:
             profiled = profiler.last_session.duration / n
             out = bench_run.RESULTS / f"profile-{name}.txt"
             out.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
-            rows.append((name, n, plain * 1000, profiled * 1000, out.relative_to(ROOT)))
-        print("| phase | requests | ms/request | ms/request profiled | call tree |")
-        print("|---|---:|---:|---:|---|")
-        for name, n, plain, profiled, out in rows:
-            print(f"| {name} | {n} | {plain:.3f} | {profiled:.3f} | `{out}` |")
+            rows.append((name, n, plain * 1000, profiled * 1000, out.relative_to(ROOT), cpu * 1000))
+        print(
+            "| phase | requests | ms/request | CPU ms/request | ms/request profiled | call tree |"
+        )
+        print("|---|---:|---:|---:|---:|---|")
+        for name, n, plain, profiled, out, cpu in rows:
+            print(f"| {name} | {n} | {plain:.3f} | {cpu:.3f} | {profiled:.3f} | `{out}` |")
         if args.breakdown:
             print()
             print(f"Milliseconds per request by part ({args.db}, {args.users:,} users):")

@@ -189,8 +189,9 @@ def to_resource(
 
     `enrolments` (`[{courseId, role}]`, from `app.store.enrolments`) go in the LMS extension."""
     resource: dict[str, Any] = {"schemas": [C]}
+    data = user.__data__  # what each field's descriptor would read, without the call per column
     for name, schema, head, tail, is_date in _READ_PLAN:
-        value = getattr(user, name)
+        value = data.get(name)
         if value is None:
             continue
         if is_date:
