@@ -109,7 +109,7 @@ USER_ORDER = paging.Sort(owner_id=User.id, key=User.user_name_key)
 
 def users(wanted: UserFilter, request: paging.PageRequest) -> paging.Page:
     """One page of matching users by userName (as `status.summarise` rows), and how many match."""
-    found = paging.page(User.select(), wanted.condition(), USER_ORDER, request)
+    found = paging.page(User.select, wanted.condition(), USER_ORDER, request)
     found.items = summarise(found.items)
     return found
 
@@ -253,7 +253,7 @@ def _rows(groups: list[Group]) -> list[GroupRow]:
 
 def groups(text: str, request: paging.PageRequest) -> paging.Page:
     """One page of the groups matching `text` by displayName, as `GroupRow`s."""
-    found = paging.page(Group.select(), group_condition(text), GROUP_ORDER, request)
+    found = paging.page(Group.select, group_condition(text), GROUP_ORDER, request)
     found.items = _rows(found.items)
     return found
 

@@ -312,7 +312,7 @@ class Compiler:
         Resources without a value sort last in both directions (§3.4.2.3: "null" values last).
         """
         if attribute is None:
-            return Sort(self.owner_id, None, descending)
+            return Sort(self.owner_id, None, descending, shape=(self.resource, None, descending))
         if attribute.multi_valued:
             table = self.children.get(attribute.name) if not attribute.is_extension else None
             if table is None or table.sort_value is None:
@@ -328,7 +328,8 @@ class Compiler:
         column = _expression(column)
         if attribute.type in ("string", "reference"):
             column = _binary(column)  # PostgreSQL refuses a collation on timestamps and booleans
-        return Sort(self.owner_id, column, descending)
+        shape = (self.resource, attribute.schema, attribute.path, descending)
+        return Sort(self.owner_id, column, descending, shape=shape)
 
 
 USER_COMPILER = Compiler("User", User.id, SCALAR_BY_PATH, _USER_CHILDREN)

@@ -57,7 +57,7 @@ def by_ids(group_ids: list[str]) -> list[dict[str, Any]]:
 def search(condition: Any, sort: Sort, request: PageRequest) -> Page:
     """One page of groups (without members) and how many match (RFC 7644 §3.4.2.4, RFC 9865
     when `request.keyset`)."""
-    found = page(Group.select(), condition, sort, request)
+    found = page(Group.select, condition, sort, request, shape="groups")
     found.items = [to_resource(row) for row in found.items]
     return found
 

@@ -8,6 +8,7 @@ allow-list); this module only applies them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,9 @@ class Sort:
     owner_id: Expression
     key: Expression | None = None
     descending: bool = False
+    # What determines `key` and the direction, where the maker can say (`Compiler.order`): a
+    # page in such an order has its SQL made once per shape (`prepared.shaped_rows`).
+    shape: Hashable | None = field(default=None, compare=False)
 
     def _beyond(self, column: Expression, value: Any) -> Expression:
         return column < value if self.descending else column > value
@@ -108,16 +112,31 @@ def count_matching(query: peewee.ModelSelect, condition: Any) -> int:
     return query.count()
 
 
-def page(query: peewee.ModelSelect, condition: Any, sort: Sort, request: PageRequest) -> Page:
-    """`_page`, with a filter the database refuses as too complex turned into 400
-    `invalidFilter` (`db.filter_refusals`)."""
+def page(
+    base: Callable[[], peewee.ModelSelect],
+    condition: Any,
+    sort: Sort,
+    request: PageRequest,
+    shape: Hashable | None = None,
+) -> Page:
+    """`_page` of the query `base()` makes, with a filter the database refuses as too complex
+    turned into 400 `invalidFilter` (`db.filter_refusals`).
+
+    With a `shape` (what `base()` is: the same query for the same shape) and an order that has
+    one, a page's SQL is made once and only `condition` is rendered per request."""
     if condition is None:
-        return _page(query, condition, sort, request)
+        return _page(base, condition, sort, request, shape)
     with filter_refusals():
-        return _page(query, condition, sort, request)
+        return _page(base, condition, sort, request, shape)
 
 
-def _page(query: peewee.ModelSelect, condition: Any, sort: Sort, request: PageRequest) -> Page:
+def _page(
+    base: Callable[[], peewee.ModelSelect],
+    condition: Any,
+    sort: Sort,
+    request: PageRequest,
+    shape: Hashable | None,
+) -> Page:
     """One page of the matching rows and how many match in all (an empty page when `count` is 0
     or `startIndex` is past the end).
 
@@ -126,27 +145,42 @@ def _page(query: peewee.ModelSelect, condition: Any, sort: Sort, request: PageRe
     case for every look-up an IdP makes before a create. Keyset pages read one row more than
     asked to learn whether another page follows, and never use OFFSET.
     """
-    if condition is not None:
-        query = query.where(condition)
+
+    def query() -> peewee.ModelSelect:
+        return base() if condition is None else base().where(condition)
 
     def total() -> int:
-        return count_matching(query, condition)
+        return count_matching(query(), condition)
+
+    def ordered() -> peewee.ModelSelect:
+        return sort.select(query()).order_by(*sort.order_by())
+
+    def run(how: str, build: Callable[[], peewee.ModelSelect], *where: int) -> list[Any]:
+        if shape is None or sort.shape is None:
+            return list(prepared.rows(build()))
+        return prepared.shaped_rows(build, condition, (shape, sort.shape, how, *where))
 
     if request.count <= 0:
         return Page(total())
-    ordered = sort.select(query).order_by(*sort.order_by())
+    count = request.count
     if not request.keyset:
-        rows = _offset_page(query, ordered, sort, request)
-        whole = request.start_index == 1 and len(rows) < request.count
-        ended = 0 < len(rows) < request.count
+        offset = request.start_index - 1
+        if offset < _DEFERRED_JOIN_OFFSET or sort.key is not None:
+            rows = run("offset", lambda: ordered().offset(offset).limit(count), offset, count)
+        else:
+            rows = _deferred_join(query(), sort, offset, count)
+        whole = request.start_index == 1 and len(rows) < count
+        ended = 0 < len(rows) < count
         if whole or ended:
             return Page(request.start_index - 1 + len(rows), rows)
         return Page(total(), rows)
-    if request.after is not None:
-        ordered = ordered.where(sort.after(request.after))
-    rows = list(prepared.rows(ordered.limit(request.count + 1)))
-    more = len(rows) > request.count
-    rows = rows[: request.count]
+    if request.after is None:
+        rows = run("keyset", lambda: ordered().limit(count + 1), count)
+    else:
+        after = sort.after(request.after)
+        rows = list(prepared.rows(ordered().where(after).limit(count + 1)))
+    more = len(rows) > count
+    rows = rows[:count]
     found = len(rows) if request.after is None and not more else total()
     return Page(found, rows, sort.position(rows[-1]) if more else None)
 
@@ -157,13 +191,9 @@ def _page(query: peewee.ModelSelect, condition: Any, sort: Sort, request: PageRe
 _DEFERRED_JOIN_OFFSET = 1000
 
 
-def _offset_page(
-    query: peewee.ModelSelect, ordered: peewee.ModelSelect, sort: Sort, request: PageRequest
-) -> list[Any]:
-    offset = request.start_index - 1
-    if offset < _DEFERRED_JOIN_OFFSET or sort.key is not None:
-        return list(prepared.rows(ordered.offset(offset).limit(request.count)))
-    ids = query.select(sort.owner_id).order_by(*sort.order_by()).offset(offset).limit(request.count)
+def _deferred_join(query: peewee.ModelSelect, sort: Sort, offset: int, count: int) -> list[Any]:
+    """A page deep in id order, found by its ids first (`_DEFERRED_JOIN_OFFSET`)."""
+    ids = query.select(sort.owner_id).order_by(*sort.order_by()).offset(offset).limit(count)
     model = query.model
     return list(
         prepared.rows(

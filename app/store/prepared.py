@@ -168,20 +168,89 @@ def rows(query: peewee.ModelSelect) -> list[Any]:
     and the rest are still rendered by peewee, with values as bound parameters. A query that
     selects anything else (but aliased subqueries after every column) runs as it is.
     """
+    rendered = _rendered(query)
+    if rendered is None:
+        return list(query)
+    return instances(query.model, *rendered)
+
+
+def _rendered(query: peewee.ModelSelect) -> tuple[str, list[Any]] | None:
+    """`query`'s SQL and parameters as `rows` runs it; None when it must run as it is."""
     model = query.model
     fields = list(model._meta.sorted_fields)
     returning = list(query._returning)
     extras = returning[len(fields) :]
     same = len(returning) >= len(fields) and all(map(operator.is_, returning, fields))
     if not same or not all(map(_subquery, extras)):
-        return list(query)
+        return None
     whole, narrow = _column_list(model)
     cheap = query.clone()
     cheap._returning = (model._meta.primary_key, *extras)
     sql, params = cheap.sql()
     if not sql.startswith(narrow + (", " if extras else " FROM ")):
-        return list(query)
-    return instances(model, whole + sql[len(narrow) :], params)
+        return None
+    return whole + sql[len(narrow) :], list(params)
+
+
+# A shaped page's SQL, cut around its condition: (model, SQL, parameters before the condition's,
+# parameters after them); or _UNSHAPED where the condition could not be found in its SQL.
+_Shaped = tuple[type[peewee.Model], str, list[Any], list[Any]]
+_shaped: dict[tuple[Any, ...], _Shaped | None] = {}
+_UNSHAPED = None
+_MISSING = object()
+# Per process: a look-up shape per tenant and page position, each a few kilobytes of SQL.
+SHAPED_LIMIT = 2048
+
+
+def shaped_rows(
+    build: Callable[[], peewee.ModelSelect], condition: Any, shape: tuple[Any, ...]
+) -> list[Any]:
+    """`rows(build())`, where `build()` is `condition` applied to a query whose every other part
+    (columns, order, OFFSET and LIMIT) `shape` determines: only `condition` is rendered.
+
+    An IdP's look-up (`userName eq "…"`) is the same statement every time but for its value,
+    yet peewee renders the whole page query (the tenant, the children's subqueries, the order)
+    for each one. Here the query is built and rendered once per shape, condition text and
+    tenant, and afterwards only the condition, a handful of nodes, is rendered to learn its
+    text and values. Learning checks that the condition's text occurs exactly once in the
+    query's and that its values sit there in order; where not, the shape runs as `rows`.
+    """
+    if condition is None:
+        condition_sql, condition_params = "", []
+    else:
+        condition_sql, condition_params = database.obj.get_sql_context().parse(condition)
+    key = (id(database.obj), shape, condition_sql, tenancy.current())
+    found = _shaped.get(key, _MISSING)
+    if found is _MISSING:
+        found = _learn(build(), condition_sql, list(condition_params))
+        with _lock:
+            if len(_shaped) >= SHAPED_LIMIT:
+                _shaped.pop(next(iter(_shaped)), None)
+            _shaped[key] = found
+    if found is _UNSHAPED:
+        return rows(build())
+    model, sql, before, after = found
+    return instances(model, sql, [*before, *condition_params, *after])
+
+
+def _learn(query: peewee.ModelSelect, condition_sql: str, condition_params: list[Any]) -> Any:
+    """`query`'s SQL cut around its condition (`_Shaped`), or _UNSHAPED."""
+    rendered = _rendered(query)
+    if rendered is None:
+        return _UNSHAPED
+    sql, params = rendered
+    marker = database.obj.param
+    if sql.count(marker) != len(params):
+        return _UNSHAPED
+    if not condition_sql:
+        return (query.model, sql, params, [])
+    if sql.count(condition_sql) != 1:
+        return _UNSHAPED
+    start = sql[: sql.index(condition_sql)].count(marker)
+    end = start + len(condition_params)
+    if params[start:end] != condition_params or condition_sql.count(marker) != end - start:
+        return _UNSHAPED
+    return (query.model, sql, params[:start], params[end:])
 
 
 def _subquery(node: Any) -> bool:

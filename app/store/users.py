@@ -463,6 +463,13 @@ def _leave_groups(user_id: str, actor: audit.Actor) -> None:
 def search(condition: Any, sort: Sort, request: PageRequest) -> Page:
     """One page of users matching `condition`, and how many match in all (RFC 7644 §3.4.2.4,
     RFC 9865 when `request.keyset`)."""
-    found = page(_with_children(User.select()), condition, sort, request)
+    enrolments = outbox.enrolments_in_use()
+    found = page(
+        lambda: _with_children(User.select(), enrolments),
+        condition,
+        sort,
+        request,
+        shape=("users", enrolments),
+    )
     found.items = _read(found.items)
     return found
