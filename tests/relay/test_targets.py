@@ -17,7 +17,7 @@ from app.relay.dispatch import Dispatcher
 from app.relay.worker import relay_from
 from app.store import tenancy
 from app.store.db import database
-from app.store.models import AuditEvent, LmsTarget, LmsUserLink, Outbox, utcnow
+from app.store.models import AuditEvent, KeptEnrolment, LmsTarget, LmsUserLink, Outbox, utcnow
 from tests.helpers import Scim, create_group, create_user, feed, invoke, run
 from tests.relay.harness import A_URL, B_URL, join, leave, one_site_hung
 from tests.relay.moodle_sim import TOKEN, MoodleSim
@@ -274,6 +274,31 @@ def test_enrolment_rules_name_their_target(
     unknown = invoke(app, "enrolments", "add", "Physics", "101", "--role", "student", "--lms", "x")
     assert unknown.exit_code == 1
     assert "No LMS target 'x' (this tenant has: default, b)." in unknown.output
+
+
+def test_keep_on_leave_is_per_target(
+    app: Flask, scim: Scim, sites: Sites, two_targets: None
+) -> None:
+    """The same group's rules on two targets, one keeping previous enrolments: a leaver stays
+    enrolled on that target only, and the kept enrolment belongs to it."""
+    site_a, site_b = sites
+    ann = create_user(scim, "ann@x.example")
+    physics = create_group(scim, "Physics", ann["id"])
+    run(app, "enrolments", "add", "Physics", "101", "--role", "student", "--lms", "default")
+    run(app, "enrolments", "add", "Physics", "201", "--role", "student", "--lms", "b",
+        "--keep-on-leave")  # fmt: skip
+    _deliver(app)
+    assert site_a.state()["enrolments"] == [("ann@x.example", 101, "student")]
+    assert site_b.state()["enrolments"] == [("ann@x.example", 201, "student")]
+
+    leave(scim, physics["id"], ann["id"])
+    _deliver(app)
+    assert site_a.state()["enrolments"] == []  # default's rule unenrols leavers
+    assert site_b.state()["enrolments"] == [("ann@x.example", 201, "student")]  # kept on b
+    with app.app_context():
+        b = LmsTarget.get(LmsTarget.name == "b").id
+        kept = list(KeptEnrolment.select(KeptEnrolment.target_id, KeptEnrolment.course_id).tuples())
+    assert kept == [(b, "201")]
 
 
 def test_relay_status_test_and_retry_per_target(
