@@ -140,7 +140,7 @@ def _save(tenant: Tenant, changes: dict[str, str | None]) -> None:
     if changes.get(SECRET):
         merged[SECRET] = changes[SECRET]
     # ValueError naming the variable
-    TenantSettings.overlay(
+    settings = TenantSettings.overlay(
         current.config, merged, default_tenant=tenant.id == tenancy.DEFAULT_TENANT
     )
     if changes.get(runtime.ENTRA):  # one tenant per Entra directory
@@ -149,7 +149,8 @@ def _save(tenant: Tenant, changes: dict[str, str | None]) -> None:
         changes[SECRET] = current.secret_box.seal(
             changes[SECRET], runtime.lms_token_context(tenant.id)
         )
-    tenant_store.save_settings(tenant, changes)
+    roles = [name for name, _ in settings.lms_role_ids] if "LMS_ROLE_IDS" in changes else None
+    tenant_store.save_settings(tenant, changes, role_names=roles)
     current.tenants.clear()
     if any(variable.startswith("ENTRA_") for variable in changes):
         current.entra_directories.clear()  # and the tokens verified under the old directory

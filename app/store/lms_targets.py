@@ -13,7 +13,7 @@ composite keys of m0014 cascade).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,7 +22,7 @@ from peewee import fn
 
 from app.config import TenantSettings
 from app.errors import InvalidValue, NotFound, Uniqueness
-from app.store import audit, generation, tenancy
+from app.store import audit, enrolment_dates, generation, tenancy
 from app.store.db import database
 from app.store.models import (
     EnrolmentRule,
@@ -335,7 +335,7 @@ def update(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYS
                 "LMS_* settings: change them with `lms-scim tenants set SLUG LMS_URL=…`."
             )
         if fields.roles is not None:
-            _check_roles_in_use(target, {name for name, _ in fields.roles})
+            check_roles_kept([target], (n for n, _ in fields.roles), f"LMS target {target.name!r}")
         columns = _columns(fields)
         if fields.token:
             columns["token"] = seal(fields.token, token_context(target.tenant_id, target.id))
@@ -360,21 +360,60 @@ def update(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYS
     return LmsTarget.get_by_id(target.id)
 
 
-def _check_roles_in_use(target: LmsTarget, names: set[str]) -> None:
-    """A role map must keep every role an enrolment rule of the target names (else the rule
-    would fail at delivery, not when the map was changed)."""
-    used = (
-        EnrolmentRule.select(EnrolmentRule.role, Group.display_name, EnrolmentRule.course_id)
+def on_tenant_roles() -> list[LmsTarget]:
+    """The tenant's targets whose role map is its `LMS_ROLE_IDS` (as `role_ids_of` reads it):
+    `default` and every target added without `--roles`."""
+    return [t for t in all_targets() if t.from_settings or not t.role_ids]
+
+
+def check_roles_kept(targets: Sequence[LmsTarget], names: Iterable[str], whose: str) -> None:
+    """A new role map of `targets` (`lms set NAME roles=…`, or the tenant's `LMS_ROLE_IDS`)
+    must keep every role an enrolment rule of theirs names, as its role or in its
+    `--no-end-for`: an unknown role is refused when the rule is made (issue 17 §3), so dropping
+    one later must not make the rule fail at delivery instead. InvalidValue naming the rules
+    (`whose`: what the map belongs to) before anything is changed."""
+    from app.store.course_maps import shown  # course_maps imports this module
+
+    kept = set(names)
+    several = len(targets) > 1
+    query = (
+        EnrolmentRule.select(
+            EnrolmentRule.role,
+            EnrolmentRule.no_end_roles,
+            Group.display_name,
+            EnrolmentRule.course_id,
+            LmsTarget.name,
+        )
         .join(Group)
-        .where((EnrolmentRule.target_id == target.id) & EnrolmentRule.role.not_in(list(names)))
-        .order_by(EnrolmentRule.role, Group.display_name_key, EnrolmentRule.course_id)
+        .switch(EnrolmentRule)
+        .join(LmsTarget, on=LmsTarget.id == EnrolmentRule.target_id)
+        .where(
+            EnrolmentRule.target_id.in_([t.id for t in targets])
+            & (EnrolmentRule.role.not_in(list(kept)) | EnrolmentRule.no_end_roles.is_null(False))
+        )
+        .order_by(
+            LmsTarget.from_settings.desc(),
+            LmsTarget.id,
+            Group.display_name_key,
+            EnrolmentRule.course_id,
+        )
         .tuples()
     )
-    found = [f"{role} ({group} → course {course})" for role, group, course in used]
+    found = []
+    for role, no_end, group, course, target in query:
+        where = f"{group} → course {shown(course)}" + (f" on {target}" if several else "")
+        if role not in kept:
+            found.append((role, f"{role} ({where})"))
+        found.extend(
+            (extra, f"{extra} ({where}, --no-end-for)")
+            for extra in enrolment_dates.roles_of(no_end)
+            if extra not in kept and extra != role
+        )
     if found:
+        listed = ", ".join(text for _, text in sorted(found, key=lambda item: item[0]))
         raise InvalidValue(
-            f"LMS target {target.name!r}: enrolment rules use roles the new map lacks: "
-            f"{', '.join(found)}; change or remove those rules first."
+            f"{whose}: enrolment rules use roles the new map lacks: {listed}; "
+            "change or remove those rules first."
         )
 
 

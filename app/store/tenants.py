@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import peewee
@@ -163,12 +163,24 @@ def own_values(variable: str) -> dict[int, tuple[str, str]]:
 
 
 def save_settings(
-    tenant: Tenant, changes: Mapping[str, str | None], actor: audit.Actor = audit.SYSTEM
+    tenant: Tenant,
+    changes: Mapping[str, str | None],
+    actor: audit.Actor = audit.SYSTEM,
+    *,
+    role_names: Iterable[str] | None = None,
 ) -> None:
     """Set (text) or reset (None) some of a tenant's settings, already checked by the caller
     (`TenantSettings.overlay`). Audited by name with before/after, except `secret` ones, whose
-    values never reach the trail (only that they changed)."""
+    values never reach the trail (only that they changed). `role_names`: when `LMS_ROLE_IDS`
+    changes, the roles of the new map, which must keep those the enrolment rules of the
+    targets using it name (`lms_targets.check_roles_kept`; refused, nothing saved)."""
     with database.atomic():
+        if role_names is not None:
+            with tenancy.use(tenant.id):
+                targets = lms_targets.on_tenant_roles()
+                names = ", ".join(t.name for t in targets)
+                whose = f"LMS_ROLE_IDS (the role map of LMS target(s) {names})"
+                lms_targets.check_roles_kept(targets, role_names, whose)
         current = Tenant.get_by_id(tenant.id)
         settings = json.loads(current.settings) if current.settings else {}
         trail: dict[str, object] = {}

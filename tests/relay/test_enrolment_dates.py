@@ -222,3 +222,59 @@ def test_custom_roles_come_from_the_targets_roles_map(
         "mentor (Mentors → course 101); change or remove those rules first."
     )
     run(app, "lms", "set", "b", "roles=student=5,teacher=3,mentor=4,tutor=4")
+
+
+def test_a_role_map_keeps_the_roles_rules_use_whoever_changes_it(
+    app: Flask, scim: Any, sites: tuple[MoodleSim, MoodleSim]
+) -> None:
+    """An unknown role is refused when a rule is made; dropping a role from a map later must
+    not bring that failure back at delivery. `tenants set SLUG LMS_ROLE_IDS=…` is the map of
+    `default` and of every target added without `--roles`, `lms set NAME roles=…` one target's
+    own: both refuse a map without a role a rule of theirs names (as its role or in its
+    `--no-end-for`), naming the rules, and change nothing."""
+    run(app, "tenants", "set", "default", "LMS_ROLE_IDS=student=5,teacher=3,mentor=9")
+    added = feed(app, TOKEN + "\n", "lms", "add", "b", "--url", B_URL)  # the tenant's map
+    assert added.exit_code == 0, added.output
+    ann = create_user(scim, "ann@school.example")
+    create_group(scim, "Mentors", ann["id"])
+    create_group(scim, "Physics", ann["id"])
+    run(app, "enrolments", "add", "Mentors", "101", "--role", "mentor", "--lms", "default")
+    run(app, "enrolments", "add", "Physics", "102", "--role", "student", "--lms", "b",
+        "--end", END, "--no-end-for", "mentor")  # fmt: skip
+    events = AuditEvent.select().count()
+
+    def roles_setting() -> str:
+        shown = json.loads(run(app, "tenants", "show", "default", "--format", "json").stdout)
+        return str(shown["settings"]["LMS_ROLE_IDS"]["value"])
+
+    for value in ("student=5,teacher=3", ""):  # another map, or back to the environment's
+        refused = invoke(app, "tenants", "set", "default", "UNIQUE_EMAILS=no",
+                         f"LMS_ROLE_IDS={value}")  # fmt: skip
+        assert refused.exit_code == 1
+        assert refused.output.strip() == (
+            "Error: LMS_ROLE_IDS (the role map of LMS target(s) default, b): enrolment rules "
+            "use roles the new map lacks: mentor (Mentors → course 101 on default), mentor "
+            "(Physics → course 102 on b, --no-end-for); change or remove those rules first."
+        )
+    assert roles_setting() == "student=5,teacher=3,mentor=9"
+    shown = json.loads(run(app, "tenants", "show", "default", "--format", "json").stdout)
+    assert shown["settings"]["UNIQUE_EMAILS"]["source"] == "default"
+    assert AuditEvent.select().count() == events
+
+    # `lms set` sees a `--no-end-for` role too; the whole change is refused.
+    refused = invoke(app, "lms", "set", "b", f"url={B_URL}/other", "roles=student=5,teacher=3")
+    assert refused.exit_code == 1
+    assert refused.output.strip() == (
+        "Error: LMS target 'b': enrolment rules use roles the new map lacks: "
+        "mentor (Physics → course 102, --no-end-for); change or remove those rules first."
+    )
+    b = json.loads(run(app, "lms", "show", "b", "--format", "json").stdout)
+    assert (b["url"], b["roles"]) == (B_URL, "student=5,teacher=3,mentor=9")
+    assert AuditEvent.select().count() == events
+
+    # With its own map, b leaves the tenant's; without default's mentor rule the tenant's map
+    # may drop mentor.
+    run(app, "lms", "set", "b", "roles=student=5,teacher=3,mentor=4")
+    run(app, "enrolments", "remove", "Mentors", "101", "--lms", "default")
+    run(app, "tenants", "set", "default", "LMS_ROLE_IDS=student=5,teacher=3")
+    assert roles_setting() == "student=5,teacher=3"

@@ -189,20 +189,37 @@ def test_the_school_example(
         (SID, 1002): (T_START, T_END),
         ("tina.t", 1001): (T_START, 0),
     }
+    # The actions per type are the issue's: students all three, teachers update and deactivate
+    # (matched, never created), parents none.
+    shown = json.loads(run(app, "lms", "show", "school", "--format", "json").stdout)
+    assert shown["actions"] == {
+        "parent": [],
+        "student": ["create", "update", "deactivate"],
+        "teacher": ["update", "deactivate"],
+    }
+    created = [
+        user["email"]
+        for function, params in school.calls
+        if function == "core_user_create_users"
+        for user in params["users"]
+    ]
+    assert sorted(created) == [SAM, SID, SUE]  # never tom (a teacher), never pam (a parent)
     status = next(out for line, out in outputs.items() if line.startswith("users status"))
     assert (
-        "LMS school:    actions update; not created: userType teacher: create not allowed on "
-        "target school; no account matched by email"
+        "LMS school:    actions update, deactivate; not created: userType teacher: create not "
+        "allowed on target school; no account matched by email"
     ) in status
     for name in ("academy", "partners"):
         assert lms_sites[name].calls == []
 
-    # sam is deactivated: suspended; tina too: teachers have no `deactivate`, she stays active.
+    # sam and tina are deactivated: both suspended (teachers have `deactivate`), never deleted;
+    # tom still has no account.
     set_active(scim, people["sam"]["id"], False)
     set_active(scim, people["tina"]["id"], False)
     run(app, "relay", "run", "--once")
-    assert accounts(school) == {SAM: True, SID: False, SUE: False, "tina.t": False}
+    assert accounts(school) == {SAM: True, SID: False, SUE: False, "tina.t": True}
     assert len(school.state()["enrolments"]) == 4  # a deactivated user keeps them
+    assert school.count("core_user_delete_users") == 0
     assert in_step(app) == {"default": None, "school": (0, 0)}
 
     # The end date passes here (the store's clock a day after it): nothing is sent, as Moodle
@@ -213,7 +230,7 @@ def test_the_school_example(
     run(app, "relay", "run", "--once")
     assert len(school.calls) == calls
     assert times(school)[("tina.t", 1001)] == (T_START, 0)
-    assert accounts(school) == {SAM: True, SID: False, SUE: False, "tina.t": False}
+    assert accounts(school) == {SAM: True, SID: False, SUE: False, "tina.t": True}
 
     # The school makes tom's account: his next change matches it (never creates one).
     school.add_user("tom.t", "tom@school.example")
@@ -223,7 +240,19 @@ def test_the_school_example(
     )
     run(app, "relay", "run", "--once")
     assert school.count("core_user_create_users") == created
-    assert accounts(school)["tom.t"] is False
-    assert school.state()["cohorts"]["Physics 7B teachers"] == ["tina.t", "tom.t"]
+    # The README's table "at the end".
+    assert accounts(school) == {SAM: True, SID: False, SUE: False, "tina.t": True, "tom.t": False}
+    assert school.state()["cohorts"] == {
+        "Maths 8A": [SID],
+        "Physics 7B": [SAM, SUE],
+        "Physics 7B teachers": ["tina.t", "tom.t"],
+    }
+    assert school.state()["enrolments"] == [
+        (SAM, 1001, "student"),
+        (SID, 1002, "student"),
+        (SUE, 1001, "student"),
+        ("tina.t", 1001, "editingteacher"),
+        ("tom.t", 1001, "editingteacher"),
+    ]
     assert times(school)[("tom.t", 1001)] == (T_START, 0)
-    assert ("tom.t", 1001, "editingteacher") in school.state()["enrolments"]
+    assert in_step(app) == {"default": None, "school": (0, 0)}

@@ -1,7 +1,8 @@
 """Several LMS targets per tenant (issue 17 §1): each target gets its users, a restricted
-target only its audiences' members (a leaver suspended there, never deleted; a joiner created),
-one target down never delays another, enrolment rules name their target, and `lms-scim lms`
-checks what it is given and never shows or stores a token in clear."""
+target only its audiences' members (a leaver of the last one suspended there, never deleted; a
+joiner created), a target's own match field and auth are what its deliveries use, one target
+down never delays another, enrolment rules name their target, and `lms-scim lms` checks what
+it is given and never shows or stores a token in clear."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from app.relay.dispatch import Dispatcher
 from app.relay.worker import relay_from
 from app.store import tenancy
 from app.store.db import database
-from app.store.models import AuditEvent, LmsTarget, LmsUserLink, Outbox, utcnow
+from app.store.models import AuditEvent, KeptEnrolment, LmsTarget, LmsUserLink, Outbox, utcnow
 from tests.helpers import Scim, create_group, create_user, feed, invoke, run
 from tests.relay.harness import A_URL, B_URL, join, leave, one_site_hung
 from tests.relay.moodle_sim import TOKEN, MoodleSim
@@ -130,6 +131,81 @@ def test_a_restricted_target_receives_only_its_audiences_members(
     assert site_b.count("core_user_create_users") == 2
 
 
+def test_leaving_one_of_two_audiences_keeps_the_account_leaving_the_last_suspends(
+    app: Flask, scim: Scim, sites: Sites, two_targets: None
+) -> None:
+    """A user is suspended on a restricted target only when they leave the last of its
+    audience groups: still a member of another, their account there stays active."""
+    site_a, site_b = sites
+    ann = create_user(scim, "ann@x.example")
+    staff = create_group(scim, "Staff", ann["id"])
+    partners = create_group(scim, "Partners", ann["id"])
+    run(app, "lms", "set", "b", "audiences=Staff,Partners")
+    _deliver(app)
+    assert _users(site_b) == {"ann@x.example": False}
+
+    leave(scim, staff["id"], ann["id"])  # still in Partners
+    _deliver(app)
+    assert _users(site_b) == {"ann@x.example": False}
+    assert site_b.state()["cohorts"] == {"Partners": ["ann@x.example"], "Staff": []}
+
+    leave(scim, partners["id"], ann["id"])  # the last one
+    _deliver(app)
+    assert _users(site_b) == {"ann@x.example": True}
+    assert site_b.count("core_user_delete_users") == 0
+    assert _users(site_a) == {"ann@x.example": False}  # default receives everyone
+
+
+def test_a_targets_own_match_field_and_auth_are_what_delivery_uses(
+    app: Flask, scim: Scim, sites: Sites
+) -> None:
+    """`lms add b --match username --auth oauth2`: the relay looks b's accounts up by username
+    and creates them with auth oauth2, while `default` (the tenant's LMS_*: e-mail, manual) does
+    as before for the same users; `lms set` changes them for the next delivery. Read from the
+    calls each simulated site recorded."""
+    site_a, site_b = sites
+    connected = feed(
+        app, TOKEN + "\n", "tenants", "set", "default", "LMS_TOKEN", f"LMS_URL={A_URL}"
+    )
+    assert connected.exit_code == 0, connected.output
+    added = _add(app, "b", "--url", B_URL, "--match", "username", "--auth", "oauth2")
+    assert added.exit_code == 0, added.output
+    carol_b = site_b.add_user("carol", "carol.old@x.example")  # b's account, by username
+    email = [{"value": "carol@x.example", "primary": True}]
+    create_user(scim, "Carol", emails=email)
+    create_user(scim, "bob@x.example")
+    _deliver(app)
+
+    def looked_up(site: MoodleSim) -> list[tuple[str, list[str]]]:
+        return [
+            (params["field"], params["values"])
+            for name, params in site.calls
+            if name == "core_user_get_users_by_field"
+        ]
+
+    def created(site: MoodleSim) -> dict[str, str]:
+        """username → auth of the accounts the relay created there."""
+        return {
+            user["username"]: user["auth"]
+            for name, params in site.calls
+            if name == "core_user_create_users"
+            for user in params["users"]
+        }
+
+    assert looked_up(site_b) == [("username", ["carol"]), ("username", ["bob@x.example"])]
+    assert created(site_b) == {"bob@x.example": "oauth2"}  # carol matched, not created
+    assert site_b.users[carol_b]["email"] == "carol@x.example"  # the profile follows
+    assert looked_up(site_a) == [("email", ["carol@x.example"]), ("email", ["bob@x.example"])]
+    assert created(site_a) == {"carol": "manual", "bob@x.example": "manual"}
+
+    run(app, "lms", "set", "b", "match=email", "auth=saml2")
+    create_user(scim, "dan@x.example")
+    _deliver(app)
+    assert looked_up(site_b)[-1] == ("email", ["dan@x.example"])
+    assert created(site_b)["dan@x.example"] == "saml2"
+    assert created(site_a)["dan@x.example"] == "manual"
+
+
 def test_a_restricted_target_whose_groups_are_gone_receives_nobody(
     app: Flask, scim: Scim, sites: Sites, two_targets: None
 ) -> None:
@@ -198,6 +274,31 @@ def test_enrolment_rules_name_their_target(
     unknown = invoke(app, "enrolments", "add", "Physics", "101", "--role", "student", "--lms", "x")
     assert unknown.exit_code == 1
     assert "No LMS target 'x' (this tenant has: default, b)." in unknown.output
+
+
+def test_keep_on_leave_is_per_target(
+    app: Flask, scim: Scim, sites: Sites, two_targets: None
+) -> None:
+    """The same group's rules on two targets, one keeping previous enrolments: a leaver stays
+    enrolled on that target only, and the kept enrolment belongs to it."""
+    site_a, site_b = sites
+    ann = create_user(scim, "ann@x.example")
+    physics = create_group(scim, "Physics", ann["id"])
+    run(app, "enrolments", "add", "Physics", "101", "--role", "student", "--lms", "default")
+    run(app, "enrolments", "add", "Physics", "201", "--role", "student", "--lms", "b",
+        "--keep-on-leave")  # fmt: skip
+    _deliver(app)
+    assert site_a.state()["enrolments"] == [("ann@x.example", 101, "student")]
+    assert site_b.state()["enrolments"] == [("ann@x.example", 201, "student")]
+
+    leave(scim, physics["id"], ann["id"])
+    _deliver(app)
+    assert site_a.state()["enrolments"] == []  # default's rule unenrols leavers
+    assert site_b.state()["enrolments"] == [("ann@x.example", 201, "student")]  # kept on b
+    with app.app_context():
+        b = LmsTarget.get(LmsTarget.name == "b").id
+        kept = list(KeptEnrolment.select(KeptEnrolment.target_id, KeptEnrolment.course_id).tuples())
+    assert kept == [(b, "201")]
 
 
 def test_relay_status_test_and_retry_per_target(
