@@ -5,6 +5,7 @@ forged or misdirected token refused."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -18,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import runtime
+from app import auth, runtime
+from app.oauth.access_tokens import LEEWAY_SECONDS
 from app.store import tenancy
 from app.store.models import AuditEvent
 from tests.helpers import Scim, assert_error, create_user, invoke, run, user_body
@@ -327,6 +329,51 @@ def test_a_token_with_the_wrong_typ_is_refused(app: Flask, client: FlaskClient) 
     assert_error(Scim(client, plain).get("/Users"), 401)
 
 
+# -- expiry of a verified (cached) token --------------------------------------------------------
+
+
+def _signed(app: Flask, creds: dict[str, str], **changes: Any) -> str:
+    signer = runtime.of(app).access_tokens.ring.signer()
+    headers = {"typ": "at+jwt", "kid": signer.kid}
+    return jwt.encode(_claims(creds, **changes), signer.key, "ES256", headers)
+
+
+def _at(moment: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(moment, dt.UTC).replace(tzinfo=None)
+
+
+def test_a_cached_token_that_expires_is_refused_as_a_fresh_expired_one(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creds = _client(app)
+    fresh = Scim(client, _signed(app, creds, exp=int(time.time()) - 120)).get("/Users")
+    assert_error(fresh, 401)
+    token = _access_token(client, creds)
+    scim = Scim(client, token)
+    assert scim.get("/Users").status_code == 200  # verified once: cached by its hash
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    # Only the clock the cached path reads moves: a second verification would accept the token.
+    monkeypatch.setattr(auth, "utcnow", lambda: _at(exp + LEEWAY_SECONDS + 1))
+    cached = scim.get("/Users")
+    assert cached.status_code == fresh.status_code
+    assert cached.headers["WWW-Authenticate"] == fresh.headers["WWW-Authenticate"]
+    assert cached.get_json() == fresh.get_json()
+
+
+def test_a_cached_token_keeps_the_leeway_of_its_first_verification(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creds = _client(app)
+    now = int(time.time())
+    late = Scim(client, _signed(app, creds, iat=now - 600, exp=now - 10))
+    assert late.get("/Users").status_code == 200  # expired, within the leeway
+    assert late.get("/Users").status_code == 200  # from the cache: the same leeway
+    monkeypatch.setattr(auth, "utcnow", lambda: _at(now - 10 + LEEWAY_SECONDS - 1))
+    assert late.get("/Users").status_code == 200
+    monkeypatch.setattr(auth, "utcnow", lambda: _at(now - 10 + LEEWAY_SECONDS))
+    assert_error(late.get("/Users"), 401)
+
+
 def test_a_tenants_token_is_refused_at_another_tenants_url(
     app: Flask, client: FlaskClient, acme: Scim
 ) -> None:
@@ -363,11 +410,11 @@ def test_a_client_secret_is_stored_only_as_its_hash(app: Flask) -> None:
     assert len(stored) == 1
 
 
-def test_verifying_an_access_token_costs_no_query(app: Flask, client: FlaskClient) -> None:
+def test_verifying_an_access_token_costs_no_query(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The signature with a key the process holds; the client's state from the short cache."""
     from playhouse.test_utils import count_queries
-
-    from app import auth
 
     creds = _client(app)
     token = _access_token(client, creds)  # the token request loaded the keys
@@ -379,8 +426,14 @@ def test_verifying_an_access_token_costs_no_query(app: Flask, client: FlaskClien
         current.tokens.clear()  # not even the verified-token cache: a fresh verification
         with count_queries() as second:
             again = auth.verify(f"Bearer {token}", current.tokens, current.access_tokens)
+        with count_queries() as cached:
+            assert auth.verify(f"Bearer {token}", current.tokens, current.access_tokens) == again
+        exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+        monkeypatch.setattr(auth, "utcnow", lambda: _at(exp + LEEWAY_SECONDS))
+        with count_queries() as expired, pytest.raises(auth.InvalidToken):
+            auth.verify(f"Bearer {token}", current.tokens, current.access_tokens)
     assert principal == again
     assert principal.token_name == "oauth:entra"
     # The cache generation and the client's state, each at most once per TOKEN_CACHE_SECONDS.
     assert first.count <= 2
-    assert second.count == 0
+    assert second.count == cached.count == expired.count == 0
