@@ -21,9 +21,10 @@ from flask.testing import FlaskClient
 
 from app import auth, runtime
 from app.oauth.access_tokens import LEEWAY_SECONDS
+from app.secretbox import SecretBox, SecretUnreadable
 from app.store import tenancy
-from app.store.models import AuditEvent
-from tests.helpers import Scim, assert_error, create_user, invoke, run, user_body
+from app.store.models import AuditEvent, OAuthClientSecret, SigningKey
+from tests.helpers import Scim, app_with, assert_error, create_user, invoke, run, user_body
 
 TOKEN_URL = "/oauth/token"
 ISSUER = "http://localhost"
@@ -178,6 +179,17 @@ def test_failed_client_authentications_brake_the_address(app: Flask, client: Fla
     _oauth_error(_token_request(client, creds), 429, "temporarily_unavailable")
 
 
+def test_token_requests_are_limited_per_client(app: Flask) -> None:
+    limited = app_with(app, rate_limit_per_token="3/minute")
+    client = limited.test_client()
+    busy, other = _client(limited, "busy"), _client(limited, "other")
+    assert [_token_request(client, busy).status_code for _ in range(3)] == [200] * 3
+    refused = _token_request(client, busy)
+    _oauth_error(refused, 429, "temporarily_unavailable")
+    assert "access_token" not in refused.get_json()
+    assert _token_request(client, other).status_code == 200  # same address, another client
+
+
 # -- rotation and revocation ---------------------------------------------------------------------
 
 
@@ -207,6 +219,35 @@ def test_a_revoked_clients_tokens_are_refused(app: Flask, client: FlaskClient) -
     assert [(c["name"], c["state"]) for c in listed] == [("entra", "revoked")]
 
 
+def test_client_changes_are_audited_without_their_secrets(app: Flask) -> None:
+    created = _client(app)
+    out = run(app, "clients", "rotate", "entra", "--grace", "1h").stdout.splitlines()
+    rotated = dict(line.split("=", 1) for line in out)
+    run(app, "clients", "revoke", "entra")
+    with app.app_context(), tenancy.everywhere():
+        rows = list(AuditEvent.select().order_by(AuditEvent.id))
+        stored = [row.secret_hash for row in OAuthClientSecret.select()]
+    audited = [(e.resource_type, e.operation, e.token_name) for e in rows]
+    assert audited == [
+        ("OAuthClient", "client_create", "cli"),
+        ("OAuthClient", "client_rotate", "cli"),
+        ("OAuthClient", "client_revoke", "cli"),
+    ]
+    assert len({e.resource_id for e in rows}) == 1
+    assert created["client_id"] in str(rows[0].changes)
+    issued = [created["client_secret"], rotated["client_secret"]]
+    forbidden = [*issued, *(auth.hash_token(s) for s in issued), *stored]
+    assert len(stored) == 2
+    trail = json.dumps([e.__data__ for e in rows], default=str)
+    listed = "\n".join(
+        run(app, "audit", *fmt).stdout for fmt in ([], ["--format", "json"], ["--format", "csv"])
+    )
+    assert listed.count("client_rotate") == 3
+    for value in forbidden:
+        assert value not in trail
+        assert value not in listed
+
+
 # -- keys ---------------------------------------------------------------------------------------
 
 
@@ -225,6 +266,41 @@ def test_key_rotation_keeps_earlier_tokens_valid_and_publishes_both_keys(
     assert all(k["kty"] == "EC" and "d" not in k for k in published)
     for token in (before, after):
         assert Scim(client, token).get("/Users").status_code == 200
+
+
+def test_the_signing_keys_private_half_is_sealed_under_the_secret_key(
+    app: Flask, client: FlaskClient
+) -> None:
+    token = _access_token(client, _client(app))
+    kid = jwt.get_unverified_header(token)["kid"]
+    with app.app_context():
+        (row,) = SigningKey.select()
+    assert row.kid == kid
+    signer = runtime.of(app).access_tokens.ring.signer()
+    pem = signer.key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    body = "".join(pem.strip().splitlines()[1:-1])  # the base64 of the key, without armour
+    scalar = signer.key.private_numbers().private_value.to_bytes(32, "big")
+    assert row.private_key.startswith("v1:")
+    assert "PRIVATE KEY" not in row.private_key
+    assert body not in row.private_key
+    for encoded in (scalar.hex(), base64.urlsafe_b64encode(scalar).rstrip(b"=").decode()):
+        assert encoded not in row.private_key
+    assert "d" not in json.loads(row.public_jwk)
+    # Opened with SECRET_KEY it is the key that signed the token the server issued.
+    context = f"signing_key:{kid}"
+    opened = SecretBox(runtime.of(app).secret_key).open(row.private_key, context)
+    private = serialization.load_pem_private_key(opened.encode(), None)
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+    claims = jwt.decode(token, private.public_key(), ["ES256"], audience=AUDIENCE, issuer=ISSUER)
+    assert claims["client_id"].startswith("lmsscim-client-")
+    # Another SECRET_KEY cannot open it, and says so without the sealed value.
+    with pytest.raises(SecretUnreadable, match=context) as refused:
+        SecretBox("another-secret-key-entirely").open(row.private_key, context)
+    assert row.private_key not in str(refused.value)
 
 
 def test_metadata_names_the_endpoint_the_key_set_and_what_is_supported(
