@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import logging
 import time
 from typing import Any
 
@@ -301,6 +302,45 @@ def test_the_signing_keys_private_half_is_sealed_under_the_secret_key(
     with pytest.raises(SecretUnreadable, match=context) as refused:
         SecretBox("another-secret-key-entirely").open(row.private_key, context)
     assert row.private_key not in str(refused.value)
+
+
+def test_a_secret_key_that_cannot_open_the_signer_stops_signing_only(
+    app: Flask, client: FlaskClient, token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    creds = _client(app)
+    issued = _access_token(client, creds)
+    with app.app_context():
+        (sealed,) = SigningKey.select()
+    moved = app_with(app, secret_key="a key that never sealed anything", secret_key_previous=())
+    other = moved.test_client()
+    # Verifying and publishing need only the public halves.
+    assert Scim(other, issued).get("/Users").status_code == 200
+    published = other.get("/.well-known/jwks.json")
+    assert published.status_code == 200
+    assert [k["kid"] for k in published.get_json()["keys"]] == [sealed.kid]
+    assert Scim(other, token).get("/Users").status_code == 200
+    caplog.set_level(logging.ERROR, logger="app.oauth.keys")
+    # Signing needs the private half: a clear 503, the same for every request, logged once.
+    for _ in range(2):
+        body = _oauth_error(_token_request(other, creds), 503, "temporarily_unavailable")
+        assert "SECRET_KEY" in body["error_description"]
+        assert sealed.private_key not in json.dumps(body)
+    documented = Scim(other, token).get("/openapi.json").get_json()["paths"][TOKEN_URL]
+    assert "503" in documented["post"]["responses"]
+    (logged,) = [r for r in caplog.records if r.name == "app.oauth.keys"]
+    assert logged.levelno == logging.ERROR
+    assert sealed.kid in logged.getMessage()
+    assert sealed.private_key not in logged.getMessage()
+    # `keys rotate` seals a new signer under this SECRET_KEY; the old key keeps verifying.
+    run(moved, "keys", "rotate")
+    runtime.of(moved).access_tokens.ring.reload()
+    fresh = _access_token(other, creds)
+    kids = {k["kid"] for k in other.get("/.well-known/jwks.json").get_json()["keys"]}
+    assert kids == {sealed.kid, jwt.get_unverified_header(fresh)["kid"]}
+    for bearer in (issued, fresh):
+        assert Scim(other, bearer).get("/Users").status_code == 200
+    with app.app_context():
+        assert SigningKey.get_by_id(sealed.kid).private_key == sealed.private_key
 
 
 def test_metadata_names_the_endpoint_the_key_set_and_what_is_supported(
