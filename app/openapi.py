@@ -492,7 +492,11 @@ def _oauth_paths() -> dict[str, Any]:
                         _OAUTH_ERROR,
                         headers={**_NO_STORE, "WWW-Authenticate": {"schema": {"type": "string"}}},
                     ),
-                    "429": _oauth_json(f"{refused}: temporarily_unavailable", _OAUTH_ERROR),
+                    "429": _oauth_json(
+                        f"{refused}: temporarily_unavailable",
+                        _OAUTH_ERROR,
+                        headers={**_NO_STORE, **_WAIT},
+                    ),
                     "503": _oauth_json(
                         "temporarily_unavailable: the signing key does not open under SECRET_KEY",
                         _OAUTH_ERROR,

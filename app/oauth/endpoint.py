@@ -88,7 +88,7 @@ def _authenticated(limits: ratelimit.RateLimits) -> ClientState:
             "temporarily_unavailable",
             "Too many failed client authentications from this address; retry later.",
             429,
-            **{"Retry-After": "60"},
+            **{"Retry-After": str(limits.credentials_retry_after(address))},
         )
     client = oauth_clients.by_secret(identifier, auth.hash_token(secret), utcnow())
     if client is None or client.revoked:
@@ -103,7 +103,12 @@ def _authenticated(limits: ratelimit.RateLimits) -> ClientState:
         raise _invalid_client(basic)
     connections.attribute(client.tenant_id, f"{OAUTH_PREFIX}{client.name}")
     if not limits.allows_client(client.identifier):
-        raise OAuthError("temporarily_unavailable", "Too many token requests; retry later.", 429)
+        raise OAuthError(
+            "temporarily_unavailable",
+            "Too many token requests; retry later.",
+            429,
+            **{"Retry-After": str(limits.client_retry_after(client.identifier))},
+        )
     return client
 
 

@@ -177,17 +177,20 @@ def test_failed_client_authentications_brake_the_address(app: Flask, client: Fla
     wrong = {**creds, "client_secret": "lmsscim_wrong"}
     statuses = [_token_request(client, wrong).status_code for _ in range(31)]
     assert statuses[:30] == [401] * 30
-    _oauth_error(_token_request(client, creds), 429, "temporarily_unavailable")
+    braked = _token_request(client, creds)
+    _oauth_error(braked, 429, "temporarily_unavailable")
+    assert 1 <= int(braked.headers["Retry-After"]) <= 60  # the rest of BAD_TOKEN_LIMIT's minute
 
 
 def test_token_requests_are_limited_per_client(app: Flask) -> None:
-    limited = app_with(app, rate_limit_per_token="3/minute")
+    limited = app_with(app, rate_limit_per_token="3/hour")
     client = limited.test_client()
     busy, other = _client(limited, "busy"), _client(limited, "other")
     assert [_token_request(client, busy).status_code for _ in range(3)] == [200] * 3
     refused = _token_request(client, busy)
     _oauth_error(refused, 429, "temporarily_unavailable")
     assert "access_token" not in refused.get_json()
+    assert 3500 < int(refused.headers["Retry-After"]) <= 3600  # the rest of the client's hour
     assert _token_request(client, other).status_code == 200  # same address, another client
 
 
