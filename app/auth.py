@@ -30,6 +30,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import peewee
 
@@ -249,10 +250,11 @@ def verify(
     return principal
 
 
-def _expiry(claims: dict[str, object]) -> dt.datetime:
+def _expiry(claims: dict[str, Any]) -> dt.datetime:
     """When a verified JWT stops being accepted: `exp` plus the leeway its verification allowed,
-    so the cached token expires when a fresh verification would refuse it."""
-    exp = int(str(claims["exp"])) + LEEWAY_SECONDS
+    so the cached token expires when a fresh verification would refuse it (`exp` read as pyjwt
+    reads it, `int()`: a NumericDate may be a float)."""
+    exp = int(claims["exp"]) + LEEWAY_SECONDS
     return dt.datetime.fromtimestamp(exp, dt.UTC).replace(tzinfo=None)
 
 

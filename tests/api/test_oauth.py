@@ -493,6 +493,19 @@ def test_a_cached_token_keeps_the_leeway_of_its_first_verification(
     assert_error(late.get("/Users"), 401)
 
 
+def test_a_token_whose_exp_is_a_fraction_is_served_and_expires_as_pyjwt_reads_it(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creds = _client(app)
+    now = int(time.time())
+    scim = Scim(client, _signed(app, creds, exp=now + 600.75))  # RFC 7519 NumericDate
+    assert scim.get("/Users").status_code == 200
+    monkeypatch.setattr(auth, "utcnow", lambda: _at(now + 600 + LEEWAY_SECONDS - 1))
+    assert scim.get("/Users").status_code == 200  # from the cache
+    monkeypatch.setattr(auth, "utcnow", lambda: _at(now + 600 + LEEWAY_SECONDS))
+    assert_error(scim.get("/Users"), 401)
+
+
 def test_a_tenants_token_is_refused_at_another_tenants_url(
     app: Flask, client: FlaskClient, acme: Scim
 ) -> None:
