@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -123,7 +124,8 @@ class KeyRing:
 
     def _open(self, kid: str, sealed: str) -> ec.EllipticCurvePrivateKey:
         try:
-            pem = self.box.open(sealed, _context(kid)).encode()
+            store = partial(signing_keys.store_resealed, kid, sealed)
+            pem = self.box.open(sealed, _context(kid), store).encode()
         except SecretUnreadable:
             if kid not in self._unreadable:  # once per key and process, not once per request
                 self._unreadable.add(kid)
