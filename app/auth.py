@@ -8,9 +8,10 @@ Caching and revocation: a verified token is remembered by the app's `TokenCache`
 cache generation stands still (`app.freshness`), which a process asks the database once per
 `TOKEN_CACHE_SECONDS` (default 5 s), so the hot path costs no query. Expiry — including the end
 of a rotation's grace — is checked on every request against the cached expiry time, so it is
-exact. A revocation clears the revoking app's cache at once; other processes (the gunicorn
-workers, when the CLI revokes, or a SQL console) refuse the token within `TOKEN_CACHE_SECONDS`.
-Set it to 0 for a query per request.
+exact (a JWT's is its `exp` plus the leeway its verification allowed, and it is refused as
+an expired JWT is, `invalid_token`). A revocation clears the revoking app's cache at once;
+other processes (the gunicorn workers, when the CLI revokes, or a SQL console) refuse the token
+within `TOKEN_CACHE_SECONDS`. Set it to 0 for a query per request.
 
 Last use is kept in the cache and written at most once a minute per process, every token's
 last use in one transaction (the first use in a process is written at once), so `tokens list` is
@@ -29,12 +30,19 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import peewee
 
 from app.errors import Unauthorized
 from app.freshness import MAX_ENTRIES, Freshness
-from app.oauth.access_tokens import WRITE, AccessTokens, looks_like_jwt
+from app.oauth.access_tokens import (
+    LEEWAY_SECONDS,
+    WRITE,
+    AccessTokens,
+    InvalidToken,
+    looks_like_jwt,
+)
 from app.oauth.entra import EntraTokens, directory_of
 from app.store import audit, tenancy, tokens
 from app.store.models import utcnow
@@ -48,7 +56,8 @@ LAST_USED_FLUSH_SECONDS = 60.0
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: the token's name, whether it may write, and the tenant it belongs to
-    (every SCIM request works for exactly that tenant)."""
+    (every SCIM request works for exactly that tenant). `token_id` is a static token's row;
+    None for a JWT (an OAuth access token or an Entra-issued one)."""
 
     token_name: str
     read_only: bool
@@ -218,6 +227,8 @@ def verify(
     if cached is not None:
         expires_at, principal = cached
         if expires_at is not None and expires_at <= now:
+            if principal.token_id is None:  # a JWT: answered as a fresh verification would be
+                raise InvalidToken.expired()
             raise TokenRefused(principal.tenant_id, principal.token_name)
     elif access is not None and looks_like_jwt(secret):
         directory = directory_of(secret) if entra is not None else None
@@ -239,8 +250,12 @@ def verify(
     return principal
 
 
-def _expiry(claims: dict[str, object]) -> dt.datetime:
-    return dt.datetime.fromtimestamp(int(str(claims["exp"])), dt.UTC).replace(tzinfo=None)
+def _expiry(claims: dict[str, Any]) -> dt.datetime:
+    """When a verified JWT stops being accepted: `exp` plus the leeway its verification allowed,
+    so the cached token expires when a fresh verification would refuse it (`exp` read as pyjwt
+    reads it, `int()`: a NumericDate may be a float)."""
+    exp = int(claims["exp"]) + LEEWAY_SECONDS
+    return dt.datetime.fromtimestamp(exp, dt.UTC).replace(tzinfo=None)
 
 
 def _access_token(secret: str, access: AccessTokens) -> tuple[Principal, dt.datetime]:

@@ -115,8 +115,9 @@ class Config:
     # in SECRET_KEY_FILE (`runtime.resolve_secret_key`). Secrets kept in the database are
     # encrypted under a key derived from it (`app.secretbox`).
     secret_key: str | None = env("SECRET_KEY", None, secret=True)
-    # Earlier SECRET_KEYs, comma-separated: secrets sealed under them still open (and can be
-    # resealed under SECRET_KEY); cookies and cursors are checked with SECRET_KEY only.
+    # Earlier SECRET_KEYs, comma-separated: secrets sealed under them still open, and are
+    # resealed under SECRET_KEY where they are read (`SecretBox.open`); cookies and cursors are
+    # checked with SECRET_KEY only.
     secret_key_previous: tuple[str, ...] = env("SECRET_KEY_PREVIOUS", (), _comma_list, secret=True)
     secret_key_file: str = env("SECRET_KEY_FILE", "var/secret_key")
     # None: Secure cookies unless HOST is a loopback address (local http); a request that came

@@ -492,7 +492,16 @@ def _oauth_paths() -> dict[str, Any]:
                         _OAUTH_ERROR,
                         headers={**_NO_STORE, "WWW-Authenticate": {"schema": {"type": "string"}}},
                     ),
-                    "429": _oauth_json(f"{refused}: temporarily_unavailable", _OAUTH_ERROR),
+                    "429": _oauth_json(
+                        f"{refused}: temporarily_unavailable",
+                        _OAUTH_ERROR,
+                        headers={**_NO_STORE, **_WAIT},
+                    ),
+                    "503": _oauth_json(
+                        "temporarily_unavailable: the signing key does not open under SECRET_KEY",
+                        _OAUTH_ERROR,
+                        headers=_NO_STORE,
+                    ),
                 },
             }
         },
@@ -530,7 +539,7 @@ _SECURITY_SCHEMES: dict[str, Any] = {
         "Basic (`client_secret_basic`) or by `client_id`/`client_secret` fields "
         "(`client_secret_post`); it answers `access_token`, `token_type: Bearer`, `expires_in`, "
         "`scope` with `Cache-Control: no-store`, or an RFC 6749 §5.2 error (`invalid_client` "
-        "401, `invalid_request`, `unsupported_grant_type`, `invalid_scope`; 429 "
+        "401, `invalid_request`, `unsupported_grant_type`, `invalid_scope`; 429 or 503 "
         "`temporarily_unavailable`). Metadata (RFC 8414): "
         "`/.well-known/oauth-authorization-server`; keys: `/.well-known/jwks.json`.",
         "flows": {

@@ -134,6 +134,14 @@ class RateLimits:
         reset = self.window.get_window_stats(item, PREFIX, *key).reset_time
         return math.ceil(reset - time.time())
 
+    def _retry_after(self, item: limits.RateLimitItem, *key: str) -> int:
+        """Seconds until `key`'s window of `item` ends; the window's length when the storage
+        cannot say."""
+        try:
+            return max(1, self._wait(item, *key))
+        except Exception:
+            return item.get_expiry()
+
     def check(self) -> None:
         """before_request: let a braked address through with a valid token only, then count the
         request against its token and its address."""
@@ -178,12 +186,9 @@ class RateLimits:
                 current.entra,
             )
         except Unauthorized:
-            try:
-                wait = self._wait(self.bad_tokens, "bad-token", address)
-            except Exception:
-                wait = 60
             raise TooManyRequests(
-                "Too many requests with an invalid token from this address; retry later.", wait
+                "Too many requests with an invalid token from this address; retry later.",
+                self._retry_after(self.bad_tokens, "bad-token", address),
             ) from None
 
     def notice_untrusted_proxy(self) -> None:
@@ -237,9 +242,17 @@ class RateLimits:
     def failed_credentials(self, address: str) -> None:
         self._within(True, self.bad_tokens, "bad-token", address)
 
+    def credentials_retry_after(self, address: str) -> int:
+        """`Retry-After` for a braked address: when its window of failures ends."""
+        return self._retry_after(self.bad_tokens, "bad-token", address)
+
     def allows_client(self, identifier: str) -> bool:
         """Count a token request against its client, with the per-token SCIM limit."""
         return self._within(True, self.per_token, "client", identifier)
+
+    def client_retry_after(self, identifier: str) -> int:
+        """`Retry-After` for a client over its limit: when its window ends."""
+        return self._retry_after(self.per_token, "client", identifier)
 
     def sign_in_attempt(self, address: str, name_key: str) -> None:
         """Count an `/admin` sign-in against its client address; refuse it (TooManyRequests)

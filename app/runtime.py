@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from flask import Flask, appcontext_pushed, current_app, g
@@ -188,9 +189,12 @@ class Runtime:
     def _load_tenant(self, tenant_id: int) -> TenantState:
         stored = tenant_store.stored(tenant_id)
         values = dict(stored.settings)
-        if values.get("LMS_TOKEN"):
+        sealed = values.get("LMS_TOKEN")
+        if sealed:
             values["LMS_TOKEN"] = self.secret_box.open(
-                values["LMS_TOKEN"], lms_token_context(tenant_id)
+                sealed,
+                lms_token_context(tenant_id),
+                partial(tenant_store.store_resealed, tenant_id, "LMS_TOKEN", sealed),
             )
         return TenantState(
             stored.slug,

@@ -9,8 +9,11 @@ with HKDF-SHA256 under its own `info` label, so it is never the bytes that sign 
 or field does not open there.
 
 Rotation: `SECRET_KEY_PREVIOUS` names earlier keys; a value sealed under any of them still
-opens, and `reseal` moves it to the current key. Which key sealed a value is found by trying
-each (a GCM tag check costs microseconds), so nothing in a sealed value identifies the key.
+opens, and `reseal` moves it to the current key. A reader that passes `store` to `open` gets
+that done where the value is read: a value only a previous key opens is sealed again under the
+current key and handed to `store`, which writes it back in place of the old one. Which key
+sealed a value is found by trying each (a GCM tag check costs microseconds), so nothing in a
+sealed value identifies the key.
 
 Nothing here prints a secret: `SecretUnreadable` names only the context, the box's repr only
 counts its keys, and `masked` shows at most the last four characters of a long value.
@@ -19,14 +22,20 @@ counts its keys, and `masked` shows at most the last four characters of a long v
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+log = logging.getLogger(__name__)
+
+# Writes a value resealed under the current key where the old one was read (`SecretBox.open`).
+Store = Callable[[str], object]
 
 VERSION = "v1"
 PREFIX = f"{VERSION}:"
@@ -99,17 +108,22 @@ class SecretBox:
         sealed = self._current.encrypt(nonce, data, _associated_data(context))
         return PREFIX + _b64(nonce + sealed)
 
-    def open(self, token: str, context: str) -> str:
+    def open(self, token: str, context: str, store: Store | None = None) -> str:
         """The plaintext of `token`, sealed under the current or a previous key for `context`;
-        else `SecretUnreadable`."""
+        else `SecretUnreadable`. When only a previous key opens it, `store` (if given) gets it
+        sealed again under the current key, to write where `token` was read."""
         nonce, sealed = _split(token, context)
         aad = _associated_data(context)
-        for key in (self._current, *self._previous):
+        for index, key in enumerate((self._current, *self._previous)):
             try:
                 data = key.decrypt(nonce, sealed, aad)
             except InvalidTag:
                 continue
-            return data.decode("utf-8")
+            plaintext = data.decode("utf-8")
+            if index and store is not None:
+                store(self.seal(plaintext, context))
+                log.info("the secret sealed for %r is resealed under SECRET_KEY", context)
+            return plaintext
         raise SecretUnreadable(
             f"the secret sealed for {context!r} does not open: sealed under a key that is "
             "neither SECRET_KEY nor in SECRET_KEY_PREVIOUS, for another context, or altered"

@@ -31,6 +31,11 @@ class InvalidToken(Unauthorized):
         super().__init__(detail)
         self.headers["WWW-Authenticate"] = 'Bearer realm="lms-scim", error="invalid_token"'
 
+    @classmethod
+    def expired(cls) -> InvalidToken:
+        """An expired token: the same answer whether it is verified now or was cached."""
+        return cls("The access token has expired.")
+
 
 def issuer(configured_base: str | None) -> str:
     """This deployment's issuer: the origin of `SCIM_BASE_URL` when set (a proxy may rename
@@ -70,7 +75,7 @@ def decode(
             options={"require": required},
         )
     except jwt.ExpiredSignatureError:
-        raise InvalidToken("The access token has expired.") from None
+        raise InvalidToken.expired() from None
     except jwt.PyJWTError:
         raise InvalidToken() from None
 

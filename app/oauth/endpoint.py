@@ -3,9 +3,10 @@
 `/.well-known/oauth-authorization-server` (RFC 8414).
 
 Errors are OAuth's, not SCIM's (RFC 6749 §5.2): `{"error", "error_description"}`, 400, or 401
-with `WWW-Authenticate` for `invalid_client`. Failed client authentications count against the
-client's address like bad SCIM tokens (the same brake), and token requests against the client
-like SCIM requests against a token.
+with `WWW-Authenticate` for `invalid_client`; `temporarily_unavailable` with 429 when the
+client must wait, 503 when the server cannot sign. Failed client authentications count against
+the client's address like bad SCIM tokens (the same brake), and token requests against the
+client like SCIM requests against a token.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from app import auth, connections, ratelimit, runtime
 from app.oauth.access_tokens import SCOPES, granted_scope
+from app.oauth.keys import SigningUnavailable
 from app.store import oauth_clients
 from app.store.models import utcnow
 from app.store.oauth_clients import ClientState
@@ -86,7 +88,7 @@ def _authenticated(limits: ratelimit.RateLimits) -> ClientState:
             "temporarily_unavailable",
             "Too many failed client authentications from this address; retry later.",
             429,
-            **{"Retry-After": "60"},
+            **{"Retry-After": str(limits.credentials_retry_after(address))},
         )
     client = oauth_clients.by_secret(identifier, auth.hash_token(secret), utcnow())
     if client is None or client.revoked:
@@ -101,7 +103,12 @@ def _authenticated(limits: ratelimit.RateLimits) -> ClientState:
         raise _invalid_client(basic)
     connections.attribute(client.tenant_id, f"{OAUTH_PREFIX}{client.name}")
     if not limits.allows_client(client.identifier):
-        raise OAuthError("temporarily_unavailable", "Too many token requests; retry later.", 429)
+        raise OAuthError(
+            "temporarily_unavailable",
+            "Too many token requests; retry later.",
+            429,
+            **{"Retry-After": str(limits.client_retry_after(client.identifier))},
+        )
     return client
 
 
@@ -118,9 +125,18 @@ def token() -> Response:
     scope = granted_scope(client, request.form.get("scope"))
     if scope is None:
         raise OAuthError("invalid_scope", f"This client may ask for: {_allowed(client)}.")
-    access_token, lifetime = runtime.current().access_tokens.mint(
-        client, scope, runtime.current().access_tokens.issuer()
-    )
+    try:
+        access_token, lifetime = runtime.current().access_tokens.mint(
+            client, scope, runtime.current().access_tokens.issuer()
+        )
+    except SigningUnavailable:  # the operator's to fix: logged once by the key ring
+        raise OAuthError(
+            "temporarily_unavailable",
+            "The server cannot sign access tokens: its signing key cannot be unsealed with "
+            "SECRET_KEY. The operator must set the SECRET_KEY (or SECRET_KEY_PREVIOUS) that "
+            "sealed it, or run `lms-scim keys rotate`.",
+            503,
+        ) from None
     body = {
         "access_token": access_token,
         "token_type": "Bearer",

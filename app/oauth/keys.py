@@ -1,7 +1,11 @@
 """The signing keys as the process holds them: ES256 (P-256) keys made with `cryptography`,
 public halves published as a JWK Set (RFC 7517), the private half of the signer opened from its
 sealed row. Read from the database once, then again only for a `kid` not seen yet (at most once
-a minute) or when the signer is a minute old, so verifying a token costs no query."""
+a minute) or when the signer is a minute old, so verifying a token costs no query.
+
+Verifying and the key set need only the public halves, stored in clear: the private half is
+opened only to sign, so a SECRET_KEY that cannot open it stops the token endpoint (503,
+`SigningUnavailable`) but neither the key set nor the tokens already issued."""
 
 from __future__ import annotations
 
@@ -9,17 +13,21 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from app.secretbox import SecretBox
+from app.secretbox import SecretBox, SecretUnreadable
 from app.store import audit, signing_keys
+
+log = logging.getLogger(__name__)
 
 ALGORITHM = "ES256"
 # The longest access-token lifetime a client may have; a retired key verifies this long.
@@ -60,6 +68,12 @@ def add_key(box: SecretBox, actor: audit.Actor = audit.SYSTEM) -> str:
     return kid
 
 
+class SigningUnavailable(Exception):
+    """The signer's private half does not open under this process's SECRET_KEY (nor any of
+    SECRET_KEY_PREVIOUS): no token can be signed until the key that sealed it is configured or
+    `keys rotate` makes a signer sealed under this one."""
+
+
 @dataclass(frozen=True)
 class Signer:
     kid: str
@@ -74,36 +88,55 @@ class KeyRing:
         self._lock = threading.Lock()
         self._public: dict[str, Any] = {}
         self._jwks: list[dict[str, Any]] = []
-        self._signer: Signer | None = None
+        self._sealed: tuple[str, str] | None = None  # the signer's kid and sealed private half
+        self._signer: Signer | None = None  # opened when first needed to sign
+        self._unreadable: set[str] = set()  # signers already reported as not opening
         self._loaded_at = -RELOAD_SECONDS
 
     def _stale(self) -> bool:
         return time.monotonic() - self._loaded_at >= RELOAD_SECONDS
 
     def reload(self) -> None:
+        """The keys that verify and the signer's sealed row; nothing is opened here."""
         rows = signing_keys.verifying()
-        public, jwks, signer = {}, [], None
-        for row in rows:
-            jwk = json.loads(row.public_jwk)
-            public[row.kid] = ECAlgorithm.from_jwk(row.public_jwk)
-            jwks.append(jwk)
-            if signer is None and row.retired_at is None:
-                pem = self.box.open(row.private_key, _context(row.kid)).encode()
-                signer = Signer(row.kid, serialization.load_pem_private_key(pem, None))
+        public = {row.kid: ECAlgorithm.from_jwk(row.public_jwk) for row in rows}
+        jwks = [json.loads(row.public_jwk) for row in rows]
+        sealed = next(((r.kid, r.private_key) for r in rows if r.retired_at is None), None)
         with self._lock:
-            self._public, self._jwks, self._signer = public, jwks, signer
+            self._public, self._jwks, self._sealed = public, jwks, sealed
             self._loaded_at = time.monotonic()
 
     def signer(self) -> Signer:
-        """The key that signs now; the first token request of a deployment makes one."""
-        if self._signer is None or self._stale():
+        """The key that signs now; the first token request of a deployment makes one.
+        SigningUnavailable when its private half does not open under SECRET_KEY."""
+        if self._sealed is None or self._stale():
             self.reload()
-        if self._signer is None:
+        if self._sealed is None:
             add_key(self.box)
             self.reload()
-        if self._signer is None:  # the key just added did not read back
+        if self._sealed is None:  # the key just added did not read back
             raise RuntimeError("no signing key after adding one")
-        return self._signer
+        kid, sealed = self._sealed
+        signer = self._signer
+        if signer is None or signer.kid != kid:
+            signer = self._signer = Signer(kid, self._open(kid, sealed))
+        return signer
+
+    def _open(self, kid: str, sealed: str) -> ec.EllipticCurvePrivateKey:
+        try:
+            store = partial(signing_keys.store_resealed, kid, sealed)
+            pem = self.box.open(sealed, _context(kid), store).encode()
+        except SecretUnreadable:
+            if kid not in self._unreadable:  # once per key and process, not once per request
+                self._unreadable.add(kid)
+                log.error(
+                    "cannot sign access tokens: signing key %s does not open under SECRET_KEY "
+                    "or SECRET_KEY_PREVIOUS; set the key that sealed it, or run "
+                    "`lms-scim keys rotate` for a new signer (issued tokens keep verifying)",
+                    kid,
+                )
+            raise SigningUnavailable(kid) from None
+        return serialization.load_pem_private_key(pem, None)  # type: ignore[return-value]
 
     def public_key(self, kid: str) -> Any | None:
         """The verifying key named `kid`; an unknown one is looked for at most once a minute

@@ -67,7 +67,7 @@ class Dispatcher:
     clock: Callable[[], dt.datetime] = utcnow
     # Opens a target's sealed token (`SecretBox.open`); without it, only the tenants' `default`
     # targets (whose token is in their settings) are served.
-    open_token: Callable[[str, str], str] | None = None
+    open_token: lms_targets.Open | None = None
     _turns: dict[Key, TenantTurns] = field(default_factory=dict)
     _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)

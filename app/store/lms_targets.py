@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import peewee
@@ -22,6 +23,7 @@ from peewee import fn
 
 from app.config import TenantSettings
 from app.errors import InvalidValue, NotFound, Uniqueness
+from app.secretbox import Store
 from app.store import audit, enrolment_dates, generation, tenancy
 from app.store.db import database
 from app.store.models import (
@@ -42,6 +44,8 @@ MAX_NAME = 64
 # What `lms set` may change (the token apart: it is read from a prompt or stdin, never argv).
 KEYS = ("url", "match", "auth", "roles", "audiences", "sync_unenrolled")
 Seal = Callable[[str, str], str]
+# `SecretBox.open`: a token only SECRET_KEY_PREVIOUS opens is resealed through the third argument.
+Open = Callable[[str, str, Store], str]
 
 
 def token_context(tenant_id: int, target_id: int) -> str:
@@ -201,7 +205,7 @@ def role_ids_of(target: LmsTarget, tenant: TenantSettings) -> dict[str, int]:
 
 
 def settings_of(
-    target: LmsTarget, tenant: TenantSettings, open_token: Callable[[str, str], str] | None
+    target: LmsTarget, tenant: TenantSettings, open_token: Open | None
 ) -> TenantSettings:
     """What the relay of `target` works with: the tenant's settings, with the target's own site,
     token, match field, auth and role ids over them (`default`: the tenant's as they are).
@@ -212,7 +216,8 @@ def settings_of(
     if target.token:
         if open_token is None:
             raise ValueError(f"LMS target {target.name!r}: no key to open its token with")
-        token = open_token(target.token, token_context(target.tenant_id, target.id))
+        context = token_context(target.tenant_id, target.id)
+        token = open_token(target.token, context, partial(_store_resealed, target))
     roles = json.loads(target.role_ids) if target.role_ids else None
     return replace(
         tenant,
@@ -222,6 +227,15 @@ def settings_of(
         lms_auth=target.auth or tenant.lms_auth,
         lms_role_ids=tuple(roles.items()) if roles else tenant.lms_role_ids,
     )
+
+
+def _store_resealed(target: LmsTarget, resealed: str) -> None:
+    """The target's token sealed again under the current SECRET_KEY, in place of the one read
+    (unless it changed meanwhile: an `lms set`, another process's reseal). Not audited: the
+    token is the same."""
+    LmsTarget.update(token=resealed).where(
+        (LmsTarget.id == target.id) & (LmsTarget.token == target.token)
+    ).execute()
 
 
 # -- changing --------------------------------------------------------------------------------

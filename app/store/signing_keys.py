@@ -41,3 +41,11 @@ def verifying(now: dt.datetime | None = None) -> list[SigningKey]:
         .where(SigningKey.verify_until.is_null() | (SigningKey.verify_until > now))
         .order_by(SigningKey.retired_at.is_null().desc(), SigningKey.created.desc())
     )
+
+
+def store_resealed(kid: str, sealed: str, resealed: str) -> None:
+    """Replace key `kid`'s sealed private half by the same key `resealed` under the current
+    SECRET_KEY (`SecretBox.open`), unless another process did first."""
+    SigningKey.update(private_key=resealed).where(
+        (SigningKey.kid == kid) & (SigningKey.private_key == sealed)
+    ).execute()

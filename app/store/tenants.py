@@ -201,6 +201,21 @@ def save_settings(
 SECRET_SETTINGS = frozenset({"LMS_TOKEN"})
 
 
+def store_resealed(tenant_id: int, name: str, sealed: str, resealed: str) -> None:
+    """Replace the secret setting `name`'s `sealed` value by the same secret `resealed` under
+    the current SECRET_KEY (`SecretBox.open`): not audited, the value is the same. Nothing is
+    written if the settings changed since they were read (a `tenants set`, another process's
+    reseal): the row itself is compared."""
+    text = Tenant.select(Tenant.settings).where(Tenant.id == tenant_id).scalar()
+    settings = json.loads(text) if text else {}
+    if settings.get(name) != sealed:
+        return
+    settings[name] = resealed
+    Tenant.update(settings=json.dumps(settings, sort_keys=True)).where(
+        (Tenant.id == tenant_id) & (Tenant.settings == text)
+    ).execute()
+
+
 def _trail(name: str, before: str | None, after: str | None) -> dict[str, object]:
     if name in SECRET_SETTINGS:
         return {"before": "set" if before else None, "after": "set" if after else None}

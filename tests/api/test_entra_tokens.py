@@ -8,6 +8,7 @@ apart."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -28,6 +29,7 @@ from prometheus_client import REGISTRY
 from app import auth, runtime
 from app.config import ENTRA_DEFAULT_AUDIENCE, Config
 from app.oauth import entra
+from app.oauth.access_tokens import LEEWAY_SECONDS
 from app.store import tenancy
 from app.store.models import AuditEvent
 from tests.helpers import Scim, app_with, assert_error, create_user, invoke, run
@@ -257,6 +259,42 @@ def test_forged_or_misdirected_entra_tokens_are_refused(
     response = Scim(entra_app.test_client(), _forged(signer, how)).get("/Users")
     assert_error(response, 401)
     assert response.headers["WWW-Authenticate"] == INVALID_TOKEN
+
+
+def _at(moment: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(moment, dt.UTC).replace(tzinfo=None)
+
+
+def test_a_cached_entra_token_that_expires_is_refused_as_a_fresh_expired_one(
+    entra_app: Flask,
+    keys_endpoint: responses.RequestsMock,
+    signer: Signer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _serve(keys_endpoint, signer)
+    client = entra_app.test_client()
+    fresh = Scim(client, _forged(signer, "expired")).get("/Users")
+    assert_error(fresh, 401)
+    token = signer.token()
+    scim = Scim(client, token)
+    assert scim.get("/Users").status_code == 200  # verified once: cached by its hash
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    # Only the clock the cached path reads moves: a second verification would accept the token.
+    monkeypatch.setattr(auth, "utcnow", lambda: _at(exp + LEEWAY_SECONDS + 1))
+    cached = scim.get("/Users")
+    assert cached.status_code == fresh.status_code
+    assert cached.headers["WWW-Authenticate"] == fresh.headers["WWW-Authenticate"] == INVALID_TOKEN
+    assert cached.get_json() == fresh.get_json()
+
+
+def test_a_cached_entra_token_keeps_the_leeway_of_its_first_verification(
+    entra_app: Flask, keys_endpoint: responses.RequestsMock, signer: Signer
+) -> None:
+    _serve(keys_endpoint, signer)
+    now = int(time.time())
+    late = Scim(entra_app.test_client(), signer.token(exp=now - 10, iat=now - 600, nbf=now - 600))
+    assert late.get("/Users").status_code == 200  # expired, within the leeway
+    assert late.get("/Users").status_code == 200  # from the cache: the same leeway
 
 
 def test_without_a_configured_directory_entra_tokens_are_refused(

@@ -5,9 +5,11 @@ forged or misdirected token refused."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
+import logging
 import time
 from typing import Any
 
@@ -18,10 +20,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import runtime
+from app import auth, runtime
+from app.oauth.access_tokens import LEEWAY_SECONDS
+from app.secretbox import SecretBox, SecretUnreadable
 from app.store import tenancy
-from app.store.models import AuditEvent
-from tests.helpers import Scim, assert_error, create_user, invoke, run, user_body
+from app.store.models import AuditEvent, OAuthClientSecret, SigningKey
+from tests.helpers import Scim, app_with, assert_error, create_user, invoke, run, user_body
 
 TOKEN_URL = "/oauth/token"
 ISSUER = "http://localhost"
@@ -173,7 +177,21 @@ def test_failed_client_authentications_brake_the_address(app: Flask, client: Fla
     wrong = {**creds, "client_secret": "lmsscim_wrong"}
     statuses = [_token_request(client, wrong).status_code for _ in range(31)]
     assert statuses[:30] == [401] * 30
-    _oauth_error(_token_request(client, creds), 429, "temporarily_unavailable")
+    braked = _token_request(client, creds)
+    _oauth_error(braked, 429, "temporarily_unavailable")
+    assert 1 <= int(braked.headers["Retry-After"]) <= 60  # the rest of BAD_TOKEN_LIMIT's minute
+
+
+def test_token_requests_are_limited_per_client(app: Flask) -> None:
+    limited = app_with(app, rate_limit_per_token="3/hour")
+    client = limited.test_client()
+    busy, other = _client(limited, "busy"), _client(limited, "other")
+    assert [_token_request(client, busy).status_code for _ in range(3)] == [200] * 3
+    refused = _token_request(client, busy)
+    _oauth_error(refused, 429, "temporarily_unavailable")
+    assert "access_token" not in refused.get_json()
+    assert 3500 < int(refused.headers["Retry-After"]) <= 3600  # the rest of the client's hour
+    assert _token_request(client, other).status_code == 200  # same address, another client
 
 
 # -- rotation and revocation ---------------------------------------------------------------------
@@ -205,6 +223,35 @@ def test_a_revoked_clients_tokens_are_refused(app: Flask, client: FlaskClient) -
     assert [(c["name"], c["state"]) for c in listed] == [("entra", "revoked")]
 
 
+def test_client_changes_are_audited_without_their_secrets(app: Flask) -> None:
+    created = _client(app)
+    out = run(app, "clients", "rotate", "entra", "--grace", "1h").stdout.splitlines()
+    rotated = dict(line.split("=", 1) for line in out)
+    run(app, "clients", "revoke", "entra")
+    with app.app_context(), tenancy.everywhere():
+        rows = list(AuditEvent.select().order_by(AuditEvent.id))
+        stored = [row.secret_hash for row in OAuthClientSecret.select()]
+    audited = [(e.resource_type, e.operation, e.token_name) for e in rows]
+    assert audited == [
+        ("OAuthClient", "client_create", "cli"),
+        ("OAuthClient", "client_rotate", "cli"),
+        ("OAuthClient", "client_revoke", "cli"),
+    ]
+    assert len({e.resource_id for e in rows}) == 1
+    assert created["client_id"] in str(rows[0].changes)
+    issued = [created["client_secret"], rotated["client_secret"]]
+    forbidden = [*issued, *(auth.hash_token(s) for s in issued), *stored]
+    assert len(stored) == 2
+    trail = json.dumps([e.__data__ for e in rows], default=str)
+    listed = "\n".join(
+        run(app, "audit", *fmt).stdout for fmt in ([], ["--format", "json"], ["--format", "csv"])
+    )
+    assert listed.count("client_rotate") == 3
+    for value in forbidden:
+        assert value not in trail
+        assert value not in listed
+
+
 # -- keys ---------------------------------------------------------------------------------------
 
 
@@ -223,6 +270,80 @@ def test_key_rotation_keeps_earlier_tokens_valid_and_publishes_both_keys(
     assert all(k["kty"] == "EC" and "d" not in k for k in published)
     for token in (before, after):
         assert Scim(client, token).get("/Users").status_code == 200
+
+
+def test_the_signing_keys_private_half_is_sealed_under_the_secret_key(
+    app: Flask, client: FlaskClient
+) -> None:
+    token = _access_token(client, _client(app))
+    kid = jwt.get_unverified_header(token)["kid"]
+    with app.app_context():
+        (row,) = SigningKey.select()
+    assert row.kid == kid
+    signer = runtime.of(app).access_tokens.ring.signer()
+    pem = signer.key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    body = "".join(pem.strip().splitlines()[1:-1])  # the base64 of the key, without armour
+    scalar = signer.key.private_numbers().private_value.to_bytes(32, "big")
+    assert row.private_key.startswith("v1:")
+    assert "PRIVATE KEY" not in row.private_key
+    assert body not in row.private_key
+    for encoded in (scalar.hex(), base64.urlsafe_b64encode(scalar).rstrip(b"=").decode()):
+        assert encoded not in row.private_key
+    assert "d" not in json.loads(row.public_jwk)
+    # Opened with SECRET_KEY it is the key that signed the token the server issued.
+    context = f"signing_key:{kid}"
+    opened = SecretBox(runtime.of(app).secret_key).open(row.private_key, context)
+    private = serialization.load_pem_private_key(opened.encode(), None)
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+    claims = jwt.decode(token, private.public_key(), ["ES256"], audience=AUDIENCE, issuer=ISSUER)
+    assert claims["client_id"].startswith("lmsscim-client-")
+    # Another SECRET_KEY cannot open it, and says so without the sealed value.
+    with pytest.raises(SecretUnreadable, match=context) as refused:
+        SecretBox("another-secret-key-entirely").open(row.private_key, context)
+    assert row.private_key not in str(refused.value)
+
+
+def test_a_secret_key_that_cannot_open_the_signer_stops_signing_only(
+    app: Flask, client: FlaskClient, token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    creds = _client(app)
+    issued = _access_token(client, creds)
+    with app.app_context():
+        (sealed,) = SigningKey.select()
+    moved = app_with(app, secret_key="a key that never sealed anything", secret_key_previous=())
+    other = moved.test_client()
+    # Verifying and publishing need only the public halves.
+    assert Scim(other, issued).get("/Users").status_code == 200
+    published = other.get("/.well-known/jwks.json")
+    assert published.status_code == 200
+    assert [k["kid"] for k in published.get_json()["keys"]] == [sealed.kid]
+    assert Scim(other, token).get("/Users").status_code == 200
+    caplog.set_level(logging.ERROR, logger="app.oauth.keys")
+    # Signing needs the private half: a clear 503, the same for every request, logged once.
+    for _ in range(2):
+        body = _oauth_error(_token_request(other, creds), 503, "temporarily_unavailable")
+        assert "SECRET_KEY" in body["error_description"]
+        assert sealed.private_key not in json.dumps(body)
+    documented = Scim(other, token).get("/openapi.json").get_json()["paths"][TOKEN_URL]
+    assert "503" in documented["post"]["responses"]
+    (logged,) = [r for r in caplog.records if r.name == "app.oauth.keys"]
+    assert logged.levelno == logging.ERROR
+    assert sealed.kid in logged.getMessage()
+    assert sealed.private_key not in logged.getMessage()
+    # `keys rotate` seals a new signer under this SECRET_KEY; the old key keeps verifying.
+    run(moved, "keys", "rotate")
+    runtime.of(moved).access_tokens.ring.reload()
+    fresh = _access_token(other, creds)
+    kids = {k["kid"] for k in other.get("/.well-known/jwks.json").get_json()["keys"]}
+    assert kids == {sealed.kid, jwt.get_unverified_header(fresh)["kid"]}
+    for bearer in (issued, fresh):
+        assert Scim(other, bearer).get("/Users").status_code == 200
+    with app.app_context():
+        assert SigningKey.get_by_id(sealed.kid).private_key == sealed.private_key
 
 
 def test_metadata_names_the_endpoint_the_key_set_and_what_is_supported(
@@ -327,6 +448,64 @@ def test_a_token_with_the_wrong_typ_is_refused(app: Flask, client: FlaskClient) 
     assert_error(Scim(client, plain).get("/Users"), 401)
 
 
+# -- expiry of a verified (cached) token --------------------------------------------------------
+
+
+def _signed(app: Flask, creds: dict[str, str], **changes: Any) -> str:
+    signer = runtime.of(app).access_tokens.ring.signer()
+    headers = {"typ": "at+jwt", "kid": signer.kid}
+    return jwt.encode(_claims(creds, **changes), signer.key, "ES256", headers)
+
+
+def _at(moment: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(moment, dt.UTC).replace(tzinfo=None)
+
+
+def test_a_cached_token_that_expires_is_refused_as_a_fresh_expired_one(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creds = _client(app)
+    fresh = Scim(client, _signed(app, creds, exp=int(time.time()) - 120)).get("/Users")
+    assert_error(fresh, 401)
+    token = _access_token(client, creds)
+    scim = Scim(client, token)
+    assert scim.get("/Users").status_code == 200  # verified once: cached by its hash
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    # Only the clock the cached path reads moves: a second verification would accept the token.
+    monkeypatch.setattr(auth, "utcnow", lambda: _at(exp + LEEWAY_SECONDS + 1))
+    cached = scim.get("/Users")
+    assert cached.status_code == fresh.status_code
+    assert cached.headers["WWW-Authenticate"] == fresh.headers["WWW-Authenticate"]
+    assert cached.get_json() == fresh.get_json()
+
+
+def test_a_cached_token_keeps_the_leeway_of_its_first_verification(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creds = _client(app)
+    now = int(time.time())
+    late = Scim(client, _signed(app, creds, iat=now - 600, exp=now - 10))
+    assert late.get("/Users").status_code == 200  # expired, within the leeway
+    assert late.get("/Users").status_code == 200  # from the cache: the same leeway
+    monkeypatch.setattr(auth, "utcnow", lambda: _at(now - 10 + LEEWAY_SECONDS - 1))
+    assert late.get("/Users").status_code == 200
+    monkeypatch.setattr(auth, "utcnow", lambda: _at(now - 10 + LEEWAY_SECONDS))
+    assert_error(late.get("/Users"), 401)
+
+
+def test_a_token_whose_exp_is_a_fraction_is_served_and_expires_as_pyjwt_reads_it(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creds = _client(app)
+    now = int(time.time())
+    scim = Scim(client, _signed(app, creds, exp=now + 600.75))  # RFC 7519 NumericDate
+    assert scim.get("/Users").status_code == 200
+    monkeypatch.setattr(auth, "utcnow", lambda: _at(now + 600 + LEEWAY_SECONDS - 1))
+    assert scim.get("/Users").status_code == 200  # from the cache
+    monkeypatch.setattr(auth, "utcnow", lambda: _at(now + 600 + LEEWAY_SECONDS))
+    assert_error(scim.get("/Users"), 401)
+
+
 def test_a_tenants_token_is_refused_at_another_tenants_url(
     app: Flask, client: FlaskClient, acme: Scim
 ) -> None:
@@ -363,11 +542,11 @@ def test_a_client_secret_is_stored_only_as_its_hash(app: Flask) -> None:
     assert len(stored) == 1
 
 
-def test_verifying_an_access_token_costs_no_query(app: Flask, client: FlaskClient) -> None:
+def test_verifying_an_access_token_costs_no_query(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The signature with a key the process holds; the client's state from the short cache."""
     from playhouse.test_utils import count_queries
-
-    from app import auth
 
     creds = _client(app)
     token = _access_token(client, creds)  # the token request loaded the keys
@@ -379,8 +558,14 @@ def test_verifying_an_access_token_costs_no_query(app: Flask, client: FlaskClien
         current.tokens.clear()  # not even the verified-token cache: a fresh verification
         with count_queries() as second:
             again = auth.verify(f"Bearer {token}", current.tokens, current.access_tokens)
+        with count_queries() as cached:
+            assert auth.verify(f"Bearer {token}", current.tokens, current.access_tokens) == again
+        exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+        monkeypatch.setattr(auth, "utcnow", lambda: _at(exp + LEEWAY_SECONDS))
+        with count_queries() as expired, pytest.raises(auth.InvalidToken):
+            auth.verify(f"Bearer {token}", current.tokens, current.access_tokens)
     assert principal == again
     assert principal.token_name == "oauth:entra"
     # The cache generation and the client's state, each at most once per TOKEN_CACHE_SECONDS.
     assert first.count <= 2
-    assert second.count == 0
+    assert second.count == cached.count == expired.count == 0

@@ -3,6 +3,7 @@ in one process and used in turn, each answer by their own (`app.runtime`)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -11,8 +12,10 @@ from flask import Flask
 from app import runtime
 from app.config import Config
 from app.secretbox import SecretUnreadable
+from app.store import tenancy
+from app.store.models import LmsTarget, SigningKey, Tenant
 from scim_schemas import CORE_USER
-from tests.helpers import Scim, app_with
+from tests.helpers import Scim, app_with, feed, run
 
 
 def _user(name: str, email: str) -> dict[str, Any]:
@@ -76,6 +79,49 @@ def test_each_app_seals_secrets_with_its_own_key(app: Flask) -> None:
         runtime.current().secret_box.open(resealed, context)
     assert runtime.of(one).secret_box is not runtime.of(two).secret_box
     assert runtime.of(one).secret_box.open(sealed, context) == "ws-token"
+
+
+def _sealed(app: Flask) -> tuple[str, str, str]:
+    """The default tenant's sealed LMS_TOKEN, LMS target `b`'s sealed token, and the signing
+    key's sealed private half, as stored."""
+    with app.app_context():
+        settings = json.loads(Tenant.get_by_id(tenancy.DEFAULT_TENANT).settings)
+        (target,) = LmsTarget.select().where(LmsTarget.name == "b")
+        (key,) = SigningKey.select()
+        return settings["LMS_TOKEN"], target.token, key.private_key
+
+
+def test_a_secret_only_a_previous_key_opens_is_resealed_where_it_is_read(
+    app: Flask, token: str
+) -> None:
+    old = app_with(app, secret_key="old" * 16, secret_key_previous=())
+    tenant_token, target_token = "tenant-ws-token-0123456789", "target-ws-token-9876543210"
+    setting = ("tenants", "set", "default", "LMS_TOKEN", "LMS_URL=https://a.example")
+    assert feed(old, tenant_token + "\n", *setting).exit_code == 0
+    assert (
+        feed(old, target_token + "\n", "lms", "add", "b", "--url", "https://b.example").exit_code
+        == 0
+    )
+    out = run(old, "clients", "create", "entra").stdout.splitlines()
+    creds = dict(line.split("=", 1) for line in out)
+    form = {"grant_type": "client_credentials", **creds}
+    assert old.test_client().post("/oauth/token", data=form).status_code == 200
+    before = _sealed(app)
+    # SECRET_KEY rotated: each secret is resealed under the new key where it is read.
+    rotated = app_with(app, secret_key="new" * 16, secret_key_previous=("old" * 16,))
+    assert Scim.of(rotated, token).get("/Users").status_code == 200  # the tenant's settings
+    assert rotated.test_client().post("/oauth/token", data=form).status_code == 200  # the signer
+    assert target_token[-4:] in run(rotated, "lms", "show", "b").stdout  # the target
+    after = _sealed(app)
+    assert all(a != b for a, b in zip(after, before, strict=True))
+    # Then the previous key can go: every secret opens under the new one alone.
+    new_only = app_with(app, secret_key="new" * 16, secret_key_previous=())
+    assert Scim.of(new_only, token).get("/Users").status_code == 200
+    with new_only.app_context():
+        assert runtime.current().tenant_settings().lms_token == tenant_token
+    assert target_token[-4:] in run(new_only, "lms", "show", "b").stdout
+    assert new_only.test_client().post("/oauth/token", data=form).status_code == 200
+    assert _sealed(app) == after  # opened under the current key: nothing more is written
 
 
 def test_every_variable_is_read_with_its_parser_and_default() -> None:

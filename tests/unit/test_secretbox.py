@@ -137,6 +137,17 @@ def test_previous_key_opens_until_resealed_under_the_current_one() -> None:
         rotated.reseal(old_sealed, "tenant:4:lms_token")
 
 
+def test_a_reader_gets_what_only_a_previous_key_opens_resealed_to_store() -> None:
+    stored: list[str] = []
+    rotated = box(KEY, OLD_KEY)
+    assert rotated.open(rotated.seal(SECRET, CONTEXT), CONTEXT, stored.append) == SECRET
+    assert stored == []  # the current key opens it: nothing to store
+    assert rotated.open(box(OLD_KEY).seal(SECRET, CONTEXT), CONTEXT, stored.append) == SECRET
+    (resealed,) = stored
+    assert box(KEY).open(resealed, CONTEXT) == SECRET
+    unreadable(resealed, opener=box(OLD_KEY))
+
+
 def test_the_encryption_key_is_not_the_signing_key() -> None:
     derived = derive_key(KEY)
     assert len(derived) == 32
