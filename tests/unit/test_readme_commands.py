@@ -106,3 +106,17 @@ def test_the_readme_links_the_guides_that_exist() -> None:
     assert {"docs/idp-setup.md", "docs/https.md"} <= set(links)
     missing = [link for link in links if not (ROOT / link).exists()]
     assert missing == []
+
+
+def test_the_readme_says_what_a_new_user_meets(tmp_path: Path) -> None:
+    """Issue 19 §1's README fixes that are statements: the first token's name (the one `make
+    run` creates), how to choose the port, that the relay is optional and where its page is, and
+    no unexplained "design card"."""
+    app = create_app(Config.from_env({}, database_url=f"sqlite:///{tmp_path}/x.db", testing=True))
+    bootstrap = app.cli.commands["tokens"].commands["bootstrap"]  # type: ignore[attr-defined]
+    (name,) = (p.default for p in bootstrap.params if p.name == "name")
+    assert f"API token named **`{name}`**" in README
+    assert "`PORT=8600 make run`" in README
+    assert "**The LMS relay is optional.**" in README
+    assert "`/admin/relay`" in README
+    assert "design card" not in README.lower()
