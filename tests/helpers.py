@@ -450,3 +450,15 @@ SCORES = attribute(
         attribute("label", "string", parent="scores"),
     ),
 )
+
+
+COMMAND_HINT = re.compile(r'<(code|span class="mono")>(.*?)</(?:code|span)>', re.DOTALL)
+
+
+def command_hints(page: str) -> list[str]:
+    """The `lms-scim` commands an /admin page shows (in `<code>` or a `.mono` span), each checked
+    to be written as it runs from a fresh clone (`.venv/bin/lms-scim …`, as in the README)."""
+    hints = [hint for _, hint in COMMAND_HINT.findall(page) if "lms-scim" in hint]
+    bare = [hint for hint in hints if not hint.startswith(".venv/bin/lms-scim ")]
+    assert not bare, bare
+    return hints

@@ -15,6 +15,7 @@ from app.cli.common import (
     emit,
     for_tenant,
     format_option,
+    reaches_servers,
     reported,
     settings,
 )
@@ -111,7 +112,7 @@ def clients_revoke(name: str) -> None:
     with reported():
         oauth_clients.revoke(name)
     _forget_clients()
-    click.echo(f"Revoked client {name!r}.")
+    click.echo(f"Revoked client {name!r}. {reaches_servers()}")
 
 
 @clients_group.command("list")

@@ -123,6 +123,16 @@ def reported() -> Iterator[None]:
         raise click.ClickException(exc.detail if isinstance(exc, ScimError) else str(exc)) from None
 
 
+def reaches_servers() -> str:
+    """When servers already running learn of a revocation made here: their caches re-check
+    once per TOKEN_CACHE_SECONDS, so a request in that window may still be served (issue 19:
+    a token revoked a moment ago and still answered looked like a revocation that failed)."""
+    seconds = settings().token_cache_seconds
+    if seconds <= 0:
+        return "Servers already running refuse it at once (TOKEN_CACHE_SECONDS=0)."
+    return f"Servers already running refuse it within TOKEN_CACHE_SECONDS ({seconds:g} s)."
+
+
 def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> None:
     """Aligned columns under a header row (for small results; streams go out row by row)."""
     rows = [[cell(v, "table") for v in row] for row in rows]

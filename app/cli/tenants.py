@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict
 from typing import Any
 
 import click
@@ -36,13 +35,14 @@ def tenants_create(slug: str, name: str) -> None:
     click.echo(f"Created tenant {tenant.slug!r} ({tenant.name}).")
 
 
+# camelCase JSON keys and CSV headers, as every other listing writes them.
 _LIST_COLUMNS = (
     "slug",
     "name",
     "state",
-    "last_activity",
+    "lastActivity",
     "users",
-    "active_users",
+    "activeUsers",
     "groups",
     "tokens",
 )
@@ -53,8 +53,21 @@ _LIST_COLUMNS = (
 def tenants_list(fmt: str) -> None:
     """Every tenant with its users, active users, groups, usable tokens and the time of its
     latest audit event."""
+    rows = (
+        {
+            "slug": s.slug,
+            "name": s.name,
+            "state": s.state,
+            "lastActivity": s.last_activity,
+            "users": s.users,
+            "activeUsers": s.active_users,
+            "groups": s.groups,
+            "tokens": s.tokens,
+        }
+        for s in tenant_store.summaries()
+    )
     emit(
-        (asdict(s) for s in tenant_store.summaries()),
+        rows,
         _LIST_COLUMNS,
         fmt,
         headers=("slug", "name", "state", "last activity", "users", "active", "groups", "tokens"),

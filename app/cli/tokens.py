@@ -68,7 +68,7 @@ def tokens_revoke(name: str) -> None:
         return
     with reported():
         count = auth.revoke(name, runtime.current().tokens)
-    click.echo(f"Revoked {count} token(s) named {name!r}.")
+    click.echo(f"Revoked {count} token(s) named {name!r}. {common.reaches_servers()}")
 
 
 @tokens_group.command("bootstrap", short_help="Create a first token if there is no usable one.")

@@ -15,7 +15,16 @@ from app import admin, create_app
 from app.config import Config
 from app.runtime import resolve_secret_key
 from app.store.models import AuditEvent, Operator, utcnow
-from tests.helpers import PASSWORD, create_group, create_user, csrf, deactivate, run, sign_in
+from tests.helpers import (
+    PASSWORD,
+    command_hints,
+    create_group,
+    create_user,
+    csrf,
+    deactivate,
+    run,
+    sign_in,
+)
 
 
 def test_pages_require_sign_in_and_return_after_it(client: FlaskClient, operator: str) -> None:
@@ -152,6 +161,29 @@ def test_dashboard_empty_states(signed_in: FlaskClient) -> None:
     assert "frame-ancestors 'none'" in signed_in.get("/admin/").headers["Content-Security-Policy"]
     users = signed_in.get("/admin/users?q=nobody").get_data(as_text=True)
     assert "No user matches “nobody”" in users
+    # Every "how to" hint writes its command as it runs from a fresh clone, as the README does.
+    empty = {path: signed_in.get(path).get_data(as_text=True) for path in EMPTY_HINTS}
+    assert {path: command_hints(page) for path, page in empty.items()} == EMPTY_HINTS
+
+
+EMPTY_HINTS = {
+    "/admin/users": [".venv/bin/lms-scim users add"],
+    "/admin/tokens": [
+        ".venv/bin/lms-scim tokens create | rotate | revoke",
+        ".venv/bin/lms-scim tokens create NAME",
+    ],
+    "/admin/connections": [
+        ".venv/bin/lms-scim tokens create NAME",
+        ".venv/bin/lms-scim clients create NAME",
+    ],
+}
+
+
+def test_no_template_writes_a_bare_command() -> None:
+    """Hints the tests above do not render (another state of a page) follow the same rule."""
+    templates = Path(admin.__file__).parent / "templates"
+    for template in templates.rglob("*.html"):
+        command_hints(template.read_text(encoding="utf-8"))
 
 
 def test_dashboard_charts_activity_and_warns_about_expiring_tokens(

@@ -9,8 +9,9 @@ import re
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.store import outbox
+from app.store import outbox, seed
 from app.store.models import Outbox
+from scim_schemas import CORE_USER
 from tests.helpers import (
     Scim,
     create_group,
@@ -54,6 +55,37 @@ def test_the_users_page_pages_through_every_user(signed_in: FlaskClient, scim: S
     assert pages == 3
     assert seen == names  # in userName order, each once
     assert "First page" in _page(signed_in, _next(_page(signed_in, "/admin/users?count=3")) or "")
+
+
+def test_more_than_a_hundred_users_page_on_by_the_next_link(
+    app: Flask, signed_in: FlaskClient
+) -> None:
+    """130 users (seeded in one batch through the store): 100 a page puts 30 on the second page,
+    reached by the "next" link's cursor; the default page size (50) takes three pages. No user
+    is missed or shown twice, in userName order."""
+    names = [f"p{n:03d}@example.com" for n in range(130)]
+    with app.app_context():
+        seed.bulk_create({"schemas": [CORE_USER], "userName": name} for name in reversed(names))
+    first = _page(signed_in, "/admin/users?count=100")
+    assert "130 users" in first
+    assert _user_names(first) == names[:100]
+    following = _next(first)
+    assert following is not None
+    assert "cursor=" in following
+    second = _page(signed_in, following)
+    assert _user_names(second) == names[100:]
+    assert _next(second) is None
+    assert "First page" in second
+
+    seen: list[str] = []
+    path: str | None = "/admin/users"
+    pages = 0
+    while path:
+        page = _page(signed_in, path)
+        seen += _user_names(page)
+        path = _next(page)
+        pages += 1
+    assert (pages, seen) == (3, names)
 
 
 def test_filters_by_state_type_group_and_search(signed_in: FlaskClient, scim: Scim) -> None:

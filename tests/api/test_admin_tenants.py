@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from app.store import outbox, tenancy
 from app.store import tenants as tenant_store
 from app.store.models import Outbox
-from tests.helpers import PASSWORD, Scim, create_user, run, sign_in
+from tests.helpers import PASSWORD, Scim, command_hints, create_user, run, sign_in
 
 ABSENT = "0" * 32
 BOUND = "bea"
@@ -135,10 +135,14 @@ def test_a_global_operator_sees_the_tenants_overview(everyone: FlaskClient) -> N
     assert rows["acme"] == ["Acme Corp", "Active", "1", "1", "0", "1", "relay off", "1"]
     assert 'href="/admin/t/acme/"' in page
     assert 'href="/admin/t/acme/relay"' in page
+    # Commands are written as they run from a fresh clone, as in the README.
+    assert ".venv/bin/lms-scim tenants create SLUG --name NAME" in command_hints(page)
     relay = _page(everyone, "/admin/t/acme/relay")
     assert "No LMS is configured for this tenant" in relay
-    assert "lms-scim tenants set acme LMS_URL=" in relay
-    assert "lms-scim relay sync --all --tenant acme" in relay
+    hints = command_hints(relay)
+    assert ".venv/bin/lms-scim tenants set acme LMS_URL=…" in hints
+    assert ".venv/bin/lms-scim relay sync --all --tenant acme" in hints
+    assert ".venv/bin/lms-scim relay retry --all --tenant acme" in hints
 
 
 def test_a_global_operator_switches_tenants_and_links_stay_there(
@@ -191,6 +195,8 @@ def test_sign_in_returns_to_a_tenants_page(app: Flask, acme: Scim, operator: str
         r'name="csrf" value="([^"]+)"', client.get("/admin/login").get_data(as_text=True)
     )
     assert token
+    login = client.get("/admin/login").get_data(as_text=True)
+    assert command_hints(login) == [".venv/bin/lms-scim operators create NAME"]
     signed = client.post(
         "/admin/login?next=/admin/t/acme/tokens",
         data={"csrf": token[1], "name": operator, "password": PASSWORD},
@@ -206,5 +212,5 @@ def test_a_disabled_tenants_pages_say_so(app: Flask, bound: FlaskClient) -> None
     run(app, "tenants", "disable", "acme")
     page = _page(bound, "/admin/users")
     assert 'id="tenant-disabled"' in page
-    assert "lms-scim tenants enable acme" in page
+    assert ".venv/bin/lms-scim tenants enable acme" in command_hints(page)
     assert "bob@acme.example" in page

@@ -148,7 +148,7 @@ LISTINGS = [
     (("tokens", "list"), "created", "name"),
     (("clients", "list"), "created", "name"),
     (("operators", "list"), "created", "name"),
-    (("tenants", "list"), "last_activity", "slug"),
+    (("tenants", "list"), "lastActivity", "slug"),
     (("audit",), "at", "time"),
     (("users", "list"), "lastModified", "id"),
     (("enrolments", "list"), "created", "group"),
@@ -192,6 +192,71 @@ def test_booleans_are_the_same_in_every_format(app: Flask, scim: Any) -> None:
     line = run(app, "users", "list", "--format", "json").stdout
     assert json.loads(line)["active"] is False
     assert '"active": false' in line
+
+
+@pytest.fixture
+def states(app: Flask, acme: Any, clock: Any) -> None:
+    """Every state a token, client, operator and tenant can be in, in two tenants."""
+    run(app, "tokens", "create", "okta", "--tenant", "default")
+    run(app, "tokens", "rotate", "okta", "--tenant", "default")  # the old one is rotating
+    run(app, "tokens", "create", "reader", "--read-only", "--tenant", "default")
+    run(app, "tokens", "create", "old", "--tenant", "default")
+    run(app, "tokens", "revoke", "old", "--tenant", "default")
+    run(app, "tokens", "create", "brief", "--expires-in", "1m", "--tenant", "default")
+    run(app, "clients", "create", "entra", "--tenant", "default")
+    run(app, "clients", "create", "gone", "--read-only", "--tenant", "default")
+    run(app, "clients", "revoke", "gone", "--tenant", "default")
+    run(app, "operators", "create", "olivia", "--password", PASSWORD)
+    run(app, "operators", "create", "bea", "--tenant", "acme", "--password", PASSWORD)
+    run(app, "operators", "disable", "bea")
+    run(app, "tenants", "disable", "acme")
+    clock.advance(minutes=2)  # `brief` has expired
+
+
+def _table(text: str) -> list[list[str]]:
+    """A table's rows (header first) cut at the columns the header row starts."""
+    header, *lines = text.splitlines()
+    starts = [m.start() for m in re.finditer(r"\S+(?: \S+)*", header)]
+    cuts = list(zip(starts, [*starts[1:], None], strict=True))
+    return [[line[a:b].strip() for a, b in cuts] for line in [header, *lines]]
+
+
+@pytest.mark.parametrize(
+    ("command", "states_seen"),
+    [
+        (("tokens", "list", "--tenant", "default"), {"active", "rotating", "revoked", "expired"}),
+        (("clients", "list", "--tenant", "default"), {"active", "revoked"}),
+        (("operators", "list"), {"active", "disabled"}),
+        (("tenants", "list"), {"active", "disabled"}),
+    ],
+)
+def test_listings_say_the_same_in_every_format(
+    app: Flask, states: None, command: tuple[str, ...], states_seen: set[str]
+) -> None:
+    """Every value of `tokens|clients|operators|tenants list` reads the same in a table, CSV and
+    JSON: state and access words as they are, booleans `true`/`false`, counts as numbers; only
+    the spelling of a time (minutes in a table, ISO 8601 `Z` elsewhere) and of nothing (`-` in
+    a table, empty in CSV, null in JSON) differs. JSON keys (= CSV headers) are camelCase."""
+    table = _table(run(app, *command).stdout)
+    rows = list(csv.DictReader(io.StringIO(run(app, *command, "--format", "csv").stdout)))
+    objects = json.loads(run(app, *command, "--format", "json").stdout)
+    assert len(table) - 1 == len(rows) == len(objects)
+    assert {row["state"] for row in rows} == states_seen
+    for cells, row, obj in zip(table[1:], rows, objects, strict=True):
+        assert list(row) == list(obj)
+        assert all(re.fullmatch(r"[a-z]+(?:[A-Z][a-z]+)*", key) for key in obj), list(obj)
+        for shown, (key, text) in zip(cells, row.items(), strict=True):
+            value = obj[key]
+            if value is None:
+                assert text == ""
+                assert shown == "-" or (key, shown) == ("tenant", "(every tenant)"), (key, shown)
+            elif isinstance(value, bool):
+                assert text == shown == str(value).lower(), key
+            elif ISO_Z.match(str(value)):
+                assert text == value
+                assert shown == value[:16].replace("T", " "), (key, shown)
+            else:
+                assert text == shown == str(value), (key, text, shown)
 
 
 def test_stats_as_csv_has_one_figure_a_row(app: Flask, scim: Any) -> None:

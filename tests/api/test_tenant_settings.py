@@ -261,11 +261,11 @@ def test_the_default_tenant_cannot_be_deleted(app: Flask) -> None:
 def test_list_as_csv_with_last_activity(app: Flask, scim: Scim, acme: Scim) -> None:
     create_user(acme, "ann")
     lines = run(app, "tenants", "list", "--format", "csv").stdout.splitlines()
-    assert lines[0] == "slug,name,state,last_activity,users,active_users,groups,tokens"
+    assert lines[0] == "slug,name,state,lastActivity,users,activeUsers,groups,tokens"
     acme_line = next(line for line in lines if line.startswith("acme,"))
     assert acme_line.split(",")[4:] == ["1", "1", "0", "1"]
     assert acme_line.split(",")[3].startswith("20")
     table = run(app, "tenants", "list").output
     assert "last activity" in table
     listed = json.loads(run(app, "tenants", "list", "--format", "json").output)
-    assert all("last_activity" in row for row in listed)
+    assert all("lastActivity" in row for row in listed)

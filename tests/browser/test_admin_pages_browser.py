@@ -1,8 +1,8 @@
 """The operator pages of issue 19 in Chromium, at desktop width and at a phone's (390 px):
 users paged and filtered, odd names clickable, a group with its members and history, a
-connection with its errors; on the phone the page never scrolls sideways, wide tables scroll
-inside their card. A screenshot of each page is kept in tests/browser/artifacts/ (git-ignored;
-`ADMIN_SCREENSHOTS` names another directory)."""
+connection with its errors, the tenants overview and the sign-in page; on the phone the page
+never scrolls sideways, wide tables scroll inside their card. A screenshot of each page is kept
+in tests/browser/artifacts/ (git-ignored; `ADMIN_SCREENSHOTS` names another directory)."""
 
 from __future__ import annotations
 
@@ -170,3 +170,36 @@ def test_connections_show_the_idps_errors(screen: Any, world: dict[str, Any]) ->
     for page in ("", "tokens", "relay"):
         screen.goto(f"{world['base']}/admin/{page}")
         screen.shot(page or "overview")
+
+
+def test_tenants_overview_and_the_sign_in_page(
+    screen: Any, world: dict[str, Any], acme: Any
+) -> None:
+    """A global operator's overview of every tenant, then, signed out, the sign-in page with
+    its hint written as the README writes commands."""
+    screen.goto(f"{world['base']}/admin/tenants")
+    rows = screen.locator("#tenants tbody tr")
+    assert rows.locator("td:first-child").all_inner_texts() == ["default", "acme"]
+    assert rows.filter(has_text="Acme Corp").locator("td").nth(2).inner_text() == "Active"
+    assert rows.filter(has_text="default").locator("td").nth(3).inner_text() == "4"  # users
+    screen.shot("tenants")
+    if screen.width == "phone":  # nine columns: the table scrolls inside its card
+        scrolls = screen.evaluate(
+            "(() => { const c = document.querySelector('#tenants').closest('.card');"
+            " return c.scrollWidth > c.clientWidth; })()"
+        )
+        assert scrolls
+    rows.get_by_role("link", name="acme").click()
+    screen.wait_for_url(re.compile(r".*/admin/t/acme/$"))
+
+    screen.get_by_role("button", name="Sign out").click()
+    screen.wait_for_url(re.compile(r".*/admin/login$"))
+    assert screen.get_by_role("heading", name="Sign in").is_visible()
+    hint = screen.locator(".signin code").inner_text()
+    assert hint == ".venv/bin/lms-scim operators create NAME"
+    screen.shot("login")
+    screen.get_by_label("Name").fill(OPERATOR)
+    screen.get_by_label("Password").fill("wrong password")
+    screen.get_by_role("button", name="Sign in").click()
+    assert screen.get_by_role("alert").inner_text() == "Wrong name or password."
+    screen.shot("login-refused")
