@@ -11,7 +11,9 @@ REQUIRE_POSTGRES=1.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,10 @@ from typing import Any
 import peewee
 import pytest
 
+from app import create_app
 from app.config import Config
 from app.store import migrations
-from app.store.db import make_database
+from app.store.db import database, make_database
 from app.store.models import ALL_MODELS, SchemaMigration, TenantModel
 from tests.helpers import create_schema, drop_schema, postgres_or_skip, schema_url
 
@@ -29,6 +32,12 @@ NAMES = [name for _, name, _ in migrations._migrations()]
 NUMBERS = [number for number, _, _ in migrations._migrations()]
 
 NewDatabase = Callable[[], peewee.Database]
+_URLS: dict[int, str] = {}  # id(database) → its DATABASE_URL, while the test runs
+
+
+def url_of(db: peewee.Database) -> str:
+    """The DATABASE_URL a database of `new_database` was opened with (for an app on it)."""
+    return _URLS[id(db)]
 
 
 # -- databases -------------------------------------------------------------------------------
@@ -50,10 +59,12 @@ def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[New
             url = schema_url(schema)
         db = make_database(Config.from_env({}, database_url=url, testing=True))
         made.append(db)
+        _URLS[id(db)] = url
         return db
 
     yield make
     for db in made:
+        _URLS.pop(id(db), None)
         db.close_all() if hasattr(db, "close_all") else db.close()
     if admin is not None:
         for schema in schemas:
@@ -372,6 +383,68 @@ def test_m0007_rekeys_names_and_keeps_colliding_rows_apart(new_database: NewData
             ("User", "u2", "identity_collision"),
             ("User", "u4", "identity_collision"),
         ]
+
+
+# -- from the release before tenants (m0009) -------------------------------------------------
+
+BEFORE_TENANTS = NUMBERS[NUMBERS.index(9) - 1]  # the last migration of the release before
+# Tables that hold rows of the release before tenants and belong to a tenant afterwards.
+UPGRADED = ("lms_user", "lms_group", "membership", "api_token", "audit_event")
+
+
+def test_an_upgrade_from_the_release_before_tenants_gives_everything_to_the_default_tenant(
+    new_database: NewDatabase,
+) -> None:
+    """Issue 16's migration: a database as the release before tenants left it (every table it
+    had, a row in each, and a token it issued) upgrades to one `default` tenant that owns every
+    row, and the IdP's token keeps working, unchanged, against the new code."""
+    old = new_database()
+    migrations.upgrade(old, target=BEFORE_TENANTS)
+    before = _fill(old, BEFORE_TENANTS)
+    # A token as that release issued it: the `lmsscim_` secret is the IdP's; the row keeps its
+    # SHA-256 only (app/auth.py of f30e85a, the last commit before tenants).
+    secret = "lmsscim_" + secrets.token_urlsafe(32)
+    with old.connection_context(), old.atomic():
+        _insert(old, "api_token", name="okta", prefix=secret[:14], read_only=False, created=NOW,
+                token_hash=hashlib.sha256(secret.encode()).hexdigest())  # fmt: skip
+    assert set(UPGRADED) <= set(before)
+
+    migrations.upgrade(old)
+    with old.connection_context():
+        assert _rows(old, "SELECT id, slug FROM tenant") == [(1, "default")]
+        owners = {
+            table: sorted(_rows(old, f'SELECT DISTINCT tenant_id FROM "{table}"'))  # noqa: S608
+            for table in before
+            if table in _tables_with_a_tenant(old) - BINDS_A_TENANT
+        }
+        assert set(UPGRADED) <= set(owners)
+        assert owners == {table: [(1,)] for table in owners}
+        assert _rows(old, "SELECT tenant_id FROM operator") == [(None,)]  # sees every tenant
+        counts = _rows(old, "SELECT tenant_id, name, sum(n) FROM row_count GROUP BY 1, 2")
+        assert sorted((t, n, int(c)) for t, n, c in counts) == [
+            (1, "lms_group", 1),
+            (1, "lms_user", 2),
+        ]
+
+    url = url_of(old)
+    app = create_app(Config.from_env({}, database_url=url, testing=True))
+    try:
+        idp = app.test_client()
+        bearer = {"Authorization": f"Bearer {secret}"}
+        listed = idp.get("/scim/v2/Users", headers=bearer)
+        assert listed.status_code == 200, listed.get_data(as_text=True)
+        assert listed.get_json()["totalResults"] == 2
+        assert {user["id"] for user in listed.get_json()["Resources"]} == {"u1", "u2"}
+        group = idp.get("/scim/v2/Groups/g1", headers=bearer).get_json()
+        assert sorted(member["value"] for member in group["members"]) == ["u1", "u2"]
+        made = idp.post("/scim/v2/Users", json={"userName": "carol"}, headers=bearer)
+        assert made.status_code == 201, made.get_data(as_text=True)
+        assert idp.get("/scim/v2/Users", headers={"Authorization": "Bearer x"}).status_code == 401
+    finally:
+        database.obj.close_all() if hasattr(database.obj, "close_all") else database.obj.close()
+    with old.connection_context():
+        created = _rows(old, "SELECT tenant_id FROM lms_user WHERE user_name = 'carol'")
+        assert created == [(1,)]
 
 
 # -- m0011: rows point only at their own tenant's users and groups ----------------------------
