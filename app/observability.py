@@ -2,10 +2,13 @@
 
 - **Logs**: one JSON object per line on stderr (`LOG_FORMAT=json`, the default; `text` for a
   terminal), and one `request` line per request with method, route template, status, duration,
-  request id, tenant slug (once its token was accepted), token name and client address. Never
-  the query string, headers or body, and every line passes through `redact`, which blanks
-  bearer tokens, `lmsscim_` secrets, `password` values and argon2 hashes should any code ever
-  log one.
+  request id, tenant slug, token name and client address. Never the query string, headers or
+  body, and every line passes through `redact`, which blanks bearer tokens, `lmsscim_` secrets,
+  `password` values and argon2 hashes should any code ever log one.
+- **The tenant in logs**: where the tenant is decided — a SCIM token accepted, an OAuth client
+  authenticated at the token endpoint, an `/admin` page entered, a relay turn or a CLI command
+  given `--tenant` — its slug is set once (`log_tenant`, `tenant_logged`), and every line
+  logged meanwhile carries it as `tenant` (`TenantField`): no log call names it itself.
 - **Metrics** (prometheus_client): requests by method, route template and status; latency by
   route; provisioning writes by resource and operation; database errors by kind; failed
   fetches of an Entra directory's key set by reason. With
@@ -26,6 +29,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hmac
@@ -36,7 +40,8 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -270,13 +275,61 @@ class TextFormatter(logging.Formatter):
         return redact(line)
 
 
-def configure_logging(config: Config) -> None:
-    """Send every log record to stderr in the configured format (idempotent)."""
+# The slug of the tenant the code at hand works for, as its log lines name it (None: no tenant
+# decided yet, or none at all).
+_LOGGED_TENANT: ContextVar[str | None] = ContextVar("lms_scim_logged_tenant", default=None)
+_LOGGED_TENANT_RESET = "logged_tenant_reset"  # where `g` keeps the reset point
+
+
+def log_tenant(slug: str) -> None:
+    """From here to the end of the request, every line it logs (its request line too) names
+    tenant `slug`: called where a request's tenant is decided (a SCIM token or OAuth client
+    accepted, an `/admin` page entered)."""
+    token = _LOGGED_TENANT.set(slug)
+    g.setdefault(_LOGGED_TENANT_RESET, token)  # the first: resetting to it undoes any later
+
+
+def _forget_tenant(_exc: BaseException | None) -> None:
+    token = g.pop(_LOGGED_TENANT_RESET, None)
+    if token is not None:
+        try:
+            _LOGGED_TENANT.reset(token)
+        except ValueError:  # ended in another contextvars.Context than it began in
+            _LOGGED_TENANT.set(None)
+
+
+@contextlib.contextmanager
+def tenant_logged(slug: str | None) -> Iterator[None]:
+    """Lines logged inside the block name tenant `slug` (a relay turn, a CLI command)."""
+    token = _LOGGED_TENANT.set(slug)
+    try:
+        yield
+    finally:
+        _LOGGED_TENANT.reset(token)
+
+
+class TenantField(logging.Filter):
+    """Adds `tenant` to every record logged while the code works for a known tenant, unless
+    the record names one itself: the one place log lines get their tenant."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        slug = _LOGGED_TENANT.get()
+        if slug is not None:
+            fields = getattr(record, "fields", {})
+            if "tenant" not in fields:
+                record.fields = {**fields, "tenant": slug}
+        return True
+
+
+def configure_logging(config: Config, stream: Any = None) -> None:
+    """Send every log record to `stream` (stderr) in the configured format, with the tenant
+    at hand (idempotent)."""
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, "lms_scim", False)]:
         root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(JsonFormatter() if config.log_format == "json" else TextFormatter())
+    handler.addFilter(TenantField())
     handler.lms_scim = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(config.log_level)
@@ -301,9 +354,9 @@ def _resource(route: str) -> str | None:
     return _RESOURCES.get(rest.split("/", 1)[0]) if found else None
 
 
-def _tenant() -> str | None:
-    """The slug of the tenant the request worked for (its state is kept in `g` once its token
-    was accepted, `app.scim`)."""
+def _scim_tenant() -> str | None:
+    """The slug of the tenant a SCIM request worked for (its state is kept in `g` once its
+    token was accepted, `app.scim`): the metrics' `tenant` label."""
     state = g.get("tenant_state")
     return None if state is None else state.slug
 
@@ -325,8 +378,7 @@ def _count(route: str, method: str, status: int, elapsed: float, labelled: str |
 def _finished(response: Response, tenant_label: bool) -> Response:
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
     route, method, status = _route(), request.method, response.status_code
-    tenant = _tenant()
-    _count(route, method, status, elapsed, tenant if tenant_label else None)
+    _count(route, method, status, elapsed, _scim_tenant() if tenant_label else None)
     principal = g.get("principal")
     # Probes and scrapes arrive every few seconds: kept out of the INFO log.
     level = logging.INFO if route not in _QUIET else logging.DEBUG
@@ -343,7 +395,8 @@ def _finished(response: Response, tenant_label: bool) -> Response:
                 "status": status,
                 "duration_ms": round(elapsed * 1000, 2),
                 "request_id": g.get("request_id"),
-                "tenant": tenant,
+                # The tenant the request worked for (`log_tenant`), null until it was decided.
+                "tenant": _LOGGED_TENANT.get(),
                 "token": principal.token_name if principal else None,
                 "client": request.remote_addr,
             }
@@ -408,6 +461,7 @@ def register(app: Flask, config: Config) -> None:
     configure_logging(config)
     app.before_request(_started)
     app.after_request(functools.partial(_finished, tenant_label=config.metrics_tenant_label))
+    app.teardown_request(_forget_tenant)
     app.add_url_rule("/readyz", "readyz", readyz)
 
     def metrics() -> Response:

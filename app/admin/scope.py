@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import abort, g
 
+from app import observability
 from app.store import tenancy
 from app.store import tenants as tenant_store
 from app.store.models import Operator, Tenant
@@ -74,6 +75,7 @@ def enter(operator: Operator) -> Tenant:
     g.tenant = tenant
     g.tenant_in_url = slug is not None
     setattr(g, _SCOPE, tenancy.enter(tenant.id))
+    observability.log_tenant(tenant.slug)
     return tenant
 
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from app import runtime
+from app import observability, runtime
 from app.config import Config
 from app.datetimes import minute
 from app.errors import InvalidValue, NotFound, ScimError
@@ -81,7 +81,7 @@ def for_tenant(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         with reported():
             tenant = _tenant_named(tenant_slug)
-        with tenancy.use(tenant.id):
+        with tenancy.use(tenant.id), observability.tenant_logged(tenant.slug):
             return command(*args, **kwargs)
 
     return run

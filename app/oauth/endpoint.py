@@ -18,7 +18,8 @@ from urllib.parse import unquote_plus
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from app import auth, connections, ratelimit, runtime
+from app import auth, connections, observability, ratelimit, runtime
+from app.errors import NotFound
 from app.oauth.access_tokens import SCOPES, granted_scope
 from app.oauth.keys import SigningUnavailable
 from app.store import oauth_clients
@@ -102,6 +103,10 @@ def _authenticated(limits: ratelimit.RateLimits) -> ClientState:
             connections.attribute(named.tenant_id, f"{OAUTH_PREFIX}{named.name}")
         raise _invalid_client(basic)
     connections.attribute(client.tenant_id, f"{OAUTH_PREFIX}{client.name}")
+    try:
+        observability.log_tenant(runtime.current().tenant(client.tenant_id).slug)
+    except NotFound:  # deleted since (its clients with it)
+        raise _invalid_client(basic) from None
     if not limits.allows_client(client.identifier):
         raise OAuthError(
             "temporarily_unavailable",

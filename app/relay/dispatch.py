@@ -31,10 +31,12 @@ from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from app import observability
 from app.config import TenantSettings
 from app.relay.worker import Relay, has_lms
 from app.secretbox import SecretUnreadable
 from app.store import lms_targets, outbox, tenancy
+from app.store import tenants as tenant_store
 from app.store.db import database
 from app.store.models import LmsTarget, utcnow
 
@@ -51,6 +53,7 @@ class TenantTurns:
     last_turn: int = 0  # when it last had a turn, by turn number (0: never)
     busy: bool = False
     stopped: bool = False  # `run_due`: nothing claimed, or a failure, ends its share
+    slug: str | None = None  # the tenant's, which every line its turns log carries
 
 
 Key = tuple[int, int]  # (tenant, target)
@@ -121,9 +124,24 @@ class Dispatcher:
         return not (turns.busy or turns.stopped or (paused and not once))
 
     def _turn(self, key: Key, stop: threading.Event, once: bool) -> int:
-        """One batch of one target's rows; never raises (a failure pauses the target)."""
-        tenant = key[0]
+        """One batch of one target's rows; never raises (a failure pauses the target). Every
+        line it logs names the tenant (`observability.tenant_logged`)."""
         turns = self._turns[key]
+        with observability.tenant_logged(self._slug(key[0], turns)):
+            return self._delivered(key, turns, stop, once)
+
+    def _slug(self, tenant: int, turns: TenantTurns) -> str | None:
+        """The tenant's slug, looked up once per target; None while it cannot be (the turn's
+        own failure is logged all the same)."""
+        if turns.slug is None:
+            try:
+                turns.slug = tenant_store.stored(tenant).slug
+            except Exception:  # the database or the tenant gone: the turn will say so
+                return None
+        return turns.slug
+
+    def _delivered(self, key: Key, turns: TenantTurns, stop: threading.Event, once: bool) -> int:
+        tenant = key[0]
         claimed = 0
         try:
             with tenancy.use(tenant):

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, g, request
 
-from app import auth, connections, runtime
+from app import auth, connections, observability, runtime
 from app.errors import Forbidden, NotFound, Unauthorized
 from app.store import tenancy
 
@@ -48,8 +48,9 @@ def _authenticate() -> None:
         state = current.tenant(g.principal.tenant_id)
     except NotFound:  # deleted since its token was verified (another process's cache)
         raise Unauthorized() from None
-    # Looked up once: the request's log line and metrics name the tenant by its slug.
+    # Looked up once: the request's log lines and metrics name the tenant by its slug.
     g.tenant_state = state
+    observability.log_tenant(state.slug)
     if state.disabled:
         raise Forbidden(
             "This token's tenant is disabled; an operator can enable it (lms-scim tenants enable)."

@@ -4,23 +4,31 @@ follow the base URL the request came in on. And the tenant in logs and (when ask
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from app import observability, runtime
 from scim_schemas import CORE_USER, SEARCH_REQUEST
 from tests.api.test_bulk import bulk, post_group, post_user
 from tests.api.test_hostile import _metric
 from tests.helpers import (
+    PASSWORD,
     Scim,
     app_with,
     assert_error,
     create_group,
     create_user,
+    run,
+    sign_in,
+    sign_out,
 )
 
 ACME = "/t/acme/scim/v2"
@@ -173,6 +181,62 @@ def test_the_request_log_names_the_tenant(
     client.get("/scim/v2/Users")  # no token: no tenant
     tenants = [line["tenant"] for line in _request_lines(caplog)]
     assert tenants == ["acme", "acme", "default", None]
+
+
+def _logged(buffer: io.StringIO, logger: str = "lms_scim.request") -> list[dict[str, Any]]:
+    """The JSON lines `logger` wrote to `buffer` since the last call."""
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    buffer.seek(0)
+    buffer.truncate()
+    return [line for line in lines if line["logger"] == logger]
+
+
+@pytest.fixture
+def log_output(app: Flask) -> Iterator[io.StringIO]:
+    """What the app logs, as it writes it (JSON lines), to a buffer instead of stderr."""
+    config = runtime.of(app).config
+    buffer = io.StringIO()
+    observability.configure_logging(config, stream=buffer)
+    try:
+        yield buffer
+    finally:
+        observability.configure_logging(config)
+
+
+def test_admin_pages_and_token_requests_log_their_tenant(
+    app: Flask, client: FlaskClient, acme_token: str, log_output: io.StringIO
+) -> None:
+    """Where a request's tenant is known it is in its log lines: an /admin page (a bound
+    operator's, a global operator's of another tenant), and a token request of an OAuth
+    client once the client is authenticated; before that, none."""
+    run(app, "operators", "create", "bea", "--tenant", "acme", "--password", PASSWORD)
+    run(app, "operators", "create", "gil", "--password", PASSWORD)
+    out = run(app, "clients", "create", "acme-okta", "--tenant", "acme").stdout.splitlines()
+    creds = dict(line.split("=", 1) for line in out if "=" in line)
+
+    assert sign_in(client, "bea").status_code == 302
+    assert client.get("/admin/users").status_code == 200
+    sign_out(client)
+    assert sign_in(client, "gil").status_code == 302
+    assert client.get("/admin/").status_code == 200
+    assert client.get("/admin/t/acme/users").status_code == 200
+    sign_out(client)
+    lines = _logged(log_output)
+    pages = [(line["route"], line["tenant"]) for line in lines if line["method"] == "GET"]
+    assert ("/admin/users", "acme") in pages  # bea's home tenant
+    assert ("/admin/", "default") in pages  # gil's
+    assert ("/admin/t/<tenant>/users", "acme") in pages
+    assert all(t is None for r, t in pages if r == "/admin/login")  # nobody signed in yet
+
+    form = {"grant_type": "client_credentials"}
+    good = client.post("/oauth/token", data=form, auth=(creds["client_id"], creds["client_secret"]))
+    assert good.status_code == 200, good.get_data(as_text=True)
+    bad = client.post("/oauth/token", data=form, auth=(creds["client_id"], "wrong"))
+    assert bad.status_code == 401
+    assert [(line["status"], line["tenant"]) for line in _logged(log_output)] == [
+        (200, "acme"),
+        (401, None),  # the client was not authenticated: no tenant
+    ]
 
 
 def _writes(client: FlaskClient) -> tuple[float, float]:

@@ -3,6 +3,7 @@ another; a foreign id answers exactly as an absent one; names are unique per ten
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -175,6 +176,100 @@ def test_tenant_commands_read_their_own_tenant_and_prune_reads_every_one(
     assert "bob@example.com" in run(app, "audit", "--tenant", "acme", "--format", "json").output
     assert invoke(app, "users", "list").exit_code != 0  # which tenant?
     assert run(app, "audit", "prune", "--days", "1").exit_code == 0  # retention: every tenant
+
+
+def test_stats_count_the_named_tenant_only(
+    app: Flask, scim: Scim, acme: Scim, alice: dict[str, Any]
+) -> None:
+    bob = create_user(acme, "bob@example.com")
+    create_user(acme, "carol@example.com")
+    acme.patch(
+        f"/Users/{bob['id']}", patch_body({"op": "replace", "path": "active", "value": False})
+    )
+    create_group(acme, "Staff", bob["id"])
+
+    def stats(slug: str) -> dict[str, Any]:
+        return json.loads(run(app, "stats", "--tenant", slug, "--format", "json").stdout)
+
+    ours, theirs = stats("default"), stats("acme")
+    assert ours["users"] == {"total": 1, "active": 1, "inactive": 0}
+    assert (ours["groups"], ours["tokens"]) == (0, {"active": 1})  # test-idp
+    assert theirs["users"] == {"total": 2, "active": 1, "inactive": 1}
+    assert (theirs["groups"], theirs["tokens"]) == (1, {"active": 1})  # acme-idp
+    assert ours["activity"]["byOperation"]["create"][-1] == 1
+    assert theirs["activity"]["byOperation"]["create"][-1] == 3  # two users and a group
+    assert "users: 2 (1 active, 1 inactive)" in run(app, "stats", "--tenant", "acme").stdout
+    refused = invoke(app, "stats")
+    assert refused.exit_code == 1
+    assert "--tenant (default, acme)" in refused.output
+
+
+def test_enrolment_rules_are_listed_and_removed_in_the_named_tenant_only(
+    app: Flask, scim: Scim, acme: Scim, alice: dict[str, Any]
+) -> None:
+    """Both tenants have a group called Physics; each its own rule. Another tenant's rule is
+    never listed, and neither its group's name nor its id reaches it from the wrong tenant."""
+    ours = create_group(scim, "Physics", alice["id"])
+    theirs = create_group(acme, "Physics", create_user(acme, "bob@example.com")["id"])
+    run(app, "enrolments", "add", "Physics", "101", "--role", "student", "--tenant", "default")
+    run(app, "enrolments", "add", "Physics", "202", "--role", "teacher", "--tenant", "acme")
+
+    def listed(slug: str) -> list[tuple[str, str, str]]:
+        out = run(app, "enrolments", "list", "--tenant", slug, "--format", "json").stdout
+        return [(r["group"], r["courseId"], r["role"]) for r in json.loads(out)]
+
+    assert listed("default") == [("Physics", "101", "student")]
+    assert listed("acme") == [("Physics", "202", "teacher")]
+    by_id = run(app, "enrolments", "list", ours["id"], "--tenant", "default", "--format", "json")
+    assert [r["courseId"] for r in json.loads(by_id.stdout)] == ["101"]
+    foreign = invoke(app, "enrolments", "list", ours["id"], "--tenant", "acme")
+    assert foreign.exit_code == 1
+    assert "No group with id or displayName" in foreign.output
+
+    # By name, the other tenant's rule is not there; by id, the other tenant's group is not.
+    refusals = {
+        ("Physics", "101", "acme"): "Error: Group 'Physics' has no rule for course 101.\n",
+        ("Physics", "202", "default"): "Error: Group 'Physics' has no rule for course 202.\n",
+        (ours["id"], "101", "acme"): f"Error: No group with id or displayName {ours['id']!r}.\n",
+        (theirs["id"], "202", "default"): (
+            f"Error: No group with id or displayName {theirs['id']!r}.\n"
+        ),
+    }
+    for (group, course, slug), message in refusals.items():
+        refused = invoke(app, "enrolments", "remove", group, course, "--tenant", slug)
+        assert (refused.exit_code, refused.output) == (1, message)
+    assert listed("default") == [("Physics", "101", "student")]
+    assert listed("acme") == [("Physics", "202", "teacher")]
+
+    run(app, "enrolments", "remove", "Physics", "202", "--tenant", "acme")
+    assert listed("acme") == []
+    assert listed("default") == [("Physics", "101", "student")]
+
+
+@pytest.mark.parametrize(
+    "slug", ["Acme", "acme corp", "-acme", "acme-", "acme_corp", "a" * 64, "", "ac\u00e9me"]
+)
+def test_tenants_create_refuses_an_invalid_slug(app: Flask, slug: str) -> None:
+    result = invoke(app, "tenants", "create", "--name", "Acme Corp", "--", slug)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: A tenant slug is 1-63 lower-case letters, digits and inner hyphens: {slug!r}.\n"
+    )
+    assert [t["slug"] for t in _tenants(app)] == ["default"]
+
+
+@pytest.mark.parametrize("slug", ["acme", "default"])
+def test_tenants_create_refuses_a_slug_that_is_taken(app: Flask, acme: Scim, slug: str) -> None:
+    before = _tenants(app)
+    result = invoke(app, "tenants", "create", slug, "--name", "Another")
+    assert result.exit_code == 1
+    assert result.output == f"Error: A tenant with slug {slug!r} exists.\n"
+    assert _tenants(app) == before  # none added, neither renamed
+    assert [t["slug"] for t in before] == ["default", "acme"]
+
+
+def _tenants(app: Flask) -> list[dict[str, Any]]:
+    return json.loads(run(app, "tenants", "list", "--format", "json").stdout)
 
 
 def test_a_tenants_group_members_are_streamed_in_its_scope(acme: Scim) -> None:

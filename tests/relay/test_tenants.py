@@ -4,6 +4,7 @@ another tenant, a large backlog never starves a small one), where each tenant's 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from app import runtime
+from app import observability, runtime
 from app.relay.dispatch import Dispatcher
 from app.relay.worker import relay_from
 from app.store import tenancy
@@ -249,3 +250,30 @@ def test_a_relay_process_delivers_one_tenant_while_anothers_lms_hangs(
     assert worker.returncode == 0, stderr
     assert f"relay: delivering acme to {b_url}" in stderr
     assert f"relay: delivering default to {hung_site}" in stderr
+
+
+def test_the_relays_log_lines_name_the_tenant(
+    app: Flask, scim: Scim, acme: Scim, sites: tuple[MoodleSim, MoodleSim], two_lms: None
+) -> None:
+    """A delivery's lines (a retry, a dead letter) carry the tenant's slug, set once per turn
+    (`Dispatcher._turn`), as the relay process writes them."""
+    site_a, site_b = sites
+    create_user(scim, "ann@a.example")
+    create_user(acme, "bob@b.example")
+    site_a.fail("core_user_get_users_by_field", "http503")  # default's: retried later
+    site_b.fail("core_user_get_users_by_field", "invalidparameter")  # acme's: a dead letter
+    config = runtime.of(app).config
+    buffer = io.StringIO()
+    observability.configure_logging(config, stream=buffer)
+    try:
+        _dispatcher(app, workers=2).run_due()
+    finally:
+        observability.configure_logging(config)
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    relayed = [line for line in lines if line["logger"].startswith("app.relay")]
+    assert {(line["level"], line["tenant"]) for line in relayed} == {
+        ("WARNING", "default"),
+        ("ERROR", "acme"),
+    }, relayed
+    assert any("will be retried" in line["message"] for line in relayed)
+    assert any("dead letter" in line["message"] for line in relayed)

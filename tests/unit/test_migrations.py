@@ -11,6 +11,9 @@ REQUIRE_POSTGRES=1.
 
 from __future__ import annotations
 
+import hashlib
+import re
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,16 +21,23 @@ from typing import Any
 import peewee
 import pytest
 
+from app import create_app
 from app.config import Config
 from app.store import migrations
-from app.store.db import make_database
-from app.store.models import ALL_MODELS, SchemaMigration
+from app.store.db import database, make_database
+from app.store.models import ALL_MODELS, SchemaMigration, TenantModel
 from tests.helpers import create_schema, drop_schema, postgres_or_skip, schema_url
 
 NAMES = [name for _, name, _ in migrations._migrations()]
 NUMBERS = [number for number, _, _ in migrations._migrations()]
 
 NewDatabase = Callable[[], peewee.Database]
+_URLS: dict[int, str] = {}  # id(database) → its DATABASE_URL, while the test runs
+
+
+def url_of(db: peewee.Database) -> str:
+    """The DATABASE_URL a database of `new_database` was opened with (for an app on it)."""
+    return _URLS[id(db)]
 
 
 # -- databases -------------------------------------------------------------------------------
@@ -49,10 +59,12 @@ def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[New
             url = schema_url(schema)
         db = make_database(Config.from_env({}, database_url=url, testing=True))
         made.append(db)
+        _URLS[id(db)] = url
         return db
 
     yield make
     for db in made:
+        _URLS.pop(id(db), None)
         db.close_all() if hasattr(db, "close_all") else db.close()
     if admin is not None:
         for schema in schemas:
@@ -373,6 +385,68 @@ def test_m0007_rekeys_names_and_keeps_colliding_rows_apart(new_database: NewData
         ]
 
 
+# -- from the release before tenants (m0009) -------------------------------------------------
+
+BEFORE_TENANTS = NUMBERS[NUMBERS.index(9) - 1]  # the last migration of the release before
+# Tables that hold rows of the release before tenants and belong to a tenant afterwards.
+UPGRADED = ("lms_user", "lms_group", "membership", "api_token", "audit_event")
+
+
+def test_an_upgrade_from_the_release_before_tenants_gives_everything_to_the_default_tenant(
+    new_database: NewDatabase,
+) -> None:
+    """Issue 16's migration: a database as the release before tenants left it (every table it
+    had, a row in each, and a token it issued) upgrades to one `default` tenant that owns every
+    row, and the IdP's token keeps working, unchanged, against the new code."""
+    old = new_database()
+    migrations.upgrade(old, target=BEFORE_TENANTS)
+    before = _fill(old, BEFORE_TENANTS)
+    # A token as that release issued it: the `lmsscim_` secret is the IdP's; the row keeps its
+    # SHA-256 only (app/auth.py of f30e85a, the last commit before tenants).
+    secret = "lmsscim_" + secrets.token_urlsafe(32)
+    with old.connection_context(), old.atomic():
+        _insert(old, "api_token", name="okta", prefix=secret[:14], read_only=False, created=NOW,
+                token_hash=hashlib.sha256(secret.encode()).hexdigest())  # fmt: skip
+    assert set(UPGRADED) <= set(before)
+
+    migrations.upgrade(old)
+    with old.connection_context():
+        assert _rows(old, "SELECT id, slug FROM tenant") == [(1, "default")]
+        owners = {
+            table: sorted(_rows(old, f'SELECT DISTINCT tenant_id FROM "{table}"'))  # noqa: S608
+            for table in before
+            if table in _tables_with_a_tenant(old) - BINDS_A_TENANT
+        }
+        assert set(UPGRADED) <= set(owners)
+        assert owners == {table: [(1,)] for table in owners}
+        assert _rows(old, "SELECT tenant_id FROM operator") == [(None,)]  # sees every tenant
+        counts = _rows(old, "SELECT tenant_id, name, sum(n) FROM row_count GROUP BY 1, 2")
+        assert sorted((t, n, int(c)) for t, n, c in counts) == [
+            (1, "lms_group", 1),
+            (1, "lms_user", 2),
+        ]
+
+    url = url_of(old)
+    app = create_app(Config.from_env({}, database_url=url, testing=True))
+    try:
+        idp = app.test_client()
+        bearer = {"Authorization": f"Bearer {secret}"}
+        listed = idp.get("/scim/v2/Users", headers=bearer)
+        assert listed.status_code == 200, listed.get_data(as_text=True)
+        assert listed.get_json()["totalResults"] == 2
+        assert {user["id"] for user in listed.get_json()["Resources"]} == {"u1", "u2"}
+        group = idp.get("/scim/v2/Groups/g1", headers=bearer).get_json()
+        assert sorted(member["value"] for member in group["members"]) == ["u1", "u2"]
+        made = idp.post("/scim/v2/Users", json={"userName": "carol"}, headers=bearer)
+        assert made.status_code == 201, made.get_data(as_text=True)
+        assert idp.get("/scim/v2/Users", headers={"Authorization": "Bearer x"}).status_code == 401
+    finally:
+        database.obj.close_all() if hasattr(database.obj, "close_all") else database.obj.close()
+    with old.connection_context():
+        created = _rows(old, "SELECT tenant_id FROM lms_user WHERE user_name = 'carol'")
+        assert created == [(1,)]
+
+
 # -- m0011: rows point only at their own tenant's users and groups ----------------------------
 
 _CHILDREN = {  # a row of each table that points at tenant 2's user u2 or group g2
@@ -507,3 +581,203 @@ def test_m0014_files_every_relay_row_under_its_tenants_default_target(
         db.execute_sql('DELETE FROM "lms_target" WHERE "id" = 2')
         for table in _RELAY_ROWS:
             assert _targets_of(db, table) == [(1, 1)], table
+
+
+# -- the tenant in a key of every tenant-owned table (issue 16) --------------------------------
+
+# Tenant-owned tables where no primary key, unique index or composite foreign key carries
+# `tenant_id`, and why. A table leaves this list the day it gains such a key: the test fails
+# while a listed table has one, as it fails for an unlisted table without one.
+WITHOUT_TENANT_KEY = {
+    # Append-only logs: no row anywhere points at one of theirs, so there is nothing a query
+    # could join across tenants through them; they are read by tenant through indexes that
+    # lead with it, `(tenant_id, at)` and `(tenant_id, credential, id)`.
+    "audit_event": "append-only log, nothing references it",
+    "request_error": "append-only log of failed requests, nothing references it",
+    # Credentials found before any tenant is known, by the hash of a 256-bit secret or by the
+    # public client_id, unique across the deployment: the row found says which tenant it is.
+    # Nothing references a token; a client is referenced by its secrets (below).
+    "api_token": "found by a deployment-wide unique hash; the row names its tenant",
+    "oauth_client": "found by a deployment-wide unique client_id; the row names its tenant",
+    # A gap, not a choice: a secret points at its client by `client_id` alone, so the database
+    # would store a secret of tenant A for a client of tenant B. No request can cross over (the
+    # token endpoint takes the tenant from the client row, `oauth_clients.by_secret`, and
+    # secrets are only written beside their client), but closing it takes a unique
+    # (tenant_id, id) on oauth_client and, on SQLite, a rebuild of this table: a migration.
+    "oauth_client_secret": "single-column key to oauth_client (see above)",
+}
+# Has `tenant_id` without being tenant-owned: the one tenant an /admin operator may see (NULL:
+# every tenant).
+BINDS_A_TENANT = {"operator"}
+
+_FOREIGN_KEY = re.compile(r'FOREIGN KEY \(([^)]*)\) REFERENCES "(\w+)" \(([^)]*)\)')
+
+
+def _listed(columns: str) -> list[str]:
+    """`"tenant_id", "user_id"` → [tenant_id, user_id]."""
+    return [column.strip().strip('"') for column in columns.split(",")]
+
+
+def _pk(columns: list[str]) -> str:
+    return f"primary key ({', '.join(columns)})"
+
+
+def _unique(columns: list[str]) -> str:
+    return f"unique ({', '.join(columns)})"
+
+
+def _fk(columns: list[str], parent: str, parent_columns: list[str]) -> str:
+    return f"foreign key ({', '.join(columns)}) -> {parent} ({', '.join(parent_columns)})"
+
+
+ForeignKey = tuple[list[str], str, list[str]]  # columns, parent table, parent columns
+Keys = tuple[list[str], list[list[str]], list[ForeignKey]]  # primary, unique indexes, foreign
+
+
+def _carrying_the_tenant(keys: Keys) -> set[str]:
+    """The keys of a table that carry `tenant_id`: its primary key or a unique index with the
+    column, or a foreign key that pairs it with the parent's `tenant_id`."""
+    primary, uniques, foreign = keys
+    found = {_pk(primary)} if "tenant_id" in primary else set()
+    found |= {_unique(columns) for columns in uniques if "tenant_id" in columns}
+    found |= {
+        _fk(columns, parent, parent_columns)
+        for columns, parent, parent_columns in foreign
+        if ("tenant_id", "tenant_id") in zip(columns, parent_columns, strict=True)
+    }
+    return found
+
+
+def _without_a_twin(table: str, keys: Keys, owned: set[str]) -> set[str]:
+    """`table.column -> parent` for each single-column foreign key to a tenant-owned table that
+    no composite key (tenant_id, column) -> parent (tenant_id, …) doubles: through it a row
+    could point at another tenant's."""
+    _, _, foreign = keys
+    twinned = {(columns[1], parent) for columns, parent, _ in foreign if columns[0] == "tenant_id"}
+    return {
+        f"{table}.{columns[0]} -> {parent}"
+        for columns, parent, _ in foreign
+        if len(columns) == 1 and parent in owned and (columns[0], parent) not in twinned
+    }
+
+
+def _declared(model: type[TenantModel]) -> Keys:
+    """What the model declares: its primary key, unique fields and indexes, its foreign key
+    fields, and the composite keys of `same_tenant` among its constraints."""
+    meta = model._meta
+
+    def column(name: str) -> str:
+        return meta.fields[name].column_name if name in meta.fields else name
+
+    key = meta.primary_key
+    names = key.field_names if isinstance(key, peewee.CompositeKey) else [key.name]
+    uniques = [[column(name) for name in fields] for fields, unique in meta.indexes if unique]
+    uniques += [[field.column_name] for field in meta.sorted_fields if field.unique]
+    foreign = [
+        ([field.column_name], field.rel_model._meta.table_name, [field.rel_field.column_name])
+        for field in meta.sorted_fields
+        if isinstance(field, peewee.ForeignKeyField)
+    ]
+    for constraint in meta.constraints or ():
+        found = _FOREIGN_KEY.search(constraint.sql)
+        if found:
+            columns, parent, parent_columns = found.groups()
+            foreign.append((_listed(columns), parent, _listed(parent_columns)))
+    return [column(name) for name in names], uniques, foreign
+
+
+def _sqlite_keys(db: peewee.Database, table: str) -> Keys:
+    info = db.execute_sql(f'PRAGMA table_info("{table}")').fetchall()
+    primary = [row[1] for row in sorted((row for row in info if row[5]), key=lambda r: r[5])]
+    uniques = [
+        [row[2] for row in db.execute_sql(f'PRAGMA index_info("{name}")')]
+        for _seq, name, unique, origin, _partial in db.execute_sql(f'PRAGMA index_list("{table}")')
+        if unique and origin != "pk"
+    ]
+    grouped: dict[int, list[tuple[Any, ...]]] = {}
+    for row in db.execute_sql(f'PRAGMA foreign_key_list("{table}")'):
+        grouped.setdefault(row[0], []).append(row)
+    foreign = [
+        ([r[3] for r in rows], rows[0][2], [r[4] for r in rows])
+        for rows in (sorted(rows, key=lambda r: r[1]) for rows in grouped.values())
+    ]
+    return primary, uniques, foreign
+
+
+# The column names of an index or a foreign key, in key order (unnest … WITH ORDINALITY).
+_PG_INDEXES = """
+    SELECT x.indisprimary, x.indisunique,
+        array(SELECT a.attname::text FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS u(n, i)
+              JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = u.n ORDER BY u.i)
+    FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid
+    WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = %s
+"""
+_PG_FOREIGN_KEYS = """
+    SELECT
+        array(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY AS u(n, i)
+              JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.i),
+        p.relname::text,
+        array(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY AS u(n, i)
+              JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.i)
+    FROM pg_constraint k
+    JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class p ON p.oid = k.confrelid
+    WHERE k.contype = 'f' AND c.relnamespace = current_schema()::regnamespace
+      AND c.relname = %s
+"""
+
+
+def _postgres_keys(db: peewee.Database, table: str) -> Keys:
+    indexes = db.execute_sql(_PG_INDEXES, (table,)).fetchall()
+    foreign = [
+        (columns, parent, to) for columns, parent, to in db.execute_sql(_PG_FOREIGN_KEYS, (table,))
+    ]
+    (primary,) = [columns for is_primary, _, columns in indexes if is_primary] or [[]]
+    uniques = [columns for is_primary, unique, columns in indexes if unique and not is_primary]
+    return primary, uniques, foreign
+
+
+def _tables_with_a_tenant(db: peewee.Database) -> set[str]:
+    return {
+        table
+        for table in db.get_tables()
+        if "tenant_id" in {column.name for column in db.get_columns(table)}
+    }
+
+
+def _subclasses(model: type[peewee.Model]) -> set[type[peewee.Model]]:
+    return {sub for child in model.__subclasses__() for sub in {child, *_subclasses(child)}}
+
+
+def test_every_tenant_owned_table_carries_the_tenant_in_a_key(new_database: NewDatabase) -> None:
+    """Issue 16: the database itself keeps tenants apart, not only the code paths. Read from the
+    models and from the catalogue of a migrated database (SQLite, PostgreSQL): every
+    tenant-owned table has `tenant_id` in its primary key, in a unique index, or in a
+    composite foreign key to its parent's (tenant_id, id) — but for WITHOUT_TENANT_KEY — and
+    every key to a tenant-owned table is doubled by a composite one that includes the tenant."""
+    owned = [model for model in ALL_MODELS if issubclass(model, TenantModel)]
+    assert _subclasses(TenantModel) == set(owned), "a tenant-owned model missing from ALL_MODELS"
+    tables = {model._meta.table_name for model in owned}
+    declared = {model._meta.table_name: _declared(model) for model in owned}
+
+    db = new_database()
+    migrations.upgrade(db)
+    read = _postgres_keys if isinstance(db, peewee.PostgresqlDatabase) else _sqlite_keys
+    with db.connection_context():
+        assert _tables_with_a_tenant(db) == tables | BINDS_A_TENANT
+        stored = {table: read(db, table) for table in tables}
+
+    carrying = {table: _carrying_the_tenant(keys) for table, keys in stored.items()}
+    expected = {table: _carrying_the_tenant(keys) for table, keys in declared.items()}
+    assert carrying == expected, "the migrated keys differ from what the models declare"
+    without = sorted(table for table, keys in carrying.items() if not keys)
+    assert without == sorted(WITHOUT_TENANT_KEY), (
+        "a tenant-owned table without tenant_id in a key (give it one, or list it with why)"
+    )
+    single = set().union(*(_without_a_twin(table, keys, tables) for table, keys in stored.items()))
+    assert single == {"oauth_client_secret.client_id -> oauth_client"}  # see WITHOUT_TENANT_KEY
+    # What the README's "How isolation is enforced" names, spot-checked.
+    assert _unique(["tenant_id", "user_name_key"]) in carrying["lms_user"]
+    membership = carrying["membership"]
+    assert _fk(["tenant_id", "user_id"], "lms_user", ["tenant_id", "id"]) in membership
+    assert _fk(["tenant_id", "group_id"], "lms_group", ["tenant_id", "id"]) in membership
+    assert _pk(["tenant_id", "target_id", "user_id"]) in carrying["lms_user_link"]
