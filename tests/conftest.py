@@ -114,7 +114,7 @@ def _clean(db: peewee.Database) -> None:
                         model.delete().execute()
         with db.atomic():
             LmsTarget.delete().where(LmsTarget.id != 1).execute()
-            LmsTarget.update(restricted=False, sync_unenrolled=True).execute()
+            LmsTarget.update(restricted=False, sync_unenrolled=True, chosen_cohorts=False).execute()
             Tenant.delete().where(Tenant.id != DEFAULT_TENANT).execute()
             Tenant.update(settings=None, disabled_at=None).execute()
 

@@ -2,7 +2,8 @@
 
 The tenant's `LMS_*` settings are its target `default`; `lms add` makes more, each with its own
 site, web-service token (read from a hidden prompt or stdin, never argv; stored sealed), match
-field, auth plugin, role ids and, optionally, audience groups.
+field, auth plugin, role ids and, optionally, audience groups (whose members it receives) and
+chosen cohorts (the groups that become cohorts there; by default every group).
 """
 
 from __future__ import annotations
@@ -94,6 +95,14 @@ def _auth(text: str) -> str:
     metavar="GROUP",
     help="Only members of GROUP (id or displayName) go there; repeat for more.",
 )
+@click.option(
+    "--cohort",
+    "cohort",
+    multiple=True,
+    metavar="GROUP",
+    help="Only GROUP (id or displayName) becomes a cohort there; repeat for more "
+    "(default: every group).",
+)
 def lms_add(
     name: str,
     url: str,
@@ -101,9 +110,11 @@ def lms_add(
     auth: str | None,
     roles: str | None,
     audience: tuple[str, ...],
+    cohort: tuple[str, ...],
 ) -> None:
     """Add an LMS target NAME; its web-service token is read from a hidden prompt or stdin.
-    Every user (or every member of its audiences) and group is queued for it."""
+    Every user (or every member of its audiences) and group is queued for it; every group
+    (or each --cohort GROUP) becomes a cohort there."""
     with reported():
         fields = lms_targets.Fields(
             url=_url(url),
@@ -111,12 +122,14 @@ def lms_add(
             auth=_auth(auth) if auth is not None else None,
             roles=_roles(roles) if roles is not None else None,
             audiences=audience or None,
+            cohorts=cohort or None,
         )
         lms_targets.check_name(name)
         fields = replace(fields, token=read_token())
         target = lms_targets.add(name, fields, runtime.current().secret_box.seal)
     whom = f"members of {', '.join(audience)}" if audience else "every user"
-    click.echo(f"Added LMS target {target.name!r} ({target.url}): {whom}; token sealed.")
+    which = f"cohorts {', '.join(cohort)}" if cohort else "every group as a cohort"
+    click.echo(f"Added LMS target {target.name!r} ({target.url}): {whom}; {which}; token sealed.")
 
 
 def _shown(target: LmsTarget, settings: TenantSettings) -> dict[str, Any]:
@@ -139,7 +152,8 @@ def _shown(target: LmsTarget, settings: TenantSettings) -> dict[str, Any]:
 @for_tenant
 @format_option()
 def lms_list(fmt: str) -> None:
-    """The tenant's LMS targets: name, site, match field, audiences, backlog, dead letters."""
+    """The tenant's LMS targets: name, site, match field, audiences, cohorts, backlog, dead
+    letters."""
     with reported():
         found = lms_targets.lines()
         settings = runtime.current().tenant_settings()
@@ -152,6 +166,9 @@ def lms_list(fmt: str) -> None:
             "audiences": (line.audiences if line.target.restricted else None)
             if fmt == "json"
             else _audiences(line),
+            "cohorts": (line.cohorts if line.target.chosen_cohorts else None)
+            if fmt == "json"
+            else _cohorts(line),
             "backlog": line.backlog,
             "deadLetters": line.dead,
         }
@@ -159,9 +176,9 @@ def lms_list(fmt: str) -> None:
     )
     emit(
         rows,
-        ("name", "url", "match", "audiences", "backlog", "deadLetters"),
+        ("name", "url", "match", "audiences", "cohorts", "backlog", "deadLetters"),
         fmt,
-        headers=("name", "url", "match", "audiences", "backlog", "dead letters"),
+        headers=("name", "url", "match", "audiences", "cohorts", "backlog", "dead letters"),
     )
 
 
@@ -169,6 +186,12 @@ def _audiences(line: lms_targets.Line) -> str:
     if not line.target.restricted:
         return "everyone"
     return ", ".join(line.audiences) if line.audiences else "nobody (its groups are gone)"
+
+
+def _cohorts(line: lms_targets.Line) -> str:
+    if not line.target.chosen_cohorts:
+        return "every group"
+    return ", ".join(line.cohorts) if line.cohorts else "none (its groups are gone)"
 
 
 @lms_group.command("show")
@@ -182,6 +205,7 @@ def lms_show(name: str, fmt: str) -> None:
         shown = _shown(target, runtime.current().tenant_settings())
         line = next(x for x in lms_targets.lines() if x.target.id == target.id)
     shown["audiences"] = _audiences(line)
+    shown["cohorts"] = _cohorts(line)
     shown["backlog"], shown["deadLetters"] = line.backlog, line.dead
     configured = lms_actions.of_target(target.id)
     if fmt == "json":
@@ -195,8 +219,9 @@ def lms_show(name: str, fmt: str) -> None:
 
 
 def _fields(assignments: tuple[str, ...]) -> lms_targets.Fields:
-    """`url=…`, `match=…`, `auth=…`, `roles=…`, `audiences=G1,G2` (empty: everyone) and a bare
-    `token` (read from a hidden prompt or stdin)."""
+    """`url=…`, `match=…`, `auth=…`, `roles=…`, `audiences=G1,G2` (empty: everyone),
+    `cohorts=G1,G2` (empty: every group) and a bare `token` (read from a hidden prompt or
+    stdin)."""
     values: dict[str, Any] = {}
     for item in assignments:
         key, has_value, value = item.partition("=")
@@ -218,7 +243,7 @@ def _fields(assignments: tuple[str, ...]) -> lms_targets.Fields:
 
 
 def _parsed(key: str, value: str) -> Any:
-    if key == "audiences":
+    if key in ("audiences", "cohorts"):
         return tuple(ref.strip() for ref in value.split(",") if ref.strip())
     if key == "sync_unenrolled":
         return _switch(key, value)
@@ -226,12 +251,13 @@ def _parsed(key: str, value: str) -> Any:
     return parse(value)
 
 
-@lms_group.command("set", short_help="Change a target's url, match, auth, roles, audiences.")
+@lms_group.command("set", short_help="Change a target's url, roles, audiences, cohorts, ….")
 @for_tenant
 @click.argument("name")
 @click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE…")
 def lms_set(name: str, assignments: tuple[str, ...]) -> None:
     """Change a target: url=, match=, auth=, roles=, audiences=G1,G2 (`audiences=`: everyone),
+    cohorts=G1,G2 (only those groups become cohorts there; `cohorts=`: every group),
     sync_unenrolled=true|false (false: users no enrolment rule of the target gives are not
     created there); `token` alone reads a new token from a hidden prompt or stdin."""
     with reported():

@@ -9,11 +9,13 @@ delivered twice (a relay restarted mid-delivery, a lease that ran out) changes n
   account is deleted. The target's actions for the user's type decide which of create, update
   and suspend run (`app.relay.actions`);
 - `group`: the same for a cohort (link, else search by idnumber = our group id, else create),
-  renamed with the group and deleted with it; and the group's course, when it has one
+  renamed with the group and deleted with it — on a target that has chosen its cohorts, only
+  for the chosen groups (`lms_targets.receives_cohort`); and the group's course, when it has one
   (`app.relay.courses`);
 - `member`: the user and cohort exist first (created now if their own rows failed), the cohort
-  membership follows the stored membership, and the user's enrolments are reconciled: enrol in
-  what the rules give and the LMS lacks, unenrol from what the relay enrolled and no rule gives.
+  membership follows the stored membership (where the group is a cohort), and the user's
+  enrolments are reconciled: enrol in what the rules give and the LMS lacks, unenrol from what
+  the relay enrolled and no rule gives.
 
 Failures: a transient `LmsError` (timeout, 5xx, site maintenance) puts the row back with
 exponential back-off and jitter and pauses this relay the same way (the LMS is probably down:
@@ -246,8 +248,7 @@ class Relay:
         """A user held back on this target got an account: the cohorts and enrolments their
         memberships' rows skipped meanwhile."""
         for group_id in lms_links.groups_of(user_id):
-            link = lms_links.cohort_link(self.target, group_id)
-            cohort = link.lms_id if link is not None else self.sync_group(group_id)
+            cohort = self._cohort(group_id)
             if cohort is not None:
                 self.client.add_cohort_member(cohort, lms_user)
         self.reconcile_enrolments(user_id, lms_user)
@@ -319,12 +320,17 @@ class Relay:
     # -- cohorts -----------------------------------------------------------------------------
 
     def sync_group(self, group_id: str) -> int | None:
-        """Make the cohort match the group; its LMS id (None once deleted)."""
+        """Make the cohort match the group; its LMS id (None once deleted, or when the group is
+        no cohort on this target: one that chose its cohorts without it is never called about
+        it). A deleted group's linked cohort is deleted: the link is kept only while the
+        target receives the group (`lms_targets._choose_cohorts`)."""
         name = lms_links.group_name(group_id)
         link = lms_links.cohort_link(self.target, group_id)
         if name is None:
             forget = functools.partial(lms_links.forget_cohort, self.target, group_id)
             self._delete(link, self.client.delete_cohort, forget)
+            return None
+        if not lms_targets.receives_cohort(self.target, group_id):
             return None
         if link is not None:
             lms_id = link.lms_id
@@ -338,6 +344,14 @@ class Relay:
             lms_links.link_cohort(self.target, group_id, lms_id)
         lms_links.cohort_synced(self.target, group_id)
         return lms_id
+
+    def _cohort(self, group_id: str) -> int | None:
+        """The group's cohort on this target (made now if it has none yet); None when the group
+        is no cohort here."""
+        if not lms_targets.receives_cohort(self.target, group_id):
+            return None
+        link = lms_links.cohort_link(self.target, group_id)
+        return link.lms_id if link is not None else self.sync_group(group_id)
 
     def _delete(self, link: Any, delete: Callable[[int], None], forget: Callable[[], None]) -> None:
         """Delete the linked LMS record, then forget the link. Already gone (deleted there, or
@@ -361,8 +375,7 @@ class Relay:
         if lms_user is None:
             return  # deleted (the account and its cohorts went with it), or never let in
         if lms_links.group_name(group_id) is not None:
-            link = lms_links.cohort_link(self.target, group_id)
-            cohort = link.lms_id if link is not None else self.sync_group(group_id)
+            cohort = self._cohort(group_id)
             if cohort is not None:
                 if lms_links.is_member(user_id, group_id):
                     self.client.add_cohort_member(cohort, lms_user)

@@ -3,7 +3,8 @@
 Every tenant has `default`, whose site, token, match field, auth plugin and role ids are the
 tenant's `LMS_*` settings, read when the relay delivers (`from_settings`); `lms add` makes more,
 each with its own URL and token (sealed here by the caller's `seal`, bound to the tenant and the
-target) and, optionally, audience groups: a restricted target receives only their members.
+target) and, optionally, audience groups: a restricted target receives only their members; and
+chosen cohorts (m0022): only those groups become cohorts there (by default every group does).
 
 Every change is written to the outbox once per target (`app.store.outbox.insert`), each target
 has its own links, dead letters and back-off, and a removed target takes its rows along (the
@@ -30,8 +31,10 @@ from app.store.models import (
     EnrolmentRule,
     Group,
     KeptEnrolment,
+    LmsCohortLink,
     LmsTarget,
     LmsTargetAudience,
+    LmsTargetCohort,
     Membership,
     Outbox,
     Tenant,
@@ -42,7 +45,7 @@ DEFAULT = "default"
 AUDIT_TYPE = "LmsTarget"
 MAX_NAME = 64
 # What `lms set` may change (the token apart: it is read from a prompt or stdin, never argv).
-KEYS = ("url", "match", "auth", "roles", "audiences", "sync_unenrolled")
+KEYS = ("url", "match", "auth", "roles", "audiences", "cohorts", "sync_unenrolled")
 Seal = Callable[[str, str], str]
 # `SecretBox.open`: a token only SECRET_KEY_PREVIOUS opens is resealed through the third argument.
 Open = Callable[[str, str, Store], str]
@@ -148,20 +151,40 @@ def chosen(name: str | None) -> LmsTarget:
     return found[0]
 
 
-def audiences(target_ids: Sequence[int]) -> dict[int, list[str]]:
-    """The displayNames of each target's audience groups (one query)."""
+# A target's groups of one kind: its audiences (m0014) or its chosen cohorts (m0022).
+TargetGroups = type[LmsTargetAudience] | type[LmsTargetCohort]
+
+
+def _group_names(model: TargetGroups, target_ids: Sequence[int]) -> dict[int, list[str]]:
     found: dict[int, list[str]] = {t: [] for t in target_ids}
     if target_ids:
         query = (
-            LmsTargetAudience.select(LmsTargetAudience.target_id, Group.display_name)
+            model.select(model.target_id, Group.display_name)
             .join(Group)
-            .where(LmsTargetAudience.target_id.in_(list(target_ids)))
+            .where(model.target_id.in_(list(target_ids)))
             .order_by(Group.display_name_key, Group.id)
             .tuples()
         )
         for target, name in query:
             found[target].append(name)
     return found
+
+
+def audiences(target_ids: Sequence[int]) -> dict[int, list[str]]:
+    """The displayNames of each target's audience groups (one query)."""
+    return _group_names(LmsTargetAudience, target_ids)
+
+
+def cohorts(target_ids: Sequence[int]) -> dict[int, list[str]]:
+    """The displayNames of each target's chosen cohort groups (one query)."""
+    return _group_names(LmsTargetCohort, target_ids)
+
+
+def _only_if_listed(target_id: int, flag: peewee.Field, listed: peewee.Query) -> bool:
+    """The target has no list (`flag` off: everything goes there), or `listed` finds a row."""
+    row = LmsTarget.select(flag, fn.EXISTS(listed)).where(LmsTarget.id == target_id).tuples()
+    found = row.first()
+    return found is not None and (not found[0] or bool(found[1]))
 
 
 def admits(target_id: int, user_id: str) -> bool:
@@ -176,13 +199,17 @@ def admits(target_id: int, user_id: str) -> bool:
         )
         .where((LmsTargetAudience.target_id == target_id) & (Membership.user == user_id))
     )
-    row = (
-        LmsTarget.select(LmsTarget.restricted, fn.EXISTS(member))
-        .where(LmsTarget.id == target_id)
-        .tuples()
-        .first()
+    return _only_if_listed(target_id, LmsTarget.restricted, member)
+
+
+def receives_cohort(target_id: int, group_id: str) -> bool:
+    """Whether the group is a cohort on the target (the relay asks as it delivers): every group
+    is on a target that has not chosen its cohorts, only the chosen ones on one that has — none
+    once they are all gone, never every one."""
+    chosen = LmsTargetCohort.select(peewee.SQL("1")).where(
+        (LmsTargetCohort.target_id == target_id) & (LmsTargetCohort.group == group_id)
     )
-    return row is not None and (not row[0] or bool(row[1]))
+    return _only_if_listed(target_id, LmsTarget.chosen_cohorts, chosen)
 
 
 def is_restricted(target_id: int) -> bool:
@@ -244,13 +271,15 @@ def _store_resealed(target: LmsTarget, resealed: str) -> None:
 @dataclass(frozen=True)
 class Fields:
     """A target's own values, as `lms add`/`lms set` give them (None: not given). `roles` is
-    already parsed (`LMS_ROLE_IDS`'s parser), `audiences` are group ids or displayNames."""
+    already parsed (`LMS_ROLE_IDS`'s parser), `audiences` and `cohorts` are group ids or
+    displayNames (empty: everyone, every group)."""
 
     url: str | None = None
     match: str | None = None
     auth: str | None = None
     roles: tuple[tuple[str, int], ...] | None = None
     audiences: tuple[str, ...] | None = None
+    cohorts: tuple[str, ...] | None = None  # the groups that become cohorts there
     token: str | None = None
     sync_unenrolled: bool | None = None  # off: users no rule of the target enrols stay away
 
@@ -273,27 +302,40 @@ def _columns(fields: Fields) -> dict[str, Any]:
         columns["role_ids"] = json.dumps(dict(fields.roles))
     if fields.audiences is not None:
         columns["restricted"] = bool(fields.audiences)
+    if fields.cohorts is not None:
+        columns["chosen_cohorts"] = bool(fields.cohorts)
     if fields.sync_unenrolled is not None:
         columns["sync_unenrolled"] = fields.sync_unenrolled
     return columns
 
 
-def _trail(columns: Mapping[str, Any], groups: list[str] | None, token: bool) -> dict[str, Any]:
-    """What the audit trail says of a change: values, never the token (only that it was set)."""
-    trail: dict[str, Any] = {k: v for k, v in columns.items() if k != "restricted"}
-    if groups is not None:
-        trail["audiences"] = groups
+def _trail(
+    columns: Mapping[str, Any], groups: Mapping[str, list[str]], token: bool
+) -> dict[str, Any]:
+    """What the audit trail says of a change: values, the group ids of its audiences or cohorts
+    (`groups`, those given), never the token (only that it was set)."""
+    flags = ("restricted", "chosen_cohorts")  # the lists say it
+    trail: dict[str, Any] = {k: v for k, v in columns.items() if k not in flags}
+    trail.update(groups)
     if token:
         trail["token"] = "set"  # noqa: S105 - that it changed, never the value
     return trail
 
 
-def _set_audiences(target_id: int, group_ids: list[str]) -> None:
-    LmsTargetAudience.delete().where(LmsTargetAudience.target_id == target_id).execute()
+def _set_groups(model: TargetGroups, target_id: int, group_ids: list[str]) -> None:
+    model.delete().where(model.target_id == target_id).execute()
     if group_ids:
-        LmsTargetAudience.insert_many(
-            [{"target_id": target_id, "group": g} for g in group_ids]
-        ).execute()
+        model.insert_many([{"target_id": target_id, "group": g} for g in group_ids]).execute()
+
+
+def _given(fields: Fields) -> dict[str, list[str]]:
+    """The group ids of the audiences and cohorts `fields` give (resolved: an unknown or
+    ambiguous reference is refused before anything changes)."""
+    return {
+        key: _group_ids(refs)
+        for key, refs in (("audiences", fields.audiences), ("cohorts", fields.cohorts))
+        if refs is not None
+    }
 
 
 def add(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYSTEM) -> LmsTarget:
@@ -305,18 +347,19 @@ def add(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYSTEM
     columns = _columns(fields)
     try:
         with database.atomic():
-            groups = _group_ids(fields.audiences or ())
+            groups = {key: ids for key, ids in _given(fields).items() if ids}
             target_id = LmsTarget.insert(name=name, from_settings=False, **columns).execute()
             tenant = tenancy.owner()
             sealed = seal(fields.token, token_context(tenant, target_id))
             LmsTarget.update(token=sealed).where(LmsTarget.id == target_id).execute()
-            _set_audiences(target_id, groups)
+            _set_groups(LmsTargetAudience, target_id, groups.get("audiences", []))
+            _set_groups(LmsTargetCohort, target_id, groups.get("cohorts", []))
             audit.record(
                 actor,
                 AUDIT_TYPE,
                 str(target_id),
                 "lms_add",
-                _trail({"name": name, **columns}, groups if fields.audiences else None, token=True),
+                _trail({"name": name, **columns}, groups, token=True),
             )
             _catch_up(target_id)
         generation.changed_here()
@@ -335,10 +378,11 @@ def _catch_up(target_id: int) -> None:
 
 
 def update(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYSTEM) -> LmsTarget:
-    """Change some of a target's values. `default` takes only audiences and sync_unenrolled (its
-    site, token and the rest are the tenant's `LMS_*` settings: `tenants set`). A change of
-    audiences queues the tenant's users again for this target, so joiners are created and
-    leavers suspended; a change of sync_unenrolled queues its users."""
+    """Change some of a target's values. `default` takes only audiences, cohorts and
+    sync_unenrolled (its site, token and the rest are the tenant's `LMS_*` settings: `tenants
+    set`). A change of audiences queues the tenant's users again for this target, so joiners are
+    created and leavers suspended; a change of cohorts queues the groups it now receives
+    (`_choose_cohorts`); a change of sync_unenrolled queues its users."""
     with database.atomic():
         target = by_name(name)
         if target.from_settings and (
@@ -350,15 +394,16 @@ def update(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYS
             )
         if fields.roles is not None:
             check_roles_kept([target], (n for n, _ in fields.roles), f"LMS target {target.name!r}")
+        groups = _given(fields)
         columns = _columns(fields)
         if fields.token:
             columns["token"] = seal(fields.token, token_context(target.tenant_id, target.id))
         if columns:
             LmsTarget.update(**columns).where(LmsTarget.id == target.id).execute()
-        groups = None
-        if fields.audiences is not None:
-            groups = _group_ids(fields.audiences)
-            _set_audiences(target.id, groups)
+        if "cohorts" in groups:  # queued here unless the audiences' catch-up queues everything
+            _choose_cohorts(target, groups["cohorts"], queue="audiences" not in groups)
+        if "audiences" in groups:
+            _set_groups(LmsTargetAudience, target.id, groups["audiences"])
             _catch_up(target.id)
         elif fields.sync_unenrolled is not None and fields.sync_unenrolled != bool(
             target.sync_unenrolled
@@ -372,6 +417,40 @@ def update(name: str, fields: Fields, seal: Seal, actor: audit.Actor = audit.SYS
         if trail:
             audit.record(actor, AUDIT_TYPE, str(target.id), "lms_set", trail)
     return LmsTarget.get_by_id(target.id)
+
+
+def _choose_cohorts(target: LmsTarget, chosen: list[str], *, queue: bool) -> None:
+    """The groups `target` receives as cohorts from now on (`chosen`; none: every group, as
+    before m0022). A group it now receives and did not is queued for it (the group, then its
+    memberships: its cohort is made there and filled with the members the target receives). A
+    group it no longer receives loses its cohort link on this target, so the relay leaves that
+    cohort on the LMS as it is — never updated, never deleted — and finds it again by idnumber
+    if the group is chosen again; links of groups deleted here stay, so their deletion still
+    reaches the LMS."""
+    from app.store import outbox  # the outbox writes per target: it imports this module
+
+    before = [
+        g
+        for (g,) in LmsTargetCohort.select(LmsTargetCohort.group_id)
+        .where(LmsTargetCohort.target_id == target.id)
+        .tuples()
+    ]
+    _set_groups(LmsTargetCohort, target.id, chosen)
+    if chosen:
+        LmsCohortLink.delete().where(
+            (LmsCohortLink.target_id == target.id)
+            & LmsCohortLink.group_id.not_in(chosen)
+            & LmsCohortLink.group_id.in_(Group.select(Group.id))
+        ).execute()
+    if not queue:
+        return
+    if not target.chosen_cohorts and not chosen:
+        return  # every group before and after
+    if not chosen:
+        outbox.groups_for(target.id, but=before)  # every group again: those it lacked
+    elif target.chosen_cohorts:
+        outbox.groups_for(target.id, only=[g for g in chosen if g not in before])
+    # From every group to some: it has them all already.
 
 
 def on_tenant_roles() -> list[LmsTarget]:
@@ -466,15 +545,17 @@ class Line:
 
     target: LmsTarget
     audiences: list[str]
+    cohorts: list[str]  # its chosen cohorts (`target.chosen_cohorts`; else every group)
     backlog: int
     dead: int
 
 
 def lines() -> list[Line]:
-    """Every target of the tenant with its audiences, backlog and dead letters (three queries)."""
+    """Every target of the tenant with its audiences, chosen cohorts, backlog and dead letters
+    (four queries)."""
     found = all_targets()
     ids = [t.id for t in found]
-    names = audiences(ids)
+    names, chosen = audiences(ids), cohorts(ids)
     dead_case = peewee.Case(None, [(Outbox.state == "dead", 1)], 0)
     counts = {
         target: (int(total or 0) - int(dead or 0), int(dead or 0))
@@ -484,4 +565,4 @@ def lines() -> list[Line]:
         .group_by(Outbox.target_id)
         .tuples()
     }
-    return [Line(t, names[t.id], *counts.get(t.id, (0, 0))) for t in found]
+    return [Line(t, names[t.id], chosen[t.id], *counts.get(t.id, (0, 0))) for t in found]

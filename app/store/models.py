@@ -246,6 +246,9 @@ class LmsTarget(TenantModel):
     created = peewee.DateTimeField(default=utcnow)
     # m0018: off, users no enrolment rule of this target gives are not created there.
     sync_unenrolled = peewee.BooleanField(default=True, constraints=[peewee.SQL("DEFAULT TRUE")])
+    # m0022: on, only its chosen groups (`LmsTargetCohort`) become cohorts there — none once
+    # they are all deleted; off, every group does.
+    chosen_cohorts = peewee.BooleanField(default=False, constraints=[peewee.SQL("DEFAULT FALSE")])
 
 
 class LmsTargetAction(TenantModel):
@@ -298,6 +301,22 @@ class LmsTargetAudience(TenantModel):
 
     target_id = peewee.IntegerField()
     group = peewee.ForeignKeyField(Group, on_delete="CASCADE", backref="lms_audiences")
+
+
+class LmsTargetCohort(TenantModel):
+    """A group a target with `chosen_cohorts` receives as a cohort (m0022)."""
+
+    class Meta:
+        table_name = "lms_target_cohort"
+        primary_key = peewee.CompositeKey("target_id", "group")
+        constraints = (
+            same_tenant("target_id", "lms_target"),
+            same_tenant("group_id", "lms_group"),
+        )
+        depends_on = (LmsTarget,)
+
+    target_id = peewee.IntegerField()
+    group = peewee.ForeignKeyField(Group, on_delete="CASCADE", backref="lms_cohort_targets")
 
 
 def target_column() -> peewee.IntegerField:
@@ -669,6 +688,7 @@ ALL_MODELS = (
     Membership,
     LmsTarget,
     LmsTargetAudience,
+    LmsTargetCohort,
     LmsTargetAction,
     LmsUserHold,
     ApiToken,
@@ -690,10 +710,11 @@ ALL_MODELS = (
     RequestTally,
     RequestError,
 )
-# The LMS relay's tables (m0004, m0014, m0017).
+# The LMS relay's tables (m0004, m0014, m0017, m0018, m0022).
 LMS_MODELS = (
     LmsTarget,
     LmsTargetAudience,
+    LmsTargetCohort,
     LmsTargetAction,
     LmsUserHold,
     EnrolmentRule,

@@ -220,6 +220,29 @@ def group_members(group_id: str, target: int | None = None) -> None:
     Outbox.insert_from(query.order_by(LmsTarget.id, Membership.user), columns).execute()
 
 
+_QUEUED = [
+    Outbox.kind,
+    Outbox.user_id,
+    Outbox.group_id,
+    Outbox.created,
+    Outbox.state,
+    Outbox.attempts,
+    Outbox.tenant_id,
+    Outbox.target_id,
+]
+
+
+def _queued_as(kind: str, now: dt.datetime, target: int) -> tuple[list[Any], list[Any]]:
+    """The values an INSERT … SELECT into `_QUEUED` gives every row of one kind for one target:
+    (before the user and group columns, after them)."""
+    values = row(kind, None, None, now)
+    fixed = [
+        peewee.Value(values[f.name], converter=f.db_value)
+        for f in (Outbox.created, Outbox.state, Outbox.attempts)
+    ]
+    return [peewee.Value(kind)], [*fixed, peewee.Value(tenancy.owner()), peewee.Value(target)]
+
+
 def everything_for(target: int) -> None:
     """Queue the tenant's every user, group and membership for one target (one added, or whose
     audiences changed): three INSERT … SELECTs, users first, so accounts exist before cohorts
@@ -229,43 +252,37 @@ def everything_for(target: int) -> None:
     if not receives(target):
         return
     now = utcnow()
-    columns = [
-        Outbox.kind,
-        Outbox.user_id,
-        Outbox.group_id,
-        Outbox.created,
-        Outbox.state,
-        Outbox.attempts,
-        Outbox.tenant_id,
-        Outbox.target_id,
-    ]
+    kind, fixed = _queued_as(USER, now, target)
+    users = User.select(*kind, User.id, peewee.Value(None), *fixed).order_by(User.id)
+    Outbox.insert_from(users, _QUEUED).execute()
+    _queue_groups(target, now)
 
-    def fixed(kind: str) -> list[Any]:
-        values = row(kind, None, None, now)
-        return [
-            peewee.Value(values[f.name], converter=f.db_value)
-            for f in (Outbox.created, Outbox.state, Outbox.attempts)
-        ]
 
-    null = peewee.Value(None)
-    tenant = peewee.Value(tenancy.owner())
-    for query in (
-        User.select(
-            peewee.Value(USER), User.id, null, *fixed(USER), tenant, peewee.Value(target)
-        ).order_by(User.id),
-        Group.select(
-            peewee.Value(GROUP), null, Group.id, *fixed(GROUP), tenant, peewee.Value(target)
-        ).order_by(Group.id),
-        Membership.select(
-            peewee.Value(MEMBER),
-            Membership.user,
-            Membership.group,
-            *fixed(MEMBER),
-            tenant,
-            peewee.Value(target),
-        ).order_by(Membership.group, Membership.user),
-    ):
-        Outbox.insert_from(query, columns).execute()
+def groups_for(target: int, only: Sequence[str] | None = None, but: Sequence[str] = ()) -> None:
+    """Queue groups and their memberships for one target — those in `only` (None: every group)
+    but not in `but` — so their cohorts are made there and filled with the members the target
+    receives (groups it now receives as cohorts): two INSERT … SELECTs, none for a target that
+    receives nothing."""
+    if receives(target) and (only is None or len(only) > 0):
+        _queue_groups(target, utcnow(), only, but)
+
+
+def _queue_groups(
+    target: int, now: dt.datetime, only: Sequence[str] | None = None, but: Sequence[str] = ()
+) -> None:
+    def picked(query: Any, column: Any) -> Any:
+        if only is not None:
+            query = query.where(column.in_(list(only)))
+        return query.where(column.not_in(list(but))) if but else query
+
+    kind, fixed = _queued_as(GROUP, now, target)
+    groups = Group.select(*kind, peewee.Value(None), Group.id, *fixed).order_by(Group.id)
+    Outbox.insert_from(picked(groups, Group.id), _QUEUED).execute()
+    kind, fixed = _queued_as(MEMBER, now, target)
+    memberships = Membership.select(*kind, Membership.user, Membership.group, *fixed).order_by(
+        Membership.group, Membership.user
+    )
+    Outbox.insert_from(picked(memberships, Membership.group), _QUEUED).execute()
 
 
 @dataclass(frozen=True)

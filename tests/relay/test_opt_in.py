@@ -247,7 +247,8 @@ def test_target_changes_move_the_cache_generation(
 ) -> None:
     """m0021: another process's cache of who receives changes learns of `lms add`, a new URL
     and `lms remove` within TOKEN_CACHE_SECONDS (the generation moves); a change that decides
-    nothing about receiving (audiences) leaves it alone."""
+    nothing about receiving (audiences, cohorts: the relay reads them as it delivers) leaves it
+    alone."""
     from app.store import generation
 
     def moved(*args: str, stdin: str | None = None) -> int:
@@ -262,6 +263,7 @@ def test_target_changes_move_the_cache_generation(
     assert moved("lms", "add", "b", "--url", B_URL, stdin=TOKEN + "\n") > 0
     assert moved("lms", "set", "b", f"url={B_URL}/other") > 0
     assert moved("lms", "set", "b", "audiences=Staff") == 0
+    assert moved("lms", "set", "b", "cohorts=Staff") == 0
     assert moved("lms", "remove", "b", "--force") > 0
 
 

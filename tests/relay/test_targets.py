@@ -1,8 +1,9 @@
 """Several LMS targets per tenant (issue 17 §1): each target gets its users, a restricted
 target only its audiences' members (a leaver of the last one suspended there, never deleted; a
-joiner created), a target's own match field and auth are what its deliveries use, one target
-down never delays another, enrolment rules name their target, and `lms-scim lms` checks what
-it is given and never shows or stores a token in clear."""
+joiner created), a target with chosen cohorts only those groups as cohorts, a target's own
+match field and auth are what its deliveries use, one target down never delays another,
+enrolment rules name their target, and `lms-scim lms` checks what it is given and never shows
+or stores a token in clear."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from app.relay.worker import relay_from
 from app.store import tenancy
 from app.store.db import database
 from app.store.models import AuditEvent, KeptEnrolment, LmsTarget, LmsUserLink, Outbox, utcnow
-from tests.helpers import Scim, create_group, create_user, feed, invoke, run
+from tests.helpers import Scim, create_group, create_user, feed, invoke, patch_ok, run
 from tests.relay.harness import A_URL, B_URL, join, leave, one_site_hung
 from tests.relay.moodle_sim import TOKEN, MoodleSim
 
@@ -225,6 +226,153 @@ def test_a_restricted_target_whose_groups_are_gone_receives_nobody(
     assert set(_users(site_a)) == {"ann@x.example", "carol@x.example"}
 
 
+# -- chosen cohorts ----------------------------------------------------------------------------
+
+ANN, BOB, CAROL = "ann@x.example", "bob@x.example", "carol@x.example"
+
+
+def _cohort_calls(site: MoodleSim) -> int:
+    return sum(1 for name, _ in site.calls if name.startswith("core_cohort_"))
+
+
+def _queued_for(app: Flask, name: str) -> list[tuple[str, str | None, str | None]]:
+    """(kind, user, group) of the rows waiting for target `name`."""
+    with app.app_context():
+        target = LmsTarget.get(LmsTarget.name == name).id
+        rows = Outbox.select(Outbox.kind, Outbox.user_id, Outbox.group_id)
+        return sorted(rows.where(Outbox.target_id == target).tuples(), key=str)
+
+
+def _cohort_trail() -> list[tuple[str, Any]]:
+    return [(e.operation, json.loads(e.changes).get("cohorts")) for e in _lms_events()]
+
+
+def test_a_target_receives_only_its_chosen_cohorts(app: Flask, scim: Scim, sites: Sites) -> None:
+    """Issue 17 §1, a client that "can receive chosen audiences": `lms add b --cohort Physics`
+    makes only Physics a cohort on b (with the members b receives) while `default` gets every
+    group, and b hears nothing of the others — not one cohort call. `lms set b cohorts=…` adds
+    a group (only it and its memberships queued: made there, filled), drops one (its cohort
+    stays there as it was: never updated, never deleted), and `cohorts=` is every group again
+    (the dropped group's cohort found again by its idnumber, not made twice)."""
+    site_a, site_b = sites
+    connected = feed(
+        app, TOKEN + "\n", "tenants", "set", "default", "LMS_TOKEN", f"LMS_URL={A_URL}"
+    )
+    assert connected.exit_code == 0, connected.output
+    ann, bob, carol = (create_user(scim, email) for email in (ANN, BOB, CAROL))
+    physics = create_group(scim, "Physics", ann["id"])
+    chemistry = create_group(scim, "Chemistry", ann["id"], bob["id"])
+    added = _add(app, "b", "--url", B_URL, "--cohort", "Physics")
+    assert added.exit_code == 0, added.output
+    assert "every user; cohorts Physics; token sealed" in added.stdout
+    _deliver(app)
+    assert site_a.state()["cohorts"] == {"Chemistry": [ANN, BOB], "Physics": [ANN]}
+    assert site_b.state()["cohorts"] == {"Physics": [ANN]}
+    assert _users(site_b) == _users(site_a)  # cohorts choose groups, not users
+    assert site_b.count("core_cohort_create_cohorts") == 1
+
+    # Chemistry changes (a member joins, a rename): default follows, b hears nothing.
+    join(scim, chemistry["id"], carol["id"])
+    rename = {"op": "replace", "path": "displayName", "value": "Chemistry 1"}
+    patch_ok(scim, f"/Groups/{chemistry['id']}", rename)
+    calls = _cohort_calls(site_b)
+    _deliver(app)
+    assert site_a.state()["cohorts"] == {"Chemistry 1": [ANN, BOB, CAROL], "Physics": [ANN]}
+    assert site_b.state()["cohorts"] == {"Physics": [ANN]}
+    assert _cohort_calls(site_b) == calls
+
+    listed = json.loads(run(app, "lms", "list", "--format", "json").stdout)
+    assert [(t["name"], t["cohorts"]) for t in listed] == [("default", None), ("b", ["Physics"])]
+    table = run(app, "lms", "list").stdout.splitlines()
+    assert table[0].split()[:5] == ["name", "url", "match", "audiences", "cohorts"]
+    assert "every group" in table[1]
+    shown = json.loads(run(app, "lms", "show", "b", "--format", "json").stdout)
+    assert (shown["audiences"], shown["cohorts"]) == ("everyone", "Physics")
+    assert "every group" in run(app, "lms", "show", "default").stdout
+
+    # Chemistry chosen too: only it and its memberships are queued for b.
+    run(app, "lms", "set", "b", "cohorts=Physics,Chemistry 1")
+    chem = chemistry["id"]
+    assert _queued_for(app, "b") == sorted(
+        [("group", None, chem)] + [("member", u["id"], chem) for u in (ann, bob, carol)], key=str
+    )
+    _deliver(app)
+    assert site_b.state()["cohorts"] == {"Chemistry 1": [ANN, BOB, CAROL], "Physics": [ANN]}
+
+    # Chemistry dropped: no longer updated on b, and its cohort stays there.
+    run(app, "lms", "set", "b", "cohorts=physics")  # displayNames as identities
+    leave(scim, chem, bob["id"])
+    calls = _cohort_calls(site_b)
+    _deliver(app)
+    assert site_a.state()["cohorts"]["Chemistry 1"] == [ANN, CAROL]
+    assert site_b.state()["cohorts"] == {"Chemistry 1": [ANN, BOB, CAROL], "Physics": [ANN]}
+    assert _cohort_calls(site_b) == calls
+    assert site_b.count("core_cohort_delete_cohorts") == 0
+
+    # Every group again: what b lacked is queued (Chemistry, not Physics), its cohort found by
+    # idnumber. The relay adds current members; bob, who left while it was not chosen, stays
+    # in that cohort (it never reads a cohort's members from the LMS).
+    run(app, "lms", "set", "b", "cohorts=")
+    assert _queued_for(app, "b") == sorted(
+        [("group", None, chem)] + [("member", u["id"], chem) for u in (ann, carol)], key=str
+    )
+    _deliver(app)
+    assert site_b.count("core_cohort_create_cohorts") == 2  # Physics, Chemistry: once each
+    assert site_b.state()["cohorts"] == {"Chemistry 1": [ANN, BOB, CAROL], "Physics": [ANN]}
+    join(scim, physics["id"], bob["id"])
+    leave(scim, chem, carol["id"])
+    _deliver(app)
+    assert site_b.state()["cohorts"] == {"Chemistry 1": [ANN, BOB], "Physics": [ANN, BOB]}
+    assert site_a.state()["cohorts"] == {"Chemistry 1": [ANN], "Physics": [ANN, BOB]}
+
+    with app.app_context():
+        trail = _cohort_trail()
+    assert trail == [
+        ("lms_add", [physics["id"]]),
+        ("lms_set", [physics["id"], chem]),
+        ("lms_set", [physics["id"]]),
+        ("lms_set", []),
+    ]
+
+
+def test_a_target_whose_chosen_cohorts_are_gone_receives_none(
+    app: Flask, scim: Scim, sites: Sites, two_targets: None
+) -> None:
+    """A chosen group deleted in the IdP drops out of the list (its cohort deleted there as
+    everywhere); with none left the target receives no cohort, never every one."""
+    site_a, site_b = sites
+    ann = create_user(scim, ANN)
+    physics = create_group(scim, "Physics", ann["id"])
+    run(app, "lms", "set", "b", "cohorts=Physics")
+    _deliver(app)
+    assert site_b.state()["cohorts"] == {"Physics": [ANN]}
+    assert scim.delete(f"/Groups/{physics['id']}").status_code == 204
+    create_group(scim, "Biology", ann["id"])
+    _deliver(app)
+    assert site_b.state()["cohorts"] == {}
+    assert site_a.state()["cohorts"] == {"Biology": [ANN]}
+    listed = json.loads(run(app, "lms", "list", "--format", "json").stdout)
+    assert [(t["name"], t["cohorts"]) for t in listed] == [("default", None), ("b", [])]
+    assert "none (its groups are gone)" in run(app, "lms", "list").stdout
+    assert "none (its groups are gone)" in run(app, "lms", "show", "b").stdout
+
+
+def test_default_takes_chosen_cohorts_and_audiences_with_them(
+    app: Flask, scim: Scim, sites: Sites, two_targets: None
+) -> None:
+    """`default` (the tenant's LMS_*) chooses its cohorts as any target does; set together with
+    audiences, the audiences' catch-up queues everything once."""
+    site_a, site_b = sites
+    ann, bob = create_user(scim, ANN), create_user(scim, BOB)
+    create_group(scim, "Staff", ann["id"])
+    create_group(scim, "Partners", ann["id"], bob["id"])
+    run(app, "lms", "set", "default", "cohorts=Partners", "audiences=Staff")
+    _deliver(app)
+    assert _users(site_a) == {ANN: False}
+    assert site_a.state()["cohorts"] == {"Partners": [ANN]}
+    assert site_b.state()["cohorts"] == {"Partners": [ANN, BOB], "Staff": [ANN]}
+
+
 def test_a_hung_lms_never_delays_another_target_of_the_same_tenant(
     app: Flask, scim: Scim, sites: Sites, two_targets: None
 ) -> None:
@@ -346,6 +494,7 @@ def _lms_events() -> list[AuditEvent]:
         (("--url", B_URL, "--roles", "student=5"), "--roles needs a positive LMS role id"),
         (("--url", B_URL, "--auth", "no way"), "auth must name a Moodle auth plugin"),
         (("--url", B_URL, "--audience", "No such group"), "No group with id or displayName"),
+        (("--url", B_URL, "--cohort", "No such group"), "No group with id or displayName"),
     ],
 )
 def test_lms_add_refuses_bad_input_in_one_line(
@@ -359,6 +508,28 @@ def test_lms_add_refuses_bad_input_in_one_line(
     assert message in lines[0]
     with app.app_context():
         assert [t.name for t in LmsTarget.select()] == ["default"]
+
+
+def test_lms_cohorts_refuse_unknown_and_ambiguous_groups_in_one_line(
+    app: Flask, scim: Scim, sites: Sites, two_targets: None
+) -> None:
+    create_group(scim, "Physics")
+    create_group(scim, "Physics")
+    create_group(scim, "Chemistry")
+    for assignment, message in [
+        ("cohorts=Chemistry,Nope", "Error: No group with id or displayName 'Nope'."),
+        ("cohorts=Physics", "Error: More than one group is called 'Physics'; use the id."),
+    ]:
+        result = invoke(app, "lms", "set", "b", assignment)
+        assert (result.exit_code, result.output.strip()) == (1, message)
+    ambiguous = _add(app, "c", "--url", B_URL, "--cohort", "Physics")
+    assert ambiguous.exit_code == 1
+    assert ambiguous.output.strip().endswith("use the id.")
+    shown = json.loads(run(app, "lms", "show", "b", "--format", "json").stdout)
+    assert shown["cohorts"] == "every group"  # nothing changed
+    with app.app_context():
+        assert [t.name for t in LmsTarget.select()] == ["default", "b"]
+        assert [e.operation for e in _lms_events()] == ["lms_add"]
 
 
 def test_lms_names_tokens_and_removal(app: Flask, scim: Scim, sites: Sites) -> None:

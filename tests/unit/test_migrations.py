@@ -456,6 +456,7 @@ _CHILDREN = {  # a row of each table that points at tenant 2's user u2 or group 
     "kept_enrolment": dict(user_id="u2", course_id="c1", role="student"),
     "enrolment_rule": dict(group_id="g2", course_id="c1", role="student", keep_on_leave=False,
                            created=NOW),
+    "lms_target_cohort": dict(group_id="g2"),
 }  # fmt: skip
 _MIXED = [dict(group_id="g1", user_id="u2"), dict(group_id="g2", user_id="u1")]
 FROM_M0011 = NAMES[NUMBERS.index(11) :]
@@ -476,7 +477,8 @@ def _two_tenants(db: peewee.Database) -> None:
                 keeps_enrolments=False, tenant_id=tenant, **dated)  # fmt: skip
 
 
-_WITH_TARGET = {"enrolment_rule", "kept_enrolment"}  # m0014: a rule names its LMS target
+# m0014: a rule names its LMS target; m0022: so does a target's chosen cohort.
+_WITH_TARGET = {"enrolment_rule", "kept_enrolment", "lms_target_cohort"}
 
 
 def _in_tenant(table: str, tenant: int, row: dict[str, Any]) -> dict[str, Any]:
@@ -781,3 +783,34 @@ def test_every_tenant_owned_table_carries_the_tenant_in_a_key(new_database: NewD
     assert _fk(["tenant_id", "user_id"], "lms_user", ["tenant_id", "id"]) in membership
     assert _fk(["tenant_id", "group_id"], "lms_group", ["tenant_id", "id"]) in membership
     assert _pk(["tenant_id", "target_id", "user_id"]) in carrying["lms_user_link"]
+
+
+# -- m0022: the groups a target receives as cohorts -------------------------------------------
+
+
+def test_m0022_leaves_every_target_receiving_every_group_and_cascades(
+    new_database: NewDatabase,
+) -> None:
+    """Existing targets keep today's behaviour (`chosen_cohorts` false: every group becomes a
+    cohort); a chosen group's row goes with the group or the target."""
+    db = new_database()
+    migrations.upgrade(db, target=21)
+    with db.connection_context():
+        with db.atomic():
+            _two_tenants(db)
+            _insert(db, "lms_target", id=3, tenant_id=1, name="b", url="https://b.example",
+                    restricted=False, from_settings=False, created=NOW)  # fmt: skip
+        migrations.upgrade(db)
+        chosen = _rows(db, 'SELECT id, chosen_cohorts FROM "lms_target" ORDER BY id')
+        assert [(i, bool(c)) for i, c in chosen] == [(1, False), (2, False), (3, False)]
+        # A target made by a release that knows no cohorts gets the database's default.
+        _insert(db, "lms_target", id=4, tenant_id=1, name="c", restricted=False,
+                from_settings=False, created=NOW)  # fmt: skip
+        (made,) = _rows(db, "SELECT chosen_cohorts FROM lms_target WHERE name = 'c'")
+        assert made[0] in (False, 0)
+        for target in (1, 3):
+            _insert(db, "lms_target_cohort", tenant_id=1, target_id=target, group_id="g1")
+        db.execute_sql('DELETE FROM "lms_target" WHERE "id" = 3')
+        assert _rows(db, 'SELECT target_id, group_id FROM "lms_target_cohort"') == [(1, "g1")]
+        db.execute_sql('DELETE FROM "lms_group" WHERE "id" = \'g1\'')
+        assert _count(db, "lms_target_cohort") == 0
