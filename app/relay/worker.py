@@ -408,8 +408,8 @@ class Relay:
         wanted_courses = {course_id for course_id, _ in wanted}
         for course_id, role in sorted(have - wanted):
             # The course stays (another rule gives it) but no rule gives this role any more.
-            if course_id in wanted_courses and (role_id := self.settings.role_ids.get(role)):
-                self.client.unassign_role(lms_user, course_id, role_id)
+            if course_id in wanted_courses:
+                self.client.unassign_role(lms_user, course_id, self._role_id(role, "take away"))
                 lms_links.role_removed(self.target, user_id, course_id, role)
         for course_id in sorted({c for c, _ in have - wanted} - wanted_courses):
             # Moodle's unenrol removes the whole course enrolment: only when no role remains.
@@ -417,8 +417,17 @@ class Relay:
             lms_links.unenrolled(self.target, user_id, course_id)
 
     def _enrol(self, lms_user: int, course_id: str, role: str, when: enrolment_dates.Dates) -> None:
+        start, end = (enrolment_dates.epoch(moment) for moment in when)
+        self.client.enrol(lms_user, course_id, self._role_id(role, "give"), start, end)
+
+    def _role_id(self, role: str, action: str) -> int:
+        """The LMS id of one of our roles; a dead letter saying so when the map has none (a
+        role dropped from it after it was given cannot be taken away either: never silently)."""
         role_id = self.settings.role_ids.get(role)
         if role_id is None:
-            raise LmsError(f"no LMS role id for role {role!r} (LMS_ROLE_IDS)", transient=False)
-        start, end = (enrolment_dates.epoch(moment) for moment in when)
-        self.client.enrol(lms_user, course_id, role_id, start, end)
+            raise LmsError(
+                f"no LMS role id for role {role!r} to {action} (LMS_ROLE_IDS or the target's "
+                "roles): put it back in the map",
+                transient=False,
+            )
+        return role_id

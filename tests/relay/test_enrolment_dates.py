@@ -15,10 +15,10 @@ from flask import Flask
 
 from app import runtime
 from app.relay.dispatch import Dispatcher
-from app.relay.worker import Relay, relay_from
-from app.store.models import AuditEvent, EnrolmentRule
+from app.relay.worker import Relay, Settings, relay_from
+from app.store.models import AuditEvent, EnrolmentRule, Outbox
 from tests.helpers import create_group, create_user, feed, invoke, run
-from tests.relay.harness import B_URL, Clock, drain, join, leave
+from tests.relay.harness import B_URL, Clock, drain, join, leave, make_relay
 from tests.relay.moodle_sim import TOKEN, MoodleSim
 
 START, END = "2027-01-15", "2027-06-30T12:00:00Z"
@@ -278,3 +278,28 @@ def test_a_role_map_keeps_the_roles_rules_use_whoever_changes_it(
     run(app, "enrolments", "remove", "Mentors", "101", "--lms", "default")
     run(app, "tenants", "set", "default", "LMS_ROLE_IDS=student=5,teacher=3")
     assert roles_setting() == "student=5,teacher=3"
+
+
+def test_a_role_dropped_from_the_map_after_it_was_given_is_a_dead_letter_not_kept_silently(
+    app: Flask, scim: Any, moodle: MoodleSim, clock: Clock
+) -> None:
+    """A role given in a course that stays (another rule gives another role there) is taken
+    away when no rule gives it any more; when the map no longer has its id, the relay cannot
+    take it away and says so in a dead letter, instead of leaving it in Moodle unnoticed."""
+    run(app, "tenants", "set", "default", "LMS_ROLE_IDS=student=5,teacher=3,mentor=4")
+    ann = create_user(scim, "ann@school.example")
+    create_group(scim, "Physics", ann["id"])
+    create_group(scim, "Mentors", ann["id"])
+    run(app, "enrolments", "add", "Physics", "101", "--role", "student")
+    run(app, "enrolments", "add", "Mentors", "101", "--role", "mentor")
+    drain(make_relay(clock, Settings(role_ids={"student": 5, "teacher": 3, "mentor": 4})), clock)
+    assert moodle.state()["enrolments"] == [
+        ("ann@school.example", 101, "student"),
+        ("ann@school.example", 101, "teacher"),  # Moodle's role 4
+    ]
+    run(app, "enrolments", "remove", "Mentors", "101")
+    run(app, "tenants", "set", "default", "LMS_ROLE_IDS=student=5,teacher=3")  # no rule uses it
+    drain(make_relay(clock, Settings(role_ids={"student": 5, "teacher": 3})), clock)
+    (dead,) = Outbox.select().where(Outbox.state == "dead")
+    assert "no LMS role id for role 'mentor' to take away" in dead.last_error
+    assert ("ann@school.example", 101, "teacher") in moodle.state()["enrolments"]
