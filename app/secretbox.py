@@ -9,11 +9,10 @@ with HKDF-SHA256 under its own `info` label, so it is never the bytes that sign 
 or field does not open there.
 
 Rotation: `SECRET_KEY_PREVIOUS` names earlier keys; a value sealed under any of them still
-opens, and `reseal` moves it to the current key. A reader that passes `store` to `open` gets
-that done where the value is read: a value only a previous key opens is sealed again under the
-current key and handed to `store`, which writes it back in place of the old one. Which key
-sealed a value is found by trying each (a GCM tag check costs microseconds), so nothing in a
-sealed value identifies the key.
+opens. A reader that passes `store` to `open` moves it to the current key where it is opened:
+a value only a previous key opens is sealed again under the current key and handed to `store`,
+which writes it back in place of the old one. Which key sealed a value is found by trying each
+(a GCM tag check costs microseconds), so nothing in a sealed value identifies the key.
 
 Nothing here prints a secret: `SecretUnreadable` names only the context, the box's repr only
 counts its keys, and `masked` shows at most the last four characters of a long value.
@@ -128,10 +127,6 @@ class SecretBox:
             f"the secret sealed for {context!r} does not open: sealed under a key that is "
             "neither SECRET_KEY nor in SECRET_KEY_PREVIOUS, for another context, or altered"
         )
-
-    def reseal(self, token: str, context: str) -> str:
-        """`token` sealed again under the current key (after a rotation), with a new nonce."""
-        return self.seal(self.open(token, context), context)
 
 
 def _split(token: str, context: str) -> tuple[bytes, bytes]:

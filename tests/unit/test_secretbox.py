@@ -125,16 +125,19 @@ def test_previous_key_opens_until_resealed_under_the_current_one() -> None:
     old_sealed = box(OLD_KEY).seal(SECRET, CONTEXT)
     unreadable(old_sealed)  # the new key alone cannot
     rotated = box(KEY, OTHER_KEY, OLD_KEY)
-    assert rotated.open(old_sealed, CONTEXT) == SECRET
+    stored: list[str] = []
+    assert rotated.open(old_sealed, CONTEXT, stored.append) == SECRET
 
-    resealed = rotated.reseal(old_sealed, CONTEXT)
+    (resealed,) = stored
     assert resealed != old_sealed
     assert box(KEY).open(resealed, CONTEXT) == SECRET  # no previous key needed any more
     unreadable(resealed, opener=box(OLD_KEY))
     # Previous keys open, never seal; a reseal keeps the context and refuses another one.
     unreadable(rotated.seal(SECRET, CONTEXT), opener=box(OLD_KEY))
+    unreadable(resealed, "tenant:4:lms_token")
     with pytest.raises(SecretUnreadable):
-        rotated.reseal(old_sealed, "tenant:4:lms_token")
+        rotated.open(old_sealed, "tenant:4:lms_token", stored.append)
+    assert stored == [resealed]  # what does not open is never handed to `store`
 
 
 def test_a_reader_gets_what_only_a_previous_key_opens_resealed_to_store() -> None:
@@ -174,7 +177,11 @@ def test_any_text_round_trips(plaintext: str, context: str) -> None:
     sealed = box().seal(plaintext, context)
     assert TOKEN_SHAPE.fullmatch(sealed)
     assert box().open(sealed, context) == plaintext
-    assert box(KEY, OLD_KEY).reseal(sealed, context) != sealed
+    stored: list[str] = []
+    assert box(OTHER_KEY, KEY).open(sealed, context, stored.append) == plaintext
+    (resealed,) = stored
+    assert resealed != sealed
+    assert box(OTHER_KEY).open(resealed, context) == plaintext
 
 
 @pytest.mark.parametrize(
