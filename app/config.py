@@ -7,7 +7,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.secretbox import SealedSecret
 
 DEFAULT_DATABASE_URL = "sqlite:///var/lms-scim.db"
 
@@ -316,7 +319,8 @@ class TenantSettings:
     group_patch_status: int
     password_policy: str
     lms_url: str | None
-    lms_token: str | None = field(repr=False)
+    # The environment's token as given; a tenant's own stays sealed until used (`Runtime`).
+    lms_token: str | SealedSecret | None = field(repr=False)
     lms_match_field: str
     lms_auth: str
     lms_role_ids: tuple[tuple[str, int], ...]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from app.oauth.access_tokens import AccessTokens
 from app.oauth.entra import EntraKeys, EntraTokens
 from app.oauth.keys import KeyRing
 from app.passwords import Hasher
-from app.secretbox import SecretBox
+from app.secretbox import SealedSecret, SecretBox, cannot_unseal
 from app.store import generation, lms_targets, outbox, tenancy
 from app.store import oauth_clients as oauth_client_store
 from app.store import tenants as tenant_store
@@ -187,22 +187,28 @@ class Runtime:
                 )
 
     def _load_tenant(self, tenant_id: int) -> TenantState:
+        """The tenant's settings with its LMS_TOKEN still sealed: it is opened where it is used
+        (the relay, `relay test`, `tenants show`), so a token this SECRET_KEY cannot open fails
+        those with a message saying how to fix it, never the tenant's SCIM requests."""
         stored = tenant_store.stored(tenant_id)
-        values = dict(stored.settings)
-        sealed = values.get("LMS_TOKEN")
-        if sealed:
-            values["LMS_TOKEN"] = self.secret_box.open(
+        settings = TenantSettings.overlay(
+            self.config, stored.settings, default_tenant=tenant_id == tenancy.DEFAULT_TENANT
+        )
+        sealed = stored.settings.get("LMS_TOKEN")
+        if sealed:  # overlay took the sealed text for the token: it is that, sealed
+            token = SealedSecret(
+                self.secret_box,
                 sealed,
                 lms_token_context(tenant_id),
-                partial(tenant_store.store_resealed, tenant_id, "LMS_TOKEN", sealed),
+                store=partial(tenant_store.store_resealed, tenant_id, "LMS_TOKEN", sealed),
+                explain=partial(
+                    cannot_unseal,
+                    f"the LMS token of tenant {stored.slug!r}",
+                    f"`lms-scim tenants set {stored.slug} LMS_TOKEN` (the token on stdin)",
+                ),
             )
-        return TenantState(
-            stored.slug,
-            TenantSettings.overlay(
-                self.config, values, default_tenant=tenant_id == tenancy.DEFAULT_TENANT
-            ),
-            stored.disabled,
-        )
+            settings = replace(settings, lms_token=token)
+        return TenantState(stored.slug, settings, stored.disabled)
 
 
 def lms_token_context(tenant_id: int) -> str:

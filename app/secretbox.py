@@ -9,14 +9,19 @@ with HKDF-SHA256 under its own `info` label, so it is never the bytes that sign 
 or field does not open there.
 
 Rotation: `SECRET_KEY_PREVIOUS` names earlier keys; a value sealed under any of them still
-opens, and `reseal` moves it to the current key. A reader that passes `store` to `open` gets
-that done where the value is read: a value only a previous key opens is sealed again under the
-current key and handed to `store`, which writes it back in place of the old one. Which key
-sealed a value is found by trying each (a GCM tag check costs microseconds), so nothing in a
-sealed value identifies the key.
+opens. A reader that passes `store` to `open` moves it to the current key where it is opened:
+a value only a previous key opens is sealed again under the current key and handed to `store`,
+which writes it back in place of the old one. Which key sealed a value is found by trying each
+(a GCM tag check costs microseconds), so nothing in a sealed value identifies the key.
 
-Nothing here prints a secret: `SecretUnreadable` names only the context, the box's repr only
-counts its keys, and `masked` shows at most the last four characters of a long value.
+Settings carry a secret they only pass on (a tenant's or an LMS target's token) as a
+`SealedSecret`, opened where it is used: a value that does not open (SECRET_KEY changed without
+SECRET_KEY_PREVIOUS) then fails what needs it (the relay's deliveries, `relay test`) with a
+message that says how to fix it, never what merely reads the settings (SCIM requests, /admin).
+
+Nothing here prints a secret: `SecretUnreadable` and a `SealedSecret`'s repr name only the
+context, the box's repr only counts its keys, and `masked` shows at most the last four
+characters of a long value.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # Writes a value resealed under the current key where the old one was read (`SecretBox.open`).
 Store = Callable[[str], object]
+# Turns the box's reason a `SealedSecret` does not open into the message its user sees.
+Explain = Callable[[str], str]
 
 VERSION = "v1"
 PREFIX = f"{VERSION}:"
@@ -47,13 +54,15 @@ TAG_BYTES = 16
 # twelve characters stay hidden.
 MASK_SHOWS_TAIL_FROM = 16
 BULLETS = "••••"
+# How `masked` shows a sealed secret that does not open (`SealedSecret`).
+UNREADABLE = "unreadable: set it again, or put its SECRET_KEY in SECRET_KEY_PREVIOUS"
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class SecretUnreadable(Exception):
     """A sealed value that does not open: another key, another context, altered or not a sealed
-    value at all. Not a client's error (a 500 that says nothing); the message names the context
-    and never the value."""
+    value at all. Not a client's error: what uses the secret tells the operator (the relay,
+    `relay test`, the token endpoint's 503). The message names the context, never the value."""
 
 
 def derive_key(secret_key: str) -> bytes:
@@ -129,9 +138,64 @@ class SecretBox:
             "neither SECRET_KEY nor in SECRET_KEY_PREVIOUS, for another context, or altered"
         )
 
-    def reseal(self, token: str, context: str) -> str:
-        """`token` sealed again under the current key (after a rotation), with a new nonce."""
-        return self.seal(self.open(token, context), context)
+
+class SealedSecret:
+    """A secret as it is stored, opened when it is used (`open`) rather than when the settings
+    that carry it are read. Equal to another for the same sealed text and context (the relay
+    builds a target's client again when its token changes); opened once, then kept."""
+
+    __slots__ = ("_box", "_explain", "_opened", "_store", "context", "token")
+
+    def __init__(
+        self,
+        box: SecretBox,
+        token: str,
+        context: str,
+        *,
+        store: Store | None = None,
+        explain: Explain | None = None,
+    ) -> None:
+        self._box, self.token, self.context = box, token, context
+        self._store, self._explain = store, explain
+        self._opened: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<SealedSecret for {self.context!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SealedSecret):
+            return NotImplemented
+        return (self.token, self.context) == (other.token, other.context)
+
+    def __hash__(self) -> int:
+        return hash((self.token, self.context))
+
+    def open(self) -> str:
+        """The plaintext (handed resealed to `store` when only a previous key opens it), or
+        `SecretUnreadable` with the message `explain` makes of the box's reason."""
+        if self._opened is None:
+            try:
+                self._opened = self._box.open(self.token, self.context, self._store)
+            except SecretUnreadable as exc:
+                if self._explain is None:
+                    raise
+                raise SecretUnreadable(self._explain(str(exc))) from None
+        return self._opened
+
+
+def cannot_unseal(what: str, reset: str, reason: str) -> str:
+    """The message of a stored secret that does not open: which, why, and the two ways out
+    (`SealedSecret`'s `explain`, with `what` and `reset` bound)."""
+    return (
+        f"{what} cannot be unsealed ({reason}): set it again with {reset}, or put the "
+        "SECRET_KEY it was sealed under back in SECRET_KEY_PREVIOUS"
+    )
+
+
+def reveal(secret: str | SealedSecret) -> str:
+    """The plaintext of a secret as settings carry it: as given (the environment's), or opened
+    now (`SecretUnreadable` when it does not open)."""
+    return secret.open() if isinstance(secret, SealedSecret) else secret
 
 
 def _split(token: str, context: str) -> tuple[bytes, bytes]:
@@ -147,9 +211,15 @@ def _split(token: str, context: str) -> tuple[bytes, bytes]:
     return raw[:NONCE_BYTES], raw[NONCE_BYTES:]
 
 
-def masked(value: str | None) -> str:
-    """How a secret is shown (`tenants show`, `/admin`): `not set`, or bullets with the last
-    four characters of a long value, enough to tell two tokens apart and too little to use."""
+def masked(value: str | SealedSecret | None) -> str:
+    """How a secret is shown (`tenants show`, `lms show`): `not set`, bullets with the last
+    four characters of a long value (enough to tell two tokens apart and too little to use), or
+    `UNREADABLE` for a sealed one that does not open."""
+    if isinstance(value, SealedSecret):
+        try:
+            value = value.open()
+        except SecretUnreadable:
+            return UNREADABLE
     if not value:
         return "not set"
     if len(value) < MASK_SHOWS_TAIL_FROM:

@@ -133,9 +133,9 @@ def lms_add(
 
 
 def _shown(target: LmsTarget, settings: TenantSettings) -> dict[str, Any]:
-    """A target as `lms show` and `lms list` print it (the token masked)."""
-    current = runtime.current()
-    effective = lms_targets.settings_of(target, settings, current.secret_box.open)
+    """A target as `lms show` and `lms list` print it (the token masked, or shown unreadable
+    when it does not open; only `masked` opens it)."""
+    effective = lms_targets.settings_of(target, settings, runtime.current().secret_box)
     return {
         "name": target.name,
         "url": effective.lms_url,

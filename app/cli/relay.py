@@ -59,14 +59,14 @@ def _served(tenants: Sequence[Tenant], lms: str | None = None) -> list[Served]:
 
     current = runtime.current()
     served = []
-    with reported():  # a sealed token that does not open under this SECRET_KEY
+    with reported():
         for tenant in tenants:
             with tenancy.use(tenant.id):
                 settings = current.tenant_settings(tenant.id)
                 for target in lms_targets.all_targets():
                     if lms is not None and target.name != lms:
                         continue
-                    effective = lms_targets.settings_of(target, settings, current.secret_box.open)
+                    effective = lms_targets.settings_of(target, settings, current.secret_box)
                     served.append((tenant, target, effective))
         if lms is not None and not served:
             raise ValueError(f"No LMS target called {lms!r}.")
@@ -91,7 +91,7 @@ def _dispatcher(tenants: Sequence[Tenant], named: bool, **options: Any) -> Any:
         settings_for=current.tenant_settings,
         build=lambda settings: worker.relay_from(settings, timeout, batch),
         only={t.id for t in tenants} if named else None,
-        open_token=current.secret_box.open,
+        secret_box=current.secret_box,
         **options,
     )
 
@@ -171,7 +171,8 @@ def _serve_metrics(host: str, port: int) -> None:
 @click.option("--lms", "lms", metavar="NAME", help="Only the LMS target NAME.")
 def relay_test(tenants: list[Tenant], named: bool, lms: str | None) -> None:
     """Check each LMS target's URL and token (the default one's: LMS_URL and LMS_TOKEN), and
-    which required functions the token may not call."""
+    which required functions the token may not call. A token that does not unseal under
+    SECRET_KEY or SECRET_KEY_PREVIOUS fails its target's check, saying how to set it again."""
     from app.relay import worker
     from app.relay.courses import functions_for
 

@@ -18,7 +18,9 @@ comes from three rules, between the targets of one tenant as between tenants:
 
 Each target's relay is built from its settings (the tenant's, with the target's own site,
 token, match field, auth and roles over them) and rebuilt when they change; a target without a
-site or token is skipped (its changes wait) and looked at again after `unconfigured_pause`.
+site or token is skipped (its changes wait) and looked at again after `unconfigured_pause`. A
+sealed token is opened at the relay's first call: one that does not open fails that target's
+rows like an LMS that is down (`TokenUnreadable`: the reason on the row, the usual back-off).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from dataclasses import dataclass, field
 from app import observability
 from app.config import TenantSettings
 from app.relay.worker import Relay, has_lms
-from app.secretbox import SecretUnreadable
+from app.secretbox import SecretBox
 from app.store import lms_targets, outbox, tenancy
 from app.store import tenants as tenant_store
 from app.store.db import database
@@ -68,9 +70,9 @@ class Dispatcher:
     unconfigured_pause: float = 60.0
     only: Collection[int] | None = None  # these tenants (default: every tenant)
     clock: Callable[[], dt.datetime] = utcnow
-    # Opens a target's sealed token (`SecretBox.open`); without it, only the tenants' `default`
-    # targets (whose token is in their settings) are served.
-    open_token: lms_targets.Open | None = None
+    # Opens a target's sealed token when its relay first calls the LMS; without it, only the
+    # tenants' `default` targets (whose token is in their settings) are served.
+    secret_box: SecretBox | None = None
     _turns: dict[Key, TenantTurns] = field(default_factory=dict)
     _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -158,7 +160,7 @@ class Dispatcher:
             else:
                 turns.not_before = None
             turns.stopped = once and (not claimed or bool(relay.failures))
-        except (ValueError, SecretUnreadable) as exc:  # settings that cannot work
+        except ValueError as exc:  # settings that cannot work
             log.error("LMS relay: tenant %s, target %s: %s", tenant, key[1], exc)
             self._pause(turns, self.unconfigured_pause)
             turns.stopped = once
@@ -181,7 +183,7 @@ class Dispatcher:
         target = LmsTarget.get_or_none(LmsTarget.id == target_id)
         if target is None:  # removed meanwhile (its rows went with it)
             return None
-        settings = lms_targets.settings_of(target, self.settings_for(tenant), self.open_token)
+        settings = lms_targets.settings_of(target, self.settings_for(tenant), self.secret_box)
         if settings != turns.settings:
             if not has_lms(settings):
                 log.warning(

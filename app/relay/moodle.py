@@ -6,8 +6,9 @@ dicts become `users[0][username]=…`. Moodle answers HTTP 200 even when a call 
 envelope `{"exception": …, "errorcode": …, "message": …}`; this client turns that into
 `LmsError`, marked transient (worth retrying) or not:
 
-- transient: timeouts, connection failures, HTTP 5xx/429, and the error codes of a site in
-  maintenance or a database hiccup (`TRANSIENT_CODES`);
+- transient: timeouts, connection failures, HTTP 5xx/429, the error codes of a site in
+  maintenance or a database hiccup (`TRANSIENT_CODES`), and a sealed token that does not open
+  under this SECRET_KEY (`TokenUnreadable`: it is opened at the first call, not before);
 - permanent: anything else, e.g. `invalidparameter` (a bad e-mail, a taken username) or
   `invalidtoken`/`accessexception` (the token may not do this) — retrying cannot fix those.
 """
@@ -18,6 +19,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import requests
+
+from app.secretbox import SealedSecret, SecretUnreadable, reveal
 
 ENDPOINT = "/webservice/rest/server.php"
 
@@ -67,6 +70,15 @@ class LmsError(Exception):
         return self.errorcode in MISSING_CODES
 
 
+class TokenUnreadable(LmsError):
+    """The LMS token is sealed and does not open under SECRET_KEY or SECRET_KEY_PREVIOUS: no
+    call can be made until an operator sets it again or restores the key. Transient, so the
+    rows wait with the usual back-off instead of all becoming dead letters at once."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=True)
+
+
 def flatten(params: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
     """PHP-style form fields: `{"users": [{"username": "a"}]}` → `users[0][username]=a`."""
     for key, value in params.items():
@@ -92,17 +104,25 @@ class MoodleClient:
     """One LMS: its base URL, token and request timeout (seconds)."""
 
     def __init__(
-        self, url: str, token: str, timeout: float, session: requests.Session | None = None
+        self,
+        url: str,
+        token: str | SealedSecret,
+        timeout: float,
+        session: requests.Session | None = None,
     ) -> None:
         self.url = url.rstrip("/") + ENDPOINT
-        self.token = token
+        self.token = token  # a tenant's or target's own stays sealed until the first call
         self.timeout = timeout
         self.session = session or requests.Session()
 
     def call(self, function: str, **params: Any) -> Any:
         """Call a web-service function; its decoded JSON result, or `LmsError`."""
+        try:
+            token = reveal(self.token)
+        except SecretUnreadable as exc:
+            raise TokenUnreadable(str(exc)) from None
         data = [
-            ("wstoken", self.token),
+            ("wstoken", token),
             ("wsfunction", function),
             ("moodlewsrestformat", "json"),
             *flatten(params),

@@ -17,7 +17,8 @@ delivered twice (a relay restarted mid-delivery, a lease that ran out) changes n
   enrolments are reconciled: enrol in what the rules give and the LMS lacks, unenrol from what
   the relay enrolled and no rule gives.
 
-Failures: a transient `LmsError` (timeout, 5xx, site maintenance) puts the row back with
+Failures: a transient `LmsError` (timeout, 5xx, site maintenance, a token that does not
+unseal: logged as an error, it waits for an operator) puts the row back with
 exponential back-off and jitter and pauses this relay the same way (the LMS is probably down:
 no point hammering it row after row); after `max_attempts`, or at once for a permanent error,
 the row becomes a dead letter with the reason, and the user's later changes go on.
@@ -39,7 +40,7 @@ from app import observability
 from app.config import TenantSettings
 from app.relay import actions as relay_actions
 from app.relay.courses import Courses
-from app.relay.moodle import LmsError, MoodleClient
+from app.relay.moodle import LmsError, MoodleClient, TokenUnreadable
 from app.store import (
     enrolment_dates,
     enrolments,
@@ -81,7 +82,8 @@ def has_lms(config: TenantSettings) -> bool:
 
 
 def client_from(config: TenantSettings, timeout_ms: int) -> MoodleClient:
-    """A client of the LMS web service a tenant's settings name."""
+    """A client of the LMS web service a tenant's settings name (a sealed token is opened at
+    its first call: `TokenUnreadable` then, not here)."""
     if not has_lms(config):
         raise ValueError("Set LMS_URL and LMS_TOKEN to reach the LMS web service.")
     return MoodleClient(config.lms_url, config.lms_token, timeout_ms / 1000)
@@ -175,7 +177,9 @@ class Relay:
                 at = self.clock() + dt.timedelta(seconds=self.backoff(attempt))
                 outbox.retry_later(row, str(exc), at)
                 self.failures += 1
-                log.warning("LMS relay: row %s will be retried: %s", row.id, exc)
+                # An unreadable token waits for an operator, not for the LMS: an error.
+                level = logging.ERROR if isinstance(exc, TokenUnreadable) else logging.WARNING
+                log.log(level, "LMS relay: row %s will be retried: %s", row.id, exc)
                 return False
             reason = str(exc) if not exc.transient else f"gave up after {attempt} attempts: {exc}"
             outbox.dead(row, reason)

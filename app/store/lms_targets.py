@@ -14,6 +14,7 @@ composite keys of m0014 cascade).
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -24,7 +25,7 @@ from peewee import fn
 
 from app.config import TenantSettings
 from app.errors import InvalidValue, NotFound, Uniqueness
-from app.secretbox import Store
+from app.secretbox import SealedSecret, SecretBox, cannot_unseal
 from app.store import audit, enrolment_dates, generation, tenancy
 from app.store.db import database
 from app.store.models import (
@@ -47,8 +48,6 @@ MAX_NAME = 64
 # What `lms set` may change (the token apart: it is read from a prompt or stdin, never argv).
 KEYS = ("url", "match", "auth", "roles", "audiences", "cohorts", "sync_unenrolled")
 Seal = Callable[[str, str], str]
-# `SecretBox.open`: a token only SECRET_KEY_PREVIOUS opens is resealed through the third argument.
-Open = Callable[[str, str, Store], str]
 
 
 def token_context(tenant_id: int, target_id: int) -> str:
@@ -231,20 +230,24 @@ def role_ids_of(target: LmsTarget, tenant: TenantSettings) -> dict[str, int]:
     return dict(tenant.lms_role_ids)
 
 
-def settings_of(
-    target: LmsTarget, tenant: TenantSettings, open_token: Open | None
-) -> TenantSettings:
+def settings_of(target: LmsTarget, tenant: TenantSettings, box: SecretBox | None) -> TenantSettings:
     """What the relay of `target` works with: the tenant's settings, with the target's own site,
-    token, match field, auth and role ids over them (`default`: the tenant's as they are).
-    `open_token` opens the sealed token (`SecretBox.open`)."""
+    token, match field, auth and role ids over them (`default`: the tenant's as they are). The
+    token stays sealed until the relay uses it (`box` opens it then; a token that does not
+    open fails the target's deliveries, not whoever reads its settings)."""
     if target.from_settings:
         return tenant
     token = None
     if target.token:
-        if open_token is None:
+        if box is None:
             raise ValueError(f"LMS target {target.name!r}: no key to open its token with")
-        context = token_context(target.tenant_id, target.id)
-        token = open_token(target.token, context, partial(_store_resealed, target))
+        token = SealedSecret(
+            box,
+            target.token,
+            token_context(target.tenant_id, target.id),
+            store=partial(_store_resealed, target),
+            explain=partial(_unreadable, target),
+        )
     roles = json.loads(target.role_ids) if target.role_ids else None
     return replace(
         tenant,
@@ -253,6 +256,17 @@ def settings_of(
         lms_match_field=target.match_field or tenant.lms_match_field,
         lms_auth=target.auth or tenant.lms_auth,
         lms_role_ids=tuple(roles.items()) if roles else tenant.lms_role_ids,
+    )
+
+
+def _unreadable(target: LmsTarget, reason: str) -> str:
+    """Why the target's token does not open and how to set it again (asked only then: it looks
+    up the tenant's slug)."""
+    slug = Tenant.select(Tenant.slug).where(Tenant.id == target.tenant_id).scalar()
+    return cannot_unseal(
+        f"the token of LMS target {target.name!r} of tenant {slug!r}",
+        f"`lms-scim lms set {shlex.quote(target.name)} token --tenant {slug}` (the token on stdin)",
+        reason,
     )
 
 

@@ -11,7 +11,7 @@ from flask import Flask
 
 from app import runtime
 from app.config import Config
-from app.secretbox import SecretUnreadable
+from app.secretbox import SecretUnreadable, reveal
 from app.store import tenancy
 from app.store.models import LmsTarget, SigningKey, Tenant
 from scim_schemas import CORE_USER
@@ -70,9 +70,10 @@ def test_each_app_seals_secrets_with_its_own_key(app: Flask) -> None:
     context = "tenant:1:lms_token"
     with one.app_context():  # as request and CLI code get it
         sealed = runtime.current().secret_box.seal("ws-token", context)
+    stored: list[str] = []
     with two.app_context():
-        assert runtime.current().secret_box.open(sealed, context) == "ws-token"
-        resealed = runtime.current().secret_box.reseal(sealed, context)
+        assert runtime.current().secret_box.open(sealed, context, stored.append) == "ws-token"
+    (resealed,) = stored  # under two's key
     with three.app_context(), pytest.raises(SecretUnreadable):
         runtime.current().secret_box.open(sealed, context)
     with one.app_context(), pytest.raises(SecretUnreadable):
@@ -107,9 +108,11 @@ def test_a_secret_only_a_previous_key_opens_is_resealed_where_it_is_read(
     form = {"grant_type": "client_credentials", **creds}
     assert old.test_client().post("/oauth/token", data=form).status_code == 200
     before = _sealed(app)
-    # SECRET_KEY rotated: each secret is resealed under the new key where it is read.
+    # SECRET_KEY rotated: each secret is resealed under the new key where it is opened.
     rotated = app_with(app, secret_key="new" * 16, secret_key_previous=("old" * 16,))
-    assert Scim.of(rotated, token).get("/Users").status_code == 200  # the tenant's settings
+    assert Scim.of(rotated, token).get("/Users").status_code == 200
+    assert _sealed(app) == before  # SCIM reads the tenant's settings, never opens its token
+    assert tenant_token[-4:] in run(rotated, "tenants", "show", "default").stdout  # the tenant's
     assert rotated.test_client().post("/oauth/token", data=form).status_code == 200  # the signer
     assert target_token[-4:] in run(rotated, "lms", "show", "b").stdout  # the target
     after = _sealed(app)
@@ -118,7 +121,7 @@ def test_a_secret_only_a_previous_key_opens_is_resealed_where_it_is_read(
     new_only = app_with(app, secret_key="new" * 16, secret_key_previous=())
     assert Scim.of(new_only, token).get("/Users").status_code == 200
     with new_only.app_context():
-        assert runtime.current().tenant_settings().lms_token == tenant_token
+        assert reveal(runtime.current().tenant_settings().lms_token) == tenant_token
     assert target_token[-4:] in run(new_only, "lms", "show", "b").stdout
     assert new_only.test_client().post("/oauth/token", data=form).status_code == 200
     assert _sealed(app) == after  # opened under the current key: nothing more is written

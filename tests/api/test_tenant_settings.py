@@ -11,6 +11,7 @@ import pytest
 from flask import Flask
 
 from app import runtime
+from app.secretbox import reveal
 from app.store import tenancy
 from app.store import tenants as tenant_store
 from app.store.models import AuditEvent, Operator, Tenant, User
@@ -168,7 +169,7 @@ def test_lms_token_from_stdin_is_sealed_and_masked(app: Flask, acme: Scim) -> No
         assert TOKEN not in stored
         assert json.loads(stored)["LMS_TOKEN"].startswith("v1:")
         settings = runtime.of(app).tenant_settings(tenant.id)
-        assert settings.lms_token == TOKEN
+        assert reveal(settings.lms_token) == TOKEN
         assert settings.lms_url == "https://lms.example"
         assert runtime.of(app).tenant_settings(tenancy.DEFAULT_TENANT).lms_token is None
         with tenancy.everywhere():

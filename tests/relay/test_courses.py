@@ -528,7 +528,7 @@ def test_a_map_names_its_target_and_only_that_site_gets_the_course(
     Dispatcher(
         settings_for=current.tenant_settings,
         build=lambda settings: relay_from(settings, 2000, 50),
-        open_token=current.secret_box.open,
+        secret_box=current.secret_box,
     ).run_due()
     assert site_a.course_list() == []
     assert site_b.course_list() == [("Physics", "Physics", f"S/{physics}", f"lms-scim:{physics}")]

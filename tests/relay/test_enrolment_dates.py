@@ -209,7 +209,7 @@ def test_custom_roles_come_from_the_targets_roles_map(
     Dispatcher(
         settings_for=current.tenant_settings,
         build=lambda settings: relay_from(settings, 2000, 50),
-        open_token=current.secret_box.open,
+        secret_box=current.secret_box,
     ).run_due()
     # Moodle's role 4 (the non-editing "teacher"), without an end.
     assert site_b.state()["enrolments"] == [("ann@school.example", 101, "teacher")]

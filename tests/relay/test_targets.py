@@ -31,7 +31,7 @@ def _dispatcher(app: Flask, **options: Any) -> Dispatcher:
     return Dispatcher(
         settings_for=current.tenant_settings,
         build=lambda settings: relay_from(settings, 2000, 50),
-        open_token=current.secret_box.open,
+        secret_box=current.secret_box,
         **options,
     )
 

@@ -1,11 +1,12 @@
 """`app.secretbox`: secrets kept in the database open only with the app's key, in the row and
-field they were sealed for, unaltered; older keys open them until they are resealed; nothing
-shows a secret or a key."""
+field they were sealed for, unaltered; older keys open them until they are resealed; settings
+carry them sealed until they are used; nothing shows a secret or a key."""
 
 from __future__ import annotations
 
 import base64
 import re
+from functools import partial
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +15,16 @@ from hypothesis import strategies as st
 from app import cursors
 from app.config import Config
 from app.runtime import Runtime
-from app.secretbox import SecretBox, SecretUnreadable, derive_key, masked
+from app.secretbox import (
+    UNREADABLE,
+    SealedSecret,
+    SecretBox,
+    SecretUnreadable,
+    cannot_unseal,
+    derive_key,
+    masked,
+    reveal,
+)
 
 KEY = "the current secret key, long and random in real life"
 OLD_KEY = "the secret key before the last rotation"
@@ -125,16 +135,19 @@ def test_previous_key_opens_until_resealed_under_the_current_one() -> None:
     old_sealed = box(OLD_KEY).seal(SECRET, CONTEXT)
     unreadable(old_sealed)  # the new key alone cannot
     rotated = box(KEY, OTHER_KEY, OLD_KEY)
-    assert rotated.open(old_sealed, CONTEXT) == SECRET
+    stored: list[str] = []
+    assert rotated.open(old_sealed, CONTEXT, stored.append) == SECRET
 
-    resealed = rotated.reseal(old_sealed, CONTEXT)
+    (resealed,) = stored
     assert resealed != old_sealed
     assert box(KEY).open(resealed, CONTEXT) == SECRET  # no previous key needed any more
     unreadable(resealed, opener=box(OLD_KEY))
     # Previous keys open, never seal; a reseal keeps the context and refuses another one.
     unreadable(rotated.seal(SECRET, CONTEXT), opener=box(OLD_KEY))
+    unreadable(resealed, "tenant:4:lms_token")
     with pytest.raises(SecretUnreadable):
-        rotated.reseal(old_sealed, "tenant:4:lms_token")
+        rotated.open(old_sealed, "tenant:4:lms_token", stored.append)
+    assert stored == [resealed]  # what does not open is never handed to `store`
 
 
 def test_a_reader_gets_what_only_a_previous_key_opens_resealed_to_store() -> None:
@@ -146,6 +159,60 @@ def test_a_reader_gets_what_only_a_previous_key_opens_resealed_to_store() -> Non
     (resealed,) = stored
     assert box(KEY).open(resealed, CONTEXT) == SECRET
     unreadable(resealed, opener=box(OLD_KEY))
+
+
+class CountingBox(SecretBox):
+    """A box that counts how often it opens something."""
+
+    __slots__ = ("opened",)
+
+    def __init__(self, key: str, *previous: str) -> None:
+        super().__init__(key, previous)
+        self.opened = 0
+
+    def open(self, token: str, context: str, store: object = None) -> str:  # type: ignore[override]
+        self.opened += 1
+        return super().open(token, context, store)  # type: ignore[arg-type]
+
+
+def test_a_sealed_secret_opens_when_used_and_once() -> None:
+    counting = CountingBox(KEY, OLD_KEY)
+    stored: list[str] = []
+    old_sealed = box(OLD_KEY).seal(SECRET, CONTEXT)
+    secret = SealedSecret(counting, old_sealed, CONTEXT, store=stored.append)
+    assert counting.opened == 0  # carried in settings, not opened
+    assert reveal(secret) == secret.open() == SECRET
+    assert counting.opened == 1  # kept once opened
+    (resealed,) = stored  # resealed where it is used, once
+    assert box(KEY).open(resealed, CONTEXT) == SECRET
+    assert masked(secret) == "••••cdef"
+    assert reveal("plain-token") == "plain-token"  # the environment's, as given
+    # Equal for the same sealed text and context, whatever the box; shown by context only.
+    assert secret == SealedSecret(box(), old_sealed, CONTEXT)
+    assert hash(secret) == hash(SealedSecret(box(), old_sealed, CONTEXT))
+    assert secret != SealedSecret(counting, resealed, CONTEXT)
+    assert secret != SealedSecret(counting, old_sealed, "tenant:4:lms_token")
+    assert secret != old_sealed
+    assert repr(secret) == f"<SealedSecret for {CONTEXT!r}>"
+
+
+def test_a_sealed_secret_that_does_not_open_says_why_and_how_to_fix_it() -> None:
+    sealed = box(OTHER_KEY).seal(SECRET, CONTEXT)
+    explain = partial(cannot_unseal, "the LMS token of tenant 'acme'", "`tenants set acme`")
+    secret = SealedSecret(box(KEY, OLD_KEY), sealed, CONTEXT, explain=explain)
+    with pytest.raises(SecretUnreadable) as caught:
+        secret.open()
+    message = str(caught.value)
+    assert message.startswith("the LMS token of tenant 'acme' cannot be unsealed (")
+    assert "set it again with `tenants set acme`" in message
+    assert message.endswith("or put the SECRET_KEY it was sealed under back in SECRET_KEY_PREVIOUS")
+    for hidden in (SECRET, KEY, OLD_KEY, OTHER_KEY):
+        assert hidden not in message
+    assert caught.value.__cause__ is None
+    assert masked(secret) == UNREADABLE
+    # Without `explain`, the box's own reason.
+    with pytest.raises(SecretUnreadable, match="SECRET_KEY_PREVIOUS"):
+        reveal(SealedSecret(box(), sealed, CONTEXT))
 
 
 def test_the_encryption_key_is_not_the_signing_key() -> None:
@@ -174,7 +241,11 @@ def test_any_text_round_trips(plaintext: str, context: str) -> None:
     sealed = box().seal(plaintext, context)
     assert TOKEN_SHAPE.fullmatch(sealed)
     assert box().open(sealed, context) == plaintext
-    assert box(KEY, OLD_KEY).reseal(sealed, context) != sealed
+    stored: list[str] = []
+    assert box(OTHER_KEY, KEY).open(sealed, context, stored.append) == plaintext
+    (resealed,) = stored
+    assert resealed != sealed
+    assert box(OTHER_KEY).open(resealed, context) == plaintext
 
 
 @pytest.mark.parametrize(
