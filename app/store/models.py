@@ -592,7 +592,10 @@ class OAuthClient(TenantModel):
 
     class Meta:
         table_name = "oauth_client"
-        indexes = ((("tenant_id", "name"), False),)
+        indexes = (
+            (("tenant_id", "name"), False),
+            (("tenant_id", "id"), True),  # what its secrets' composite key points at (m0023)
+        )
 
     name = peewee.TextField()
     identifier = peewee.CharField(max_length=64, unique=True)
@@ -605,10 +608,12 @@ class OAuthClient(TenantModel):
 class OAuthClientSecret(TenantModel):
     """A client secret, stored only as its SHA-256 (a 256-bit random value cannot be guessed,
     and the token endpoint must stay as cheap as a look-up). `expires_at`: the end of the grace
-    after a rotation; NULL while it is the current secret."""
+    after a rotation; NULL while it is the current secret. The composite key (m0023) keeps it
+    in its client's tenant."""
 
     class Meta:
         table_name = "oauth_client_secret"
+        constraints = (same_tenant("client_id", "oauth_client"),)
 
     client = peewee.ForeignKeyField(OAuthClient, on_delete="CASCADE", backref="secrets")
     secret_hash = peewee.CharField(max_length=64, unique=True)

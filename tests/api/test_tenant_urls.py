@@ -26,6 +26,7 @@ from tests.helpers import (
     assert_error,
     create_group,
     create_user,
+    feed,
     run,
     sign_in,
     sign_out,
@@ -237,6 +238,33 @@ def test_admin_pages_and_token_requests_log_their_tenant(
         (200, "acme"),
         (401, None),  # the client was not authenticated: no tenant
     ]
+
+
+def test_a_cli_command_run_with_tenant_logs_lines_naming_it(app: Flask, acme_token: str) -> None:
+    """`--tenant SLUG` (`cli.common.for_tenant`): what a command logs names the tenant, through
+    the one filter that adds it (`observability.TenantField`), and only while the command runs.
+    The line here is a real one: after SECRET_KEY was rotated, `lms show` opens a target's
+    token that only SECRET_KEY_PREVIOUS opens, reseals it and says so."""
+    old = app_with(app, secret_key="old" * 16, secret_key_previous=())
+    for slug in ("acme", "default"):
+        added = feed(old, "ws-token-0123456789\n", "lms", "add", "b", "--url",
+                     f"https://{slug}.lms.example", "--tenant", slug)  # fmt: skip
+        assert added.exit_code == 0, added.output
+    rotated = app_with(app, secret_key="new" * 16, secret_key_previous=("old" * 16,))
+    config = runtime.of(rotated).config
+    buffer = io.StringIO()
+    observability.configure_logging(config, stream=buffer)  # after the apps: each sets its own
+    try:
+        for slug in ("acme", "default"):
+            run(rotated, "lms", "show", "b", "--tenant", slug)
+            (line,) = _logged(buffer, "app.secretbox")
+            assert "is resealed under SECRET_KEY" in line["message"]
+            assert line["tenant"] == slug
+        logging.getLogger("app.secretbox").warning("after the command")
+        (after,) = _logged(buffer, "app.secretbox")
+        assert "tenant" not in after
+    finally:
+        observability.configure_logging(runtime.of(app).config)
 
 
 def _writes(client: FlaskClient) -> tuple[float, float]:

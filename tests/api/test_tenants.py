@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from app.store import tenancy
+from app.store.models import AuditEvent, EnrolmentRule
 from tests.helpers import (
     Scim,
     assert_error,
@@ -244,6 +246,37 @@ def test_enrolment_rules_are_listed_and_removed_in_the_named_tenant_only(
     run(app, "enrolments", "remove", "Physics", "202", "--tenant", "acme")
     assert listed("acme") == []
     assert listed("default") == [("Physics", "101", "student")]
+
+
+def test_enrolments_add_and_set_refuse_a_group_of_another_tenant_as_unknown(
+    app: Flask, scim: Scim, acme: Scim, alice: dict[str, Any]
+) -> None:
+    """Chemistry is acme's only: with `--tenant default` neither its name nor its id names a
+    group, so `enrolments add` and `enrolments set` answer as for a group that does not exist
+    (exit 1, one line) and create or change nothing, in either tenant."""
+    theirs = create_group(acme, "Chemistry", create_user(acme, "bob@example.com")["id"])
+    run(app, "enrolments", "add", "Chemistry", "202", "--role", "teacher", "--tenant", "acme")
+    with tenancy.everywhere():
+        events = AuditEvent.select().count()
+
+    def listed(slug: str) -> list[tuple[str, str, str, str | None]]:
+        out = run(app, "enrolments", "list", "--tenant", slug, "--format", "json").stdout
+        return [(r["group"], r["courseId"], r["role"], r["end"]) for r in json.loads(out)]
+
+    for group in ("Chemistry", theirs["id"]):
+        unknown = f"Error: No group with id or displayName {group!r}.\n"
+        for course in ("101", "202"):  # a new rule, or the course acme's rule has
+            added = invoke(app, "enrolments", "add", group, course, "--role", "student",
+                           "--tenant", "default")  # fmt: skip
+            assert (added.exit_code, added.output) == (1, unknown)
+        changed = invoke(app, "enrolments", "set", group, "202", "--end", "2027-07-31",
+                         "--tenant", "default")  # fmt: skip
+        assert (changed.exit_code, changed.output) == (1, unknown)
+    assert listed("default") == []
+    assert listed("acme") == [("Chemistry", "202", "teacher", None)]
+    with tenancy.everywhere():
+        assert EnrolmentRule.select().count() == 1
+        assert AuditEvent.select().count() == events
 
 
 @pytest.mark.parametrize(

@@ -100,3 +100,22 @@ def leave(scim: Any, group_id: str, user_id: str) -> None:
     patch_ok(
         scim, f"/Groups/{group_id}", {"op": "remove", "path": f'members[value eq "{user_id}"]'}
     )
+
+
+def looked_up(site: MoodleSim) -> list[tuple[str, list[str]]]:
+    """(field, values) of each account look-up the relay made at `site`, in order."""
+    return [
+        (params["field"], params["values"])
+        for name, params in site.calls
+        if name == "core_user_get_users_by_field"
+    ]
+
+
+def created_auth(site: MoodleSim) -> dict[str, str]:
+    """username → auth of the accounts the relay created at `site`."""
+    return {
+        user["username"]: user["auth"]
+        for name, params in site.calls
+        if name == "core_user_create_users"
+        for user in params["users"]
+    }

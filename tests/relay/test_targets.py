@@ -20,7 +20,7 @@ from app.store import tenancy
 from app.store.db import database
 from app.store.models import AuditEvent, KeptEnrolment, LmsTarget, LmsUserLink, Outbox, utcnow
 from tests.helpers import Scim, create_group, create_user, feed, invoke, patch_ok, run
-from tests.relay.harness import A_URL, B_URL, join, leave, one_site_hung
+from tests.relay.harness import A_URL, B_URL, created_auth, join, leave, looked_up, one_site_hung
 from tests.relay.moodle_sim import TOKEN, MoodleSim
 
 Sites = tuple[MoodleSim, MoodleSim]
@@ -177,34 +177,18 @@ def test_a_targets_own_match_field_and_auth_are_what_delivery_uses(
     create_user(scim, "bob@x.example")
     _deliver(app)
 
-    def looked_up(site: MoodleSim) -> list[tuple[str, list[str]]]:
-        return [
-            (params["field"], params["values"])
-            for name, params in site.calls
-            if name == "core_user_get_users_by_field"
-        ]
-
-    def created(site: MoodleSim) -> dict[str, str]:
-        """username → auth of the accounts the relay created there."""
-        return {
-            user["username"]: user["auth"]
-            for name, params in site.calls
-            if name == "core_user_create_users"
-            for user in params["users"]
-        }
-
     assert looked_up(site_b) == [("username", ["carol"]), ("username", ["bob@x.example"])]
-    assert created(site_b) == {"bob@x.example": "oauth2"}  # carol matched, not created
+    assert created_auth(site_b) == {"bob@x.example": "oauth2"}  # carol matched, not created
     assert site_b.users[carol_b]["email"] == "carol@x.example"  # the profile follows
     assert looked_up(site_a) == [("email", ["carol@x.example"]), ("email", ["bob@x.example"])]
-    assert created(site_a) == {"carol": "manual", "bob@x.example": "manual"}
+    assert created_auth(site_a) == {"carol": "manual", "bob@x.example": "manual"}
 
     run(app, "lms", "set", "b", "match=email", "auth=saml2")
     create_user(scim, "dan@x.example")
     _deliver(app)
     assert looked_up(site_b)[-1] == ("email", ["dan@x.example"])
-    assert created(site_b)["dan@x.example"] == "saml2"
-    assert created(site_a)["dan@x.example"] == "manual"
+    assert created_auth(site_b)["dan@x.example"] == "saml2"
+    assert created_auth(site_a)["dan@x.example"] == "manual"
 
 
 def test_a_restricted_target_whose_groups_are_gone_receives_nobody(

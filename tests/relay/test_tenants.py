@@ -28,8 +28,8 @@ from app.relay.worker import relay_from
 from app.store import tenancy
 from app.store import tenants as tenant_store
 from app.store.models import Outbox
-from tests.helpers import Scim, create_user, feed, invoke, run
-from tests.relay.harness import A_URL, B_URL, one_site_hung
+from tests.helpers import Scim, create_group, create_user, feed, invoke, run
+from tests.relay.harness import A_URL, B_URL, created_auth, looked_up, one_site_hung
 from tests.relay.moodle_sim import TOKEN, MoodleSim
 
 
@@ -128,6 +128,51 @@ def test_a_tenant_never_inherits_the_environments_lms(
     assert "default: queued 1 change(s) for a full reconciliation (1 users" in synced
     run(configured, "relay", "run", "--once", "--tenant", "acme")
     assert _emails(sites[1]) == {"bob@b.example"}
+
+
+def test_a_tenants_own_match_field_auth_and_role_ids_are_what_its_deliveries_use(
+    app: Flask, scim: Scim, acme: Scim, sites: tuple[MoodleSim, MoodleSim]
+) -> None:
+    """`tenants set acme LMS_MATCH_FIELD=username LMS_AUTH=oauth2 LMS_ROLE_IDS=…` (its token
+    from stdin): the relay looks acme's accounts up by username, creates them with auth oauth2
+    and enrols acme's teachers as Moodle role 4, while the default tenant, with the
+    environment's settings (e-mail, manual, teacher=3), does as before. A later `tenants set`
+    is what the next delivery uses. Read from the calls each simulated site recorded."""
+    site_a, site_b = sites
+    _connect(app, "default", A_URL)
+    own = ("LMS_MATCH_FIELD=username", "LMS_AUTH=oauth2", "LMS_ROLE_IDS=student=5,teacher=4")
+    result = feed(app, TOKEN + "\n", "tenants", "set", "acme", "LMS_TOKEN", f"LMS_URL={B_URL}",
+                  *own)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert TOKEN not in result.output
+    carol_b = site_b.add_user("carol", "carol.old@b.example")  # acme's account, by username
+    carol = create_user(acme, "carol", emails=[{"value": "carol@b.example", "primary": True}])
+    bob = create_user(acme, "bob@b.example")
+    ann = create_user(scim, "ann@a.example")
+    create_group(acme, "Staff", carol["id"], bob["id"])
+    create_group(scim, "Staff", ann["id"])
+    for slug in ("acme", "default"):
+        run(app, "enrolments", "add", "Staff", "101", "--role", "teacher", "--tenant", slug)
+    _dispatcher(app).run_due()
+
+    assert looked_up(site_b) == [("username", ["carol"]), ("username", ["bob@b.example"])]
+    assert created_auth(site_b) == {"bob@b.example": "oauth2"}  # carol matched, not created
+    assert site_b.users[carol_b]["email"] == "carol@b.example"  # the profile follows
+    # acme's teacher=4: the simulated Moodle's role 4 is "teacher", its role 3 "editingteacher".
+    assert sorted(site_b.state()["enrolments"]) == [
+        ("bob@b.example", 101, "teacher"),
+        ("carol", 101, "teacher"),
+    ]
+    assert looked_up(site_a) == [("email", ["ann@a.example"])]
+    assert created_auth(site_a) == {"ann@a.example": "manual"}
+    assert site_a.state()["enrolments"] == [("ann@a.example", 101, "editingteacher")]
+
+    run(app, "tenants", "set", "acme", "LMS_MATCH_FIELD=email", "LMS_AUTH=saml2")
+    create_user(acme, "dan@b.example")
+    _dispatcher(app).run_due()
+    assert looked_up(site_b)[-1] == ("email", ["dan@b.example"])
+    assert created_auth(site_b)["dan@b.example"] == "saml2"
+    assert created_auth(site_a) == {"ann@a.example": "manual"}  # nothing of acme's went there
 
 
 def test_relay_commands_across_tenants(

@@ -212,6 +212,10 @@ def _sample_rows(not_primary: bool | None) -> list[tuple[str, dict[str, Any]]]:
         ("lms_course_map", dict(group_id="g1", shortname="{displayName}", fullname="{id}",
                                 casing="none", follow_renames=False, created=NOW)),
         ("lms_category_link", dict(path="School", lms_id=9)),
+        ("oauth_client", dict(name="okta", identifier="c" * 32, read_only=False,
+                              token_lifetime=3600, created=NOW)),
+        ("oauth_client_secret", dict(client_id=1, secret_hash="s" * 64, prefix="lmsoc_x",
+                                     created=NOW)),
     ]  # fmt: skip
 
 
@@ -596,17 +600,11 @@ WITHOUT_TENANT_KEY = {
     # lead with it, `(tenant_id, at)` and `(tenant_id, credential, id)`.
     "audit_event": "append-only log, nothing references it",
     "request_error": "append-only log of failed requests, nothing references it",
-    # Credentials found before any tenant is known, by the hash of a 256-bit secret or by the
-    # public client_id, unique across the deployment: the row found says which tenant it is.
-    # Nothing references a token; a client is referenced by its secrets (below).
+    # A credential found before any tenant is known, by the hash of a 256-bit secret unique
+    # across the deployment: the row found says which tenant it is. Nothing references a token.
+    # (An OAuth client is found the same way, by its public client_id, but its secrets point
+    # at it, so it has a unique (tenant_id, id) for their composite key, m0023.)
     "api_token": "found by a deployment-wide unique hash; the row names its tenant",
-    "oauth_client": "found by a deployment-wide unique client_id; the row names its tenant",
-    # A gap, not a choice: a secret points at its client by `client_id` alone, so the database
-    # would store a secret of tenant A for a client of tenant B. No request can cross over (the
-    # token endpoint takes the tenant from the client row, `oauth_clients.by_secret`, and
-    # secrets are only written beside their client), but closing it takes a unique
-    # (tenant_id, id) on oauth_client and, on SQLite, a rebuild of this table: a migration.
-    "oauth_client_secret": "single-column key to oauth_client (see above)",
 }
 # Has `tenant_id` without being tenant-owned: the one tenant an /admin operator may see (NULL:
 # every tenant).
@@ -776,13 +774,16 @@ def test_every_tenant_owned_table_carries_the_tenant_in_a_key(new_database: NewD
         "a tenant-owned table without tenant_id in a key (give it one, or list it with why)"
     )
     single = set().union(*(_without_a_twin(table, keys, tables) for table, keys in stored.items()))
-    assert single == {"oauth_client_secret.client_id -> oauth_client"}  # see WITHOUT_TENANT_KEY
+    assert single == set(), "a key to a tenant-owned table without its composite twin"
     # What the README's "How isolation is enforced" names, spot-checked.
     assert _unique(["tenant_id", "user_name_key"]) in carrying["lms_user"]
     membership = carrying["membership"]
     assert _fk(["tenant_id", "user_id"], "lms_user", ["tenant_id", "id"]) in membership
     assert _fk(["tenant_id", "group_id"], "lms_group", ["tenant_id", "id"]) in membership
     assert _pk(["tenant_id", "target_id", "user_id"]) in carrying["lms_user_link"]
+    secret = _fk(["tenant_id", "client_id"], "oauth_client", ["tenant_id", "id"])
+    assert secret in carrying["oauth_client_secret"]
+    assert _unique(["tenant_id", "id"]) in carrying["oauth_client"]
 
 
 # -- m0022: the groups a target receives as cohorts -------------------------------------------
@@ -814,3 +815,128 @@ def test_m0022_leaves_every_target_receiving_every_group_and_cascades(
         assert _rows(db, 'SELECT target_id, group_id FROM "lms_target_cohort"') == [(1, "g1")]
         db.execute_sql('DELETE FROM "lms_group" WHERE "id" = \'g1\'')
         assert _count(db, "lms_target_cohort") == 0
+
+
+# -- m0023: an OAuth client's secrets stay in its tenant -------------------------------------
+
+BEFORE_M0023 = NUMBERS[NUMBERS.index(23) - 1]
+FROM_M0023 = NAMES[NUMBERS.index(23) :]
+
+
+def _client(db: peewee.Database, tenant: int, n: int) -> None:
+    _insert(db, "oauth_client", id=n, tenant_id=tenant, name=f"idp{n}", identifier=f"c{n}",
+            read_only=False, token_lifetime=3600, created=NOW)  # fmt: skip
+
+
+def _secret(tenant: int, client: int, n: int) -> dict[str, Any]:
+    return dict(tenant_id=tenant, client_id=client, secret_hash=f"{n:064}", prefix=f"lmsoc_{n}",
+                created=NOW)  # fmt: skip
+
+
+def _two_clients(db: peewee.Database) -> None:
+    """Client 1 of the default tenant, client 2 of tenant 2 (`acme`)."""
+    _insert(db, "tenant", id=2, slug="acme", name="Acme", created=NOW)
+    _client(db, 1, 1)
+    _client(db, 2, 2)
+
+
+def test_the_database_refuses_a_secret_of_another_tenant_than_its_clients(
+    new_database: NewDatabase,
+) -> None:
+    """A raw INSERT, past every code path: the composite key (tenant_id, client_id) →
+    oauth_client (tenant_id, id) refuses a secret whose tenant is not its client's, either
+    way round; the same secret in the client's tenant is stored, and goes with its client."""
+    db = new_database()
+    migrations.upgrade(db)
+    with db.connection_context():
+        with db.atomic():
+            _two_clients(db)
+        _refused(db, "oauth_client_secret", **_secret(tenant=1, client=2, n=1))
+        _refused(db, "oauth_client_secret", **_secret(tenant=2, client=1, n=2))
+        # Nor can an existing secret be moved to the other tenant.
+        with db.atomic():
+            _insert(db, "oauth_client_secret", **_secret(tenant=2, client=2, n=3))
+        with pytest.raises(peewee.IntegrityError), db.atomic():
+            db.execute_sql('UPDATE "oauth_client_secret" SET "tenant_id" = 1')
+        assert _rows(db, 'SELECT tenant_id, client_id FROM "oauth_client_secret"') == [(2, 2)]
+        db.execute_sql('DELETE FROM "oauth_client" WHERE "id" = 2')
+        assert _count(db, "oauth_client_secret") == 0
+
+
+def _kept_by_the_rebuild(db: peewee.Database) -> set[str]:
+    """The indexes and triggers of both OAuth tables, as the catalogue states them."""
+    tables = ("oauth_client.", "oauth_client_secret.")
+    return {
+        fact
+        for fact in schema_of(db)
+        if fact.startswith(
+            tuple(f"{kind} {table}" for kind in ("index", "trigger") for table in tables)
+        )
+    }
+
+
+def _generation(db: peewee.Database) -> int:
+    return int(_rows(db, 'SELECT "value" FROM "cache_generation"')[0][0])
+
+
+def test_m0023_keeps_the_secrets_rows_indexes_and_cache_generation_triggers(
+    new_database: NewDatabase,
+) -> None:
+    """SQLite drops a table's indexes and triggers with it: the rebuild must make them again.
+    m0016's triggers on both tables still move the cache generation afterwards (a rotated or
+    expired secret reaches every process's cache), and the secrets are the same rows."""
+    db = new_database()
+    migrations.upgrade(db, target=BEFORE_M0023)
+    with db.connection_context(), db.atomic():
+        _two_clients(db)
+        for n, (tenant, client) in enumerate(((1, 1), (1, 1), (2, 2)), start=1):
+            _insert(db, "oauth_client_secret", **_secret(tenant, client, n))
+    kept = _kept_by_the_rebuild(db)
+    with db.connection_context():
+        secrets_before = _rows(db, 'SELECT * FROM "oauth_client_secret" ORDER BY "id"')
+    assert {fact.split()[0] for fact in kept} == {"index", "trigger"}
+    assert any(fact.startswith("trigger oauth_client_secret.") for fact in kept)
+
+    assert migrations.upgrade(db) == FROM_M0023
+    after = _kept_by_the_rebuild(db)
+    assert kept <= after
+    added = after - kept
+    assert len(added) == 1, added  # the index m0023 adds, and nothing else
+    assert "oauth_client_tenant_id_id" in next(iter(added))
+    expired = "2026-02-01 00:00:00"
+    with db.connection_context():
+        assert _rows(db, 'SELECT * FROM "oauth_client_secret" ORDER BY "id"') == secrets_before
+        changes: list[tuple[str, Callable[[], Any]]] = [
+            ("new secret", lambda: _insert(db, "oauth_client_secret", **_secret(2, 2, 4))),
+            ("secret expires", lambda: db.execute_sql(
+                'UPDATE "oauth_client_secret" SET "expires_at" = ? WHERE "id" = 4'
+                .replace("?", db.param), [expired])),
+            ("secret deleted", lambda: db.execute_sql(
+                'DELETE FROM "oauth_client_secret" WHERE "id" = 4')),
+            ("client revoked", lambda: db.execute_sql(
+                'UPDATE "oauth_client" SET "revoked_at" = ? WHERE "id" = 2'
+                .replace("?", db.param), [expired])),
+        ]  # fmt: skip
+        for what, change in changes:
+            before = _generation(db)
+            change()
+            assert _generation(db) == before + 1, what
+        if isinstance(db, peewee.SqliteDatabase):
+            assert _rows(db, "PRAGMA foreign_key_check") == []
+
+
+def test_m0023_refuses_to_upgrade_a_secret_of_another_tenant_than_its_clients(
+    new_database: NewDatabase,
+) -> None:
+    db = new_database()
+    migrations.upgrade(db, target=BEFORE_M0023)
+    with db.connection_context():
+        with db.atomic():
+            _two_clients(db)
+            _insert(db, "oauth_client_secret", **_secret(tenant=1, client=2, n=1))
+        with pytest.raises(RuntimeError, match=r"m0023: 1 oauth_client_secret row\(s\) belong"):
+            migrations.upgrade(db)
+        assert migrations.pending(db) == FROM_M0023
+        assert _count(db, "oauth_client_secret") == 1
+        db.execute_sql('UPDATE "oauth_client_secret" SET "tenant_id" = 2')
+    assert migrations.upgrade(db) == FROM_M0023
