@@ -182,6 +182,13 @@ class LiveServer:
             )
         return result
 
+    def tenant(self, slug: str, name: str | None = None) -> str:
+        """Create tenant `slug` (`tenants create`) and issue its IdP's token (`tokens create
+        --tenant`), as an operator would; the token."""
+        self.cli("tenants", "create", slug, "--name", name or slug.title())
+        created = self.cli("tokens", "create", f"{slug}-idp", "--tenant", slug)
+        return created.stdout.strip().splitlines()[-1]
+
     def start(self) -> None:
         """Start gunicorn (its settings file, `gunicorn.conf.py`, is read from ROOT as in
         production); the log is appended to, so it survives a restart."""

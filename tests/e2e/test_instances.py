@@ -209,9 +209,7 @@ def test_fifty_concurrent_posts_of_one_user_name_in_each_of_two_tenants_create_o
     the unique index (tenant_id, user_name_key) lets exactly one through per tenant, and the
     other tenant's row never counts as a collision (the 409s name their own tenant's user)."""
     slug = f"t{uuid.uuid4().hex[:8]}"
-    instances[0].cli("tenants", "create", slug, "--name", "Race Corp")
-    made = instances[0].cli("tokens", "create", "race-idp", "--tenant", slug)
-    tokens = {"default": instances[0].token, slug: made.stdout.strip().splitlines()[-1]}
+    tokens = {"default": instances[0].token, slug: instances[0].tenant(slug, "Race Corp")}
     tenants = sorted(tokens)
     name = unique_name()
 
