@@ -1,5 +1,10 @@
 """Fixtures: every API test runs against SQLite and PostgreSQL.
 
+`scim` and `acme` (the default tenant's and a second tenant's SCIM clients) go through Flask's
+test client, unless a module parametrises `transport` with "http": its tests then also run over
+real HTTP, against a live gunicorn per database (tests/e2e/live.py's `TwoTenants`), started once
+for the module and stopped by its process id.
+
 PostgreSQL tests use a schema of their own in the `test` database (so parallel runs do not
 collide) and are skipped loudly when the server is unreachable — unless REQUIRE_POSTGRES=1
 (set by .ci/run), where an unreachable server fails the run.
@@ -25,6 +30,7 @@ from app.store import migrations, tenancy
 from app.store.db import database
 from app.store.models import ALL_MODELS, CacheGeneration, LmsTarget, Tenant
 from app.store.tenancy import DEFAULT_TENANT
+from tests.e2e.live import TwoTenants, servers_in
 from tests.helpers import (
     OPERATOR,
     PASSWORD,
@@ -35,6 +41,7 @@ from tests.helpers import (
     connect_postgres,
     create_schema,
     drop_schema,
+    empty_tenant,
     last_line,
     run,
     schema_url,
@@ -150,8 +157,45 @@ def token(app: Flask) -> str:
 
 
 @pytest.fixture
-def scim(client: FlaskClient, token: str) -> Scim:
-    return Scim(client, token)
+def transport() -> str:
+    """How `scim` and `acme` reach the app: "flask", its test client in this process. A module
+    that parametrises this fixture with "http" as well runs its tests over real HTTP too."""
+    return "flask"
+
+
+@pytest.fixture(scope="module")
+def live_sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], TwoTenants]]:
+    """A live gunicorn with two tenants per database, started when a test of the module first
+    asks for it and reused by the others; stopped by its process id when the module ends."""
+    with servers_in(tmp_path_factory.mktemp("live")) as servers:
+        started: dict[str, TwoTenants] = {}
+
+        def site(backend: str) -> TwoTenants:
+            if backend not in started:
+                started[backend] = TwoTenants.launch(servers, backend)
+            return started[backend]
+
+        yield site
+
+
+@pytest.fixture
+def live_tenants(config: Config, live_sites: Callable[[str], TwoTenants]) -> TwoTenants:
+    """The live server on the test's kind of database, both tenants emptied of users and groups
+    (as a test's own clean database would be)."""
+    backend = "postgres" if config.database_url.startswith("postgres") else "sqlite"
+    tenants = live_sites(backend)
+    empty_tenant(tenants.home)
+    empty_tenant(tenants.acme)
+    return tenants
+
+
+@pytest.fixture
+def scim(request: pytest.FixtureRequest, transport: str, config: Config) -> Scim:
+    """A SCIM client of the default tenant (through `transport`; `config` names the database,
+    and is asked for here so that every test using it runs on both)."""
+    if transport == "http":
+        return request.getfixturevalue("live_tenants").home
+    return Scim(request.getfixturevalue("client"), request.getfixturevalue("token"))
 
 
 @pytest.fixture
@@ -193,6 +237,8 @@ def acme_token(app: Flask) -> str:
 
 
 @pytest.fixture
-def acme(client: FlaskClient, acme_token: str) -> Scim:
-    """A SCIM client of the second tenant, `acme`, on the plain base URL."""
-    return Scim(client, acme_token)
+def acme(request: pytest.FixtureRequest, transport: str, config: Config) -> Scim:
+    """A SCIM client of the second tenant, `acme`, on the plain base URL (through `transport`)."""
+    if transport == "http":
+        return request.getfixturevalue("live_tenants").acme
+    return Scim(request.getfixturevalue("client"), request.getfixturevalue("acme_token"))

@@ -7,7 +7,7 @@ and no test module imports from another test module — what two of them need is
   tokens tried (`status_of`), SCIM errors checked (`assert_error`), cursors broken
   (`tampered_cursors`);
 - request bodies (`user_body`, `group_body`, `members`, `patch_body`) and the requests the tests
-  make again and again (`create_user`, `create_group`, `patch_ok`, `deactivate`);
+  make again and again (`create_user`, `create_group`, `patch_ok`, `empty_tenant`, `deactivate`);
 - the store directly (`bulk_users`, `bulk_members`, `stored_members`) and threads (`in_threads`);
 - the `lms-scim` commands through Flask's CLI runner (`invoke`, `run`, `last_line`);
 - `/admin` sign-in (`OPERATOR`, `PASSWORD`, `csrf`, `sign_in`, `sign_out`), and time moved on
@@ -104,9 +104,11 @@ def bound_database(db: peewee.Database) -> Iterator[peewee.Database]:
 
 
 class Scim:
-    """A test client that speaks SCIM: bearer token, SCIM media type, base path."""
+    """A test client that speaks SCIM: bearer token, SCIM media type, base path. `client` is
+    Flask's test client, or anything with its `open` (tests/e2e/live.py's `HttpClient`, which
+    speaks to a live server)."""
 
-    def __init__(self, client: FlaskClient, token: str, base: str = "/scim/v2"):
+    def __init__(self, client: FlaskClient | Any, token: str, base: str = "/scim/v2"):
         self.client = client
         self.base = base
         self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/scim+json"}
@@ -246,6 +248,19 @@ def patch_ok(scim: Any, path: str, *operations: dict[str, Any]) -> Any:
     response = scim.patch(path, patch_body(*operations))
     assert response.status_code in (200, 204), response.get_data(as_text=True)
     return response
+
+
+def empty_tenant(scim: Any) -> None:
+    """DELETE every group and user the client's token can list (its tenant's)."""
+
+    def listed(kind: str) -> list[dict[str, Any]] | None:
+        return scim.get(f"/{kind}", query_string={"attributes": "id"}).get_json().get("Resources")
+
+    for kind in ("Groups", "Users"):
+        while resources := listed(kind):
+            for resource in resources:
+                deleted = scim.delete(f"/{kind}/{resource['id']}")
+                assert deleted.status_code == 204, deleted.get_data(as_text=True)
 
 
 def deactivate(scim: Any, user_id: str) -> None:

@@ -1,7 +1,12 @@
 """Tenant isolation, table-driven over every endpoint, write path and filter that takes an id or
 could match a row: tenant `acme` aims at the default tenant's users and groups, sees nothing,
 changes nothing, and each foreign id answers exactly as an absent one (on SQLite and
-PostgreSQL). The database's own refusal is in tests/unit/test_migrations.py (m0011)."""
+PostgreSQL). The database's own refusal is in tests/unit/test_migrations.py (m0011).
+
+Every case runs twice on each database: through Flask's test client, and over real HTTP to a
+live gunicorn (two workers) whose tenants and tokens were made by the `lms-scim` commands, one
+server per database for the whole module (`transport`, `live_tenants` in tests/conftest.py).
+"""
 
 from __future__ import annotations
 
@@ -29,6 +34,12 @@ from tests.helpers import (
 ABSENT = "0" * 32
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 ANY_ID = re.compile(r"\b[0-9a-f]{32}\b")
+
+
+@pytest.fixture(params=["flask", pytest.param("http", marks=pytest.mark.e2e)])
+def transport(request: pytest.FixtureRequest) -> str:
+    """`scim` and `acme` in this process, then over real HTTP."""
+    return request.param
 
 
 @pytest.fixture
@@ -310,12 +321,14 @@ def test_a_manager_value_naming_a_foreign_user_is_stored_as_an_absent_one(
 # -- rows written by INSERT … SELECT belong to the tenant at hand -----------------------------
 
 
+@pytest.mark.parametrize("transport", ["flask"])
 def test_kept_enrolments_audit_and_outbox_rows_of_a_tenant_are_its_own(
-    app: Flask, acme: Scim
+    app: Flask, acme: Scim, transport: str
 ) -> None:
     """INSERT … SELECT gets no Python default: each such writer names the tenant, or the
     database's default (the default tenant) would take the row — and m0011 refuses a kept
-    enrolment that points across tenants (acme has an LMS, so its changes are queued)."""
+    enrolment that points across tenants (acme has an LMS, so its changes are queued). In
+    process only: it reads the store of the test's own app."""
     run(app, "tenants", "set", "acme", "LMS_URL=https://lms.acme.test")
     mate = create_user(acme, "mate@acme.test")
     own = create_group(acme, "Own", mate["id"])

@@ -28,7 +28,14 @@ import pytest
 import requests
 from scim2_client import BaseSyncSCIMClient, RequestNetworkException
 
-from tests.helpers import PG_DSN, create_schema, drop_schema, postgres_or_skip, schema_url
+from tests.helpers import (
+    PG_DSN,
+    Scim,
+    create_schema,
+    drop_schema,
+    postgres_or_skip,
+    schema_url,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -181,6 +188,13 @@ class LiveServer:
                 f"{result.stdout}\n{result.stderr}"
             )
         return result
+
+    def tenant(self, slug: str, name: str | None = None) -> str:
+        """Create tenant `slug` (`tenants create`) and issue its IdP's token (`tokens create
+        --tenant`), as an operator would; the token."""
+        self.cli("tenants", "create", slug, "--name", name or slug.title())
+        created = self.cli("tokens", "create", f"{slug}-idp", "--tenant", slug)
+        return created.stdout.strip().splitlines()[-1]
 
     def start(self) -> None:
         """Start gunicorn (its settings file, `gunicorn.conf.py`, is read from ROOT as in
@@ -388,6 +402,77 @@ def servers_in(workdir: Path) -> Iterator[Servers]:
         yield servers
     finally:
         servers.close()
+
+
+class HttpResponse:
+    """A `requests` response read as a Flask test response is (`status_code`, `headers`,
+    `mimetype`, `get_json`, `get_data`), so one test reads the answers of both alike."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self.response = response
+        self.status_code = response.status_code
+        self.headers = response.headers
+
+    @property
+    def mimetype(self) -> str:
+        return self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+    def get_data(self, as_text: bool = False) -> bytes | str:
+        return self.response.text if as_text else self.response.content
+
+    def get_json(self, silent: bool = False) -> Any:
+        """As werkzeug's: None unless the media type is JSON (`application/json`, `…+json`)."""
+        if not (self.mimetype == "application/json" or self.mimetype.endswith("+json")):
+            return None
+        try:
+            return self.response.json()
+        except ValueError:
+            if not silent:
+                raise
+            return None
+
+
+class HttpClient:
+    """What `tests.helpers.Scim` uses of Flask's test client (`open`), over real HTTP to a
+    live server, on one keep-alive session."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.session = requests.Session()
+
+    def open(
+        self,
+        path: str,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        query_string: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> HttpResponse:
+        response = self.session.request(
+            method,
+            f"{self.base_url}{path}",
+            headers=headers,
+            params=query_string,
+            timeout=30,
+            **kwargs,
+        )
+        return HttpResponse(response)
+
+
+@dataclass
+class TwoTenants:
+    """A live server with two tenants, the default one (`home`) and `acme`, each with its IdP's
+    token, as SCIM clients (`tests.helpers.Scim` over `HttpClient`)."""
+
+    server: LiveServer
+    home: Scim
+    acme: Scim
+
+    @classmethod
+    def launch(cls, servers: Servers, backend: str) -> TwoTenants:
+        server = servers.launch(backend, name=f"two-tenants-{backend}")
+        client = HttpClient(server.base_url)
+        return cls(server, Scim(client, server.token), Scim(client, server.tenant("acme")))
 
 
 class RequestsSCIMClient(BaseSyncSCIMClient):

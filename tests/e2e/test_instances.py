@@ -1,5 +1,8 @@
-"""Two real server instances (gunicorn, 2 workers x 4 threads each) on one PostgreSQL schema,
-driven at once: uniqueness, group membership and user updates stay right across instances.
+"""Two real server instances (gunicorn, 2 workers x 4 threads each) on one database, driven at
+once: uniqueness, group membership and user updates stay right across instances.
+
+Each runs on PostgreSQL (one schema) and on SQLite (one file, opened by both instances' workers:
+they take turns to write, by an `flock` beside the file, and the same unique indexes decide).
 
 Each test releases its requests together (a barrier), spreads them over both instances, and
 checks the answers and the database itself.
@@ -11,27 +14,41 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import requests
 
-from tests.e2e.live import CORE_GROUP, LiveServer, Servers, patch_body, unique_name, user_body
+from tests.e2e.live import (
+    CORE_GROUP,
+    LiveServer,
+    patch_body,
+    servers_in,
+    unique_name,
+    user_body,
+)
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = pytest.mark.e2e
 
 TIMEOUT = 30
 
 
-@pytest.fixture(scope="module")
-def instances(servers: Servers) -> list[LiveServer]:
-    """Two instances sharing one PostgreSQL schema (the second reuses the first's token)."""
-    database = servers.database("postgres")
-    first = servers.launch("postgres", database, name="instance-a")
-    second = servers.launch("postgres", database, token=first.token, name="instance-b")
-    return [first, second]
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def instances(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[LiveServer]]:
+    """Two instances sharing one database (the second reuses the first's token), stopped by
+    their process ids before the other database's pair starts."""
+    backend = request.param
+    with servers_in(tmp_path_factory.mktemp(f"instances-{backend}")) as servers:
+        database = servers.database(backend)
+        first = servers.launch(backend, database, name="instance-a")
+        second = servers.launch(backend, database, token=first.token, name="instance-b")
+        yield [first, second]
 
 
 def call(server: LiveServer, method: str, path: str, body: Any = None, **headers: str) -> Any:
@@ -192,9 +209,7 @@ def test_fifty_concurrent_posts_of_one_user_name_in_each_of_two_tenants_create_o
     the unique index (tenant_id, user_name_key) lets exactly one through per tenant, and the
     other tenant's row never counts as a collision (the 409s name their own tenant's user)."""
     slug = f"t{uuid.uuid4().hex[:8]}"
-    instances[0].cli("tenants", "create", slug, "--name", "Race Corp")
-    made = instances[0].cli("tokens", "create", "race-idp", "--tenant", slug)
-    tokens = {"default": instances[0].token, slug: made.stdout.strip().splitlines()[-1]}
+    tokens = {"default": instances[0].token, slug: instances[0].tenant(slug, "Race Corp")}
     tenants = sorted(tokens)
     name = unique_name()
 

@@ -22,18 +22,12 @@ def server(servers: Servers) -> LiveServer:
     )
 
 
-def _token(server: LiveServer, slug: str) -> str:
-    server.cli("tenants", "create", slug, "--name", slug.title())
-    created = server.cli("tokens", "create", f"{slug}-idp", "--tenant", slug)
-    return created.stdout.strip().splitlines()[-1]
-
-
 def _headers(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
 
 
 def test_a_tenant_url_over_http(server: LiveServer) -> None:
-    acme = _headers(_token(server, "acme"))
+    acme = _headers(server.tenant("acme"))
     base = f"{server.base_url}/t/acme/scim/v2"
     created = requests.post(
         f"{base}/Users", json=user_body("ada@acme.example"), headers=acme, timeout=10
