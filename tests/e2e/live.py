@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -26,9 +28,12 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+import trustme
 from scim2_client import BaseSyncSCIMClient, RequestNetworkException
 
 from tests.helpers import (
+    OPERATOR,
+    PASSWORD,
     PG_DSN,
     Scim,
     create_schema,
@@ -132,10 +137,18 @@ class LiveServer:
     # A shell command line to run instead of gunicorn with `make run`'s flags (the Procfile's
     # `web:`), by `sh -c` with the virtual environment's bin first on PATH.
     command: str | None = None
+    # The CA that signed the certificate of a server serving TLS itself (`Servers.tls`).
+    ca: Path | None = None
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.ca else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def verify(self) -> str | bool:
+        """`requests`' `verify=`: the test's own CA for a TLS server, else the default."""
+        return str(self.ca) if self.ca else True
 
     @property
     def scim_url(self) -> str:
@@ -170,8 +183,12 @@ class LiveServer:
         finally:
             conn.close()
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run `lms-scim ARGS` as `make run` would, failing the test if it fails."""
+    def cli(self, *args: str, typed: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run `lms-scim ARGS` as `make run` would, failing the test if it fails.
+
+        `typed` is what a person types at its prompts (one answer a line). The command then runs
+        without a controlling terminal, so a hidden prompt reads it from stdin rather than from
+        the terminal running the tests."""
         result = subprocess.run(
             [console_script("lms-scim"), *args],
             cwd=ROOT,
@@ -180,6 +197,8 @@ class LiveServer:
             text=True,
             timeout=CLI_SECONDS,
             check=False,
+            input=typed,
+            start_new_session=typed is not None,
         )
         self.cli_output.append(f"$ lms-scim {' '.join(args)}\n{result.stdout}{result.stderr}")
         if result.returncode != 0:
@@ -237,7 +256,7 @@ class LiveServer:
                     f"{_tail(self.log)}"
                 )
             try:
-                response = requests.get(f"{self.base_url}/healthz", timeout=1)
+                response = requests.get(f"{self.base_url}/healthz", timeout=1, verify=self.verify)
                 if response.status_code == 200:
                     return
                 last_error = f"HTTP {response.status_code}"
@@ -342,6 +361,37 @@ class Servers:
             return schema_url(schema), schema
         return f"sqlite:///{self.workdir / f'e2e-{uuid.uuid4().hex[:8]}.db'}", None
 
+    def prepare(
+        self,
+        backend: str,
+        database: tuple[str, str | None] | None = None,
+        *,
+        name: str | None = None,
+        env: dict[str, str] | None = None,
+        **fields: Any,
+    ) -> LiveServer:
+        """A server on `database` (else a new one) and a free port, neither migrated nor started;
+        stopped with the others in any case. `fields` are `LiveServer`'s (workers, command, ca)."""
+        database_url, schema = database or self.database(backend)
+        port = free_port()
+        name = name or f"server-{len(self.started)}"
+        # Metrics files in the test's folder, not a temporary one a kill -9 would leave behind.
+        env = {"PROMETHEUS_MULTIPROC_DIR": str(self.workdir / f"metrics-{name}"), **(env or {})}
+        server = LiveServer(
+            backend,
+            database_url,
+            port,
+            "",
+            _server_env(database_url, port, env),
+            self.workdir,
+            None,
+            schema,
+            name=name,
+            **fields,
+        )
+        self.started.append(server)
+        return server
+
     def launch(
         self,
         backend: str,
@@ -360,33 +410,43 @@ class Servers:
         database), while migrations and the token use the database's own URL. `command` is a
         shell command line that starts it instead (`LiveServer.command`), with `PORT` set.
         """
-        database_url, schema = database or self.database(backend)
-        port = free_port()
-        name = name or f"server-{len(self.started)}"
-        # Metrics files in the test's folder, not a temporary one a kill -9 would leave behind.
-        env = {"PROMETHEUS_MULTIPROC_DIR": str(self.workdir / f"metrics-{name}"), **(env or {})}
-        server = LiveServer(
-            backend,
-            database_url,
-            port,
-            token or "",
-            _server_env(database_url, port, env),
-            self.workdir,
-            None,
-            schema,
-            name=name,
-            workers=workers,
-            command=command,
+        server = self.prepare(
+            backend, database, name=name, env=env, workers=workers, command=command
         )
         if token is None:
             server.cli("db", "upgrade")
             server.token = server.cli("tokens", "create", "e2e").stdout.strip().splitlines()[-1]
+        else:
+            server.token = token
         if url is not None:
             server.env["DATABASE_URL"] = url
-        self.started.append(server)
         server.start()
         server.wait_until_healthy()
         return server
+
+    def tls(self, backend: str, name: str, env: dict[str, str] | None = None) -> LiveServer:
+        """A server that will serve TLS itself as docs/https.md says — `.venv/bin/gunicorn
+        --certfile … --keyfile … 'app:create_app()'`, `gunicorn.conf.py` binding HOST:PORT — with
+        a certificate for 127.0.0.1 and localhost signed by a CA of its own (`trustme`), on a
+        new database.
+
+        Neither migrated nor started, and no token: the caller runs the commands a guide gives
+        (`server.cli(...)`), then `server.start()` and `server.wait_until_healthy()`."""
+        folder = self.workdir / name
+        folder.mkdir()
+        ca, certfile, keyfile = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+        authority = trustme.CA()
+        authority.cert_pem.write_to_path(str(ca))
+        issued = authority.issue_cert("127.0.0.1", "localhost")
+        for blob in issued.cert_chain_pems:
+            blob.write_to_path(str(certfile), append=True)
+        issued.private_key_pem.write_to_path(str(keyfile))
+        # exec: the shell becomes gunicorn, so the process id the test stops is gunicorn's.
+        gunicorn, cert, key = (
+            shlex.quote(str(p)) for p in (console_script("gunicorn"), certfile, keyfile)
+        )
+        command = f"exec {gunicorn} --certfile {cert} --keyfile {key} 'app:create_app()'"
+        return self.prepare(backend, name=name, env=env, command=command, ca=ca)
 
     def close(self) -> None:
         for server in self.started:
@@ -473,6 +533,64 @@ class TwoTenants:
         server = servers.launch(backend, name=f"two-tenants-{backend}")
         client = HttpClient(server.base_url)
         return cls(server, Scim(client, server.token), Scim(client, server.tenant("acme")))
+
+
+ADMIN_COOKIE = "lms_scim_admin"
+
+
+class Visitor:
+    """A browser on /admin that keeps the session cookie itself: `requests` would not send a
+    `Secure` cookie back over plain http, and the tests need to replay old cookies. Over https
+    it trusts the server's own CA."""
+
+    def __init__(self, server: LiveServer, **headers: str) -> None:
+        self.base_url = server.base_url
+        self.verify = server.verify
+        self.headers = headers
+        self.cookie: str | None = None
+        self.set_cookies: list[str] = []
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = dict(self.headers)
+        if self.cookie:
+            headers["Cookie"] = f"{ADMIN_COOKIE}={self.cookie}"
+        response = requests.request(
+            method,
+            f"{self.base_url}{path}",
+            headers=headers,
+            allow_redirects=False,
+            timeout=15,
+            verify=self.verify,
+            **kwargs,
+        )
+        set_cookie = response.headers.get("Set-Cookie")
+        if set_cookie:
+            self.set_cookies.append(set_cookie)
+            match = re.match(rf"{ADMIN_COOKIE}=([^;]*)", set_cookie)
+            assert match, set_cookie
+            self.cookie = match[1] or None
+        return response
+
+    def csrf(self, path: str = "/admin/login") -> str:
+        """The CSRF token of the form on an /admin page, as a browser would submit it."""
+        page = self.request("GET", path)
+        match = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert match, f"{page.status_code}: {page.text[:500]}"
+        return match[1]
+
+    def sign_in(
+        self, query: str = "", name: str = OPERATOR, password: str = PASSWORD
+    ) -> requests.Response:
+        data = {"csrf": self.csrf(), "name": name, "password": password}
+        return self.request("POST", f"/admin/login{query}", data=data)
+
+    def sign_out(self) -> requests.Response:
+        return self.request("POST", "/admin/logout", data={"csrf": self.csrf("/admin/")})
+
+    def signed_in(self) -> bool:
+        status = self.request("GET", "/admin/").status_code
+        assert status in (200, 302)
+        return status == 200
 
 
 class RequestsSCIMClient(BaseSyncSCIMClient):

@@ -4,70 +4,17 @@ a trusted proxy that terminated TLS, and under the Procfile's `web:` command."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Any
 
 import pytest
-import requests
 
-from tests.e2e.live import LiveServer, Servers
+from tests.e2e.live import LiveServer, Servers, Visitor
 from tests.helpers import OPERATOR, PASSWORD
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-COOKIE = "lms_scim_admin"
 HTTPS_PROXY = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.20"}
-
-
-class Visitor:
-    """A browser on /admin that keeps the session cookie itself: `requests` would not send a
-    `Secure` cookie back over plain http, and the tests need to replay old cookies."""
-
-    def __init__(self, server: LiveServer, **headers: str) -> None:
-        self.base_url = server.base_url
-        self.headers = headers
-        self.cookie: str | None = None
-        self.set_cookies: list[str] = []
-
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        headers = dict(self.headers)
-        if self.cookie:
-            headers["Cookie"] = f"{COOKIE}={self.cookie}"
-        response = requests.request(
-            method,
-            f"{self.base_url}{path}",
-            headers=headers,
-            allow_redirects=False,
-            timeout=15,
-            **kwargs,
-        )
-        set_cookie = response.headers.get("Set-Cookie")
-        if set_cookie:
-            self.set_cookies.append(set_cookie)
-            match = re.match(rf"{COOKIE}=([^;]*)", set_cookie)
-            assert match, set_cookie
-            self.cookie = match[1] or None
-        return response
-
-    def csrf(self, path: str = "/admin/login") -> str:
-        page = self.request("GET", path)
-        match = re.search(r'name="csrf" value="([^"]+)"', page.text)
-        assert match, f"{page.status_code}: {page.text[:500]}"
-        return match[1]
-
-    def sign_in(self, query: str = "") -> requests.Response:
-        data = {"csrf": self.csrf(), "name": OPERATOR, "password": PASSWORD}
-        return self.request("POST", f"/admin/login{query}", data=data)
-
-    def sign_out(self) -> requests.Response:
-        return self.request("POST", "/admin/logout", data={"csrf": self.csrf("/admin/")})
-
-    def signed_in(self) -> bool:
-        status = self.request("GET", "/admin/").status_code
-        assert status in (200, 302)
-        return status == 200
 
 
 @pytest.fixture(

@@ -9,77 +9,38 @@ The CA and the certificate for 127.0.0.1 are made by trustme, in the test's own 
 from __future__ import annotations
 
 import os
-import re
-import time
-from pathlib import Path
 
 import pytest
 import requests
-import trustme
 
-from tests.e2e.live import (
-    CORE_USER,
-    SCIM_MEDIA_TYPE,
-    STARTUP_SECONDS,
-    LiveServer,
-    Servers,
-    _server_env,
-    free_port,
-)
+from tests.e2e.live import CORE_USER, SCIM_MEDIA_TYPE, Servers, Visitor
 from tests.helpers import OPERATOR, PASSWORD
 
 pytestmark = pytest.mark.e2e
 
 
-def _wait_for_tls(server: LiveServer, url: str, ca: Path) -> None:
-    assert server.process is not None
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        assert server.process.poll() is None, server.log.read_text(errors="replace")[-2000:]
-        try:
-            if requests.get(f"{url}/healthz", verify=str(ca), timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            time.sleep(0.1)
-    pytest.fail(f"no https answer within {STARTUP_SECONDS} s")
-
-
 @pytest.mark.parametrize(
     "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
-def test_gunicorn_serves_scim_over_tls(servers: Servers, tmp_path: Path, backend: str) -> None:
-    authority = trustme.CA()
-    issued = authority.issue_cert("127.0.0.1", "localhost")
-    ca, certfile, keyfile = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
-    authority.cert_pem.write_to_path(str(ca))
-    for blob in issued.cert_chain_pems:
-        blob.write_to_path(str(certfile), append=True)
-    issued.private_key_pem.write_to_path(str(keyfile))
-
-    database_url, schema = servers.database(backend)
-    port = free_port()
-    # docs/https.md's command: gunicorn.conf.py binds HOST:PORT; exec, so the pid is gunicorn's.
-    command = f"exec gunicorn --certfile {certfile} --keyfile {keyfile} 'app:create_app()'"
-    env = _server_env(database_url, port, {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")})
-    server = LiveServer(backend, database_url, port, "", env, tmp_path, None, schema,
-                        name=f"tls-{backend}", command=command)  # fmt: skip
-    servers.started.append(server)  # stopped at the end of the module in any case
+def test_gunicorn_serves_scim_over_tls(servers: Servers, backend: str) -> None:
+    server = servers.tls(backend, f"tls-{backend}")  # docs/https.md's command, stopped in any case
     server.cli("db", "upgrade")
     server.token = server.cli("tokens", "create", "okta-tls").stdout.strip().splitlines()[-1]
     server.cli("operators", "create", OPERATOR, "--password", PASSWORD)
     server.start()
-    origin = f"https://127.0.0.1:{port}"
-    _wait_for_tls(server, origin, ca)
+    server.wait_until_healthy()  # over https, verifying the certificate against its CA
+    origin, ca, port = server.base_url, server.verify, server.port
+    assert origin == f"https://127.0.0.1:{port}"
 
     headers = {**server.headers(), "Accept": SCIM_MEDIA_TYPE}
     body = {"schemas": [CORE_USER], "userName": "tls@example.com", "active": True}
     created = requests.post(f"{origin}/scim/v2/Users", json=body, headers=headers,
-                            verify=str(ca), timeout=10)  # fmt: skip
+                            verify=ca, timeout=10)  # fmt: skip
     assert created.status_code == 201, created.text
     user = created.json()
     assert user["meta"]["location"] == f"{origin}/scim/v2/Users/{user['id']}"
     assert created.headers["Location"] == user["meta"]["location"]
-    found = requests.get(f"{origin}/scim/v2/Users", headers=headers, verify=str(ca), timeout=10,
+    found = requests.get(f"{origin}/scim/v2/Users", headers=headers, verify=ca, timeout=10,
                          params={"filter": 'userName eq "tls@example.com"'})  # fmt: skip
     assert [r["id"] for r in found.json()["Resources"]] == [user["id"]]
 
@@ -90,12 +51,8 @@ def test_gunicorn_serves_scim_over_tls(servers: Servers, tmp_path: Path, backend
         requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
 
     # The /admin cookie is Secure because the request came over TLS, although HOST is loopback.
-    page = requests.get(f"{origin}/admin/login", verify=str(ca), timeout=10)
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert csrf, page.text[:300]
-    form = {"csrf": csrf[1], "name": OPERATOR, "password": PASSWORD}
-    signed = requests.post(f"{origin}/admin/login", data=form, cookies=page.cookies,
-                           verify=str(ca), allow_redirects=False, timeout=10)  # fmt: skip
+    visitor = Visitor(server)
+    signed = visitor.sign_in()
     assert signed.status_code == 302, signed.text[:300]
     cookie = signed.headers["Set-Cookie"]
     assert "; Secure" in cookie, cookie

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -10,12 +9,9 @@ import pytest
 from app.store.models import User
 from scim_schemas import CORE_USER, LIST_RESPONSE
 from tests.helpers import stored_members
-from tests.idp.conversation import OKTA_HEADERS, fixture, subset
+from tests.idp.conversation import OKTA_HEADERS, RECORDED_MEMBERS, fixture, replay, subset
 
 pytestmark = pytest.mark.idp
-
-# The user ids in the recorded requests, standing for users of this store.
-RECORDED_MEMBERS = ("89bb1940-b905-4575-9e7f-6f887cfb368e", "23a35c27-23d3-4c03-b4c5-6443c09e7173")
 
 
 def user(scim: Any, login: str) -> str:
@@ -23,14 +19,6 @@ def user(scim: Any, login: str) -> str:
     response = scim.post("/Users", body, headers=OKTA_HEADERS)
     assert response.status_code == 201
     return response.get_json()["id"]
-
-
-def replay(recorded: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
-    """The recorded request with the recorded ids replaced by this store's."""
-    text = json.dumps(recorded["request"])
-    for old, new in ids.items():
-        text = text.replace(old, new)
-    return json.loads(text)
 
 
 def push_group(scim: Any) -> dict[str, Any]:
