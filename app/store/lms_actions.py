@@ -205,12 +205,15 @@ def _by_target(user_id: str, model: Any, *fields: Any) -> dict[int, tuple[Any, .
 
 
 def user_targets(user: User) -> list[TargetView]:
-    """Per target: the actions that apply to the user's type, and their account or why they
-    have none."""
+    """Per target that receives changes (none while the relay is off: a target without an LMS
+    has no account to speak of): the actions that apply to the user's type, and their account
+    or why they have none."""
     links = _by_target(user.id, LmsUserLink, LmsUserLink.lms_id, LmsUserLink.matched)
     holds = _by_target(user.id, LmsUserHold, LmsUserHold.reason, LmsUserHold.at)
     found = []
     for target in lms_targets.all_targets():
+        if not outbox.receives(target.id):
+            continue
         actions, configured = for_type(target.id, user.user_type)
         lms_id, matched = links.get(target.id, (None, False))
         reason, at = holds.get(target.id, (None, None))

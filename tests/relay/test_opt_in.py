@@ -87,6 +87,9 @@ def test_no_outbox_rows_and_no_changes_waiting_without_an_lms(
     assert "backlog" not in status
     person = run(app, "users", "status", "alice@example.com").stdout
     assert "LMS:           no LMS is configured (the relay is off)" in person
+    assert "LMS default" not in person  # no per-target account or actions to speak of
+    shown = json.loads(run(app, "users", "status", "alice@example.com", "--format", "json").stdout)
+    assert shown["lmsTargets"] == []
     for command in (("lms", "list"), ("lms", "show", "default"), ("stats",), ("users", "list")):
         shown = run(app, *command).stdout.lower()
         assert "waiting" not in shown, (command, shown)
