@@ -30,13 +30,15 @@ from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import hypothesis
+import jwt
 import peewee
 import pytest
 from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app, runtime
+from app import auth, create_app, runtime
+from app.oauth.access_tokens import LEEWAY_SECONDS
 from app.store import models
 from app.store.db import database
 from app.store.models import Membership, User, utcnow
@@ -477,3 +479,19 @@ def command_hints(page: str) -> list[str]:
     bare = [hint for hint in hints if not hint.startswith(".venv/bin/lms-scim ")]
     assert not bare, bare
     return hints
+
+
+def cached_path_clock(monkeypatch: pytest.MonkeyPatch, moment: float) -> None:
+    """Move only the clock a cached token's expiry is checked against (`app.auth.utcnow`) to
+    the epoch second `moment`: a fresh verification (pyjwt's clock) still sees the real time."""
+    at = dt.datetime.fromtimestamp(moment, dt.UTC).replace(tzinfo=None)
+    monkeypatch.setattr(auth, "utcnow", lambda: at)
+
+
+def after_cached_expiry(scim: Scim, token: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """GET /Users with `token` once it was verified (so cached by its hash) and the cached
+    path's clock is past its `exp` plus the leeway; a second verification would accept it."""
+    assert scim.get("/Users").status_code == 200
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    cached_path_clock(monkeypatch, exp + LEEWAY_SECONDS + 1)
+    return scim.get("/Users")

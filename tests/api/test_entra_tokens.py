@@ -8,7 +8,6 @@ apart."""
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import hmac
 import json
@@ -29,10 +28,17 @@ from prometheus_client import REGISTRY
 from app import auth, runtime
 from app.config import ENTRA_DEFAULT_AUDIENCE, Config
 from app.oauth import entra
-from app.oauth.access_tokens import LEEWAY_SECONDS
 from app.store import tenancy
 from app.store.models import AuditEvent
-from tests.helpers import Scim, app_with, assert_error, create_user, invoke, run
+from tests.helpers import (
+    Scim,
+    after_cached_expiry,
+    app_with,
+    assert_error,
+    create_user,
+    invoke,
+    run,
+)
 
 DIRECTORY = "6b1c7e2a-3f4d-4e5f-9a0b-1c2d3e4f5a6b"
 OTHER_DIRECTORY = "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f"
@@ -261,10 +267,6 @@ def test_forged_or_misdirected_entra_tokens_are_refused(
     assert response.headers["WWW-Authenticate"] == INVALID_TOKEN
 
 
-def _at(moment: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(moment, dt.UTC).replace(tzinfo=None)
-
-
 def test_a_cached_entra_token_that_expires_is_refused_as_a_fresh_expired_one(
     entra_app: Flask,
     keys_endpoint: responses.RequestsMock,
@@ -277,11 +279,7 @@ def test_a_cached_entra_token_that_expires_is_refused_as_a_fresh_expired_one(
     assert_error(fresh, 401)
     token = signer.token()
     scim = Scim(client, token)
-    assert scim.get("/Users").status_code == 200  # verified once: cached by its hash
-    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
-    # Only the clock the cached path reads moves: a second verification would accept the token.
-    monkeypatch.setattr(auth, "utcnow", lambda: _at(exp + LEEWAY_SECONDS + 1))
-    cached = scim.get("/Users")
+    cached = after_cached_expiry(scim, token, monkeypatch)
     assert cached.status_code == fresh.status_code
     assert cached.headers["WWW-Authenticate"] == fresh.headers["WWW-Authenticate"] == INVALID_TOKEN
     assert cached.get_json() == fresh.get_json()

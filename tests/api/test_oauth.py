@@ -5,7 +5,6 @@ forged or misdirected token refused."""
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import hmac
 import json
@@ -25,7 +24,17 @@ from app.oauth.access_tokens import LEEWAY_SECONDS
 from app.secretbox import SecretBox, SecretUnreadable
 from app.store import tenancy
 from app.store.models import AuditEvent, OAuthClientSecret, SigningKey
-from tests.helpers import Scim, app_with, assert_error, create_user, invoke, run, user_body
+from tests.helpers import (
+    Scim,
+    after_cached_expiry,
+    app_with,
+    assert_error,
+    cached_path_clock,
+    create_user,
+    invoke,
+    run,
+    user_body,
+)
 
 TOKEN_URL = "/oauth/token"
 ISSUER = "http://localhost"
@@ -457,10 +466,6 @@ def _signed(app: Flask, creds: dict[str, str], **changes: Any) -> str:
     return jwt.encode(_claims(creds, **changes), signer.key, "ES256", headers)
 
 
-def _at(moment: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(moment, dt.UTC).replace(tzinfo=None)
-
-
 def test_a_cached_token_that_expires_is_refused_as_a_fresh_expired_one(
     app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -469,11 +474,7 @@ def test_a_cached_token_that_expires_is_refused_as_a_fresh_expired_one(
     assert_error(fresh, 401)
     token = _access_token(client, creds)
     scim = Scim(client, token)
-    assert scim.get("/Users").status_code == 200  # verified once: cached by its hash
-    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
-    # Only the clock the cached path reads moves: a second verification would accept the token.
-    monkeypatch.setattr(auth, "utcnow", lambda: _at(exp + LEEWAY_SECONDS + 1))
-    cached = scim.get("/Users")
+    cached = after_cached_expiry(scim, token, monkeypatch)
     assert cached.status_code == fresh.status_code
     assert cached.headers["WWW-Authenticate"] == fresh.headers["WWW-Authenticate"]
     assert cached.get_json() == fresh.get_json()
@@ -487,9 +488,9 @@ def test_a_cached_token_keeps_the_leeway_of_its_first_verification(
     late = Scim(client, _signed(app, creds, iat=now - 600, exp=now - 10))
     assert late.get("/Users").status_code == 200  # expired, within the leeway
     assert late.get("/Users").status_code == 200  # from the cache: the same leeway
-    monkeypatch.setattr(auth, "utcnow", lambda: _at(now - 10 + LEEWAY_SECONDS - 1))
+    cached_path_clock(monkeypatch, now - 10 + LEEWAY_SECONDS - 1)
     assert late.get("/Users").status_code == 200
-    monkeypatch.setattr(auth, "utcnow", lambda: _at(now - 10 + LEEWAY_SECONDS))
+    cached_path_clock(monkeypatch, now - 10 + LEEWAY_SECONDS)
     assert_error(late.get("/Users"), 401)
 
 
@@ -500,9 +501,9 @@ def test_a_token_whose_exp_is_a_fraction_is_served_and_expires_as_pyjwt_reads_it
     now = int(time.time())
     scim = Scim(client, _signed(app, creds, exp=now + 600.75))  # RFC 7519 NumericDate
     assert scim.get("/Users").status_code == 200
-    monkeypatch.setattr(auth, "utcnow", lambda: _at(now + 600 + LEEWAY_SECONDS - 1))
+    cached_path_clock(monkeypatch, now + 600 + LEEWAY_SECONDS - 1)
     assert scim.get("/Users").status_code == 200  # from the cache
-    monkeypatch.setattr(auth, "utcnow", lambda: _at(now + 600 + LEEWAY_SECONDS))
+    cached_path_clock(monkeypatch, now + 600 + LEEWAY_SECONDS)
     assert_error(scim.get("/Users"), 401)
 
 
@@ -561,7 +562,7 @@ def test_verifying_an_access_token_costs_no_query(
         with count_queries() as cached:
             assert auth.verify(f"Bearer {token}", current.tokens, current.access_tokens) == again
         exp = jwt.decode(token, options={"verify_signature": False})["exp"]
-        monkeypatch.setattr(auth, "utcnow", lambda: _at(exp + LEEWAY_SECONDS))
+        cached_path_clock(monkeypatch, exp + LEEWAY_SECONDS)
         with count_queries() as expired, pytest.raises(auth.InvalidToken):
             auth.verify(f"Bearer {token}", current.tokens, current.access_tokens)
     assert principal == again
